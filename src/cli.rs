@@ -1,0 +1,208 @@
+//! The command line: clap definitions only, plus the dispatch rule that makes `cosmovisor start`
+//! (or any other word that is not one of our commands) mean `cosmovisor run start`. No logic.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Cosmovisor - A process manager for Cosmos SDK application binaries.";
+
+const LONG_ABOUT: &str = "Cosmovisor - A process manager for Cosmos SDK application binaries.
+
+Cosmovisor monitors the governance module for incoming chain upgrade proposals. When it sees a \
+proposal that gets approved, cosmovisor can automatically download the new binary, stop the \
+current binary, switch from the old binary to the new one, and finally restart the node with the \
+new binary.
+
+It runs $DAEMON_HOME/cosmovisor/current/bin/$DAEMON_NAME and watches \
+$DAEMON_HOME/data/upgrade-info.json (and the daemon's output) for an approved upgrade.
+This is the Rust implementation; it is a drop-in replacement for Go cosmovisor.
+
+Documentation: https://docs.cosmos.network/main/build/tooling/cosmovisor";
+
+/// The output format of `version` and `show-upgrade-info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cosmovisor", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
+pub struct Cli {
+    /// Path to a cosmovisor config file (config.toml); environment variables override its values.
+    #[arg(
+        short = 'c',
+        long = "cosmovisor-config",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an APP command (`cosmovisor run start …`); every argument goes to the daemon untouched.
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Arguments for the daemon, passed through as they are (including --help).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Print cosmovisor's version, then the daemon's.
+    Version {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Print only cosmovisor's version.
+        #[arg(long = "cosmovisor-only")]
+        cosmovisor_only: bool,
+        /// Extra arguments for `<daemon> version` (text output only).
+        #[arg(trailing_var_arg = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Initialise a cosmovisor home: copy the genesis binary, create `current`, write config.toml.
+    Init {
+        /// Path to the daemon binary to use as genesis.
+        #[arg(value_name = "PATH_TO_EXECUTABLE")]
+        path: PathBuf,
+    },
+    /// Print the configuration cosmovisor would use (after validating it).
+    Config,
+    /// Print the pending upgrade plan (data/upgrade-info.json).
+    ShowUpgradeInfo {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+}
+
+/// The words that are our own commands (everything else is handed to `run`).
+pub const COMMANDS: &[&str] = &[
+    "run",
+    "version",
+    "init",
+    "config",
+    "show-upgrade-info",
+    "help",
+];
+
+/// How the command line is to be handled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// `run …` or an implicit run: the daemon's arguments, untouched, and an optional config
+    /// file taken out of them.
+    Run {
+        args: Vec<OsString>,
+        config: Option<PathBuf>,
+        implicit: bool,
+    },
+    /// One of our other commands (or help): parse with clap.
+    Clap,
+}
+
+/// Decides between `run` (explicit or implicit) and our own commands, before clap sees the
+/// arguments (clap would otherwise reject the daemon's flags).
+#[must_use]
+pub fn dispatch(args: &[OsString]) -> Dispatch {
+    let Some(first) = args.first() else {
+        return Dispatch::Clap;
+    };
+    let first = first.to_string_lossy();
+    if first == "run" {
+        let (config, args) = take_config_flag(&args[1..]);
+        return Dispatch::Run {
+            args,
+            config,
+            implicit: false,
+        };
+    }
+    if first.starts_with('-') || COMMANDS.contains(&first.as_ref()) {
+        return Dispatch::Clap;
+    }
+    let (config, args) = take_config_flag(args);
+    Dispatch::Run {
+        args,
+        config,
+        implicit: true,
+    }
+}
+
+/// Takes the first `--cosmovisor-config <file>` (any case, one or two dashes) out of the daemon's
+/// arguments, as Go v1.6+ `run` does.
+fn take_config_flag(args: &[OsString]) -> (Option<PathBuf>, Vec<OsString>) {
+    let position = args.iter().position(|arg| {
+        let arg = arg.to_string_lossy().to_lowercase();
+        arg == "--cosmovisor-config" || arg == "-cosmovisor-config"
+    });
+    match position {
+        Some(i) if i + 1 < args.len() => {
+            let mut rest = args.to_vec();
+            let value = rest.remove(i + 1);
+            rest.remove(i);
+            (Some(PathBuf::from(value)), rest)
+        }
+        _ => (None, args.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn dispatches_run_and_implicit_run() {
+        assert_eq!(
+            dispatch(&os(&["run", "start", "--help"])),
+            Dispatch::Run {
+                args: os(&["start", "--help"]),
+                config: None,
+                implicit: false
+            }
+        );
+        assert_eq!(
+            dispatch(&os(&["start", "--home", "/h"])),
+            Dispatch::Run {
+                args: os(&["start", "--home", "/h"]),
+                config: None,
+                implicit: true
+            }
+        );
+        assert_eq!(
+            dispatch(&os(&[
+                "run",
+                "start",
+                "--cosmovisor-config",
+                "/c.toml",
+                "--x"
+            ])),
+            Dispatch::Run {
+                args: os(&["start", "--x"]),
+                config: Some("/c.toml".into()),
+                implicit: false
+            }
+        );
+        assert_eq!(dispatch(&os(&["version"])), Dispatch::Clap);
+        assert_eq!(dispatch(&os(&["--help"])), Dispatch::Clap);
+        assert_eq!(dispatch(&os(&[])), Dispatch::Clap);
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,75 @@
+//! `cosmovisor config` and `cosmovisor show-upgrade-info`: read-only views of the configuration
+//! and of the pending plan. Both print to stdout (Go prints to stderr through cobra).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::OutputFormat;
+use crate::config::{Config, ConfigErrors};
+use crate::exit;
+use crate::layout::Layout;
+use crate::plan;
+
+/// Prints the validated configuration in Go's `DetailString` layout.
+pub fn config(config_file: Option<&Path>) -> anyhow::Result<u8> {
+    let cfg = load_checked(config_file)?;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(cfg.detail_string().as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(exit::OK)
+}
+
+/// Loads the configuration with the filesystem checks upstream does at load time.
+pub fn load_checked(config_file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let cfg = Config::load(config_file)?;
+    let errors = cfg.check_filesystem();
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Prints `data/upgrade-info.json` as it is (text) or as a validated plan (JSON).
+pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
+    let cfg = Config::load(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    let path = layout.upgrade_info_file();
+    let mut stdout = std::io::stdout();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            match output {
+                OutputFormat::Text => {
+                    writeln!(stdout, "No upgrade info found at {}", path.display())
+                }
+                OutputFormat::Json => writeln!(stdout, "null"),
+            }
+            .context("cannot write to stdout")?;
+            return Ok(exit::OK);
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    match output {
+        OutputFormat::Text => {
+            stdout.write_all(&bytes).context("cannot write to stdout")?;
+            writeln!(stdout).context("cannot write to stdout")?;
+        }
+        OutputFormat::Json => {
+            let plan = plan::parse(&bytes, !cfg.disable_recase)
+                .with_context(|| format!("{} is not a valid upgrade plan", path.display()))?;
+            let value = serde_json::json!({
+                "name": plan.name.as_str(),
+                "raw_name": plan.raw_name,
+                "height": plan.height,
+                "info": plan.info,
+                "upgrade_dir": layout.upgrade_dir(&plan.name),
+            });
+            writeln!(stdout, "{value}").context("cannot write to stdout")?;
+        }
+    }
+    Ok(exit::OK)
+}

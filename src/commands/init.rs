@@ -1,0 +1,165 @@
+//! `cosmovisor init <path>`: sets up a home for cosmovisor.
+//!
+//! Everything that could make it fail is checked before anything is written, so a bad call
+//! creates nothing. Then, as Go does: `genesis/bin/` is created, the binary copied into it (an
+//! existing one is kept), made executable, `current` pointed at genesis (an existing valid link
+//! is kept), and `config.toml` written from the environment. An existing `config.toml` is only
+//! replaced after a "y" at an interactive prompt; without a terminal it is kept (Go blocks on
+//! stdin there).
+
+use std::fs;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use tracing::info;
+
+use crate::config::Config;
+use crate::exit;
+use crate::layout::{self, Layout, LayoutError};
+
+pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> {
+    check_executable(executable)?;
+    let cfg = Config::load(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    check_existing(&layout)?;
+
+    let root = layout.root();
+    let bin_dir = layout.genesis_dir().join("bin");
+    info!("checking on the genesis/bin directory");
+    if bin_dir.is_dir() {
+        info!(dir = %bin_dir.display(), "the genesis/bin directory already exists");
+    } else {
+        info!(dir = %bin_dir.display(), "creating directory (and any parents)");
+        fs::create_dir_all(&bin_dir)
+            .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    }
+
+    let genesis_bin = layout.genesis_bin();
+    info!("checking on the genesis/bin executable");
+    if genesis_bin.exists() {
+        info!(path = %genesis_bin.display(), "the genesis binary already exists, keeping it");
+    } else {
+        info!(path = %genesis_bin.display(), "copying executable into place");
+        copy_binary(executable, &genesis_bin)?;
+    }
+    info!(path = %genesis_bin.display(), "making sure the genesis binary is executable");
+    if layout::check_binary(&genesis_bin).is_err() {
+        layout::make_executable(&genesis_bin)
+            .with_context(|| format!("cannot make {} executable", genesis_bin.display()))?;
+    }
+    layout::check_binary(&genesis_bin)?;
+
+    info!("checking on the current symlink and creating it if needed");
+    let current = match layout.current_dir() {
+        Ok(dir) => dir,
+        Err(LayoutError::CurrentMissing { .. }) => {
+            layout
+                .set_current(&layout.genesis_dir())
+                .with_context(|| format!("cannot create {}", layout.current_link().display()))?;
+            layout.genesis_dir()
+        }
+        Err(err) => return Err(err.into()),
+    };
+    info!(path = %layout.bin_in(&current).display(), "the current symlink points to");
+
+    write_config(&cfg, &layout.config_file())?;
+    info!(root = %root.display(), "cosmovisor home initialised");
+    Ok(exit::OK)
+}
+
+fn check_executable(path: &Path) -> anyhow::Result<()> {
+    if path.as_os_str().is_empty() {
+        bail!("no <path to executable> provided");
+    }
+    let meta = fs::metadata(path).map_err(|err| {
+        if err.kind() == io::ErrorKind::NotFound {
+            anyhow::anyhow!("executable file not found: {}", path.display())
+        } else {
+            anyhow::anyhow!("could not stat executable {}: {err}", path.display())
+        }
+    })?;
+    if meta.is_dir() {
+        bail!(
+            "invalid path to executable {}: must not be a directory",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses homes whose existing entries we would have to overwrite or could not use.
+fn check_existing(layout: &Layout) -> anyhow::Result<()> {
+    let root = layout.root();
+    if root.exists() && !root.is_dir() {
+        return Err(LayoutError::RootNotDir {
+            path: root.to_path_buf(),
+        }
+        .into());
+    }
+    let bin_dir = layout.genesis_dir().join("bin");
+    if bin_dir.exists() && !bin_dir.is_dir() {
+        bail!(
+            "{} already exists but is not a directory: move it away and run init again",
+            bin_dir.display()
+        );
+    }
+    let genesis_bin = layout.genesis_bin();
+    if genesis_bin.exists() && !genesis_bin.is_file() {
+        bail!(
+            "{} already exists but is not a regular file: move it away and run init again",
+            genesis_bin.display()
+        );
+    }
+    match layout.current_dir() {
+        Ok(_) | Err(LayoutError::CurrentMissing { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Copies the binary through a temporary file, so a partial copy never looks like a binary.
+fn copy_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let temp: PathBuf = to.with_file_name(format!(
+        ".{}.tmp-{}",
+        to.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> io::Result<()> {
+        fs::copy(from, &temp)?;
+        layout::make_executable(&temp)?;
+        fs::File::open(&temp)?.sync_all()?;
+        fs::rename(&temp, to)
+    })();
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(err)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()));
+    }
+    Ok(())
+}
+
+fn write_config(cfg: &Config, path: &Path) -> anyhow::Result<()> {
+    if path.exists() && (!io::stdin().is_terminal() || !confirm_overwrite(path)?) {
+        info!(path = %path.display(), "file already exists, not overriding");
+        return Ok(());
+    }
+    layout::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    info!(path = %path.display(), "cosmovisor config.toml created");
+    Ok(())
+}
+
+fn confirm_overwrite(path: &Path) -> anyhow::Result<bool> {
+    let mut stdout = io::stdout();
+    write!(
+        stdout,
+        "file {} already exists, do you want to overwrite it? [y/n]: ",
+        path.display()
+    )?;
+    stdout.flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y"))
+}

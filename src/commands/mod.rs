@@ -1,0 +1,5 @@
+//! Our commands other than `run` (which is `supervise.rs`): each file is one command.
+
+pub mod info;
+pub mod init;
+pub mod version;

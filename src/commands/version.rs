@@ -1,0 +1,114 @@
+//! `cosmovisor version [--output json] [--cosmovisor-only] [args…]`.
+//!
+//! Text: our line, then `<daemon> version <args…>` with its output passing through. JSON: one
+//! object on stdout, always valid whatever the log settings (our logs go to stderr), with
+//! `cosmovisor_version` and `app_version` (the daemon's `version --long --output json`, its text
+//! when that is not JSON, or `null` with an `error` when it could not run). A missing or invalid
+//! configuration does not make `version` fail: cosmovisor's own version is still printed and the
+//! exit code is 0 (tooling relies on it, cosmos-sdk#19439).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::cli::OutputFormat;
+use crate::config::Config;
+use crate::exit;
+use crate::layout::{self, Layout};
+
+/// Our version, as Go prints it (`v1.7.0`).
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+pub async fn run(
+    config_file: Option<&Path>,
+    output: OutputFormat,
+    cosmovisor_only: bool,
+    args: &[OsString],
+) -> anyhow::Result<u8> {
+    match output {
+        OutputFormat::Text => text(config_file, cosmovisor_only, args).await,
+        OutputFormat::Json => json_output(config_file, cosmovisor_only).await,
+    }
+}
+
+async fn text(
+    config_file: Option<&Path>,
+    cosmovisor_only: bool,
+    args: &[OsString],
+) -> anyhow::Result<u8> {
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "cosmovisor version: {VERSION}").context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    if cosmovisor_only {
+        return Ok(exit::OK);
+    }
+    let (bin, env) = match daemon_binary(config_file) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("cannot run the daemon's version command: {err:#}");
+            return Ok(exit::OK);
+        }
+    };
+    let mut daemon_args = vec![OsString::from("version")];
+    daemon_args.extend_from_slice(args);
+    let status = crate::supervise::run_plain(&bin, &daemon_args, env).await?;
+    Ok(exit::from_status(status))
+}
+
+async fn json_output(config_file: Option<&Path>, cosmovisor_only: bool) -> anyhow::Result<u8> {
+    let mut object = json!({ "cosmovisor_version": VERSION });
+    if !cosmovisor_only {
+        match app_version(config_file).await {
+            Ok(value) => object["app_version"] = value,
+            Err(err) => {
+                object["app_version"] = Value::Null;
+                object["error"] = Value::String(format!("{err:#}"));
+            }
+        }
+    }
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{object}").context("cannot write to stdout")?;
+    Ok(exit::OK)
+}
+
+/// `<daemon> version --long --output json`, parsed when it is JSON.
+async fn app_version(config_file: Option<&Path>) -> anyhow::Result<Value> {
+    let (bin, env) = daemon_binary(config_file)?;
+    let output = tokio::process::Command::new(&bin)
+        .args(["version", "--long", "--output", "json"])
+        .envs(env)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !output.status.success() {
+        anyhow::bail!("{} version exited with {}", bin.display(), output.status);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(serde_json::from_str(text.trim()).unwrap_or_else(|_| Value::String(text.trim().to_owned())))
+}
+
+/// The binary `current` points at, and the environment its version needs.
+fn daemon_binary(
+    config_file: Option<&Path>,
+) -> anyhow::Result<(PathBuf, Vec<(OsString, OsString)>)> {
+    let cfg = Config::load(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    let version_dir = match layout.current_dir() {
+        Err(layout::LayoutError::CurrentMissing { .. }) => layout.genesis_dir(),
+        other => other?,
+    };
+    let bin = layout.bin_in(&version_dir);
+    layout::check_binary(&bin)?;
+    Ok((
+        bin,
+        crate::process::library_path_env(&version_dir)
+            .into_iter()
+            .collect(),
+    ))
+}

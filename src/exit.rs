@@ -1,0 +1,82 @@
+//! Every exit code cosmovisor can return, in one place, and the rule that maps the daemon's own
+//! exit status onto ours.
+//!
+//! When the daemon ends on its own, its status passes through: its exit code as is, or `128 + N`
+//! when it died by signal N (the convention of shells and tini). Upstream Go cosmovisor always
+//! exits 1 instead (`cmd/cosmovisor/main.go`); we do not keep that, so `systemctl status` shows
+//! what the daemon really did.
+//!
+//! Our own failures use the small codes below. A daemon may of course exit with the same numbers;
+//! the last log line (`ERR …`) tells the two apart.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+/// Success, or an upgrade done with `DAEMON_RESTART_AFTER_UPGRADE=false`.
+pub const OK: u8 = 0;
+/// An unexpected failure of cosmovisor itself (an I/O error not covered below).
+pub const INTERNAL: u8 = 1;
+/// The command line could not be parsed (clap's convention).
+pub const USAGE: u8 = 2;
+/// The environment or `config.toml` is invalid; nothing was started or changed.
+pub const CONFIG: u8 = 3;
+/// The home folder is not usable: missing `cosmovisor/` or `data/`, a broken `current` link, a
+/// missing or non-executable current binary. Nothing was started or changed.
+pub const LAYOUT: u8 = 4;
+/// An upgrade could not be carried out: its binary is missing or not executable, the plan is
+/// invalid, the backup or a pre-upgrade step failed. The daemon is stopped, `current` still
+/// points at the old version, and the next start resumes the upgrade from its journal.
+pub const UPGRADE_FAILED: u8 = 5;
+/// The daemon binary exists but could not be executed (shell convention).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The daemon binary was not found (shell convention).
+pub const NOT_FOUND: u8 = 127;
+
+/// Maps the daemon's exit status to ours: the code itself, or `128 + signal`.
+#[must_use]
+pub fn from_status(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        // Exit codes are 0..=255 on Unix; the truncation is the kernel's own.
+        return u8::try_from(code & 0xff).unwrap_or(INTERNAL);
+    }
+    match status.signal() {
+        Some(signal) => u8::try_from(128 + (signal & 0x7f)).unwrap_or(INTERNAL),
+        None => INTERNAL,
+    }
+}
+
+/// The `128 + N` code for a signal that made cosmovisor itself stop (for example a SIGTERM
+/// received while an upgrade step was running).
+#[must_use]
+pub fn from_signal(signal: nix::sys::signal::Signal) -> u8 {
+    u8::try_from(128 + signal as i32).unwrap_or(INTERNAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_pass_through() {
+        for code in [0u8, 1, 2, 42, 255] {
+            assert_eq!(
+                from_status(ExitStatus::from_raw(i32::from(code) << 8)),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn death_by_signal_is_128_plus_signal() {
+        assert_eq!(from_status(ExitStatus::from_raw(15)), 143);
+        assert_eq!(from_status(ExitStatus::from_raw(9)), 137);
+        // A core dump sets bit 0x80 of the raw status; the signal is still 11.
+        assert_eq!(from_status(ExitStatus::from_raw(0x0b | 0x80)), 139);
+    }
+
+    #[test]
+    fn signal_codes() {
+        assert_eq!(from_signal(nix::sys::signal::Signal::SIGTERM), 143);
+        assert_eq!(from_signal(nix::sys::signal::Signal::SIGINT), 130);
+    }
+}

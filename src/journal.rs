@@ -1,0 +1,214 @@
+//! The upgrade journal: one small JSON file, `cosmovisor/upgrade-journal.json`, that exists only
+//! while an upgrade is under way and records how far it got.
+//!
+//! It is written with temp file + fsync + rename before each step starts its side effects and
+//! after each step completes, so a `kill -9` or a power cut at any point leaves either the old
+//! record or the new one. On the next start the supervisor finds it and resumes the upgrade from
+//! the recorded phase instead of starting the old binary (see `upgrade.rs` for what each phase
+//! means on resume). Removing the file abandons the upgrade; `current` is then left as it is.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::{UpgradeName, write_atomic};
+use crate::plan::Plan;
+
+/// The journal format version; a newer, unknown one is refused rather than misread.
+const FORMAT: u32 = 1;
+
+/// How far an upgrade got. Each phase is reached only after all its side effects are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The daemon was stopped (or had exited) for this upgrade; nothing else is done yet.
+    Stopped,
+    /// A backup is being written to `backup.partial`; it becomes `backup.target` when complete.
+    BackingUp,
+    /// The backup is complete (or skipped).
+    BackedUp,
+    /// `COSMOVISOR_CUSTOM_PREUPGRADE` succeeded (or is not configured).
+    CustomPreUpgradeDone,
+    /// The new binary's `pre-upgrade` succeeded; only the switch of `current` is left.
+    PreUpgradeDone,
+}
+
+/// Where the backup of this upgrade is being written and where it lands when complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPaths {
+    pub partial: PathBuf,
+    pub target: PathBuf,
+}
+
+/// The plan, as recorded (enough to rebuild a [`Plan`] without the data file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub name: String,
+    pub raw_name: String,
+    pub height: i64,
+    #[serde(default)]
+    pub info: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub format: u32,
+    pub plan: PlanRecord,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPaths>,
+    /// When the upgrade started (RFC 3339), for `status` and logs.
+    pub started_at: String,
+}
+
+/// Why the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot read upgrade journal {}: {err}", path.display())]
+    Read { path: PathBuf, err: io::Error },
+    #[error(
+        "upgrade journal {} is unreadable ({reason}); inspect it, then remove it to abandon the upgrade",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write upgrade journal {}: {err}", path.display())]
+    Write { path: PathBuf, err: io::Error },
+}
+
+impl Journal {
+    #[must_use]
+    pub fn begin(plan: &Plan) -> Journal {
+        Journal {
+            format: FORMAT,
+            plan: PlanRecord {
+                name: plan.name.as_str().to_owned(),
+                raw_name: plan.raw_name.clone(),
+                height: plan.height,
+                info: plan.info.clone(),
+            },
+            phase: Phase::Stopped,
+            backup: None,
+            started_at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
+    /// The plan this journal is about. The name was validated when the journal was written, so
+    /// it is only validated again (never re-cased) here.
+    pub fn plan(&self) -> Result<Plan, crate::layout::NameError> {
+        Ok(Plan {
+            name: UpgradeName::new(&self.plan.name, false)?,
+            raw_name: self.plan.raw_name.clone(),
+            height: self.plan.height,
+            info: self.plan.info.clone(),
+        })
+    }
+
+    /// Reads the journal at `path`; `None` when no upgrade is under way.
+    pub fn load(path: &Path) -> Result<Option<Journal>, JournalError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(JournalError::Read {
+                    path: path.to_path_buf(),
+                    err,
+                });
+            }
+        };
+        let journal: Journal =
+            serde_json::from_slice(&bytes).map_err(|err| JournalError::Corrupt {
+                path: path.to_path_buf(),
+                reason: err.to_string(),
+            })?;
+        if journal.format != FORMAT {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "format {} is not supported by this cosmovisor",
+                    journal.format
+                ),
+            });
+        }
+        Ok(Some(journal))
+    }
+
+    /// Durably records the journal (temp file, fsync, rename, fsync of the folder).
+    pub fn save(&self, path: &Path) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|err| JournalError::Write {
+            path: path.to_path_buf(),
+            err: io::Error::other(err),
+        })?;
+        write_atomic(path, &bytes, 0o644).map_err(|err| JournalError::Write {
+            path: path.to_path_buf(),
+            err,
+        })
+    }
+
+    /// Moves to `phase` and records it.
+    pub fn advance(&mut self, phase: Phase, path: &Path) -> Result<(), JournalError> {
+        self.phase = phase;
+        self.save(path)
+    }
+
+    /// Removes the journal: the upgrade is complete.
+    pub fn finish(path: &Path) -> Result<(), JournalError> {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(JournalError::Write {
+                    path: path.to_path_buf(),
+                    err,
+                });
+            }
+        }
+        if let Some(dir) = path.parent() {
+            crate::layout::sync_dir(dir).map_err(|err| JournalError::Write {
+                path: path.to_path_buf(),
+                err,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_finishes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("upgrade-journal.json");
+        assert!(Journal::load(&path).unwrap().is_none());
+        let plan = crate::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
+        let mut journal = Journal::begin(&plan);
+        journal.save(&path).unwrap();
+        journal.backup = Some(BackupPaths {
+            partial: "/b/.p".into(),
+            target: "/b/t".into(),
+        });
+        journal.advance(Phase::BackingUp, &path).unwrap();
+        let loaded = Journal::load(&path).unwrap().unwrap();
+        assert_eq!(loaded, journal);
+        let again = loaded.plan().unwrap();
+        assert_eq!(
+            (again.name.as_str(), again.raw_name.as_str(), again.height),
+            ("v2", "V2", 7)
+        );
+        Journal::finish(&path).unwrap();
+        assert!(Journal::load(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn corrupt_journal_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("upgrade-journal.json");
+        fs::write(&path, b"{not json").unwrap();
+        let err = Journal::load(&path).unwrap_err().to_string();
+        assert!(err.contains("upgrade-journal.json is unreadable"), "{err}");
+        assert!(err.contains("remove it to abandon the upgrade"), "{err}");
+    }
+}

@@ -1,0 +1,615 @@
+//! The folder layout under `$DAEMON_HOME`: typed paths for genesis, upgrades, `current`, the
+//! watched plan files and our own state files, upgrade-name normalisation, and the one write this
+//! module does — swapping the `current` link atomically.
+//!
+//! Getters here never create anything (Go's `CurrentBin()` silently creates a link; we do not).
+//! Checking that a binary is runnable is [`check_binary`]; making one executable is the caller's
+//! explicit decision ([`make_executable`]).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The name of the file x/upgrade writes into `data/` (and we copy into `upgrades/<name>/`).
+pub const UPGRADE_INFO_FILE: &str = "upgrade-info.json";
+
+/// Paths of one node home. Cheap to clone; holds no open files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    home: PathBuf,
+    root: PathBuf,
+    daemon_name: String,
+}
+
+impl Layout {
+    #[must_use]
+    pub fn new(home: &Path, daemon_name: &str) -> Layout {
+        Layout {
+            home: home.to_path_buf(),
+            root: home.join("cosmovisor"),
+            daemon_name: daemon_name.to_owned(),
+        }
+    }
+
+    #[must_use]
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// `$DAEMON_HOME/cosmovisor`.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    #[must_use]
+    pub fn daemon_name(&self) -> &str {
+        &self.daemon_name
+    }
+
+    /// `$DAEMON_HOME/data`.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.join("data")
+    }
+
+    /// `$DAEMON_HOME/data/upgrade-info.json`, written by x/upgrade at the upgrade height.
+    #[must_use]
+    pub fn upgrade_info_file(&self) -> PathBuf {
+        self.data_dir().join(UPGRADE_INFO_FILE)
+    }
+
+    #[must_use]
+    pub fn genesis_dir(&self) -> PathBuf {
+        self.root.join("genesis")
+    }
+
+    #[must_use]
+    pub fn genesis_bin(&self) -> PathBuf {
+        self.bin_in(&self.genesis_dir())
+    }
+
+    #[must_use]
+    pub fn upgrades_dir(&self) -> PathBuf {
+        self.root.join("upgrades")
+    }
+
+    /// `cosmovisor/upgrades/<escaped name>`.
+    #[must_use]
+    pub fn upgrade_dir(&self, name: &UpgradeName) -> PathBuf {
+        self.upgrades_dir().join(name.dir_name())
+    }
+
+    /// The daemon binary inside a version folder: `<dir>/bin/$DAEMON_NAME`.
+    #[must_use]
+    pub fn bin_in(&self, version_dir: &Path) -> PathBuf {
+        version_dir.join("bin").join(&self.daemon_name)
+    }
+
+    /// The record of the plan a version folder was switched to: `<dir>/upgrade-info.json`.
+    #[must_use]
+    pub fn applied_plan_file(version_dir: &Path) -> PathBuf {
+        version_dir.join(UPGRADE_INFO_FILE)
+    }
+
+    /// `cosmovisor/current`, a symbolic link to `genesis` or `upgrades/<name>`.
+    #[must_use]
+    pub fn current_link(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// `cosmovisor/config.toml`, written by `init`.
+    #[must_use]
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// Our upgrade journal: present only while an upgrade is under way.
+    #[must_use]
+    pub fn journal_file(&self) -> PathBuf {
+        self.root.join("upgrade-journal.json")
+    }
+
+    /// Held (flock) by the one cosmovisor that supervises this home's node.
+    #[must_use]
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".supervisor.lock")
+    }
+
+    /// The pid (and start time) of the daemon the supervisor last started.
+    #[must_use]
+    pub fn daemon_pid_file(&self) -> PathBuf {
+        self.root.join(".daemon.pid")
+    }
+
+    /// Resolves `current` to the version folder it points at, without creating anything.
+    ///
+    /// A relative link is resolved against `cosmovisor/` (what we and Go v1.7 write). An absolute
+    /// link (Go before v1.7) is used as is; when it dangles because the home was moved or
+    /// mounted elsewhere (cosmos-sdk#21891) but the same `genesis` or `upgrades/<x>` exists under
+    /// this root, that one is used.
+    pub fn current_dir(&self) -> Result<PathBuf, LayoutError> {
+        let link = self.current_link();
+        let meta = match fs::symlink_metadata(&link) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(LayoutError::CurrentMissing { link });
+            }
+            Err(err) => {
+                return Err(LayoutError::Io {
+                    path: link,
+                    err: err.to_string(),
+                });
+            }
+        };
+        if !meta.file_type().is_symlink() {
+            return Err(LayoutError::CurrentNotLink { link });
+        }
+        let target = fs::read_link(&link).map_err(|err| LayoutError::Io {
+            path: link.clone(),
+            err: err.to_string(),
+        })?;
+        let resolved = if target.is_absolute() {
+            target.clone()
+        } else {
+            self.root.join(&target)
+        };
+        if resolved.is_dir() {
+            return Ok(resolved);
+        }
+        if target.is_absolute() {
+            if let Some(moved) = self.same_version_under_root(&target) {
+                return Ok(moved);
+            }
+        }
+        Err(LayoutError::CurrentDangling { link, target })
+    }
+
+    /// For an absolute link target ending in `genesis` or `upgrades/<x>`, the same folder under
+    /// this root, if it exists.
+    fn same_version_under_root(&self, target: &Path) -> Option<PathBuf> {
+        let mut parts = target.components().rev();
+        let last = parts.next()?.as_os_str().to_owned();
+        let candidate = if last == "genesis" {
+            self.genesis_dir()
+        } else if parts.next()?.as_os_str() == "upgrades" {
+            self.upgrades_dir().join(last)
+        } else {
+            return None;
+        };
+        candidate.is_dir().then_some(candidate)
+    }
+
+    /// Points `current` at `version_dir` (which must lie under `cosmovisor/`) atomically: a new
+    /// relative link is made under a temporary name and renamed over `current`, so `current`
+    /// always exists and always points at a whole version (Go removes then re-creates it).
+    pub fn set_current(&self, version_dir: &Path) -> io::Result<()> {
+        let relative = version_dir.strip_prefix(&self.root).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not inside {}",
+                    version_dir.display(),
+                    self.root.display()
+                ),
+            )
+        })?;
+        let link = self.current_link();
+        let temp = self
+            .root
+            .join(format!("current.tmp-{}", std::process::id()));
+        match fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        std::os::unix::fs::symlink(relative, &temp)?;
+        if let Err(err) = fs::rename(&temp, &link) {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
+        sync_dir(&self.root)
+    }
+}
+
+/// Why the home cannot be used as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "{} does not exist: create it with `cosmovisor init <path to {name}>` or `mkdir -p {}`",
+        path.display(),
+        path.display()
+    )]
+    RootMissing { path: PathBuf, name: String },
+    #[error("{} is not a directory: move it away and run `cosmovisor init`", path.display())]
+    RootNotDir { path: PathBuf },
+    #[error(
+        "{} does not exist: create it (`mkdir -p {}`) or initialise the node (`{name} init --home {}`)",
+        path.display(),
+        path.display(),
+        home.display()
+    )]
+    DataMissing {
+        path: PathBuf,
+        home: PathBuf,
+        name: String,
+    },
+    #[error("{} is not a directory: the node's data folder must be a directory", path.display())]
+    DataNotDir { path: PathBuf },
+    #[error("{} does not exist", link.display())]
+    CurrentMissing { link: PathBuf },
+    #[error(
+        "{} is not a symbolic link: move it away and run `cosmovisor init` to point it at genesis",
+        link.display()
+    )]
+    CurrentNotLink { link: PathBuf },
+    #[error(
+        "{} points to {}, which does not exist: point it at a version folder (`ln -sfn genesis {}`)",
+        link.display(),
+        target.display(),
+        link.display()
+    )]
+    CurrentDangling { link: PathBuf, target: PathBuf },
+    #[error("cannot read {}: {err}", path.display())]
+    Io { path: PathBuf, err: String },
+}
+
+/// Checks that the home has the folders a `run` needs, changing nothing.
+pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
+    let root = layout.root();
+    match fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(LayoutError::RootNotDir {
+                path: root.to_path_buf(),
+            });
+        }
+        Err(_) => {
+            return Err(LayoutError::RootMissing {
+                path: root.to_path_buf(),
+                name: layout.daemon_name().to_owned(),
+            });
+        }
+    }
+    let data = layout.data_dir();
+    match fs::metadata(&data) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(LayoutError::DataNotDir { path: data }),
+        Err(_) => Err(LayoutError::DataMissing {
+            path: data,
+            home: layout.home().to_path_buf(),
+            name: layout.daemon_name().to_owned(),
+        }),
+    }
+}
+
+/// Why a daemon binary cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BinaryError {
+    #[error("binary {} does not exist", path.display())]
+    Missing { path: PathBuf },
+    #[error("binary {} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("binary {} is not executable (fix: chmod 755 {})", path.display(), path.display())]
+    NotExecutable { path: PathBuf },
+    #[error("cannot inspect binary {}: {err}", path.display())]
+    Io { path: PathBuf, err: String },
+}
+
+/// Checks that `path` (links followed) is a regular file with an execute bit set.
+pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(BinaryError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(err) => {
+            return Err(BinaryError::Io {
+                path: path.to_path_buf(),
+                err: err.to_string(),
+            });
+        }
+    };
+    if !meta.is_file() {
+        return Err(BinaryError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(BinaryError::NotExecutable {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Adds `a+x` to a regular file, as Go v1.5+ `EnsureBinary` does.
+pub fn make_executable(path: &Path) -> io::Result<()> {
+    let mut perms = fs::metadata(path)?.permissions();
+    perms.set_mode(perms.mode() | 0o111);
+    fs::set_permissions(path, perms)
+}
+
+/// Flushes a directory's entries (a rename or new link inside it) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` crash-safely: temp file in the same folder, fsync, rename, fsync of
+/// the folder. Readers see the old content or the new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |name| name.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A validated, normalised upgrade name and the folder name it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpgradeName(String);
+
+/// Why a plan name cannot name an upgrade folder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("upgrade name is empty")]
+    Empty,
+    #[error("upgrade name {0:?} is not allowed: it would name a folder outside upgrades/")]
+    Escapes(String),
+    #[error("upgrade name {0:?} contains a NUL byte")]
+    Nul(String),
+}
+
+impl UpgradeName {
+    /// Normalises a plan name: lower-cased (Go `strings.ToLower`, Unicode-aware) unless `recase`
+    /// is off (`COSMOVISOR_DISABLE_RECASE=true`). Names that would leave `upgrades/` are refused.
+    pub fn new(raw: &str, recase: bool) -> Result<UpgradeName, NameError> {
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.contains('\0') {
+            return Err(NameError::Nul(raw.to_owned()));
+        }
+        let name = if recase {
+            raw.to_lowercase()
+        } else {
+            raw.to_owned()
+        };
+        // After escaping, '/' is "%2F", so only "." and ".." can still name a parent or self.
+        if name == "." || name == ".." {
+            return Err(NameError::Escapes(raw.to_owned()));
+        }
+        Ok(UpgradeName(name))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The folder name: Go's `url.PathEscape` of the name.
+    #[must_use]
+    pub fn dir_name(&self) -> String {
+        path_escape(&self.0)
+    }
+
+    /// Same upgrade, whatever the case (Go compares with `strings.EqualFold`).
+    #[must_use]
+    pub fn same_as(&self, other: &str) -> bool {
+        self.0.to_lowercase() == other.to_lowercase()
+    }
+}
+
+impl fmt::Display for UpgradeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Go's `url.PathEscape`: unreserved characters and `$&+:=@` stay, everything else is `%XX`
+/// (upper-case hex, per UTF-8 byte).
+#[must_use]
+pub fn path_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b':' | b'=' | b'@'
+            );
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_go_path_escape() {
+        let cases = [
+            ("myUpgrade", "myUpgrade"),
+            ("some spaces", "some%20spaces"),
+            ("a/b", "a%2Fb"),
+            ("v1.2.3-rc.1_x~", "v1.2.3-rc.1_x~"),
+            ("a;b,c?d", "a%3Bb%2Cc%3Fd"),
+            ("$&+:=@", "$&+:=@"),
+            ("ä", "%C3%A4"),
+            ("100%", "100%25"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(path_escape(name), want, "escaping {name:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_recased_unless_disabled() {
+        assert_eq!(UpgradeName::new("V8-Rho", true).unwrap().as_str(), "v8-rho");
+        assert_eq!(
+            UpgradeName::new("V8-Rho", false).unwrap().as_str(),
+            "V8-Rho"
+        );
+        assert!(UpgradeName::new("v8-rho", false).unwrap().same_as("V8-RHO"));
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        assert_eq!(UpgradeName::new("", true), Err(NameError::Empty));
+        assert_eq!(
+            UpgradeName::new("..", true),
+            Err(NameError::Escapes("..".into()))
+        );
+        assert_eq!(
+            UpgradeName::new(".", true),
+            Err(NameError::Escapes(".".into()))
+        );
+        assert_eq!(
+            UpgradeName::new("a\0b", true),
+            Err(NameError::Nul("a\0b".into()))
+        );
+        // "../x" is harmless once escaped: it names one folder inside upgrades/.
+        let name = UpgradeName::new("../x", true).unwrap();
+        assert_eq!(name.dir_name(), "..%2Fx");
+        let layout = Layout::new(Path::new("/h"), "simd");
+        assert_eq!(
+            layout.upgrade_dir(&name),
+            PathBuf::from("/h/cosmovisor/upgrades/..%2Fx")
+        );
+    }
+
+    #[test]
+    fn paths() {
+        let layout = Layout::new(Path::new("/h"), "simd");
+        assert_eq!(
+            layout.genesis_bin(),
+            PathBuf::from("/h/cosmovisor/genesis/bin/simd")
+        );
+        let name = UpgradeName::new("some spaces", true).unwrap();
+        assert_eq!(
+            layout.bin_in(&layout.upgrade_dir(&name)),
+            PathBuf::from("/h/cosmovisor/upgrades/some%20spaces/bin/simd")
+        );
+        assert_eq!(
+            layout.upgrade_info_file(),
+            PathBuf::from("/h/data/upgrade-info.json")
+        );
+    }
+
+    #[test]
+    fn current_link_relative_absolute_and_broken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path(), "simd");
+        fs::create_dir_all(layout.genesis_dir()).unwrap();
+        let v2 = layout.upgrades_dir().join("v2");
+        fs::create_dir_all(&v2).unwrap();
+
+        assert!(matches!(
+            layout.current_dir(),
+            Err(LayoutError::CurrentMissing { .. })
+        ));
+        layout.set_current(&layout.genesis_dir()).unwrap();
+        assert_eq!(
+            fs::read_link(layout.current_link()).unwrap(),
+            PathBuf::from("genesis")
+        );
+        assert_eq!(layout.current_dir().unwrap(), layout.genesis_dir());
+
+        layout.set_current(&v2).unwrap();
+        assert_eq!(
+            fs::read_link(layout.current_link()).unwrap(),
+            PathBuf::from("upgrades/v2")
+        );
+        assert_eq!(layout.current_dir().unwrap(), v2);
+
+        // An absolute link left by Go before v1.7.
+        fs::remove_file(layout.current_link()).unwrap();
+        std::os::unix::fs::symlink(&v2, layout.current_link()).unwrap();
+        assert_eq!(layout.current_dir().unwrap(), v2);
+
+        // An absolute link from a home that was mounted elsewhere.
+        fs::remove_file(layout.current_link()).unwrap();
+        std::os::unix::fs::symlink("/old/home/cosmovisor/upgrades/v2", layout.current_link())
+            .unwrap();
+        assert_eq!(layout.current_dir().unwrap(), v2);
+
+        fs::remove_file(layout.current_link()).unwrap();
+        std::os::unix::fs::symlink("upgrades/v3", layout.current_link()).unwrap();
+        assert!(matches!(
+            layout.current_dir(),
+            Err(LayoutError::CurrentDangling { .. })
+        ));
+
+        fs::remove_file(layout.current_link()).unwrap();
+        fs::write(layout.current_link(), b"x").unwrap();
+        assert!(matches!(
+            layout.current_dir(),
+            Err(LayoutError::CurrentNotLink { .. })
+        ));
+    }
+
+    #[test]
+    fn binary_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("simd");
+        assert!(matches!(
+            check_binary(&bin),
+            Err(BinaryError::Missing { .. })
+        ));
+        fs::write(&bin, b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            check_binary(&bin),
+            Err(BinaryError::NotExecutable { .. })
+        ));
+        make_executable(&bin).unwrap();
+        assert_eq!(check_binary(&bin), Ok(()));
+        assert!(matches!(
+            check_binary(tmp.path()),
+            Err(BinaryError::NotRegular { .. })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f.json");
+        write_atomic(&file, b"one", 0o644).unwrap();
+        write_atomic(&file, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}

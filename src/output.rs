@@ -1,0 +1,207 @@
+//! Copies the daemon's stdout and stderr to ours byte for byte, and spots the
+//! `UPGRADE "<name>" NEEDED at height: …` line on the way.
+//!
+//! Each stream is copied by a plain thread doing blocking `read`/`write` on the pipe and on a
+//! duplicate of our own descriptor: no line splitting, no UTF-8 decoding, no length limit (Go
+//! v0.1's 64 KiB scanner froze nodes on long lines). The scan looks for the marker with a SIMD
+//! substring search over each whole chunk and only splits lines when it is present, so the copy
+//! stays close to `cat`'s speed. When our own output is gone (EPIPE), reading and scanning go on
+//! so the daemon never blocks on a full pipe.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::plan::{LinePlan, match_upgrade_line};
+
+/// Size of one read from the pipe (and of the pipe itself, where the kernel allows).
+const CHUNK: usize = 1 << 20;
+/// The longest unfinished line kept for the scan; the copy itself has no limit.
+const MAX_PENDING_LINE: usize = 1 << 20;
+/// What every line holding an upgrade request contains.
+const MARKER: &[u8] = b"NEEDED at height: ";
+
+/// Which of our streams a daemon stream goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Sink {
+    Stdout,
+    Stderr,
+}
+
+impl Sink {
+    fn open(self) -> io::Result<File> {
+        let fd = match self {
+            Sink::Stdout => io::stdout().as_fd().try_clone_to_owned()?,
+            Sink::Stderr => io::stderr().as_fd().try_clone_to_owned()?,
+        };
+        Ok(File::from(fd))
+    }
+}
+
+/// A running copy of one daemon stream.
+pub struct Copier {
+    done: oneshot::Receiver<()>,
+}
+
+impl Copier {
+    /// Starts copying `pipe` (the read end of the daemon's stream) to `sink`, sending every
+    /// upgrade line it sees to `lines`.
+    pub fn start(
+        pipe: OwnedFd,
+        sink: Sink,
+        lines: mpsc::UnboundedSender<LinePlan>,
+    ) -> io::Result<Copier> {
+        // A bigger pipe means fewer wake-ups for a chatty daemon; the kernel may refuse (EPERM
+        // above /proc/sys/fs/pipe-max-size), which only costs speed.
+        let _ = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let out = sink.open()?;
+        let (done_tx, done) = oneshot::channel();
+        thread::Builder::new()
+            .name(format!("copy-{sink:?}").to_lowercase())
+            .spawn(move || {
+                copy(File::from(pipe), out, &lines);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Copier { done })
+    }
+
+    /// Waits until the stream reached its end (the daemon and every process that inherited the
+    /// pipe closed it), at most `limit`, so the daemon's last words are written before we go on.
+    pub async fn finish(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.done).await;
+    }
+}
+
+fn copy(mut pipe: File, mut out: File, lines: &mpsc::UnboundedSender<LinePlan>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut scanner = LineScanner::default();
+    let mut writing = true;
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        if writing && out.write_all(chunk).is_err() {
+            // Our reader is gone; keep draining so the daemon is never blocked by us.
+            writing = false;
+        }
+        scanner.feed(chunk, &mut |plan| {
+            let _ = lines.send(plan);
+        });
+    }
+    scanner.finish(&mut |plan| {
+        let _ = lines.send(plan);
+    });
+}
+
+/// Finds upgrade lines in a byte stream that arrives in arbitrary chunks.
+#[derive(Default)]
+pub struct LineScanner {
+    pending: Vec<u8>,
+}
+
+impl LineScanner {
+    /// Scans the complete lines of `chunk` (together with what is pending from the last chunk).
+    pub fn feed(&mut self, chunk: &[u8], found: &mut impl FnMut(LinePlan)) {
+        let mut rest = chunk;
+        if !self.pending.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.keep(rest);
+                return;
+            };
+            self.pending.extend_from_slice(&rest[..=end]);
+            let line = std::mem::take(&mut self.pending);
+            scan_lines(&line, found);
+            rest = &rest[end + 1..];
+        }
+        match memchr::memrchr(b'\n', rest) {
+            Some(last) => {
+                scan_lines(&rest[..=last], found);
+                self.keep(&rest[last + 1..]);
+            }
+            None => self.keep(rest),
+        }
+    }
+
+    /// Scans what is left when the stream ends without a final newline.
+    pub fn finish(&mut self, found: &mut impl FnMut(LinePlan)) {
+        let line = std::mem::take(&mut self.pending);
+        scan_lines(&line, found);
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() > MAX_PENDING_LINE {
+            let excess = self.pending.len() - MAX_PENDING_LINE;
+            self.pending.drain(..excess);
+        }
+    }
+}
+
+fn scan_lines(block: &[u8], found: &mut impl FnMut(LinePlan)) {
+    if memchr::memmem::find(block, MARKER).is_none() {
+        return;
+    }
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        if let Some(plan) = match_upgrade_line(line) {
+            found(plan);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(chunks: &[&[u8]]) -> Vec<LinePlan> {
+        let mut scanner = LineScanner::default();
+        let mut found = Vec::new();
+        for chunk in chunks {
+            scanner.feed(chunk, &mut |p| found.push(p));
+        }
+        scanner.finish(&mut |p| found.push(p));
+        found
+    }
+
+    #[test]
+    fn finds_line_split_across_chunks() {
+        let found = scan(&[
+            b"abc\nERR UPGRADE \"v2\" NEE",
+            b"DED at height: 7",
+            b": info\nmore\n",
+        ]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].name.as_str(), found[0].height), ("v2", 7));
+    }
+
+    #[test]
+    fn finds_line_without_final_newline() {
+        let found = scan(&[b"UPGRADE \"v3\" NEEDED at height: 9: x"]);
+        assert_eq!(found[0].info, "x");
+    }
+
+    #[test]
+    fn finds_line_after_a_huge_line() {
+        let huge = vec![b'a'; 3 * MAX_PENDING_LINE];
+        let found = scan(&[&huge, b"\n", b"UPGRADE \"v4\" NEEDED at height: 1: i\n"]);
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn ignores_other_lines() {
+        assert!(
+            scan(&[
+                b"NEEDED at height: 5: nothing\n",
+                b"UPGRADE \"x\" SKIPPED at 5: y\n"
+            ])
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! Upgrade plans: the one parser of `upgrade-info.json` (x/upgrade's `Plan` as Go
+//! `encoding/json` writes it), the matcher for the daemon's `UPGRADE "<name>" NEEDED at height:
+//! <h>: <info>` log line, the `--unsafe-skip-upgrades` heights in the daemon's arguments, and the
+//! rule that decides whether a plan is new enough to apply.
+//!
+//! Pure functions only; reading files and watching for them is `watcher.rs`.
+
+use std::ffi::OsString;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::{NameError, UpgradeName};
+
+/// The zero `time.Time` as x/upgrade writes it; any other time is a deprecated time-based plan.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// A validated upgrade plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The normalised name (lower-cased unless recase is disabled): folder and comparisons.
+    pub name: UpgradeName,
+    /// The name exactly as the chain wrote it (given to the custom pre-upgrade script, as Go does).
+    pub raw_name: String,
+    pub height: i64,
+    pub info: String,
+}
+
+/// Why `upgrade-info.json` (or another plan source) was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("upgrade plan is empty")]
+    Empty,
+    #[error("upgrade plan is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("upgrade plan has no name")]
+    NoName,
+    #[error("upgrade plan {name:?} has height {height}, which must be greater than 0")]
+    BadHeight { name: String, height: i64 },
+    #[error(
+        "upgrade plan {name:?} is time-based ({time}); time-based upgrades have been deprecated in the SDK"
+    )]
+    TimeBased { name: String, time: String },
+    #[error("upgrade plan {0:?} sets upgraded_client_state, which is deprecated")]
+    ClientState(String),
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+#[derive(Deserialize)]
+struct RawPlan {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    height: i64,
+    #[serde(default)]
+    info: String,
+    #[serde(default)]
+    upgraded_client_state: Option<serde_json::Value>,
+}
+
+/// What we write into `upgrades/<name>/upgrade-info.json`: Go's shape, `info` left out when
+/// empty, no trailing newline.
+#[derive(Serialize)]
+struct PlanRecord<'a> {
+    name: &'a str,
+    time: &'a str,
+    height: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    info: &'a str,
+}
+
+/// Parses and validates a plan (Go v1.5+ `ParseUpgradeInfoFile` + `ValidateBasic`).
+pub fn parse(bytes: &[u8], recase: bool) -> Result<Plan, PlanError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(PlanError::Empty);
+    }
+    let raw: RawPlan =
+        serde_json::from_slice(bytes).map_err(|err| PlanError::Malformed(err.to_string()))?;
+    from_parts(raw, recase)
+}
+
+fn from_parts(raw: RawPlan, recase: bool) -> Result<Plan, PlanError> {
+    if raw.name.is_empty() {
+        return Err(PlanError::NoName);
+    }
+    if raw.height <= 0 {
+        return Err(PlanError::BadHeight {
+            name: raw.name,
+            height: raw.height,
+        });
+    }
+    if let Some(time) = raw.time {
+        if time != ZERO_TIME && !time.is_empty() {
+            return Err(PlanError::TimeBased {
+                name: raw.name,
+                time,
+            });
+        }
+    }
+    if raw
+        .upgraded_client_state
+        .is_some_and(|value| !value.is_null())
+    {
+        return Err(PlanError::ClientState(raw.name));
+    }
+    Ok(Plan {
+        name: UpgradeName::new(&raw.name, recase)?,
+        raw_name: raw.name,
+        height: raw.height,
+        info: raw.info,
+    })
+}
+
+impl Plan {
+    /// The JSON we store next to an applied upgrade (Go's shape, with the normalised name).
+    #[must_use]
+    pub fn to_record_json(&self) -> Vec<u8> {
+        let record = PlanRecord {
+            name: self.name.as_str(),
+            time: ZERO_TIME,
+            height: self.height,
+            info: &self.info,
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// Builds a plan from the fields of the daemon's `UPGRADE … NEEDED` line.
+    pub fn from_line(line: &LinePlan, recase: bool) -> Result<Plan, PlanError> {
+        from_parts(
+            RawPlan {
+                name: line.name.clone(),
+                time: None,
+                height: line.height,
+                info: line.info.clone(),
+                upgraded_client_state: None,
+            },
+            recase,
+        )
+    }
+}
+
+/// The plan last applied to this home (from `current/upgrade-info.json`), if any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub name: Option<String>,
+    pub height: i64,
+}
+
+impl Applied {
+    /// Whether `plan` is a new upgrade to carry out: its name differs (case-insensitively) from
+    /// the applied one *and* its height is greater. The height rule prevents Go's "double
+    /// upgrade" when an operator switched `current` by hand (upstream §10 item 5).
+    #[must_use]
+    pub fn is_superseded_by(&self, plan: &Plan) -> bool {
+        let same_name = self
+            .name
+            .as_deref()
+            .is_some_and(|name| plan.name.same_as(name));
+        !same_name && plan.height > self.height
+    }
+}
+
+/// Reads the applied plan record; anything unreadable counts as "no plan applied" (genesis),
+/// like Go's empty-plan fallback.
+#[must_use]
+pub fn applied_from_record(bytes: Option<&[u8]>) -> Applied {
+    let Some(bytes) = bytes else {
+        return Applied::default();
+    };
+    match serde_json::from_slice::<RawPlan>(bytes) {
+        Ok(raw) if !raw.name.is_empty() => Applied {
+            name: Some(raw.name),
+            height: raw.height,
+        },
+        _ => Applied::default(),
+    }
+}
+
+/// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinePlan {
+    pub name: String,
+    pub height: i64,
+    /// Only the first whitespace-free token after the colon, as Go's regex captured it.
+    pub info: String,
+}
+
+const LINE_PREFIX: &[u8] = b"UPGRADE \"";
+const LINE_MIDDLE: &[u8] = b"\" NEEDED at height: ";
+
+/// Matches Go v0.1's `UPGRADE "(.*)" NEEDED at ((height): (\d+)|(time): (\S+)):\s+(\S*)`
+/// (height form only) anywhere in a line. The name is greedy, as in the regex: the last
+/// `" NEEDED at height: ` that is followed by digits, `:` and white space wins.
+#[must_use]
+pub fn match_upgrade_line(line: &[u8]) -> Option<LinePlan> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut search_from = 0;
+    while let Some(offset) = memchr::memmem::find(&line[search_from..], LINE_PREFIX) {
+        let name_start = search_from + offset + LINE_PREFIX.len();
+        let rest = &line[name_start..];
+        let middles: Vec<usize> = memchr::memmem::find_iter(rest, LINE_MIDDLE).collect();
+        for &middle in middles.iter().rev() {
+            if let Some(plan) = match_tail(&rest[..middle], &rest[middle + LINE_MIDDLE.len()..]) {
+                return Some(plan);
+            }
+        }
+        search_from = name_start;
+    }
+    None
+}
+
+fn match_tail(name: &[u8], tail: &[u8]) -> Option<LinePlan> {
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || tail.get(digits) != Some(&b':') {
+        return None;
+    }
+    let after_colon = &tail[digits + 1..];
+    let spaces = after_colon
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    if spaces == 0 {
+        return None;
+    }
+    let info_bytes = &after_colon[spaces..];
+    let info_len = info_bytes
+        .iter()
+        .take_while(|b| !b.is_ascii_whitespace())
+        .count();
+    let height = std::str::from_utf8(&tail[..digits]).ok()?.parse().ok()?;
+    Some(LinePlan {
+        name: String::from_utf8_lossy(name).into_owned(),
+        height,
+        info: String::from_utf8_lossy(&info_bytes[..info_len]).into_owned(),
+    })
+}
+
+/// The heights listed after `--unsafe-skip-upgrades` in the daemon's arguments: tokens up to the
+/// next one starting with `-`; tokens that are not integers are skipped; only the first
+/// occurrence of the flag counts (Go `UpgradeSkipHeights`). The `--flag=value` form is also
+/// accepted, which Go does not.
+#[must_use]
+pub fn skip_heights(args: &[OsString]) -> Vec<i64> {
+    let mut heights = Vec::new();
+    let mut iter = args.iter().map(|arg| arg.to_string_lossy());
+    while let Some(arg) = iter.next() {
+        if let Some(value) = arg.strip_prefix("--unsafe-skip-upgrades=") {
+            heights.extend(
+                value
+                    .split(',')
+                    .filter_map(|h| h.trim().parse::<i64>().ok()),
+            );
+            break;
+        }
+        if arg != "--unsafe-skip-upgrades" {
+            continue;
+        }
+        for next in iter.by_ref() {
+            if next.starts_with('-') {
+                break;
+            }
+            if let Ok(height) = next.parse::<i64>() {
+                heights.push(height);
+            }
+        }
+        break;
+    }
+    heights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_what_x_upgrade_writes() {
+        let plan = parse(
+            br#"{"name":"Chain2","time":"0001-01-01T00:00:00Z","height":49,"info":"x"}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(plan.name.as_str(), "chain2");
+        assert_eq!(plan.raw_name, "Chain2");
+        assert_eq!(plan.height, 49);
+        assert_eq!(plan.info, "x");
+        let kept = parse(br#"{"name":"Chain2","height":49}"#, false).unwrap();
+        assert_eq!(kept.name.as_str(), "Chain2");
+    }
+
+    #[test]
+    fn rejects_bad_plans() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "upgrade plan is empty"),
+            (b"  \n", "upgrade plan is empty"),
+            (b"{\"name\":\"x\",\"hei", "upgrade plan is not valid JSON"),
+            (b"{\"height\":5}", "upgrade plan has no name"),
+            (b"{\"name\":\"x\"}", "upgrade plan \"x\" has height 0"),
+            (b"{\"name\":\"x\",\"height\":-3}", "has height -3"),
+            (b"{\"name\":\"x\",\"height\":\"5\"}", "not valid JSON"),
+            (b"[1,2]", "not valid JSON"),
+            (
+                b"{\"name\":\"x\",\"height\":5,\"time\":\"2024-01-01T00:00:00Z\"}",
+                "time-based",
+            ),
+            (
+                b"{\"name\":\"x\",\"height\":5,\"upgraded_client_state\":{}}",
+                "upgraded_client_state",
+            ),
+            (b"{\"name\":\"..\",\"height\":5}", "outside upgrades/"),
+        ];
+        for (input, want) in cases {
+            let err = parse(input, true).unwrap_err().to_string();
+            assert!(
+                err.contains(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn record_json_matches_go() {
+        let plan = parse(br#"{"name":"Chain2","height":49}"#, true).unwrap();
+        assert_eq!(
+            String::from_utf8(plan.to_record_json()).unwrap(),
+            r#"{"name":"chain2","time":"0001-01-01T00:00:00Z","height":49}"#
+        );
+    }
+
+    #[test]
+    fn trigger_rule() {
+        let plan = parse(br#"{"name":"v2","height":50}"#, true).unwrap();
+        assert!(Applied::default().is_superseded_by(&plan));
+        let same = Applied {
+            name: Some("V2".into()),
+            height: 50,
+        };
+        assert!(!same.is_superseded_by(&plan));
+        let lower = Applied {
+            name: Some("v3".into()),
+            height: 60,
+        };
+        assert!(
+            !lower.is_superseded_by(&plan),
+            "a stale lower plan never downgrades"
+        );
+        let older = Applied {
+            name: Some("v1".into()),
+            height: 10,
+        };
+        assert!(older.is_superseded_by(&plan));
+    }
+
+    #[test]
+    fn applied_record_fallbacks() {
+        assert_eq!(applied_from_record(None), Applied::default());
+        assert_eq!(applied_from_record(Some(b"garbage")), Applied::default());
+        assert_eq!(
+            applied_from_record(Some(br#"{"name":"v2","height":7}"#)),
+            Applied {
+                name: Some("v2".into()),
+                height: 7
+            }
+        );
+    }
+
+    #[test]
+    fn matches_upgrade_lines() {
+        let line = |s: &str| match_upgrade_line(s.as_bytes());
+        let plan = line("UPGRADE \"chain3\" NEEDED at height: 936: x\n").unwrap();
+        assert_eq!(
+            (plan.name.as_str(), plan.height, plan.info.as_str()),
+            ("chain3", 936, "x")
+        );
+        let plan = line("ERROR: UPGRADE \"chain3\" NEEDED at height: 936: x module=main").unwrap();
+        assert_eq!(plan.info, "x");
+        let plan = line("UPGRADE \"v2\" NEEDED at height: 5: ").unwrap();
+        assert_eq!(plan.info, "");
+        let plan = line("E[..] UPGRADE \"v2\" NEEDED at height: 5: {\"binaries\": {}}").unwrap();
+        assert_eq!(
+            plan.info, "{\"binaries\":",
+            "info is cut at the first space, as in Go"
+        );
+        let plan = line("UPGRADE \"a\" NEEDED at height: 1: b\" NEEDED at height: 7: c").unwrap();
+        assert_eq!(
+            (plan.name.as_str(), plan.height),
+            ("a\" NEEDED at height: 1: b", 7)
+        );
+        assert!(line("UPGRADE \"v2\" NEEDED at height: 5:").is_none());
+        assert!(line("UPGRADE \"v2\" NEEDED at height: x: y").is_none());
+        assert!(line("UPGRADE \"v2\" SKIPPED at 5: y").is_none());
+        assert!(line("nothing here").is_none());
+        assert!(match_upgrade_line(b"\xff\xfeUPGRADE \"v2\" NEEDED at height: 9: i\xff").is_some());
+    }
+
+    #[test]
+    fn skip_heights_like_go() {
+        let cases: &[(&[&str], &[i64])] = &[
+            (&["start"], &[]),
+            (
+                &[
+                    "start",
+                    "--unsafe-skip-upgrades",
+                    "10",
+                    "as",
+                    "20",
+                    "--x",
+                    "34",
+                ],
+                &[10, 20],
+            ),
+            (
+                &["--unsafe-skip-upgrades", "5", "--unsafe-skip-upgrades", "6"],
+                &[5],
+            ),
+            (&["start", "--unsafe-skip-upgrades"], &[]),
+            (&["start", "--unsafe-skip-upgrades=7,8"], &[7, 8]),
+        ];
+        for (args, want) in cases {
+            assert_eq!(skip_heights(&os(args)), *want, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! `cosmovisor run`: the supervisor's one event loop.
+//!
+//! It owns the daemon, the plan watcher, the daemon's upgrade-line channel and the signal
+//! listeners, and `select!`s over them: the daemon's exit, a plan in `upgrade-info.json`, an
+//! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it stops
+//! the daemon gracefully, journals the upgrade and hands it to `upgrade.rs`, then relaunches the
+//! daemon with the same arguments.
+//!
+//! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
+//! killed, and applies a plan already pending on disk (the node halted at the height, then the
+//! operator restarted cosmovisor).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nix::sys::signal::Signal;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::exit;
+use crate::journal::Journal;
+use crate::layout::{self, Layout, LayoutError};
+use crate::lock::SupervisorLock;
+use crate::plan::{self, Applied, LinePlan, Plan};
+use crate::process::{Daemon, Launch, pid_file};
+use crate::signals::{self, Signals};
+use crate::upgrade::{self, Outcome};
+use crate::watcher::{self, Watcher};
+
+/// After an `UPGRADE … NEEDED` line, how long we wait for `upgrade-info.json` (x/upgrade writes
+/// it just before logging the line; its `info` is complete, the line's is cut at a space).
+const LINE_SETTLE: Duration = Duration::from_secs(2);
+
+/// Why one run of the daemon ended.
+enum Ending {
+    /// The daemon exited on its own (or after a forwarded signal).
+    Exited {
+        status: ExitStatus,
+        line_plan: Option<Plan>,
+    },
+    /// A plan to apply was found while the daemon runs.
+    Upgrade(Plan),
+}
+
+/// What to do after an upgrade attempt.
+enum Next {
+    Relaunch,
+    Exit(u8),
+}
+
+struct Supervisor<'a> {
+    cfg: &'a Config,
+    layout: Layout,
+    args: &'a [OsString],
+    signals: Signals,
+}
+
+/// Runs the daemon under supervision; returns our exit code.
+pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    layout::check_home(&layout)?;
+    let signals = Signals::install().context("cannot install signal handlers")?;
+    let lock_path = layout.lock_file();
+    let lock = SupervisorLock::try_acquire(&lock_path)
+        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+    let mut supervisor = Supervisor {
+        cfg,
+        layout,
+        args,
+        signals,
+    };
+    if let Some(_held) = lock {
+        supervisor.supervise().await
+    } else {
+        info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
+        supervisor.pass_through().await
+    }
+}
+
+impl Supervisor<'_> {
+    async fn supervise(&mut self) -> anyhow::Result<u8> {
+        pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
+        let skip = plan::skip_heights(self.args);
+
+        if let Some(journal) = Journal::load(&self.layout.journal_file())? {
+            if skip.contains(&journal.plan.height) {
+                warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
+                Journal::finish(&self.layout.journal_file())?;
+            } else {
+                info!(name = %journal.plan.name, height = journal.plan.height, phase = ?journal.phase, "resuming upgrade from the journal");
+                if let Next::Exit(code) = self.upgrade(journal).await? {
+                    return Ok(code);
+                }
+            }
+        }
+
+        let current = self.current_dir()?;
+        let mut watcher = Watcher::new(
+            &self.layout.upgrade_info_file(),
+            self.cfg.poll_interval,
+            !self.cfg.disable_recase,
+            skip,
+            watcher::read_applied(&current),
+        );
+        if let Some(plan) = watcher.check_now() {
+            info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
+            if let Next::Exit(code) = self.upgrade(Journal::begin(&plan)).await? {
+                return Ok(code);
+            }
+            watcher.set_applied(applied_of(&plan));
+        }
+
+        let (line_tx, mut line_rx) = mpsc::unbounded_channel();
+        loop {
+            let mut daemon = self.launch(&line_tx)?;
+            let (ending, terminated_by) =
+                self.watch(&mut daemon, &mut watcher, &mut line_rx).await?;
+            let plan = match ending {
+                Ending::Exited { status, line_plan } => {
+                    pid_file::remove(&self.layout.daemon_pid_file());
+                    daemon.drain_output().await;
+                    // The node may have written the plan just before dying (Go checks too).
+                    let plan = if terminated_by.is_some() {
+                        None
+                    } else {
+                        watcher.check_now().or(line_plan)
+                    };
+                    match plan {
+                        Some(plan) => plan,
+                        None => return Ok(exit::from_status(status)),
+                    }
+                }
+                Ending::Upgrade(plan) => {
+                    info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
+                    let (_, stop_signal) = daemon
+                        .stop(self.cfg.shutdown_grace, &mut self.signals)
+                        .await?;
+                    pid_file::remove(&self.layout.daemon_pid_file());
+                    daemon.drain_output().await;
+                    if let Some(sig) = stop_signal.or(terminated_by) {
+                        // Journal it so the next start carries it out; then stop as asked.
+                        Journal::begin(&plan).save(&self.layout.journal_file())?;
+                        return Ok(exit::from_signal(sig));
+                    }
+                    plan
+                }
+            };
+            match self.upgrade(Journal::begin(&plan)).await? {
+                Next::Relaunch => watcher.set_applied(applied_of(&plan)),
+                Next::Exit(code) => return Ok(code),
+            }
+        }
+    }
+
+    /// Journals `journal`'s upgrade (if new) and carries it out.
+    async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
+        let path = self.layout.journal_file();
+        if !path.exists() {
+            journal.save(&path)?;
+        }
+        let name = journal.plan.name.clone();
+        match upgrade::carry_out(self.cfg, &self.layout, &mut self.signals, journal).await? {
+            Outcome::Switched if self.cfg.restart_after_upgrade => {
+                info!(app = %self.cfg.name, name = %name, "upgrade detected, relaunching");
+                Ok(Next::Relaunch)
+            }
+            Outcome::Switched => {
+                info!(app = %self.cfg.name, name = %name, "upgrade detected, DAEMON_RESTART_AFTER_UPGRADE is off. Verify new upgrade and start cosmovisor again.");
+                Ok(Next::Exit(exit::OK))
+            }
+            Outcome::Interrupted(sig) => {
+                warn!(signal = %sig, name = %name, "upgrade interrupted; it resumes on the next start");
+                Ok(Next::Exit(exit::from_signal(sig)))
+            }
+        }
+    }
+
+    /// The version folder `current` points at, creating `current → genesis` on a home that has
+    /// only `genesis/` (what Go does on first run).
+    fn current_dir(&self) -> anyhow::Result<std::path::PathBuf> {
+        match self.layout.current_dir() {
+            Err(LayoutError::CurrentMissing { .. }) if self.layout.genesis_dir().is_dir() => {
+                info!(link = %self.layout.current_link().display(), "creating the current symlink to genesis");
+                self.layout
+                    .set_current(&self.layout.genesis_dir())
+                    .with_context(|| {
+                        format!("cannot create {}", self.layout.current_link().display())
+                    })?;
+                Ok(self.layout.genesis_dir())
+            }
+            Err(LayoutError::CurrentMissing { link }) => Err(anyhow::anyhow!(
+                "{} and {} do not exist: run `cosmovisor init <path to {}>`",
+                link.display(),
+                self.layout.genesis_dir().display(),
+                self.cfg.name
+            )
+            .context(LayoutError::CurrentMissing { link })),
+            other => Ok(other?),
+        }
+    }
+
+    /// Starts the binary `current` points at.
+    fn launch(&self, lines: &mpsc::UnboundedSender<LinePlan>) -> anyhow::Result<Daemon> {
+        let version_dir = self.current_dir()?;
+        let bin = self.layout.bin_in(&version_dir);
+        layout::check_binary(&bin)?;
+        info!(path = %bin.display(), args = ?self.args, "running app");
+        let env = crate::process::library_path_env(&version_dir)
+            .into_iter()
+            .collect();
+        let daemon = Daemon::spawn(
+            &Launch {
+                bin: &bin,
+                args: self.args,
+                cwd: None,
+                env,
+            },
+            lines,
+        )?;
+        if let Err(err) = pid_file::write(&self.layout.daemon_pid_file(), daemon.pid()) {
+            warn!(error = %err, "cannot record the daemon's pid");
+        }
+        Ok(daemon)
+    }
+
+    /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
+    /// first termination signal that was forwarded, if any.
+    async fn watch(
+        &mut self,
+        daemon: &mut Daemon,
+        watcher: &mut Watcher,
+        lines: &mut mpsc::UnboundedReceiver<LinePlan>,
+    ) -> anyhow::Result<(Ending, Option<Signal>)> {
+        let recase = !self.cfg.disable_recase;
+        let mut line_plan: Option<(Plan, Instant)> = None;
+        let mut terminated_by = None;
+        loop {
+            let settle_deadline = line_plan.as_ref().map(|(_, deadline)| *deadline);
+            let settled = async {
+                match settle_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = daemon.wait() => {
+                    let status = status.context("cannot wait for the daemon")?;
+                    let line_plan = line_plan.map(|(plan, _)| plan);
+                    return Ok((Ending::Exited { status, line_plan }, terminated_by));
+                }
+                plan = watcher.next(), if terminated_by.is_none() => {
+                    return Ok((Ending::Upgrade(plan), None));
+                }
+                Some(line) = lines.recv() => {
+                    if line_plan.is_some() || terminated_by.is_some() {
+                        continue;
+                    }
+                    match Plan::from_line(&line, recase) {
+                        Ok(plan) if watcher.wants(&plan) => {
+                            info!(name = %plan.name, height = plan.height, "upgrade line seen on the daemon's output");
+                            line_plan = Some((plan, Instant::now() + LINE_SETTLE));
+                        }
+                        Ok(_) => {}
+                        Err(err) => warn!(error = %err, "ignoring an invalid upgrade line on the daemon's output"),
+                    }
+                }
+                () = settled => {
+                    if let Some((plan, _)) = line_plan.take() {
+                        let plan = watcher.check_now().unwrap_or(plan);
+                        return Ok((Ending::Upgrade(plan), None));
+                    }
+                }
+                sig = self.signals.recv() => {
+                    daemon.signal(sig);
+                    if signals::is_termination(sig) && terminated_by.is_none() {
+                        terminated_by = Some(sig);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the command without upgrade handling (another cosmovisor supervises this home).
+    async fn pass_through(&mut self) -> anyhow::Result<u8> {
+        let version_dir = self.layout.current_dir()?;
+        let bin = self.layout.bin_in(&version_dir);
+        layout::check_binary(&bin)?;
+        let (line_tx, _line_rx) = mpsc::unbounded_channel();
+        let env = crate::process::library_path_env(&version_dir)
+            .into_iter()
+            .collect();
+        let mut daemon = Daemon::spawn(
+            &Launch {
+                bin: &bin,
+                args: self.args,
+                cwd: None,
+                env,
+            },
+            &line_tx,
+        )?;
+        let status = loop {
+            tokio::select! {
+                status = daemon.wait() => break status.context("cannot wait for the daemon")?,
+                sig = self.signals.recv() => daemon.signal(sig),
+            }
+        };
+        daemon.drain_output().await;
+        Ok(exit::from_status(status))
+    }
+}
+
+fn applied_of(plan: &Plan) -> Applied {
+    Applied {
+        name: Some(plan.name.as_str().to_owned()),
+        height: plan.height,
+    }
+}
+
+/// Runs `<daemon> <args>` once with output passing through and signals forwarded (for
+/// `version`); returns its exit status.
+pub async fn run_plain(
+    bin: &Path,
+    args: &[OsString],
+    env: Vec<(OsString, OsString)>,
+) -> anyhow::Result<ExitStatus> {
+    let mut signals = Signals::install().context("cannot install signal handlers")?;
+    let (line_tx, _line_rx) = mpsc::unbounded_channel();
+    let mut daemon = Daemon::spawn(
+        &Launch {
+            bin,
+            args,
+            cwd: None,
+            env,
+        },
+        &line_tx,
+    )?;
+    let status = loop {
+        tokio::select! {
+            status = daemon.wait() => break status.context("cannot wait for the daemon")?,
+            sig = signals.recv() => daemon.signal(sig),
+        }
+    };
+    daemon.drain_output().await;
+    Ok(status)
+}

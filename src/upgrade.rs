@@ -1,0 +1,573 @@
+//! Carrying out one upgrade once the daemon is stopped: the state machine behind the journal.
+//!
+//! Order (SPEC §2 item 6, safer than Go's): make sure the new binary is there and runnable →
+//! `DAEMON_RESTART_DELAY` → back up `data/` → `COSMOVISOR_CUSTOM_PREUPGRADE` → `<new binary>
+//! pre-upgrade` → record the plan in `upgrades/<name>/upgrade-info.json` → swap `current`. A
+//! failure at any step leaves `current` on the old version and the journal where it was, so the
+//! next start resumes at that step: a backup is never taken twice and a pre-upgrade that
+//! succeeded never runs again.
+//!
+//! What each journal phase means on resume:
+//! * `stopped`: check the binary again, then back up.
+//! * `backing_up`: if the backup's final folder exists the rename happened: go on; otherwise
+//!   remove the staging folder and back up again.
+//! * `backed_up`, `custom_pre_upgrade_done`: run the next hook.
+//! * `pre_upgrade_done`: write the record and swap `current` (both idempotent).
+//!
+//! Termination signals are honoured at safe points: between steps, by cancelling a backup, or
+//! after a hook process (which gets the signal too) ends. The journal then resumes the upgrade.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use tokio::process::Command;
+use tracing::{error, info, warn};
+
+use crate::backup::{self, CopyError};
+use crate::config::{Config, format_go_duration};
+use crate::journal::{Journal, JournalError, Phase};
+use crate::layout::{self, BinaryError, Layout};
+use crate::plan::Plan;
+use crate::signals::{self, Signals};
+
+/// Exit codes of `<binary> pre-upgrade` (x/upgrade's contract); 30 (fatal) and every other code
+/// are failures.
+const PRE_UPGRADE_NOT_IMPLEMENTED: i32 = 1;
+const PRE_UPGRADE_RETRY: i32 = 31;
+
+/// How an upgrade attempt ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `current` now points at the new version.
+    Switched,
+    /// A termination signal arrived; the journal holds the progress.
+    Interrupted(Signal),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error(
+        "upgrade {name:?} at height {height} needs its binary at {}: put the new {daemon} binary there (chmod 755) and start cosmovisor again",
+        path.display()
+    )]
+    BinaryMissing {
+        name: String,
+        height: i64,
+        path: PathBuf,
+        daemon: String,
+    },
+    #[error("upgrade {name:?}: {err}")]
+    BinaryUnusable { name: String, err: BinaryError },
+    #[error("upgrade {name:?}: cannot make {} executable: {err}", path.display())]
+    Chmod {
+        name: String,
+        path: PathBuf,
+        err: io::Error,
+    },
+    #[error("upgrade {name:?}: backup of {} to {} failed: {err}", from.display(), to.display())]
+    Backup {
+        name: String,
+        from: PathBuf,
+        to: PathBuf,
+        err: String,
+    },
+    #[error("upgrade {name:?}: COSMOVISOR_CUSTOM_PREUPGRADE {}: {reason}", path.display())]
+    CustomPreUpgrade {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("upgrade {name:?}: {err}")]
+    PreUpgrade { name: String, err: PreUpgradeError },
+    #[error("upgrade {name:?}: cannot switch {} to {}: {err}", link.display(), target.display())]
+    Switch {
+        name: String,
+        link: PathBuf,
+        target: PathBuf,
+        err: io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("upgrade journal names an invalid upgrade: {0}")]
+    JournalName(#[from] layout::NameError),
+}
+
+/// Runs (or resumes) the upgrade recorded in `journal`, which is already saved on disk.
+pub async fn carry_out(
+    cfg: &Config,
+    layout: &Layout,
+    signals: &mut Signals,
+    mut journal: Journal,
+) -> Result<Outcome, UpgradeError> {
+    let journal_path = layout.journal_file();
+    let plan = journal.plan()?;
+    let version_dir = layout.upgrade_dir(&plan.name);
+    let bin = layout.bin_in(&version_dir);
+    info!(name = %plan.name, height = plan.height, phase = ?journal.phase, "carrying out upgrade");
+
+    ensure_binary(layout, &plan, &bin)?;
+
+    if journal.phase == Phase::Stopped && !cfg.restart_delay.is_zero() {
+        info!(delay = %format_go_duration(cfg.restart_delay), "waiting DAEMON_RESTART_DELAY before the backup");
+        tokio::select! {
+            () = tokio::time::sleep(cfg.restart_delay) => {}
+            sig = wait_for_termination(signals) => return Ok(Outcome::Interrupted(sig)),
+        }
+    }
+
+    if journal.phase < Phase::BackedUp {
+        if cfg.unsafe_skip_backup {
+            info!("UNSAFE_SKIP_BACKUP is set, skipping the backup of the data directory");
+        } else if let Some(sig) = back_up(cfg, layout, signals, &plan, &mut journal).await? {
+            return Ok(Outcome::Interrupted(sig));
+        }
+        journal.advance(Phase::BackedUp, &journal_path)?;
+    }
+    if let Some(sig) = pending_termination(signals) {
+        return Ok(Outcome::Interrupted(sig));
+    }
+
+    if journal.phase < Phase::CustomPreUpgradeDone {
+        if let Some(script) = &cfg.custom_preupgrade {
+            if let Some(sig) = run_custom_pre_upgrade(layout, signals, &plan, script).await? {
+                return Ok(Outcome::Interrupted(sig));
+            }
+        }
+        journal.advance(Phase::CustomPreUpgradeDone, &journal_path)?;
+    }
+
+    if journal.phase < Phase::PreUpgradeDone {
+        let env = crate::process::library_path_env(&version_dir);
+        let result = run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
+            run_pre_upgrade(&bin, layout.home(), env.clone(), signals, attempt).await
+        })
+        .await;
+        match result {
+            Ok(PreUpgradeEnd::Done) => {}
+            Ok(PreUpgradeEnd::Interrupted(sig)) => return Ok(Outcome::Interrupted(sig)),
+            Err(err) => {
+                return Err(UpgradeError::PreUpgrade {
+                    name: plan.name.to_string(),
+                    err,
+                });
+            }
+        }
+        journal.advance(Phase::PreUpgradeDone, &journal_path)?;
+    }
+
+    switch(layout, &plan, &version_dir)?;
+    Journal::finish(&journal_path)?;
+    info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
+    Ok(Outcome::Switched)
+}
+
+/// The new binary must be a regular file we can execute. A missing execute bit is added, as Go
+/// v1.5+ does, so an operator's copy without `chmod` does not stop the chain at the height.
+fn ensure_binary(layout: &Layout, plan: &Plan, bin: &Path) -> Result<(), UpgradeError> {
+    match layout::check_binary(bin) {
+        Ok(()) => Ok(()),
+        Err(BinaryError::Missing { path }) => Err(UpgradeError::BinaryMissing {
+            name: plan.name.to_string(),
+            height: plan.height,
+            path,
+            daemon: layout.daemon_name().to_owned(),
+        }),
+        Err(BinaryError::NotExecutable { path }) => {
+            warn!(path = %path.display(), "upgrade binary is not executable, adding a+x");
+            layout::make_executable(&path).map_err(|err| UpgradeError::Chmod {
+                name: plan.name.to_string(),
+                path: path.clone(),
+                err,
+            })
+        }
+        Err(err) => Err(UpgradeError::BinaryUnusable {
+            name: plan.name.to_string(),
+            err,
+        }),
+    }
+}
+
+/// Backs up `data/`; `Some(signal)` when a termination signal cancelled it.
+async fn back_up(
+    cfg: &Config,
+    layout: &Layout,
+    signals: &mut Signals,
+    plan: &Plan,
+    journal: &mut Journal,
+) -> Result<Option<Signal>, UpgradeError> {
+    let journal_path = layout.journal_file();
+    let data = layout.data_dir();
+    let fail = |to: &Path, err: String| UpgradeError::Backup {
+        name: plan.name.to_string(),
+        from: data.clone(),
+        to: to.to_path_buf(),
+        err,
+    };
+    if let (Phase::BackingUp, Some(paths)) = (journal.phase, &journal.backup) {
+        if paths.target.is_dir() {
+            info!(path = %paths.target.display(), "backup was completed before cosmovisor stopped; not taking it again");
+            return Ok(None);
+        }
+        backup::remove_partial(&paths.partial)
+            .map_err(|err| fail(&paths.partial, err.to_string()))?;
+    }
+    let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
+    journal.backup = Some(paths.clone());
+    journal.advance(Phase::BackingUp, &journal_path)?;
+
+    let started = Instant::now();
+    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), "starting to take backup of data directory");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let copy = {
+        let (data, partial, cancel) = (data.clone(), paths.partial.clone(), Arc::clone(&cancel));
+        tokio::task::spawn_blocking(move || backup::copy_tree(&data, &partial, &cancel))
+    };
+    tokio::pin!(copy);
+    let mut interrupted = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut copy => break result,
+            sig = signals.recv() => {
+                if signals::is_termination(sig) {
+                    warn!(signal = %sig, "stopping the backup; the upgrade resumes on the next start");
+                    interrupted = Some(sig);
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let result = result.map_err(|err| fail(&paths.partial, err.to_string()))?;
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(err) => {
+            let _ = backup::remove_partial(&paths.partial);
+            return match (err, interrupted) {
+                (CopyError::Cancelled, Some(sig)) => Ok(Some(sig)),
+                (err, _) => Err(fail(&paths.target, err.to_string())),
+            };
+        }
+    };
+    std::fs::rename(&paths.partial, &paths.target)
+        .map_err(|err| fail(&paths.target, err.to_string()))?;
+    if let Some(dir) = paths.target.parent() {
+        layout::sync_dir(dir).map_err(|err| fail(&paths.target, err.to_string()))?;
+    }
+    let elapsed = started.elapsed();
+    info!(
+        path = %paths.target.display(),
+        files = stats.files,
+        bytes = stats.bytes,
+        took = %format_go_duration(elapsed),
+        "backup completed"
+    );
+    Ok(interrupted)
+}
+
+/// Runs `$DAEMON_HOME/cosmovisor/<script> <name> <height>` in `$DAEMON_HOME`.
+async fn run_custom_pre_upgrade(
+    layout: &Layout,
+    signals: &mut Signals,
+    plan: &Plan,
+    script: &str,
+) -> Result<Option<Signal>, UpgradeError> {
+    // Parity: Go uses filepath.Join(root, value), so even an absolute value stays under root.
+    let path = layout.root().join(script.trim_start_matches('/'));
+    let fail = |reason: String| UpgradeError::CustomPreUpgrade {
+        name: plan.name.to_string(),
+        path: path.clone(),
+        reason,
+    };
+    info!(file = %path.display(), "looking for COSMOVISOR_CUSTOM_PREUPGRADE file");
+    match layout::check_binary(&path) {
+        Ok(()) => {}
+        Err(BinaryError::NotExecutable { .. }) => {
+            layout::make_executable(&path)
+                .map_err(|err| fail(format!("cannot add execute permission: {err}")))?;
+        }
+        Err(BinaryError::Missing { .. }) => {
+            return Err(fail(
+                "file missing: create it or unset COSMOVISOR_CUSTOM_PREUPGRADE".into(),
+            ));
+        }
+        Err(err) => return Err(fail(err.to_string())),
+    }
+    let mut command = Command::new(&path);
+    command
+        .arg(&plan.raw_name)
+        .arg(plan.height.to_string())
+        .current_dir(layout.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let (status, stdout, interrupted) = run_hook(command, signals)
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    if let Some(sig) = interrupted {
+        return Ok(Some(sig));
+    }
+    if !status.success() {
+        return Err(fail(format!("exited with {}", describe(status))));
+    }
+    info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %stdout.trim_end(), "COSMOVISOR_CUSTOM_PREUPGRADE result");
+    Ok(None)
+}
+
+/// What one `pre-upgrade` exit status means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreUpgradeOutcome {
+    Success,
+    NotImplemented,
+    Retry,
+    Failed,
+}
+
+/// Classifies the exit status of `<binary> pre-upgrade`. Unlike Go, an unknown code (or death by
+/// a signal) is a failure, not a success (STYLE §4 item 9).
+#[must_use]
+pub fn classify(status: ExitStatus) -> PreUpgradeOutcome {
+    match status.code() {
+        Some(0) => PreUpgradeOutcome::Success,
+        Some(PRE_UPGRADE_NOT_IMPLEMENTED) => PreUpgradeOutcome::NotImplemented,
+        Some(PRE_UPGRADE_RETRY) => PreUpgradeOutcome::Retry,
+        Some(_) | None => PreUpgradeOutcome::Failed,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreUpgradeError {
+    #[error("pre-upgrade command failed : {0}")]
+    Failed(String),
+    #[error("pre-upgrade command failed. reached max attempt of retries - {0}")]
+    RetriesExhausted(u32),
+    #[error("cannot run pre-upgrade: {0}")]
+    Spawn(io::Error),
+}
+
+/// How the pre-upgrade step ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreUpgradeEnd {
+    Done,
+    Interrupted(Signal),
+}
+
+/// One attempt's result, as the retry policy sees it.
+pub enum Attempt {
+    Exited(ExitStatus),
+    Interrupted(Signal),
+}
+
+/// The retry policy: up to `max_retries + 1` attempts, retrying only on exit code 31.
+pub async fn run_with_retries(
+    max_retries: u32,
+    mut attempt: impl AsyncFnMut(u32) -> io::Result<Attempt>,
+) -> Result<PreUpgradeEnd, PreUpgradeError> {
+    let mut number = 1;
+    loop {
+        let status = match attempt(number).await.map_err(PreUpgradeError::Spawn)? {
+            Attempt::Exited(status) => status,
+            Attempt::Interrupted(sig) => return Ok(PreUpgradeEnd::Interrupted(sig)),
+        };
+        match classify(status) {
+            PreUpgradeOutcome::Success => {
+                info!("pre-upgrade successful. continuing the upgrade.");
+                return Ok(PreUpgradeEnd::Done);
+            }
+            PreUpgradeOutcome::NotImplemented => {
+                info!("pre-upgrade command does not exist. continuing the upgrade.");
+                return Ok(PreUpgradeEnd::Done);
+            }
+            PreUpgradeOutcome::Retry if number <= max_retries => {
+                error!(error = %describe(status), attempt = number, "pre-upgrade command failed. retrying");
+                number += 1;
+            }
+            PreUpgradeOutcome::Retry => return Err(PreUpgradeError::RetriesExhausted(max_retries)),
+            PreUpgradeOutcome::Failed => return Err(PreUpgradeError::Failed(describe(status))),
+        }
+    }
+}
+
+async fn run_pre_upgrade(
+    bin: &Path,
+    home: &Path,
+    env: Option<(std::ffi::OsString, std::ffi::OsString)>,
+    signals: &mut Signals,
+    attempt: u32,
+) -> io::Result<Attempt> {
+    info!(path = %bin.display(), attempt, "running pre-upgrade");
+    let mut command = Command::new(bin);
+    command
+        .arg("pre-upgrade")
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some((key, value)) = env {
+        command.env(key, value);
+    }
+    let (status, stdout, interrupted) = run_hook(command, signals).await?;
+    if let Some(sig) = interrupted {
+        return Ok(Attempt::Interrupted(sig));
+    }
+    info!(result = %stdout.trim_end(), "pre-upgrade result");
+    Ok(Attempt::Exited(status))
+}
+
+/// Runs a hook process to its end, capturing its stdout (stderr passes through) and forwarding
+/// signals to it; reports the first termination signal that arrived meanwhile.
+async fn run_hook(
+    mut command: Command,
+    signals: &mut Signals,
+) -> io::Result<(ExitStatus, String, Option<Signal>)> {
+    use tokio::io::AsyncReadExt;
+    let mut child = command.spawn()?;
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(nix::unistd::Pid::from_raw);
+    let mut stdout = child.stdout.take();
+    let mut captured = Vec::new();
+    let read_all = async {
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.read_to_end(&mut captured).await;
+        }
+    };
+    tokio::pin!(read_all);
+    let mut read_done = false;
+    let mut interrupted = None;
+    let status = loop {
+        tokio::select! {
+            () = &mut read_all, if !read_done => read_done = true,
+            status = child.wait() => break status?,
+            sig = signals.recv() => {
+                if signals::is_termination(sig) && interrupted.is_none() {
+                    interrupted = Some(sig);
+                }
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
+        }
+    };
+    if !read_done {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_all).await;
+    }
+    Ok((
+        status,
+        String::from_utf8_lossy(&captured).into_owned(),
+        interrupted,
+    ))
+}
+
+/// Records the plan in the version folder, then points `current` at it.
+fn switch(layout: &Layout, plan: &Plan, version_dir: &Path) -> Result<(), UpgradeError> {
+    let fail = |err: io::Error| UpgradeError::Switch {
+        name: plan.name.to_string(),
+        link: layout.current_link(),
+        target: version_dir.to_path_buf(),
+        err,
+    };
+    layout::write_atomic(
+        &Layout::applied_plan_file(version_dir),
+        &plan.to_record_json(),
+        0o644,
+    )
+    .map_err(fail)?;
+    layout.set_current(version_dir).map_err(fail)
+}
+
+/// Waits for the next termination signal (other signals are ignored here: no daemon runs).
+async fn wait_for_termination(signals: &mut Signals) -> Signal {
+    loop {
+        let sig = signals.recv().await;
+        if signals::is_termination(sig) {
+            return sig;
+        }
+    }
+}
+
+/// A termination signal that already arrived, if any, without waiting.
+fn pending_termination(signals: &mut Signals) -> Option<Signal> {
+    while let Some(sig) = signals.try_recv() {
+        if signals::is_termination(sig) {
+            return Some(sig);
+        }
+    }
+    None
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32) -> Attempt {
+        Attempt::Exited(ExitStatus::from_raw(code << 8))
+    }
+
+    async fn scripted(max: u32, codes: &[i32]) -> (Result<PreUpgradeEnd, PreUpgradeError>, usize) {
+        let mut calls = 0;
+        let result = run_with_retries(max, async |_| {
+            let code = codes[calls.min(codes.len() - 1)];
+            calls += 1;
+            Ok(exited(code))
+        })
+        .await;
+        (result, calls)
+    }
+
+    #[test]
+    fn classifies_exit_codes() {
+        let status = |code: i32| ExitStatus::from_raw(code << 8);
+        assert_eq!(classify(status(0)), PreUpgradeOutcome::Success);
+        assert_eq!(classify(status(1)), PreUpgradeOutcome::NotImplemented);
+        assert_eq!(classify(status(30)), PreUpgradeOutcome::Failed);
+        assert_eq!(classify(status(31)), PreUpgradeOutcome::Retry);
+        assert_eq!(classify(status(2)), PreUpgradeOutcome::Failed);
+        assert_eq!(classify(ExitStatus::from_raw(9)), PreUpgradeOutcome::Failed);
+    }
+
+    #[tokio::test]
+    async fn retries_on_31_until_success() {
+        let (result, calls) = scripted(2, &[31, 31, 0]).await;
+        assert_eq!(result.unwrap(), PreUpgradeEnd::Done);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_retries() {
+        let (result, calls) = scripted(1, &[31]).await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "pre-upgrade command failed. reached max attempt of retries - 1"
+        );
+        assert_eq!(calls, 2);
+        let (result, calls) = scripted(0, &[31]).await;
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn fatal_and_unknown_codes_fail_without_retry() {
+        for code in [30, 2, 255] {
+            let (result, calls) = scripted(5, &[code]).await;
+            assert_eq!(
+                result.unwrap_err().to_string(),
+                format!("pre-upgrade command failed : exit status {code}")
+            );
+            assert_eq!(calls, 1);
+        }
+        let (result, _) = scripted(0, &[1]).await;
+        assert_eq!(result.unwrap(), PreUpgradeEnd::Done);
+    }
+}

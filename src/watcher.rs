@@ -1,0 +1,206 @@
+//! Watches `data/upgrade-info.json` for a plan to apply.
+//!
+//! Two sources, both always on: inotify on `data/` (a close-after-write or a rename onto the
+//! file wakes us at once) and a poll every `DAEMON_POLL_INTERVAL` (a `stat`, cheap), which covers
+//! file systems without inotify and a `data/` folder that was replaced. The file is parsed again
+//! only when its identity (inode, size, mtime, ctime) changed. A half-written or malformed file
+//! is logged once per version and read again when it changes: never a crash, never a stop of the
+//! daemon (Go panics and orphans the node).
+//!
+//! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use tokio::io::unix::AsyncFd;
+use tokio::time::{Interval, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::plan::{self, Applied, Plan};
+
+/// The identity of one version of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+pub struct Watcher {
+    file: PathBuf,
+    file_name: std::ffi::OsString,
+    recase: bool,
+    skip_heights: Vec<i64>,
+    applied: Applied,
+    last_seen: Option<Stamp>,
+    inotify: Option<AsyncFd<InotifyFd>>,
+    ticker: Interval,
+}
+
+impl Watcher {
+    /// Watches `file` (inside `data/`). inotify is optional: without it we poll.
+    #[must_use]
+    pub fn new(
+        file: &Path,
+        poll_interval: Duration,
+        recase: bool,
+        skip_heights: Vec<i64>,
+        applied: Applied,
+    ) -> Watcher {
+        let mut ticker = tokio::time::interval(poll_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let inotify = file.parent().and_then(|dir| match watch_dir(dir) {
+            Ok(inotify) => Some(inotify),
+            Err(err) => {
+                warn!(dir = %dir.display(), error = %err, "inotify unavailable, polling for upgrade-info.json");
+                None
+            }
+        });
+        Watcher {
+            file: file.to_path_buf(),
+            file_name: file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+            recase,
+            skip_heights,
+            applied,
+            last_seen: None,
+            inotify,
+            ticker,
+        }
+    }
+
+    /// Records the plan just applied; the file is judged again against it.
+    pub fn set_applied(&mut self, applied: Applied) {
+        self.applied = applied;
+        self.last_seen = None;
+    }
+
+    /// Whether `plan` should be applied now (new enough and not skipped).
+    #[must_use]
+    pub fn wants(&self, plan: &Plan) -> bool {
+        if !self.applied.is_superseded_by(plan) {
+            return false;
+        }
+        if self.skip_heights.contains(&plan.height) {
+            info!(name = %plan.name, height = plan.height, "upgrade height is listed in --unsafe-skip-upgrades, not applying it");
+            return false;
+        }
+        true
+    }
+
+    /// Reads the file now, if it changed since the last look, and returns a plan to apply.
+    pub fn check_now(&mut self) -> Option<Plan> {
+        let stamp = if let Ok(meta) = fs::metadata(&self.file) {
+            Stamp {
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                ctime: (meta.ctime(), meta.ctime_nsec()),
+            }
+        } else {
+            self.last_seen = None;
+            return None;
+        };
+        if self.last_seen == Some(stamp) {
+            return None;
+        }
+        self.last_seen = Some(stamp);
+        let bytes = match fs::read(&self.file) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                warn!(file = %self.file.display(), error = %err, "cannot read upgrade-info.json, will retry");
+                self.last_seen = None;
+                return None;
+            }
+        };
+        match plan::parse(&bytes, self.recase) {
+            Ok(plan) if self.wants(&plan) => Some(plan),
+            Ok(plan) => {
+                debug!(name = %plan.name, height = plan.height, "upgrade-info.json holds no new plan");
+                None
+            }
+            Err(err) => {
+                warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
+                None
+            }
+        }
+    }
+
+    /// Waits for a plan to apply. Cancel-safe: all progress lives in `self`.
+    pub async fn next(&mut self) -> Plan {
+        loop {
+            let changed = if let Some(inotify) = &self.inotify {
+                tokio::select! {
+                    _ = self.ticker.tick() => true,
+                    ready = inotify.readable() => match ready {
+                        Ok(mut guard) => {
+                            let relevant = drain_events(&guard.get_inner().0, &self.file_name);
+                            guard.clear_ready();
+                            relevant
+                        }
+                        Err(_) => true,
+                    },
+                }
+            } else {
+                self.ticker.tick().await;
+                true
+            };
+            if changed {
+                if let Some(plan) = self.check_now() {
+                    return plan;
+                }
+            }
+        }
+    }
+}
+
+/// An inotify instance, which owns its descriptor for as long as it lives.
+struct InotifyFd(Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+#[allow(unsafe_code)]
+fn watch_dir(dir: &Path) -> std::io::Result<AsyncFd<InotifyFd>> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    inotify.add_watch(
+        dir,
+        AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE,
+    )?;
+    // SAFETY: the descriptor is owned by `Inotify`, which the `AsyncFd` owns; it stays open and
+    // is not closed or replaced by anyone else until the `AsyncFd` is dropped.
+    let registered = unsafe { AsyncFd::register(InotifyFd(inotify)) };
+    registered.map_err(|err| std::io::Error::other(err.to_string()))
+}
+
+/// Reads every queued event; true when one concerns our file (or the queue overflowed).
+fn drain_events(inotify: &Inotify, file_name: &std::ffi::OsStr) -> bool {
+    let mut relevant = false;
+    while let Ok(events) = inotify.read_events() {
+        if events.is_empty() {
+            break;
+        }
+        for event in events {
+            if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                || event.name.as_deref() == Some(file_name)
+            {
+                relevant = true;
+            }
+        }
+    }
+    relevant
+}
+
+/// Reads the plan recorded as applied in a version folder (`<dir>/upgrade-info.json`).
+#[must_use]
+pub fn read_applied(version_dir: &Path) -> Applied {
+    let record = fs::read(crate::layout::Layout::applied_plan_file(version_dir)).ok();
+    plan::applied_from_record(record.as_deref())
+}
