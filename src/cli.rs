@@ -66,8 +66,12 @@ pub enum Command {
         /// Print only cosmovisor's version.
         #[arg(long = "cosmovisor-only")]
         cosmovisor_only: bool,
-        /// Extra arguments for `<daemon> version` (text output only).
-        #[arg(trailing_var_arg = true, value_name = "ARGS")]
+        /// Extra arguments for `<daemon> version` (text output only), flags included.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
         args: Vec<OsString>,
     },
     /// Initialise a cosmovisor home: copy the genesis binary, create `current`, write config.toml.

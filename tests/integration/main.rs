@@ -1,0 +1,5 @@
+//! Integration tests: the real `cosmovisor` binary against fake daemons in temporary homes.
+
+mod run;
+mod support;
+mod upgrade;

@@ -1,0 +1,579 @@
+//! Test support: a throw-away node home in the cosmovisor layout, fake daemons generated as shell
+//! scripts, the real `mock-node`, a runner for the real `cosmovisor` binary with deadlines, and
+//! `wait_until` — the one way tests wait for something.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+pub const COSMOVISOR: &str = env!("CARGO_BIN_EXE_cosmovisor");
+pub const MOCK_NODE: &str = env!("CARGO_BIN_EXE_mock-node");
+
+/// Generous: only failures pay it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` every 10 ms until it holds, panicking with `what` after `deadline`.
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A node home in a temporary folder: `cosmovisor/`, `data/`, and whatever the test adds.
+pub struct Home {
+    dir: tempfile::TempDir,
+    pub name: String,
+}
+
+impl Home {
+    pub fn new(name: &str) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("cv-home-")
+            .tempdir()
+            .expect("temp dir");
+        fs::create_dir_all(dir.path().join("cosmovisor")).expect("mkdir cosmovisor");
+        fs::create_dir_all(dir.path().join("data")).expect("mkdir data");
+        Home {
+            dir,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A home with nothing in it at all.
+    pub fn blank(name: &str) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("cv-home-")
+            .tempdir()
+            .expect("temp dir");
+        Home {
+            dir,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.path().join("cosmovisor")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn upgrade_dir(&self, name: &str) -> PathBuf {
+        self.root().join("upgrades").join(name)
+    }
+
+    pub fn genesis_dir(&self) -> PathBuf {
+        self.root().join("genesis")
+    }
+
+    /// Installs a fake daemon as the genesis binary.
+    pub fn genesis(&self, daemon: &FakeDaemon) -> &Home {
+        self.install(&self.genesis_dir(), daemon);
+        self
+    }
+
+    /// Installs a fake daemon as `upgrades/<name>/bin/<daemon>`.
+    pub fn upgrade(&self, name: &str, daemon: &FakeDaemon) -> &Home {
+        self.install(&self.upgrade_dir(name), daemon);
+        self
+    }
+
+    fn install(&self, version_dir: &Path, daemon: &FakeDaemon) {
+        let bin = version_dir.join("bin").join(&self.name);
+        fs::create_dir_all(bin.parent().expect("bin dir")).expect("mkdir bin");
+        fs::write(&bin, daemon.script()).expect("write fake daemon");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Installs the real mock chain node in `version_dir` with its `mock-node.json`.
+    pub fn mock(&self, version_dir: &Path, config: &serde_json::Value) -> &Home {
+        let bin = version_dir.join("bin").join(&self.name);
+        fs::create_dir_all(bin.parent().expect("bin dir")).expect("mkdir bin");
+        fs::copy(MOCK_NODE, &bin).expect("copy mock-node");
+        fs::write(version_dir.join("mock-node.json"), config.to_string()).expect("mock config");
+        self
+    }
+
+    /// Points `current` at a version folder (relative, as we write it).
+    pub fn set_current(&self, relative: &str) {
+        let link = self.root().join("current");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(relative, link).expect("symlink current");
+    }
+
+    /// Where `current` points (as stored).
+    pub fn current_target(&self) -> PathBuf {
+        fs::read_link(self.root().join("current")).expect("current link")
+    }
+
+    pub fn write_plan(&self, name: &str, height: i64) {
+        let plan = format!(
+            r#"{{"name":"{name}","time":"0001-01-01T00:00:00Z","height":{height},"info":""}}"#
+        );
+        fs::write(self.data().join("upgrade-info.json"), plan).expect("write plan");
+    }
+
+    /// The lines fake daemons appended to `$DAEMON_HOME/events`.
+    pub fn events(&self) -> Vec<String> {
+        fs::read_to_string(self.path().join("events"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn wait_for_event(&self, event: &str) {
+        self.wait_for_events(event, 1);
+    }
+
+    pub fn wait_for_events(&self, event: &str, count: usize) {
+        wait_until(
+            &format!("{count}× event {event:?} (have {:?})", self.events()),
+            DEADLINE,
+            || {
+                self.events()
+                    .iter()
+                    .filter(|line| line.as_str() == event)
+                    .count()
+                    >= count
+            },
+        );
+    }
+
+    /// The backups (`data-backup-*` folders) in the home.
+    pub fn backups(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.path())
+            .expect("read home")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("data-backup-") || name.starts_with(".data-backup-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A listing of the whole home, for failure messages.
+    pub fn tree(&self) -> String {
+        let mut out = String::new();
+        list(self.path(), self.path(), &mut out);
+        out
+    }
+
+    /// The environment every test starts from.
+    pub fn env(&self) -> Vec<(String, OsString)> {
+        vec![
+            ("DAEMON_HOME".into(), self.path().into()),
+            ("DAEMON_NAME".into(), self.name.clone().into()),
+            ("DAEMON_POLL_INTERVAL".into(), "50ms".into()),
+            ("DAEMON_SHUTDOWN_GRACE".into(), "5s".into()),
+            ("COSMOVISOR_COLOR_LOGS".into(), "false".into()),
+            ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+        ]
+    }
+
+    /// A `cosmovisor` invocation with this home's environment.
+    pub fn cosmovisor<I, S>(&self, args: I) -> Cosmovisor
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut cmd = Cosmovisor::new(args);
+        for (key, value) in self.env() {
+            cmd = cmd.env(&key, value);
+        }
+        cmd.tree_of(self.path())
+    }
+}
+
+fn list(root: &Path, dir: &Path, out: &mut String) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let meta = fs::symlink_metadata(&path);
+        if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+            let target = fs::read_link(&path).unwrap_or_default();
+            let _ = writeln!(out, "{} -> {}", rel.display(), target.display());
+        } else if meta.as_ref().is_ok_and(fs::Metadata::is_dir) {
+            let _ = writeln!(out, "{}/", rel.display());
+            list(root, &path, out);
+        } else {
+            let _ = writeln!(
+                out,
+                "{} ({} bytes)",
+                rel.display(),
+                meta.map(|m| m.len()).unwrap_or(0)
+            );
+        }
+    }
+}
+
+/// A fake daemon: a POSIX shell script built step by step. Every step that matters reports to
+/// `$DAEMON_HOME/events` so tests can wait on it.
+#[derive(Clone, Default)]
+pub struct FakeDaemon {
+    lines: Vec<String>,
+}
+
+impl FakeDaemon {
+    pub fn new() -> FakeDaemon {
+        FakeDaemon::default()
+    }
+
+    fn line(mut self, line: impl Into<String>) -> FakeDaemon {
+        self.lines.push(line.into());
+        self
+    }
+
+    /// Traps the forwarded signals (recording each; TERM/INT exit 0 after recording), then
+    /// writes `ready <tag>`.
+    pub fn ready(self, tag: &str) -> FakeDaemon {
+        self.line(r#"ev() { printf '%s\n' "$1" >> "$DAEMON_HOME/events"; }"#)
+            .line(r#"trap 'ev TERM; exit 0' TERM"#)
+            .line(r#"trap 'ev INT; exit 0' INT"#)
+            .line(r#"trap 'ev QUIT' QUIT"#)
+            .line(r#"trap 'ev HUP' HUP"#)
+            .line(r#"trap 'ev USR1' USR1"#)
+            .line(r#"trap 'ev USR2' USR2"#)
+            .line(format!("ev 'ready {tag}'"))
+    }
+
+    /// Like `ready`, but SIGTERM and SIGINT are recorded and otherwise ignored.
+    pub fn ready_ignoring_term(self, tag: &str) -> FakeDaemon {
+        self.ready(tag)
+            .line(r#"trap 'ev TERM' TERM"#)
+            .line(r#"trap 'ev INT' INT"#)
+    }
+
+    pub fn event(self, event: &str) -> FakeDaemon {
+        self.line(format!(
+            "printf '%s\\n' '{event}' >> \"$DAEMON_HOME/events\""
+        ))
+    }
+
+    pub fn say(self, text: &str) -> FakeDaemon {
+        self.line(format!("printf '%s\\n' '{text}'"))
+    }
+
+    pub fn say_err(self, text: &str) -> FakeDaemon {
+        self.line(format!("printf '%s\\n' '{text}' >&2"))
+    }
+
+    /// Writes `data/upgrade-info.json` atomically (temp + mv).
+    pub fn request_upgrade(self, name: &str, height: i64) -> FakeDaemon {
+        self.line(format!(
+            r#"printf '{{"name":"{name}","time":"0001-01-01T00:00:00Z","height":{height}}}' > "$DAEMON_HOME/data/upgrade-info.json.tmp" && mv "$DAEMON_HOME/data/upgrade-info.json.tmp" "$DAEMON_HOME/data/upgrade-info.json""#
+        ))
+    }
+
+    /// Prints x/upgrade's line on stderr, without writing the file.
+    pub fn upgrade_line(self, name: &str, height: i64, info: &str) -> FakeDaemon {
+        self.line(format!(
+            "printf '%s\\n' 'ERR UPGRADE \"{name}\" NEEDED at height: {height}: {info} module=x/upgrade' >&2"
+        ))
+    }
+
+    /// Waits interruptibly for ever (traps run at once).
+    pub fn block(self) -> FakeDaemon {
+        self.line("while :; do sleep 30 >/dev/null 2>&1 & wait $!; done")
+    }
+
+    pub fn exit(self, code: i32) -> FakeDaemon {
+        self.line(format!("exit {code}"))
+    }
+
+    pub fn raw(self, line: &str) -> FakeDaemon {
+        self.line(line)
+    }
+
+    pub fn script(&self) -> String {
+        format!("#!/bin/sh\nset -u\n{}\n", self.lines.join("\n"))
+    }
+}
+
+/// One `cosmovisor` invocation.
+pub struct Cosmovisor {
+    command: Command,
+    description: String,
+    stdin: Option<Vec<u8>>,
+    tree_root: Option<PathBuf>,
+}
+
+impl Cosmovisor {
+    pub fn new<I, S>(args: I) -> Cosmovisor
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Command::new(COSMOVISOR);
+        command.args(&args).env_clear().process_group(0);
+        Cosmovisor {
+            command,
+            description: format!("cosmovisor {args:?}"),
+            stdin: None,
+            tree_root: None,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Cosmovisor {
+        let value = value.into();
+        let _ = write!(self.description, " {key}={value:?}");
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Cosmovisor {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: &[u8]) -> Cosmovisor {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
+    fn tree_of(mut self, root: &Path) -> Cosmovisor {
+        self.tree_root = Some(root.to_path_buf());
+        self
+    }
+
+    /// Starts it; stdout and stderr are collected in the background.
+    pub fn spawn(mut self) -> Running {
+        self.command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("spawn cosmovisor");
+        if let Some(bytes) = self.stdin.take() {
+            let mut stdin = child.stdin.take().expect("stdin");
+            thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Running {
+            pid: Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+            child: Some(child),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            description: self.description,
+            tree_root: self.tree_root,
+        }
+    }
+
+    /// Runs it to the end (bounded by [`DEADLINE`]).
+    pub fn run(self) -> Output {
+        self.spawn().wait()
+    }
+}
+
+fn collect(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// A running `cosmovisor`; dropping it kills its whole process group, so a failing test never
+/// leaks daemons.
+pub struct Running {
+    pub pid: Pid,
+    child: Option<Child>,
+    stdout: Option<thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+    description: String,
+    tree_root: Option<PathBuf>,
+}
+
+impl Running {
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid, signal).expect("signal cosmovisor");
+    }
+
+    /// Waits for it to exit, at most [`DEADLINE`].
+    pub fn wait(self) -> Output {
+        self.wait_for(DEADLINE)
+    }
+
+    pub fn wait_for(mut self, deadline: Duration) -> Output {
+        let mut child = self.child.take().expect("child");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > deadline {
+                let _ = killpg(self.pid, Signal::SIGKILL);
+                let status = child.wait().expect("wait");
+                let output = self.output(status);
+                panic!(
+                    "{} did not exit within {deadline:?}\n{output}",
+                    self.description
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        self.output(status)
+    }
+
+    fn output(&mut self, status: ExitStatus) -> Output {
+        // Output threads end when every holder of the pipes is gone; a leaked grandchild would
+        // hold them, so their join is bounded too.
+        let join = |handle: Option<thread::JoinHandle<Vec<u8>>>| {
+            let handle = handle?;
+            let start = Instant::now();
+            while !handle.is_finished() && start.elapsed() < Duration::from_secs(10) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                handle.join().ok()
+            } else {
+                None
+            }
+        };
+        Output {
+            status,
+            stdout: join(self.stdout.take()).unwrap_or_default(),
+            stderr: join(self.stderr.take()).unwrap_or_default(),
+            description: self.description.clone(),
+            tree: self.tree_root.as_deref().map(|root| {
+                let mut out = String::new();
+                list(root, root, &mut out);
+                out
+            }),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a finished `cosmovisor` left.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    description: String,
+    tree: Option<String>,
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "command: {}", self.description)?;
+        writeln!(f, "status: {}", self.status)?;
+        writeln!(
+            f,
+            "--- stdout ---\n{}",
+            String::from_utf8_lossy(&self.stdout)
+        )?;
+        writeln!(
+            f,
+            "--- stderr ---\n{}",
+            String::from_utf8_lossy(&self.stderr)
+        )?;
+        if let Some(tree) = &self.tree {
+            writeln!(f, "--- home ---\n{tree}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Output {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "unexpected exit status\n{self}"
+        );
+        self
+    }
+
+    pub fn assert_signal(&self, signal: i32) -> &Output {
+        assert_eq!(
+            self.status.signal(),
+            Some(signal),
+            "unexpected exit status\n{self}"
+        );
+        self
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    pub fn stdout_contains(&self, text: &str) -> &Output {
+        assert!(
+            self.stdout().contains(text),
+            "stdout lacks {text:?}\n{self}"
+        );
+        self
+    }
+
+    pub fn stderr_contains(&self, text: &str) -> &Output {
+        assert!(
+            self.stderr().contains(text),
+            "stderr lacks {text:?}\n{self}"
+        );
+        self
+    }
+
+    pub fn stderr_lacks(&self, text: &str) -> &Output {
+        assert!(!self.stderr().contains(text), "stderr has {text:?}\n{self}");
+        self
+    }
+
+    /// The lines of stderr that start with `Error: `.
+    pub fn errors(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter_map(|line| line.strip_prefix("Error: ").map(str::to_owned))
+            .collect()
+    }
+}
