@@ -166,7 +166,7 @@ impl Home {
     pub fn backups(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.path())
             .expect("read home")
-            .filter_map(|entry| entry.ok())
+            .filter_map(std::result::Result::ok)
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
             .filter(|name| name.starts_with("data-backup-") || name.starts_with(".data-backup-"))
             .collect();
@@ -228,7 +228,7 @@ fn list(root: &Path, dir: &Path, out: &mut String) {
                 out,
                 "{} ({} bytes)",
                 rel.display(),
-                meta.map(|m| m.len()).unwrap_or(0)
+                meta.map_or(0, |m| m.len())
             );
         }
     }
@@ -255,20 +255,20 @@ impl FakeDaemon {
     /// writes `ready <tag>`.
     pub fn ready(self, tag: &str) -> FakeDaemon {
         self.line(r#"ev() { printf '%s\n' "$1" >> "$DAEMON_HOME/events"; }"#)
-            .line(r#"trap 'ev TERM; exit 0' TERM"#)
-            .line(r#"trap 'ev INT; exit 0' INT"#)
-            .line(r#"trap 'ev QUIT' QUIT"#)
-            .line(r#"trap 'ev HUP' HUP"#)
-            .line(r#"trap 'ev USR1' USR1"#)
-            .line(r#"trap 'ev USR2' USR2"#)
+            .line(r"trap 'ev TERM; exit 0' TERM")
+            .line(r"trap 'ev INT; exit 0' INT")
+            .line(r"trap 'ev QUIT' QUIT")
+            .line(r"trap 'ev HUP' HUP")
+            .line(r"trap 'ev USR1' USR1")
+            .line(r"trap 'ev USR2' USR2")
             .line(format!("ev 'ready {tag}'"))
     }
 
     /// Like `ready`, but SIGTERM and SIGINT are recorded and otherwise ignored.
     pub fn ready_ignoring_term(self, tag: &str) -> FakeDaemon {
         self.ready(tag)
-            .line(r#"trap 'ev TERM' TERM"#)
-            .line(r#"trap 'ev INT' INT"#)
+            .line(r"trap 'ev TERM' TERM")
+            .line(r"trap 'ev INT' INT")
     }
 
     pub fn event(self, event: &str) -> FakeDaemon {
