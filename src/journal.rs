@@ -35,6 +35,20 @@ pub enum Phase {
     PreUpgradeDone,
 }
 
+impl Phase {
+    /// The name used in the journal file and in logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Stopped => "stopped",
+            Phase::BackingUp => "backing_up",
+            Phase::BackedUp => "backed_up",
+            Phase::CustomPreUpgradeDone => "custom_pre_upgrade_done",
+            Phase::PreUpgradeDone => "pre_upgrade_done",
+        }
+    }
+}
+
 /// Where the backup of this upgrade is being written and where it lands when complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupPaths {
@@ -143,7 +157,9 @@ impl Journal {
         write_atomic(path, &bytes, 0o644).map_err(|err| JournalError::Write {
             path: path.to_path_buf(),
             err,
-        })
+        })?;
+        crate::fault::point(self.phase.name());
+        Ok(())
     }
 
     /// Moves to `phase` and records it.

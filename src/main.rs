@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod exit;
+mod fault;
 mod journal;
 mod layout;
 mod lock;

@@ -218,7 +218,7 @@ fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
 
 /// Asks the kernel to send SIGTERM to the child when its parent thread dies.
 #[allow(unsafe_code)]
-fn set_parent_death_signal(command: &mut Command) {
+pub fn set_parent_death_signal(command: &mut Command) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only makes two
     // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.

@@ -162,6 +162,7 @@ pub async fn carry_out(
     }
 
     switch(layout, &plan, &version_dir)?;
+    crate::fault::point("switched");
     Journal::finish(&journal_path)?;
     info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
     Ok(Outcome::Switched)
@@ -253,6 +254,7 @@ async fn back_up(
             };
         }
     };
+    crate::fault::point("backup_copied");
     std::fs::rename(&paths.partial, &paths.target)
         .map_err(|err| fail(&paths.target, err.to_string()))?;
     if let Some(dir) = paths.target.parent() {
@@ -423,6 +425,7 @@ async fn run_hook(
     signals: &mut Signals,
 ) -> io::Result<(ExitStatus, String, Option<Signal>)> {
     use tokio::io::AsyncReadExt;
+    crate::process::set_parent_death_signal(&mut command);
     let mut child = command.spawn()?;
     let pid = child
         .id()

@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -299,6 +300,22 @@ impl FakeDaemon {
         ))
     }
 
+    /// Answers `pre-upgrade`: records `pre-upgrade <tag>` and exits with the n-th code of
+    /// `codes` on the n-th call (the last one repeats).
+    pub fn pre_upgrade(self, tag: &str, codes: &[i32]) -> FakeDaemon {
+        let mut cases = String::new();
+        for (i, code) in codes.iter().enumerate() {
+            if i + 1 == codes.len() {
+                let _ = write!(cases, "*) exit {code};; ");
+            } else {
+                let _ = write!(cases, "{}) exit {code};; ", i + 1);
+            }
+        }
+        self.line(format!(
+            r#"if [ "${{1:-}}" = pre-upgrade ]; then printf 'pre-upgrade {tag}\n' >> "$DAEMON_HOME/events"; n=$(cat "$DAEMON_HOME/pre-upgrade-calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$DAEMON_HOME/pre-upgrade-calls"; case $n in {cases}esac; fi"#
+        ))
+    }
+
     /// Waits interruptibly for ever (traps run at once).
     pub fn block(self) -> FakeDaemon {
         self.line("while :; do sleep 30 >/dev/null 2>&1 & wait $!; done")
@@ -399,12 +416,34 @@ impl Cosmovisor {
     }
 }
 
-fn collect(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stream.read_to_end(&mut buf);
-        buf
-    })
+/// Reads a stream to its end in the background; what arrived so far stays readable.
+struct Collector {
+    buf: Arc<Mutex<Vec<u8>>>,
+    handle: thread::JoinHandle<()>,
+}
+
+fn collect(mut stream: impl Read + Send + 'static) -> Collector {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let shared = Arc::clone(&buf);
+    let handle = thread::spawn(move || {
+        let mut chunk = [0u8; 64 * 1024];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            shared
+                .lock()
+                .expect("collector lock")
+                .extend_from_slice(&chunk[..n]);
+        }
+    });
+    Collector { buf, handle }
+}
+
+impl Collector {
+    fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().expect("collector lock")).into_owned()
+    }
 }
 
 /// A running `cosmovisor`; dropping it kills its whole process group, so a failing test never
@@ -412,13 +451,28 @@ fn collect(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>
 pub struct Running {
     pub pid: Pid,
     child: Option<Child>,
-    stdout: Option<thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+    stdout: Option<Collector>,
+    stderr: Option<Collector>,
     description: String,
     tree_root: Option<PathBuf>,
 }
 
 impl Running {
+    /// What cosmovisor wrote to stderr so far (its log lines).
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map(Collector::so_far)
+            .unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        wait_until(&format!("log line {text:?}"), DEADLINE, || {
+            self.stderr_so_far().contains(text)
+        });
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(self.pid, signal).expect("signal cosmovisor");
     }
@@ -452,17 +506,14 @@ impl Running {
     fn output(&mut self, status: ExitStatus) -> Output {
         // Output threads end when every holder of the pipes is gone; a leaked grandchild would
         // hold them, so their join is bounded too.
-        let join = |handle: Option<thread::JoinHandle<Vec<u8>>>| {
-            let handle = handle?;
+        let join = |collector: Option<Collector>| {
+            let collector = collector?;
             let start = Instant::now();
-            while !handle.is_finished() && start.elapsed() < Duration::from_secs(10) {
+            while !collector.handle.is_finished() && start.elapsed() < Duration::from_secs(10) {
                 thread::sleep(Duration::from_millis(5));
             }
-            if handle.is_finished() {
-                handle.join().ok()
-            } else {
-                None
-            }
+            let bytes = collector.buf.lock().expect("collector lock").clone();
+            Some(bytes)
         };
         Output {
             status,
