@@ -426,7 +426,7 @@ fn collect(mut stream: impl Read + Send + 'static) -> Collector {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let shared = Arc::clone(&buf);
     let handle = thread::spawn(move || {
-        let mut chunk = [0u8; 64 * 1024];
+        let mut chunk = vec![0u8; 64 * 1024];
         while let Ok(n) = stream.read(&mut chunk) {
             if n == 0 {
                 break;

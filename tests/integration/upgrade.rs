@@ -26,8 +26,8 @@ fn events(list: &[&str]) -> Vec<String> {
     list.iter().map(|e| (*e).to_owned()).collect()
 }
 
-fn read(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+fn read(path: &std::path::Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Runs cosmovisor until the daemon tagged `tag` is ready, then stops it with SIGTERM.
@@ -55,13 +55,13 @@ fn upgrades_when_the_plan_file_appears() {
     );
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
     assert_eq!(
-        read(home.upgrade_dir("v2").join("upgrade-info.json")),
+        read(&home.upgrade_dir("v2").join("upgrade-info.json")),
         r#"{"name":"v2","time":"0001-01-01T00:00:00Z","height":49}"#
     );
     let backups = home.backups();
     assert_eq!(backups.len(), 1, "{out}");
     assert_eq!(
-        read(home.path().join(&backups[0]).join("state.db")),
+        read(&home.path().join(&backups[0]).join("state.db")),
         "blocks"
     );
     assert!(
@@ -98,7 +98,7 @@ fn upgrades_on_the_log_line_when_the_daemon_keeps_running() {
         .stderr_contains("upgrade line seen on the daemon's output");
     out.stderr_contains("pre-upgrade command does not exist. continuing the upgrade.");
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2.0.0"));
-    assert!(read(home.upgrade_dir("v2.0.0").join("upgrade-info.json")).contains(r#""height":30"#));
+    assert!(read(&home.upgrade_dir("v2.0.0").join("upgrade-info.json")).contains(r#""height":30"#));
 }
 
 #[test]
@@ -331,7 +331,7 @@ fn missing_binary_fails_before_the_backup_and_resumes_later() {
         home.backups().is_empty(),
         "no backup before the binary is there"
     );
-    assert_eq!(read(home.data().join("state.db")), "blocks");
+    assert_eq!(read(&home.data().join("state.db")), "blocks");
     assert_eq!(home.current_target(), PathBuf::from("genesis"));
 
     // Started again without the binary: the same error at once, genesis not started again.
@@ -452,7 +452,7 @@ fn a_daemon_that_flushes_in_time_is_not_killed() {
     home.genesis(
         &FakeDaemon::new()
             .ready("v1")
-            .raw(r#"trap 'ev TERM; sleep 0.3; ev flushed; exit 0' TERM"#)
+            .raw(r"trap 'ev TERM; sleep 0.3; ev flushed; exit 0' TERM")
             .request_upgrade("v2", 3)
             .block(),
     )
