@@ -123,6 +123,31 @@ fn set_mtime(path: &Path, meta: &fs::Metadata) -> Result<(), CopyError> {
     file.set_modified(modified).map_err(at(path))
 }
 
+/// Keeps the `keep` newest complete backups in `backup_dir` (by modification time, which the
+/// final rename sets) and removes the others; returns what it removed. Staging folders and
+/// anything not named `data-backup-*` are never touched.
+pub fn prune(backup_dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
+    let mut backups = Vec::new();
+    for entry in fs::read_dir(backup_dir)? {
+        let entry = entry?;
+        let is_backup = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(PREFIX));
+        if is_backup && entry.file_type()?.is_dir() {
+            backups.push((entry.metadata()?.modified()?, entry.path()));
+        }
+    }
+    backups.sort();
+    let excess = backups.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (_, path) in backups.into_iter().take(excess) {
+        fs::remove_dir_all(&path)?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
 /// Removes a staging folder left by an unfinished backup (ours, or one from before a crash).
 pub fn remove_partial(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
@@ -190,6 +215,31 @@ mod tests {
             times(&src.join("application.db/000001.ldb")),
             times(&dst.join("application.db/000001.ldb"))
         );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (i, name) in [
+            "data-backup-2024-8-5",
+            "data-backup-2024-8-5.2",
+            "data-backup-2024-9-1",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let dir = tmp.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
+            fs::File::open(&dir).unwrap().set_modified(time).unwrap();
+        }
+        fs::create_dir(tmp.path().join(".data-backup-2024-9-2.partial")).unwrap();
+        fs::create_dir(tmp.path().join("data")).unwrap();
+        let removed = prune(tmp.path(), 2).unwrap();
+        assert_eq!(removed, vec![tmp.path().join("data-backup-2024-8-5")]);
+        assert!(tmp.path().join(".data-backup-2024-9-2.partial").exists());
+        assert!(tmp.path().join("data").exists());
+        assert!(prune(tmp.path(), 5).unwrap().is_empty());
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Supervisor<'_> {
                 warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
                 Journal::finish(&self.layout.journal_file())?;
             } else {
-                info!(name = %journal.plan.name, height = journal.plan.height, phase = ?journal.phase, "resuming upgrade from the journal");
+                info!(name = %journal.plan.name, height = journal.plan.height, phase = journal.phase.name(), "resuming upgrade from the journal");
                 if let Next::Exit(code) = self.upgrade(journal).await? {
                     return Ok(code);
                 }

@@ -109,7 +109,7 @@ pub async fn carry_out(
     let plan = journal.plan()?;
     let version_dir = layout.upgrade_dir(&plan.name);
     let bin = layout.bin_in(&version_dir);
-    info!(name = %plan.name, height = plan.height, phase = ?journal.phase, "carrying out upgrade");
+    info!(name = %plan.name, height = plan.height, phase = journal.phase.name(), "carrying out upgrade");
 
     ensure_binary(layout, &plan, &bin)?;
 
@@ -268,6 +268,21 @@ async fn back_up(
         took = %format_go_duration(elapsed),
         "backup completed"
     );
+    if let Some(keep) = cfg.backup_keep {
+        match backup::prune(
+            &cfg.data_backup_dir,
+            usize::try_from(keep).unwrap_or(usize::MAX),
+        ) {
+            Ok(removed) => {
+                for path in removed {
+                    info!(path = %path.display(), keep, "removed old backup (COSMOVISOR_BACKUP_KEEP)");
+                }
+            }
+            Err(err) => {
+                warn!(dir = %cfg.data_backup_dir.display(), error = %err, "cannot prune old backups")
+            }
+        }
+    }
     Ok(interrupted)
 }
 

@@ -123,6 +123,11 @@ impl Watcher {
                 debug!(name = %plan.name, height = plan.height, "upgrade-info.json holds no new plan");
                 None
             }
+            // x/upgrade writes the file in place: an empty one is being written right now.
+            Err(plan::PlanError::Empty) => {
+                debug!(file = %self.file.display(), "upgrade-info.json is empty; will read it again when it changes");
+                None
+            }
             Err(err) => {
                 warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
                 None
@@ -172,7 +177,8 @@ fn watch_dir(dir: &Path) -> std::io::Result<AsyncFd<InotifyFd>> {
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     inotify.add_watch(
         dir,
-        AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE,
+        // Not IN_CREATE: a file being created is empty; its IN_CLOSE_WRITE follows.
+        AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
     )?;
     // SAFETY: the descriptor is owned by `Inotify`, which the `AsyncFd` owns; it stays open and
     // is not closed or replaced by anyone else until the `AsyncFd` is dropped.

@@ -649,3 +649,34 @@ fn kill_9_at_every_phase_converges() {
         );
     }
 }
+
+#[test]
+fn backup_keep_retains_only_the_newest_backups() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 10))
+        .upgrade(
+            "v2",
+            &FakeDaemon::new()
+                .pre_upgrade("v2", &[0])
+                .ready("v2")
+                .request_upgrade("v3", 20)
+                .block(),
+        )
+        .upgrade("v3", &daemon("v3", &[0]));
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_BACKUP_KEEP", "1")
+        .spawn();
+    home.wait_for_event("ready v3");
+    running.signal(Signal::SIGTERM);
+    running
+        .wait()
+        .assert_code(0)
+        .stderr_contains("removed old backup (COSMOVISOR_BACKUP_KEEP)");
+    let backups = home.backups();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(
+        backups[0].ends_with(".2"),
+        "the newest is kept: {backups:?}"
+    );
+}
