@@ -16,7 +16,8 @@ use std::process::ExitStatus;
 pub const OK: u8 = 0;
 /// An unexpected failure of cosmovisor itself (an I/O error not covered below).
 pub const INTERNAL: u8 = 1;
-/// The command line could not be parsed (clap's convention).
+/// The command line could not be parsed (clap's convention), or an argument names something
+/// unusable (for example `init` with a path that does not exist).
 pub const USAGE: u8 = 2;
 /// The environment or `config.toml` is invalid; nothing was started or changed.
 pub const CONFIG: u8 = 3;

@@ -252,6 +252,24 @@ pub enum LayoutError {
         link.display()
     )]
     CurrentDangling { link: PathBuf, target: PathBuf },
+    #[error(
+        "{} and {} do not exist: run `cosmovisor init <path to {name}>`",
+        link.display(),
+        genesis.display()
+    )]
+    NothingToRun {
+        link: PathBuf,
+        genesis: PathBuf,
+        name: String,
+    },
+    #[error(
+        "{} already exists but is not a {expected}: move it away and run `cosmovisor init` again",
+        path.display()
+    )]
+    InTheWay {
+        path: PathBuf,
+        expected: &'static str,
+    },
     #[error("cannot read {}: {err}", path.display())]
     Io { path: PathBuf, err: String },
 }

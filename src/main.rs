@@ -180,6 +180,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<upgrade::UpgradeError>() || cause.is::<journal::JournalError>() {
             return exit::UPGRADE_FAILED;
         }
+        if cause.is::<commands::init::ArgumentError>() {
+            return exit::USAGE;
+        }
         if let Some(spawn) = cause.downcast_ref::<process::SpawnError>() {
             return spawn.exit_code();
         }

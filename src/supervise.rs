@@ -64,6 +64,7 @@ struct Supervisor<'a> {
 pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
     let layout = Layout::new(&cfg.home, &cfg.name);
     layout::check_home(&layout)?;
+    check_runnable(&layout)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
     let lock_path = layout.lock_file();
     let lock = SupervisorLock::try_acquire(&lock_path)
@@ -193,13 +194,12 @@ impl Supervisor<'_> {
                     })?;
                 Ok(self.layout.genesis_dir())
             }
-            Err(LayoutError::CurrentMissing { link }) => Err(anyhow::anyhow!(
-                "{} and {} do not exist: run `cosmovisor init <path to {}>`",
-                link.display(),
-                self.layout.genesis_dir().display(),
-                self.cfg.name
-            )
-            .context(LayoutError::CurrentMissing { link })),
+            Err(LayoutError::CurrentMissing { link }) => Err(LayoutError::NothingToRun {
+                link,
+                genesis: self.layout.genesis_dir(),
+                name: self.cfg.name.clone(),
+            }
+            .into()),
             other => Ok(other?),
         }
     }
@@ -312,6 +312,28 @@ impl Supervisor<'_> {
         daemon.drain_output().await;
         Ok(exit::from_status(status))
     }
+}
+
+/// Checks, changing nothing, that there is a binary to run: `current`'s (or genesis' when
+/// `current` is still to be created).
+fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
+    let version_dir = match layout.current_dir() {
+        Ok(dir) => dir,
+        Err(LayoutError::CurrentMissing { link }) => {
+            if !layout.genesis_dir().is_dir() {
+                return Err(LayoutError::NothingToRun {
+                    link,
+                    genesis: layout.genesis_dir(),
+                    name: layout.daemon_name().to_owned(),
+                }
+                .into());
+            }
+            layout.genesis_dir()
+        }
+        Err(err) => return Err(err.into()),
+    };
+    layout::check_binary(&layout.bin_in(&version_dir))?;
+    Ok(())
 }
 
 fn applied_of(plan: &Plan) -> Applied {

@@ -279,7 +279,7 @@ async fn back_up(
                 }
             }
             Err(err) => {
-                warn!(dir = %cfg.data_backup_dir.display(), error = %err, "cannot prune old backups")
+                warn!(dir = %cfg.data_backup_dir.display(), error = %err, "cannot prune old backups");
             }
         }
     }

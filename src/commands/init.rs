@@ -11,7 +11,7 @@ use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tracing::info;
 
 use crate::config::Config;
@@ -68,22 +68,35 @@ pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> 
     Ok(exit::OK)
 }
 
-fn check_executable(path: &Path) -> anyhow::Result<()> {
+/// What is wrong with the `<path>` argument (a usage error: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("no <path to executable> provided")]
+    Empty,
+    #[error("executable file not found: {}", .0.display())]
+    NotFound(PathBuf),
+    #[error("could not stat executable {}: {err}", path.display())]
+    Unreadable { path: PathBuf, err: io::Error },
+    #[error("invalid path to executable {}: must not be a directory", .0.display())]
+    Directory(PathBuf),
+}
+
+fn check_executable(path: &Path) -> Result<(), ArgumentError> {
     if path.as_os_str().is_empty() {
-        bail!("no <path to executable> provided");
+        return Err(ArgumentError::Empty);
     }
     let meta = fs::metadata(path).map_err(|err| {
         if err.kind() == io::ErrorKind::NotFound {
-            anyhow::anyhow!("executable file not found: {}", path.display())
+            ArgumentError::NotFound(path.to_path_buf())
         } else {
-            anyhow::anyhow!("could not stat executable {}: {err}", path.display())
+            ArgumentError::Unreadable {
+                path: path.to_path_buf(),
+                err,
+            }
         }
     })?;
     if meta.is_dir() {
-        bail!(
-            "invalid path to executable {}: must not be a directory",
-            path.display()
-        );
+        return Err(ArgumentError::Directory(path.to_path_buf()));
     }
     Ok(())
 }
@@ -99,17 +112,19 @@ fn check_existing(layout: &Layout) -> anyhow::Result<()> {
     }
     let bin_dir = layout.genesis_dir().join("bin");
     if bin_dir.exists() && !bin_dir.is_dir() {
-        bail!(
-            "{} already exists but is not a directory: move it away and run init again",
-            bin_dir.display()
-        );
+        return Err(LayoutError::InTheWay {
+            path: bin_dir,
+            expected: "directory",
+        }
+        .into());
     }
     let genesis_bin = layout.genesis_bin();
     if genesis_bin.exists() && !genesis_bin.is_file() {
-        bail!(
-            "{} already exists but is not a regular file: move it away and run init again",
-            genesis_bin.display()
-        );
+        return Err(LayoutError::InTheWay {
+            path: genesis_bin,
+            expected: "regular file",
+        }
+        .into());
     }
     match layout.current_dir() {
         Ok(_) | Err(LayoutError::CurrentMissing { .. }) => Ok(()),
