@@ -6,19 +6,25 @@
 //! zero padding) for operators' scripts, but a second backup on the same day gets `.2`, `.3`, …
 //! instead of being merged into the first one as Go does.
 //!
-//! The copy runs on a blocking thread and checks a cancel flag between files, so a SIGTERM
-//! during a long backup stops it promptly; the caller then removes the staging folder.
+//! Before a byte is written, [`check_space`] makes sure the copy fits. The copy itself is
+//! `copy.rs`; a cancelled or failed copy's staging folder is removed by the caller.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Datelike;
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
 
+use crate::copy::{CopyError, CopyStats};
 use crate::journal::BackupPaths;
+use crate::signals::{self, Signals};
 
 /// The prefix of every backup folder, as Go names them.
 pub const PREFIX: &str = "data-backup-";
@@ -43,84 +49,191 @@ fn partial_name(name: &str) -> String {
     format!(".{name}.partial")
 }
 
-/// What a finished copy amounted to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CopyStats {
-    pub files: u64,
-    pub bytes: u64,
-}
-
-/// Why a copy stopped.
+/// Why a backup cannot be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error("cancelled")]
-    Cancelled,
-    #[error("{}: {err}", path.display())]
+pub enum SpaceError {
+    #[error(
+        "not enough free space for the backup in {}: needs about {} (data/ is {}), {} free; free some space, set DAEMON_DATA_BACKUP_DIR to a larger disk, or UNSAFE_SKIP_BACKUP=true",
+        dir.display(), human(*needed), human(*data), human(*free)
+    )]
+    NotEnough {
+        dir: PathBuf,
+        needed: u64,
+        data: u64,
+        free: u64,
+    },
+    #[error("cannot measure {}: {err}", path.display())]
     Io { path: PathBuf, err: io::Error },
 }
 
-fn at(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
-    move |err| CopyError::Io {
-        path: path.to_path_buf(),
+/// Extra room asked for on top of the data itself.
+const MARGIN_BYTES: u64 = 64 << 20;
+
+/// Checks, before anything is written, that a copy of `data` fits in `backup_dir`: the data's
+/// allocated size plus 5% and 64 MiB, or only the margin when the copy will be a reflink clone
+/// (same XFS or btrfs file system). Returns the data's size, for progress reports.
+///
+/// The estimate counts each file's length or allocated blocks, whichever is larger.
+pub fn check_space(data: &Path, backup_dir: &Path) -> Result<u64, SpaceError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |err: io::Error| SpaceError::Io { path, err }
+    };
+    let size = crate::copy::disk_usage(data).map_err(io(data))?;
+    let stat = nix::sys::statvfs::statvfs(backup_dir).map_err(|err| io(backup_dir)(err.into()))?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    let needed = if clones(data, backup_dir) {
+        MARGIN_BYTES
+    } else {
+        size + size / 20 + MARGIN_BYTES
+    };
+    if needed > free {
+        return Err(SpaceError::NotEnough {
+            dir: backup_dir.to_path_buf(),
+            needed,
+            data: size,
+            free,
+        });
+    }
+    Ok(size)
+}
+
+/// Whether copies from `data` into `backup_dir` are reflink clones (same XFS/btrfs file system).
+fn clones(data: &Path, backup_dir: &Path) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, XFS_SUPER_MAGIC, statfs};
+    let same_device = match (fs::metadata(data), fs::metadata(backup_dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    };
+    same_device
+        && statfs(backup_dir).is_ok_and(|stat| {
+            let kind = stat.filesystem_type();
+            kind == XFS_SUPER_MAGIC || kind == BTRFS_SUPER_MAGIC
+        })
+}
+
+/// `1.5GiB`-style sizes for messages.
+#[must_use]
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[expect(clippy::cast_precision_loss, reason = "a human-readable size")]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+/// How [`take`] ended, when it did not fail.
+pub enum Taken {
+    Done {
+        stats: CopyStats,
+        took: Duration,
+    },
+    /// A termination signal cancelled the copy; its staging folder is gone.
+    Cancelled(Signal),
+}
+
+/// How often a long backup reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Copies `data` to `paths.partial` on worker threads, reporting progress (bytes, rate, ETA)
+/// every few seconds, then renames it to `paths.target` and syncs the folder. A termination
+/// signal cancels it; any failure removes the staging folder.
+pub async fn take(
+    data: &Path,
+    paths: &BackupPaths,
+    total: u64,
+    signals: &mut Signals,
+) -> Result<Taken, CopyError> {
+    let started = Instant::now();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let copied = Arc::new(AtomicU64::new(0));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let copy = {
+        let (data, partial) = (data.to_path_buf(), paths.partial.clone());
+        let (cancel, copied) = (Arc::clone(&cancel), Arc::clone(&copied));
+        tokio::task::spawn_blocking(move || {
+            crate::copy::copy_tree(&data, &partial, threads, &cancel, &copied)
+        })
+    };
+    tokio::pin!(copy);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut interrupted = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut copy => break result,
+            _ = ticker.tick() => report(copied.load(Ordering::Relaxed), total, started.elapsed()),
+            sig = signals.recv() => {
+                if signals::is_termination(sig) {
+                    warn!(signal = %sig, "stopping the backup; the upgrade resumes on the next start");
+                    interrupted = Some(sig);
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let result = result.unwrap_or_else(|err| {
+        Err(CopyError::Io {
+            path: paths.partial.clone(),
+            err: io::Error::other(err),
+        })
+    });
+    let stats = match (result, interrupted) {
+        (Ok(stats), _) => stats,
+        (Err(CopyError::Cancelled), Some(sig)) => {
+            let _ = remove_partial(&paths.partial);
+            return Ok(Taken::Cancelled(sig));
+        }
+        (Err(err), _) => {
+            let _ = remove_partial(&paths.partial);
+            return Err(err);
+        }
+    };
+    crate::fault::point("backup_copied");
+    let at = |err| CopyError::Io {
+        path: paths.target.clone(),
         err,
+    };
+    fs::rename(&paths.partial, &paths.target).map_err(at)?;
+    if let Some(dir) = paths.target.parent() {
+        crate::layout::sync_dir(dir).map_err(at)?;
     }
-}
-
-/// Copies the tree `src` to `dst` (which must not exist): files, folders and symbolic links,
-/// with permissions and modification times, then syncs the file system once.
-pub fn copy_tree(src: &Path, dst: &Path, cancel: &AtomicBool) -> Result<CopyStats, CopyError> {
-    let mut stats = CopyStats::default();
-    copy_dir(src, dst, cancel, &mut stats)?;
-    let root = fs::File::open(dst).map_err(at(dst))?;
-    nix::unistd::syncfs(&root).map_err(|err| CopyError::Io {
-        path: dst.to_path_buf(),
-        err: err.into(),
-    })?;
-    Ok(stats)
-}
-
-fn copy_dir(
-    src: &Path,
-    dst: &Path,
-    cancel: &AtomicBool,
-    stats: &mut CopyStats,
-) -> Result<(), CopyError> {
-    let meta = fs::metadata(src).map_err(at(src))?;
-    fs::create_dir(dst).map_err(at(dst))?;
-    for entry in fs::read_dir(src).map_err(at(src))? {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(CopyError::Cancelled);
-        }
-        let entry = entry.map_err(at(src))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let kind = entry.file_type().map_err(at(&from))?;
-        if kind.is_dir() {
-            copy_dir(&from, &to, cancel, stats)?;
-        } else if kind.is_symlink() {
-            let target = fs::read_link(&from).map_err(at(&from))?;
-            std::os::unix::fs::symlink(target, &to).map_err(at(&to))?;
-        } else if kind.is_file() {
-            stats.bytes += fs::copy(&from, &to).map_err(at(&from))?;
-            stats.files += 1;
-            let file_meta = entry.metadata().map_err(at(&from))?;
-            set_mtime(&to, &file_meta)?;
-        }
-        // Sockets, fifos and devices have no place in a node's data and are skipped.
+    if let Some(sig) = interrupted {
+        // The copy finished before the cancel took effect: keep it, and stop after it.
+        return Ok(Taken::Cancelled(sig));
     }
-    fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(at(dst))?;
-    set_mtime(dst, &meta)?;
-    Ok(())
+    Ok(Taken::Done {
+        stats,
+        took: started.elapsed(),
+    })
 }
 
-fn set_mtime(path: &Path, meta: &fs::Metadata) -> Result<(), CopyError> {
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let file = fs::File::options()
-        .write(!meta.is_dir())
-        .read(meta.is_dir())
-        .open(path)
-        .map_err(at(path))?;
-    file.set_modified(modified).map_err(at(path))
+fn report(done: u64, total: u64, elapsed: Duration) {
+    #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
+    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+    #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
+    let eta = Duration::from_secs_f64(total.saturating_sub(done) as f64 / rate.max(1.0));
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a progress estimate"
+    )]
+    let rate_bytes = rate as u64;
+    info!(
+        done = %human(done),
+        total = %human(total),
+        rate = %format!("{}/s", human(rate_bytes)),
+        eta = %crate::config::format_go_duration(Duration::from_secs(eta.as_secs())),
+        "backup in progress"
+    );
 }
 
 /// Keeps the `keep` newest complete backups in `backup_dir` (by modification time, which the
@@ -176,45 +289,47 @@ mod tests {
     }
 
     #[test]
-    fn copies_files_links_modes_and_times() {
+    fn sizes_are_human() {
+        assert_eq!(human(512), "512B");
+        assert_eq!(human(1536), "1.5KiB");
+        assert_eq!(human(5 << 30), "5.0GiB");
+    }
+
+    #[test]
+    fn space_check_passes_for_small_data_and_fails_for_a_tiny_target() {
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("data");
-        fs::create_dir_all(src.join("application.db")).unwrap();
-        fs::write(src.join("application.db/000001.ldb"), vec![7u8; 100_000]).unwrap();
-        fs::write(src.join("priv_validator_state.json"), b"{}").unwrap();
-        fs::set_permissions(
-            src.join("priv_validator_state.json"),
-            fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink("application.db", src.join("link")).unwrap();
-        let dst = tmp.path().join("copy");
-        let stats = copy_tree(&src, &dst, &AtomicBool::new(false)).unwrap();
-        assert_eq!(
-            stats,
-            CopyStats {
-                files: 2,
-                bytes: 100_002
-            }
-        );
-        assert_eq!(
-            fs::read(dst.join("application.db/000001.ldb")).unwrap(),
-            vec![7u8; 100_000]
-        );
-        assert_eq!(
-            fs::read_link(dst.join("link")).unwrap(),
-            PathBuf::from("application.db")
-        );
-        let mode = fs::metadata(dst.join("priv_validator_state.json"))
-            .unwrap()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        let times = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
-        assert_eq!(
-            times(&src.join("application.db/000001.ldb")),
-            times(&dst.join("application.db/000001.ldb"))
-        );
+        fs::create_dir(tmp.path().join("data")).unwrap();
+        fs::write(tmp.path().join("data/f"), vec![0u8; 4096]).unwrap();
+        assert!(check_space(&tmp.path().join("data"), tmp.path()).unwrap() >= 4096);
+    }
+
+    /// ENOSPC in the middle of the copy: the staging folder is removed and the error says why.
+    /// Needs root to mount a small tmpfs; skipped with a printed reason otherwise.
+    #[tokio::test]
+    async fn a_full_disk_mid_copy_removes_the_partial_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = tmp.path().join("disk");
+        fs::create_dir(&disk).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&disk)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("a.ldb"), vec![5u8; 3 << 20]).unwrap();
+        let paths = choose_paths(&disk, chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
+        let mut signals = Signals::install().unwrap();
+        let result = take(&data, &paths, 3 << 20, &mut signals).await;
+        let leftovers = fs::read_dir(&disk).unwrap().count();
+        let _ = std::process::Command::new("umount").arg(&disk).status();
+        let err = result.err().expect("the copy must fail").to_string();
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(leftovers, 0, "the partial copy is removed");
     }
 
     #[test]
@@ -230,7 +345,8 @@ mod tests {
         {
             let dir = tmp.path().join(name);
             fs::create_dir(&dir).unwrap();
-            let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
+            let time = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(1_000 + i as u64);
             fs::File::open(&dir).unwrap().set_modified(time).unwrap();
         }
         fs::create_dir(tmp.path().join(".data-backup-2024-9-2.partial")).unwrap();
@@ -240,15 +356,5 @@ mod tests {
         assert!(tmp.path().join(".data-backup-2024-9-2.partial").exists());
         assert!(tmp.path().join("data").exists());
         assert!(prune(tmp.path(), 5).unwrap().is_empty());
-    }
-
-    #[test]
-    fn cancel_stops_the_copy() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("data");
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("a"), b"a").unwrap();
-        let err = copy_tree(&src, &tmp.path().join("copy"), &AtomicBool::new(true)).unwrap_err();
-        assert!(matches!(err, CopyError::Cancelled));
     }
 }

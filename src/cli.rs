@@ -82,6 +82,40 @@ pub enum Command {
     },
     /// Print the configuration cosmovisor would use (after validating it).
     Config,
+    /// Stage an upgrade binary at `upgrades/<name>/bin/$DAEMON_NAME`; with --upgrade-height, also
+    /// schedule a manual upgrade: the node is started with --halt-height H and switched when it
+    /// halts there, never before.
+    AddUpgrade {
+        /// The upgrade name (recased unless `COSMOVISOR_DISABLE_RECASE=true`).
+        #[arg(value_name = "UPGRADE_NAME")]
+        name: String,
+        /// The new binary.
+        #[arg(value_name = "PATH_TO_EXECUTABLE")]
+        path: PathBuf,
+        /// Replace an existing binary or schedule.
+        #[arg(long)]
+        force: bool,
+        /// Schedule a manual upgrade at this height.
+        #[arg(long = "upgrade-height", value_name = "HEIGHT")]
+        upgrade_height: Option<i64>,
+    },
+    /// Stage several binaries and schedule them as manual upgrades (replaces the queue in
+    /// data/upgrade-info.json.batch); applied in height order, each at its height.
+    AddBatchUpgrade {
+        /// Comma-separated <name>:<path>:<height> entries (the flag may be repeated).
+        #[arg(
+            long = "upgrade-list",
+            value_name = "LIST",
+            conflicts_with = "upgrade_file"
+        )]
+        upgrade_list: Vec<String>,
+        /// A headerless CSV file of <name>,<path>,<height> rows.
+        #[arg(long = "upgrade-file", value_name = "FILE")]
+        upgrade_file: Option<PathBuf>,
+    },
+    /// Ask the node (gRPC at `DAEMON_GRPC_ADDRESS`) for the scheduled upgrade and download and
+    /// verify its binary ahead of the height.
+    PrepareUpgrade,
     /// Print the pending upgrade plan (data/upgrade-info.json).
     ShowUpgradeInfo {
         /// Output format.
@@ -96,6 +130,9 @@ pub const COMMANDS: &[&str] = &[
     "version",
     "init",
     "config",
+    "add-upgrade",
+    "add-batch-upgrade",
+    "prepare-upgrade",
     "show-upgrade-info",
     "help",
 ];

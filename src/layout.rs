@@ -61,6 +61,12 @@ impl Layout {
         self.data_dir().join(UPGRADE_INFO_FILE)
     }
 
+    /// `$DAEMON_HOME/data/upgrade-info.json.batch`, the queue of manual upgrades.
+    #[must_use]
+    pub fn batch_file(&self) -> PathBuf {
+        self.data_dir().join("upgrade-info.json.batch")
+    }
+
     #[must_use]
     pub fn genesis_dir(&self) -> PathBuf {
         self.root.join("genesis")

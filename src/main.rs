@@ -1,12 +1,17 @@
 //! Entry point: picks the command, sets up logging and the runtime, prints any error once and maps
 //! it to the documented exit code (`exit.rs`).
 
+mod archive;
 mod backup;
+mod batch;
 mod cli;
 mod commands;
 mod config;
+mod copy;
+mod download;
 mod exit;
 mod fault;
+mod grpc;
 mod journal;
 mod layout;
 mod lock;
@@ -14,6 +19,7 @@ mod log;
 mod output;
 mod pid1;
 mod plan;
+mod plan_info;
 mod process;
 mod signals;
 mod supervise;
@@ -88,6 +94,36 @@ fn command(cli: Cli) -> u8 {
             finish(commands::init::run(&path, config))
         }
         Command::Config => finish(commands::info::config(config)),
+        Command::AddUpgrade {
+            name,
+            path,
+            force,
+            upgrade_height,
+        } => {
+            init_logging(config);
+            finish(commands::add_upgrade::add_upgrade(
+                config,
+                &name,
+                &path,
+                force,
+                upgrade_height,
+            ))
+        }
+        Command::AddBatchUpgrade {
+            upgrade_list,
+            upgrade_file,
+        } => {
+            init_logging(config);
+            finish(commands::add_upgrade::add_batch_upgrade(
+                config,
+                &upgrade_list,
+                upgrade_file.as_deref(),
+            ))
+        }
+        Command::PrepareUpgrade => {
+            init_logging(config);
+            finish(block_on(commands::prepare::run(config)))
+        }
         Command::ShowUpgradeInfo { output } => {
             finish(commands::info::show_upgrade_info(config, output))
         }
@@ -177,10 +213,15 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<layout::LayoutError>() || cause.is::<layout::BinaryError>() {
             return exit::LAYOUT;
         }
-        if cause.is::<upgrade::UpgradeError>() || cause.is::<journal::JournalError>() {
+        if cause.is::<upgrade::UpgradeError>()
+            || cause.is::<journal::JournalError>()
+            || cause.is::<batch::BatchError>()
+        {
             return exit::UPGRADE_FAILED;
         }
-        if cause.is::<commands::init::ArgumentError>() {
+        if cause.is::<commands::init::ArgumentError>()
+            || cause.is::<commands::add_upgrade::ArgumentError>()
+        {
             return exit::USAGE;
         }
         if let Some(spawn) = cause.downcast_ref::<process::SpawnError>() {

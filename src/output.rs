@@ -1,5 +1,5 @@
 //! Copies the daemon's stdout and stderr to ours byte for byte, and spots the
-//! `UPGRADE "<name>" NEEDED at height: …` line on the way.
+//! `UPGRADE "<name>" NEEDED at height: …` and halt lines on the way.
 //!
 //! Each stream is copied by a plain thread doing blocking `read`/`write` on the pipe and on a
 //! duplicate of our own descriptor: no line splitting, no UTF-8 decoding, no length limit (Go
@@ -16,14 +16,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plan::{LinePlan, match_upgrade_line};
+use crate::plan::{Notice, match_notice};
 
 /// Size of one read from the pipe (and of the pipe itself, where the kernel allows).
 const CHUNK: usize = 1 << 20;
 /// The longest unfinished line kept for the scan; the copy itself has no limit.
 const MAX_PENDING_LINE: usize = 1 << 20;
 /// What every line holding an upgrade request contains.
-const MARKER: &[u8] = b"NEEDED at height: ";
+const UPGRADE_MARKER: &[u8] = b"NEEDED at height: ";
+/// What every halt line contains.
+const HALT_MARKER: &[u8] = b"per configuration";
 
 /// Which of our streams a daemon stream goes to.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +55,7 @@ impl Copier {
     pub fn start(
         pipe: OwnedFd,
         sink: Sink,
-        lines: mpsc::UnboundedSender<LinePlan>,
+        lines: mpsc::UnboundedSender<Notice>,
     ) -> io::Result<Copier> {
         // A bigger pipe means fewer wake-ups for a chatty daemon; the kernel may refuse (EPERM
         // above /proc/sys/fs/pipe-max-size), which only costs speed.
@@ -76,7 +78,7 @@ impl Copier {
     }
 }
 
-fn copy(mut pipe: File, mut out: File, lines: &mpsc::UnboundedSender<LinePlan>) {
+fn copy(mut pipe: File, mut out: File, lines: &mpsc::UnboundedSender<Notice>) {
     let mut buf = vec![0u8; CHUNK];
     let mut scanner = LineScanner::default();
     let mut writing = true;
@@ -109,7 +111,7 @@ pub struct LineScanner {
 
 impl LineScanner {
     /// Scans the complete lines of `chunk` (together with what is pending from the last chunk).
-    pub fn feed(&mut self, chunk: &[u8], found: &mut impl FnMut(LinePlan)) {
+    pub fn feed(&mut self, chunk: &[u8], found: &mut impl FnMut(Notice)) {
         let mut rest = chunk;
         if !self.pending.is_empty() {
             let Some(end) = memchr::memchr(b'\n', rest) else {
@@ -131,7 +133,7 @@ impl LineScanner {
     }
 
     /// Scans what is left when the stream ends without a final newline.
-    pub fn finish(&mut self, found: &mut impl FnMut(LinePlan)) {
+    pub fn finish(&mut self, found: &mut impl FnMut(Notice)) {
         let line = std::mem::take(&mut self.pending);
         scan_lines(&line, found);
     }
@@ -145,13 +147,15 @@ impl LineScanner {
     }
 }
 
-fn scan_lines(block: &[u8], found: &mut impl FnMut(LinePlan)) {
-    if memchr::memmem::find(block, MARKER).is_none() {
+fn scan_lines(block: &[u8], found: &mut impl FnMut(Notice)) {
+    if memchr::memmem::find(block, UPGRADE_MARKER).is_none()
+        && memchr::memmem::find(block, HALT_MARKER).is_none()
+    {
         return;
     }
     for line in block.split_inclusive(|&b| b == b'\n') {
-        if let Some(plan) = match_upgrade_line(line) {
-            found(plan);
+        if let Some(notice) = match_notice(line) {
+            found(notice);
         }
     }
 }
@@ -160,7 +164,7 @@ fn scan_lines(block: &[u8], found: &mut impl FnMut(LinePlan)) {
 mod tests {
     use super::*;
 
-    fn scan(chunks: &[&[u8]]) -> Vec<LinePlan> {
+    fn scan(chunks: &[&[u8]]) -> Vec<Notice> {
         let mut scanner = LineScanner::default();
         let mut found = Vec::new();
         for chunk in chunks {
@@ -177,14 +181,20 @@ mod tests {
             b"DED at height: 7",
             b": info\nmore\n",
         ]);
-        assert_eq!(found.len(), 1);
-        assert_eq!((found[0].name.as_str(), found[0].height), ("v2", 7));
+        assert_eq!(
+            found,
+            vec![Notice::Upgrade(crate::plan::LinePlan {
+                name: "v2".into(),
+                height: 7,
+                info: "info".into()
+            })]
+        );
     }
 
     #[test]
     fn finds_line_without_final_newline() {
         let found = scan(&[b"UPGRADE \"v3\" NEEDED at height: 9: x"]);
-        assert_eq!(found[0].info, "x");
+        assert!(matches!(&found[0], Notice::Upgrade(plan) if plan.info == "x"));
     }
 
     #[test]
@@ -192,6 +202,14 @@ mod tests {
         let huge = vec![b'a'; 3 * MAX_PENDING_LINE];
         let found = scan(&[&huge, b"\n", b"UPGRADE \"v4\" NEEDED at height: 1: i\n"]);
         assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn finds_halt_lines() {
+        assert_eq!(
+            scan(&[b"x\nINF halt per configuration height 12 module=server\n"]),
+            vec![Notice::Halted(12)]
+        );
     }
 
     #[test]

@@ -238,6 +238,42 @@ fn match_tail(name: &[u8], tail: &[u8]) -> Option<LinePlan> {
     })
 }
 
+/// What the daemon's output can tell the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// x/upgrade's `UPGRADE "<name>" NEEDED at height: <h>: <info>`.
+    Upgrade(LinePlan),
+    /// The node stopped at its `--halt-height`: SDK 0.50's `halt per configuration height <h>`
+    /// or SDK 0.45–0.47's `halting node per configuration … height=<h>`.
+    Halted(i64),
+}
+
+/// Recognises the lines of [`Notice`].
+#[must_use]
+pub fn match_notice(line: &[u8]) -> Option<Notice> {
+    if let Some(plan) = match_upgrade_line(line) {
+        return Some(Notice::Upgrade(plan));
+    }
+    match_halt_line(line).map(Notice::Halted)
+}
+
+fn match_halt_line(line: &[u8]) -> Option<i64> {
+    const NEW: &[u8] = b"halt per configuration height ";
+    const OLD: &[u8] = b"halting node per configuration";
+    const OLD_HEIGHT: &[u8] = b"height=";
+    let digits_at = |rest: &[u8]| -> Option<i64> {
+        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&rest[..n]).ok()?.parse().ok()
+    };
+    if let Some(at) = memchr::memmem::find(line, NEW) {
+        return digits_at(&line[at + NEW.len()..]);
+    }
+    let at = memchr::memmem::find(line, OLD)?;
+    let rest = &line[at + OLD.len()..];
+    let height_at = memchr::memmem::find(rest, OLD_HEIGHT)?;
+    digits_at(&rest[height_at + OLD_HEIGHT.len()..])
+}
+
 /// The heights listed after `--unsafe-skip-upgrades` in the daemon's arguments: tokens up to the
 /// next one starting with `-`; tokens that are not integers are skipped; only the first
 /// occurrence of the flag counts (Go `UpgradeSkipHeights`). The `--flag=value` form is also
@@ -398,6 +434,28 @@ mod tests {
         assert!(line("UPGRADE \"v2\" SKIPPED at 5: y").is_none());
         assert!(line("nothing here").is_none());
         assert!(match_upgrade_line(b"\xff\xfeUPGRADE \"v2\" NEEDED at height: 9: i\xff").is_some());
+    }
+
+    #[test]
+    fn matches_halt_lines() {
+        let halt = |s: &str| match match_notice(s.as_bytes()) {
+            Some(Notice::Halted(h)) => Some(h),
+            _ => None,
+        };
+        assert_eq!(
+            halt("12:00 INF halt per configuration height 50 module=server"),
+            Some(50)
+        );
+        assert_eq!(
+            halt("failed to finalize: halt per configuration height 7 time 0"),
+            Some(7)
+        );
+        assert_eq!(
+            halt("INF halting node per configuration height=123 module=baseapp time=0"),
+            Some(123)
+        );
+        assert_eq!(halt("INF halting node per configuration time=5"), None);
+        assert_eq!(halt("committed state height=5"), None);
     }
 
     #[test]

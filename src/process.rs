@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::output::{Copier, Sink};
-use crate::plan::LinePlan;
+use crate::plan::Notice;
 use crate::signals::{self, Signals};
 
 /// How long we wait for the daemon's output pipes to drain after it exited (a grandchild that
@@ -74,7 +74,7 @@ impl Daemon {
     /// Starts the daemon; upgrade lines seen on its output are sent to `lines`.
     pub fn spawn(
         launch: &Launch<'_>,
-        lines: &mpsc::UnboundedSender<LinePlan>,
+        lines: &mpsc::UnboundedSender<Notice>,
     ) -> Result<Daemon, SpawnError> {
         let other = |err: io::Error| SpawnError::Other {
             bin: launch.bin.to_path_buf(),

@@ -21,12 +21,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::batch;
 use crate::config::Config;
 use crate::exit;
 use crate::journal::Journal;
 use crate::layout::{self, Layout, LayoutError};
 use crate::lock::SupervisorLock;
-use crate::plan::{self, Applied, LinePlan, Plan};
+use crate::plan::{self, Applied, Notice, Plan};
 use crate::process::{Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
 use crate::upgrade::{self, Outcome};
@@ -118,18 +119,38 @@ impl Supervisor<'_> {
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel();
         loop {
-            let mut daemon = self.launch(&line_tx)?;
-            let (ending, terminated_by) =
-                self.watch(&mut daemon, &mut watcher, &mut line_rx).await?;
+            // Notices from an earlier run of the daemon are stale now.
+            while line_rx.try_recv().is_ok() {}
+            let manual = batch::next_due(
+                &self.layout.batch_file(),
+                watcher.applied(),
+                !self.cfg.disable_recase,
+            )?;
+            let args = match &manual {
+                Some(plan) => {
+                    let args = batch::with_halt_height(self.args, plan.height);
+                    info!(name = %plan.name, height = plan.height, halt_height_added = args.is_some(), "manual upgrade scheduled; the node halts at its height");
+                    args.unwrap_or_else(|| self.args.to_vec())
+                }
+                None => self.args.to_vec(),
+            };
+            let mut daemon = self.launch(&args, &line_tx)?;
+            let (ending, terminated_by) = self
+                .watch(&mut daemon, &mut watcher, &mut line_rx, manual.as_ref())
+                .await?;
             let plan = match ending {
                 Ending::Exited { status, line_plan } => {
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.drain_output().await;
-                    // The node may have written the plan just before dying (Go checks too).
+                    // The node may have written the plan just before dying (Go checks too),
+                    // or reported its halt at a manual upgrade's height as it exited.
                     let plan = if terminated_by.is_some() {
                         None
                     } else {
-                        watcher.check_now().or(line_plan)
+                        watcher
+                            .check_now()
+                            .or(line_plan)
+                            .or_else(|| halted_for(&mut line_rx, manual.as_ref()))
                     };
                     match plan {
                         Some(plan) => plan,
@@ -151,7 +172,11 @@ impl Supervisor<'_> {
                     plan
                 }
             };
-            match self.upgrade(Journal::begin(&plan)).await? {
+            let next = self.upgrade(Journal::begin(&plan)).await?;
+            if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
+                warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
+            }
+            match next {
                 Next::Relaunch => watcher.set_applied(applied_of(&plan)),
                 Next::Exit(code) => return Ok(code),
             }
@@ -205,18 +230,22 @@ impl Supervisor<'_> {
     }
 
     /// Starts the binary `current` points at.
-    fn launch(&self, lines: &mpsc::UnboundedSender<LinePlan>) -> anyhow::Result<Daemon> {
+    fn launch(
+        &self,
+        args: &[OsString],
+        lines: &mpsc::UnboundedSender<Notice>,
+    ) -> anyhow::Result<Daemon> {
         let version_dir = self.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
-        info!(path = %bin.display(), args = ?self.args, "running app");
+        info!(path = %bin.display(), args = ?args, "running app");
         let env = crate::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
         let daemon = Daemon::spawn(
             &Launch {
                 bin: &bin,
-                args: self.args,
+                args,
                 cwd: None,
                 env,
             },
@@ -234,7 +263,8 @@ impl Supervisor<'_> {
         &mut self,
         daemon: &mut Daemon,
         watcher: &mut Watcher,
-        lines: &mut mpsc::UnboundedReceiver<LinePlan>,
+        lines: &mut mpsc::UnboundedReceiver<Notice>,
+        manual: Option<&Plan>,
     ) -> anyhow::Result<(Ending, Option<Signal>)> {
         let recase = !self.cfg.disable_recase;
         let mut line_plan: Option<(Plan, Instant)> = None;
@@ -256,10 +286,20 @@ impl Supervisor<'_> {
                 plan = watcher.next(), if terminated_by.is_none() => {
                     return Ok((Ending::Upgrade(plan), None));
                 }
-                Some(line) = lines.recv() => {
+                Some(notice) = lines.recv() => {
                     if line_plan.is_some() || terminated_by.is_some() {
                         continue;
                     }
+                    let line = match notice {
+                        Notice::Upgrade(line) => line,
+                        Notice::Halted(height) => {
+                            if let Some(plan) = manual.filter(|plan| height >= plan.height) {
+                                info!(name = %plan.name, height, "node halted at the manual upgrade height");
+                                return Ok((Ending::Upgrade(plan.clone()), None));
+                            }
+                            continue;
+                        }
+                    };
                     match Plan::from_line(&line, recase) {
                         Ok(plan) if watcher.wants(&plan) => {
                             info!(name = %plan.name, height = plan.height, "upgrade line seen on the daemon's output");
@@ -334,6 +374,18 @@ fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
     };
     layout::check_binary(&layout.bin_in(&version_dir))?;
     Ok(())
+}
+
+/// A manual plan whose halt the daemon reported on its way out (still in the channel).
+fn halted_for(lines: &mut mpsc::UnboundedReceiver<Notice>, manual: Option<&Plan>) -> Option<Plan> {
+    let plan = manual?;
+    while let Ok(notice) = lines.try_recv() {
+        if matches!(notice, Notice::Halted(height) if height >= plan.height) {
+            info!(name = %plan.name, height = plan.height, "node halted at the manual upgrade height");
+            return Some(plan.clone());
+        }
+    }
+    None
 }
 
 fn applied_of(plan: &Plan) -> Applied {

@@ -21,15 +21,12 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tracing::{error, info, warn};
 
-use crate::backup::{self, CopyError};
+use crate::backup::{self, Taken};
 use crate::config::{Config, format_go_duration};
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
@@ -64,6 +61,11 @@ pub enum UpgradeError {
     },
     #[error("upgrade {name:?}: {err}")]
     BinaryUnusable { name: String, err: BinaryError },
+    #[error("upgrade {name:?}: download failed: {err}")]
+    Download {
+        name: String,
+        err: Box<crate::download::DownloadError>,
+    },
     #[error("upgrade {name:?}: cannot make {} executable: {err}", path.display())]
     Chmod {
         name: String,
@@ -111,6 +113,16 @@ pub async fn carry_out(
     let bin = layout.bin_in(&version_dir);
     info!(name = %plan.name, height = plan.height, phase = journal.phase.name(), "carrying out upgrade");
 
+    if matches!(layout::check_binary(&bin), Err(BinaryError::Missing { .. }))
+        && cfg.allow_download_binaries
+    {
+        tokio::select! {
+            result = crate::download::download_upgrade(cfg, layout, &plan) => {
+                result.map_err(|err| UpgradeError::Download { name: plan.name.to_string(), err: Box::new(err) })?;
+            }
+            sig = wait_for_termination(signals) => return Ok(Outcome::Interrupted(sig)),
+        }
+    }
     ensure_binary(layout, &plan, &bin)?;
 
     if journal.phase == Phase::Stopped && !cfg.restart_delay.is_zero() {
@@ -218,54 +230,23 @@ async fn back_up(
         backup::remove_partial(&paths.partial)
             .map_err(|err| fail(&paths.partial, err.to_string()))?;
     }
+    let total = backup::check_space(&data, &cfg.data_backup_dir)
+        .map_err(|err| fail(&cfg.data_backup_dir, err.to_string()))?;
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
 
-    let started = Instant::now();
-    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), "starting to take backup of data directory");
-    let cancel = Arc::new(AtomicBool::new(false));
-    let copy = {
-        let (data, partial, cancel) = (data.clone(), paths.partial.clone(), Arc::clone(&cancel));
-        tokio::task::spawn_blocking(move || backup::copy_tree(&data, &partial, &cancel))
+    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), "starting to take backup of data directory");
+    let (stats, took) = match backup::take(&data, &paths, total, signals).await {
+        Ok(Taken::Done { stats, took }) => (stats, took),
+        Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
+        Err(err) => return Err(fail(&paths.target, err.to_string())),
     };
-    tokio::pin!(copy);
-    let mut interrupted = None;
-    let result = loop {
-        tokio::select! {
-            result = &mut copy => break result,
-            sig = signals.recv() => {
-                if signals::is_termination(sig) {
-                    warn!(signal = %sig, "stopping the backup; the upgrade resumes on the next start");
-                    interrupted = Some(sig);
-                    cancel.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    };
-    let result = result.map_err(|err| fail(&paths.partial, err.to_string()))?;
-    let stats = match result {
-        Ok(stats) => stats,
-        Err(err) => {
-            let _ = backup::remove_partial(&paths.partial);
-            return match (err, interrupted) {
-                (CopyError::Cancelled, Some(sig)) => Ok(Some(sig)),
-                (err, _) => Err(fail(&paths.target, err.to_string())),
-            };
-        }
-    };
-    crate::fault::point("backup_copied");
-    std::fs::rename(&paths.partial, &paths.target)
-        .map_err(|err| fail(&paths.target, err.to_string()))?;
-    if let Some(dir) = paths.target.parent() {
-        layout::sync_dir(dir).map_err(|err| fail(&paths.target, err.to_string()))?;
-    }
-    let elapsed = started.elapsed();
     info!(
         path = %paths.target.display(),
         files = stats.files,
         bytes = stats.bytes,
-        took = %format_go_duration(elapsed),
+        took = %format_go_duration(took),
         "backup completed"
     );
     if let Some(keep) = cfg.backup_keep {
@@ -283,7 +264,7 @@ async fn back_up(
             }
         }
     }
-    Ok(interrupted)
+    Ok(None)
 }
 
 /// Runs `$DAEMON_HOME/cosmovisor/<script> <name> <height>` in `$DAEMON_HOME`.

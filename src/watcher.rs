@@ -79,6 +79,11 @@ impl Watcher {
         self.last_seen = None;
     }
 
+    #[must_use]
+    pub fn applied(&self) -> &Applied {
+        &self.applied
+    }
+
     /// Whether `plan` should be applied now (new enough and not skipped).
     #[must_use]
     pub fn wants(&self, plan: &Plan) -> bool {

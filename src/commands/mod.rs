@@ -1,5 +1,7 @@
 //! Our commands other than `run` (which is `supervise.rs`): each file is one command.
 
+pub mod add_upgrade;
 pub mod info;
 pub mod init;
+pub mod prepare;
 pub mod version;

@@ -1,7 +1,13 @@
 //! Integration tests: the real `cosmovisor` binary against fake daemons in temporary homes.
 
+// Tests fail by panicking; helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
+mod backup;
 mod config_errors;
+mod download;
 mod init;
+mod manual;
 mod run;
 mod support;
 mod upgrade;

@@ -1,6 +1,7 @@
 //! `cosmovisor run`: arguments, output, stdin, signals and exit status pass through.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 
 use nix::sys::signal::Signal;
 
@@ -217,4 +218,75 @@ fn a_second_run_beside_the_supervisor_passes_through() {
         .stdout_contains("queried")
         .stderr_contains("another cosmovisor supervises this home");
     drop(node);
+}
+
+/// As PID 1 of a PID namespace cosmovisor reaps orphans it never started. Needs root for
+/// `unshare --pid`; skipped with a printed reason elsewhere.
+#[test]
+fn as_pid_1_reaps_adopted_zombies() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!(
+            "skipped: `unshare --pid --fork --mount-proc` is not available here (needs root)"
+        );
+        return;
+    }
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().raw(
+        r#"ev() { printf '%s\n' "$1" >> "$DAEMON_HOME/events"; }
+ev "pid1 $(cat /proc/1/comm)"
+( sh -c 'sleep 0.2; printf "orphan done\n" >> "$DAEMON_HOME/events"' & )
+while ! grep -q 'orphan done' "$DAEMON_HOME/events"; do sleep 0.05; done
+while :; do
+  zombies=0
+  for stat in /proc/[0-9]*/stat; do
+    case "$(cut -d' ' -f3 "$stat" 2>/dev/null)" in Z) zombies=$((zombies+1));; esac
+  done
+  [ "$zombies" -eq 0 ] && break
+  sleep 0.05
+done
+ev 'no zombies'
+exit 0"#,
+    ));
+    let mut args = vec![
+        "--pid".to_owned(),
+        "--fork".into(),
+        "--mount-proc".into(),
+        crate::support::COSMOVISOR.into(),
+    ];
+    args.extend(["run".into(), "start".into()]);
+    let mut child = std::process::Command::new("unshare")
+        .args(&args)
+        .env_clear()
+        .envs(home.env())
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("run unshare");
+    let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > crate::support::DEADLINE {
+            let _ = nix::sys::signal::killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("zombies were never reaped; events: {:?}", home.events());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "events: {:?}", home.events());
+    assert!(
+        home.events().contains(&"pid1 cosmovisor".to_owned()),
+        "{:?}",
+        home.events()
+    );
+    assert!(
+        home.events().contains(&"no zombies".to_owned()),
+        "{:?}",
+        home.events()
+    );
 }

@@ -37,10 +37,16 @@ pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() ->
     }
 }
 
-/// A node home in a temporary folder: `cosmovisor/`, `data/`, and whatever the test adds.
+/// A node home in a temporary folder (or one the test made): `cosmovisor/`, `data/`, and
+/// whatever the test adds.
 pub struct Home {
-    dir: tempfile::TempDir,
+    dir: HomeDir,
     pub name: String,
+}
+
+enum HomeDir {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
 }
 
 impl Home {
@@ -52,7 +58,7 @@ impl Home {
         fs::create_dir_all(dir.path().join("cosmovisor")).expect("mkdir cosmovisor");
         fs::create_dir_all(dir.path().join("data")).expect("mkdir data");
         Home {
-            dir,
+            dir: HomeDir::Temp(dir),
             name: name.to_owned(),
         }
     }
@@ -64,13 +70,24 @@ impl Home {
             .tempdir()
             .expect("temp dir");
         Home {
-            dir,
+            dir: HomeDir::Temp(dir),
+            name: name.to_owned(),
+        }
+    }
+
+    /// A home in a folder the test made (and removes), e.g. on a special file system.
+    pub fn at(path: &Path, name: &str) -> Home {
+        Home {
+            dir: HomeDir::Given(path.to_path_buf()),
             name: name.to_owned(),
         }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            HomeDir::Temp(dir) => dir.path(),
+            HomeDir::Given(path) => path,
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -627,4 +644,119 @@ impl Output {
             .filter_map(|line| line.strip_prefix("Error: ").map(str::to_owned))
             .collect()
     }
+}
+
+/// A loopback HTTP/1.1 server answering GET with fixed bodies (404 for unknown paths) and
+/// recording every path asked for. It lives until the test process ends.
+pub struct Server {
+    pub base: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(routes: Vec<(String, Vec<u8>)>) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let routes: std::collections::HashMap<String, Vec<u8>> = routes.into_iter().collect();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .split('?')
+                    .next()
+                    .unwrap_or("/")
+                    .to_owned();
+                seen.lock().expect("requests lock").push(path.clone());
+                let (status, body) = match routes.get(&path) {
+                    Some(body) => ("200 OK", body.as_slice()),
+                    None => ("404 Not Found", b"not found".as_slice()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+            }
+        });
+        Server { base, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn requested(&self) -> Vec<String> {
+        self.requests.lock().expect("requests lock").clone()
+    }
+}
+
+/// Go's GOOS/GOARCH name of this machine (the key a plan's binaries map uses).
+pub fn platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::from("sha256:");
+    for b in digest {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// A tar archive (optionally gzipped) of `(path, bytes, mode)` entries, paths written as given.
+pub fn tar(entries: &[(&str, &[u8], u32)], gzip: bool) -> Vec<u8> {
+    let mut builder = ::tar::Builder::new(Vec::new());
+    for (path, bytes, mode) in entries {
+        let mut header = ::tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(*mode);
+        header.set_entry_type(::tar::EntryType::Regular);
+        // Raw name bytes, so tests can build hostile archives the builder would refuse.
+        let name = &mut header.as_gnu_mut().expect("gnu header").name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *bytes).expect("tar append");
+    }
+    let data = builder.into_inner().expect("tar finish");
+    if !gzip {
+        return data;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&data).expect("gzip");
+    encoder.finish().expect("gzip finish")
+}
+
+/// A zip archive of `(path, bytes)` entries, paths written as given.
+pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = ::zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    for (path, bytes) in entries {
+        writer.start_file(*path, options).expect("zip entry");
+        writer.write_all(bytes).expect("zip write");
+    }
+    writer.finish().expect("zip finish").into_inner()
 }

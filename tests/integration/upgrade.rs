@@ -680,3 +680,66 @@ fn backup_keep_retains_only_the_newest_backups() {
         "the newest is kept: {backups:?}"
     );
 }
+
+/// Mounts a tmpfs of `size` at `dir` (root only); `None` with a printed reason otherwise.
+fn tmpfs(dir: &std::path::Path, size: &str) -> Option<Mounted> {
+    fs::create_dir_all(dir).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Some(Mounted(dir.to_path_buf()))
+    } else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        None
+    }
+}
+
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_backup_that_cannot_fit_fails_before_writing_anything() {
+    let home = Home::new("simd");
+    let Some(_mount) = tmpfs(&home.path().join("small-disk"), "2m") else {
+        return;
+    };
+    fs::write(home.data().join("big.ldb"), vec![1u8; 4 << 20]).unwrap();
+    home.genesis(&v1_requesting("v2", 3))
+        .upgrade("v2", &daemon("v2", &[0]));
+    let backup_dir = home.path().join("small-disk");
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_DATA_BACKUP_DIR", &backup_dir)
+        .run();
+    out.assert_code(5);
+    let error = &out.errors()[0];
+    assert!(
+        error.contains(&format!(
+            "not enough free space for the backup in {}: needs about",
+            backup_dir.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        error.contains("data/ is 4.0MiB") && error.contains("free"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_dir(&backup_dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        fs::read(home.data().join("big.ldb")).unwrap().len(),
+        4 << 20
+    );
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+}

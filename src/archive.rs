@@ -1,0 +1,1688 @@
+//! Downloaded files on disk: telling an archive from a raw binary ([`detect`]), unpacking an
+//! archive safely into an empty staging folder ([`unpack`]), and arranging what it held into a
+//! version folder as `bin/<name>` plus an optional `lib/` ([`arrange`], [`arrange_raw`]).
+//!
+//! Unpacking trusts nothing in the archive: entries that would land outside the folder (`..`,
+//! absolute paths, links pointing out, writes through links), device and fifo entries, and
+//! archives bigger than [`Limits`] are refused, the whole archive with them, and whatever was
+//! written is removed again. Fetching, checksums and the final rename of a version folder into
+//! `upgrades/` are the caller's; this module only touches the paths it is given.
+
+use std::cell::Cell;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// What a downloaded file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Not an archive: the file is the binary.
+    Raw,
+    TarGz,
+    Tar,
+    Zip,
+    /// A format we recognise but do not unpack (`tar.xz`, `bz2`, `7z`, …), or an unknown
+    /// `?archive=` value; [`unpack`] refuses it with a clear error.
+    Unsupported(String),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Raw => f.write_str("raw"),
+            Kind::TarGz => f.write_str("tar.gz"),
+            Kind::Tar => f.write_str("tar"),
+            Kind::Zip => f.write_str("zip"),
+            Kind::Unsupported(format) => f.write_str(format),
+        }
+    }
+}
+
+/// Caps on what one archive may unpack to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sum of all entry sizes, as declared by the headers and as actually written.
+    pub max_total_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_total_bytes: 8 << 30,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Why a downloaded file could not be unpacked or arranged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(
+        "{} is not a valid {kind} archive (corrupt or truncated): {err}; download it again or fix the release",
+        archive.display()
+    )]
+    Corrupt {
+        archive: PathBuf,
+        kind: Kind,
+        err: String,
+    },
+    #[error(
+        "refusing archive {}: entry {entry:?} {reason}; nothing was unpacked",
+        archive.display()
+    )]
+    BadEntry {
+        archive: PathBuf,
+        entry: String,
+        reason: String,
+    },
+    #[error(
+        "refusing archive {}: it unpacks to more than {limit} bytes; nothing was unpacked",
+        archive.display()
+    )]
+    TooLarge { archive: PathBuf, limit: u64 },
+    #[error(
+        "refusing archive {}: it holds more than {limit} entries; nothing was unpacked",
+        archive.display()
+    )]
+    TooManyEntries { archive: PathBuf, limit: u64 },
+    #[error(
+        "{} is a {format} file, which cannot be unpacked: publish the binary raw or as .tar.gz, .tgz, .tar or .zip",
+        archive.display()
+    )]
+    Unsupported { archive: PathBuf, format: String },
+    #[error("{} is a raw file, not an archive: arrange it with arrange_raw", archive.display())]
+    NotArchive { archive: PathBuf },
+    #[error("cannot unpack into {}: it must be an existing, empty folder", dest.display())]
+    DestNotEmpty { dest: PathBuf },
+    #[error(
+        "archive unpacked into {} does not contain bin/{name} or {name}{}: the release must ship the binary as bin/{name} or {name}, at the archive root or inside its one top-level folder",
+        unpacked.display(),
+        nested.as_ref().map(|dir| format!(" (also looked inside {dir}/)")).unwrap_or_default()
+    )]
+    BinaryMissing {
+        unpacked: PathBuf,
+        name: String,
+        nested: Option<String>,
+    },
+    #[error("{} already exists: remove it before unpacking the binary again", out.display())]
+    OutExists { out: PathBuf },
+    #[error("{} is not a regular file, so it cannot be the binary", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("daemon name {0:?} cannot name a file in bin/")]
+    BadName(String),
+    #[error("cannot write {}: {err}", path.display())]
+    Io { path: PathBuf, err: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |err| ArchiveError::Io {
+        path: path.to_path_buf(),
+        err: err.to_string(),
+    }
+}
+
+/// Decides what a downloaded file is. `url` is the URL as written in the plan (its query and
+/// fragment are ignored, except go-getter's `?archive=<type>`, which forces the type and
+/// `archive=false` turns unpacking off); `head` is the start of the file (262 bytes are enough).
+/// Order: `?archive=`, then the path suffix (case-insensitive), then magic bytes, else raw.
+#[must_use]
+pub fn detect(url: &str, head: &[u8]) -> Kind {
+    let url = url.split('#').next().unwrap_or(url);
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some(kind) = forced_kind(query) {
+        return kind;
+    }
+    if let Some(kind) = kind_by_suffix(path) {
+        return kind;
+    }
+    kind_by_magic(head)
+}
+
+fn forced_kind(query: &str) -> Option<Kind> {
+    let value = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "archive")
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty())?;
+    // strconv.ParseBool's spellings, as go-getter reads them.
+    match value.as_str() {
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => return Some(Kind::Raw),
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => return None,
+        _ => {}
+    }
+    let lower = value.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "tar.gz" | "tgz" => Kind::TarGz,
+        "tar" => Kind::Tar,
+        "zip" => Kind::Zip,
+        _ => Kind::Unsupported(format!("archive={value}")),
+    })
+}
+
+const UNSUPPORTED_SUFFIXES: &[&str] = &[
+    ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".xz", ".bz2", ".zst",
+    ".gz", ".7z", ".rar",
+];
+
+fn kind_by_suffix(path: &str) -> Option<Kind> {
+    let ends_with = |suffix: &str| {
+        path.len() >= suffix.len()
+            && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    if ends_with(".tar.gz") || ends_with(".tgz") {
+        return Some(Kind::TarGz);
+    }
+    if ends_with(".tar") {
+        return Some(Kind::Tar);
+    }
+    if ends_with(".zip") {
+        return Some(Kind::Zip);
+    }
+    UNSUPPORTED_SUFFIXES
+        .iter()
+        .find(|suffix| ends_with(suffix))
+        .map(|suffix| Kind::Unsupported(suffix[1..].to_owned()))
+}
+
+fn kind_by_magic(head: &[u8]) -> Kind {
+    let unsupported = |format: &str| Kind::Unsupported(format.to_owned());
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Kind::TarGz
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Kind::Zip
+    } else if head.get(257..262) == Some(b"ustar") {
+        Kind::Tar
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        unsupported("xz")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        unsupported("zstd")
+    } else if head.starts_with(b"BZh") {
+        unsupported("bzip2")
+    } else if head.starts_with(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
+        unsupported("7z")
+    } else if head.starts_with(b"Rar!\x1a\x07") {
+        unsupported("rar")
+    } else {
+        Kind::Raw
+    }
+}
+
+/// Unpacks `archive` into `dest`, which must be an existing, empty folder.
+///
+/// Refused, with an error naming the entry: paths that are absolute or contain `..`; entries
+/// that would be written through a symbolic link; symbolic links whose target is absolute or
+/// resolves (through the other links too) outside `dest`; hard links to anything but a regular
+/// file unpacked before them; device, fifo and unknown entries. Permissions are `mode & 0o777`
+/// with owner read/write added for files and owner rwx for folders (never setuid, setgid or
+/// sticky); owners and times are not restored. [`Limits`] apply to the sizes the headers declare
+/// and to the bytes actually written. On any error everything written under `dest` is removed
+/// and `dest` is left empty.
+pub fn unpack(
+    kind: Kind,
+    archive: &Path,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<(), ArchiveError> {
+    let mut listing = fs::read_dir(dest).map_err(|_| ArchiveError::DestNotEmpty {
+        dest: dest.to_path_buf(),
+    })?;
+    if listing.next().is_some() {
+        return Err(ArchiveError::DestNotEmpty {
+            dest: dest.to_path_buf(),
+        });
+    }
+    let mut unpacker = Unpacker {
+        archive: archive.to_path_buf(),
+        kind: kind.clone(),
+        dest: dest.to_path_buf(),
+        limits: *limits,
+        entries: 0,
+        declared: 0,
+        written: 0,
+        links: Vec::new(),
+        over_cap: Rc::new(Cell::new(false)),
+    };
+    let result = match kind {
+        Kind::Raw => {
+            return Err(ArchiveError::NotArchive {
+                archive: archive.to_path_buf(),
+            });
+        }
+        Kind::Unsupported(format) => {
+            return Err(ArchiveError::Unsupported {
+                archive: archive.to_path_buf(),
+                format,
+            });
+        }
+        Kind::TarGz => open(archive).and_then(|file| {
+            unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+        }),
+        Kind::Tar => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
+        Kind::Zip => open(archive).and_then(|file| unpacker.unpack_zip(file)),
+    };
+    if result.is_err() {
+        clear_dir(dest);
+    }
+    result
+}
+
+fn open(archive: &Path) -> Result<fs::File, ArchiveError> {
+    fs::File::open(archive).map_err(|err| ArchiveError::Io {
+        path: archive.to_path_buf(),
+        err: err.to_string(),
+    })
+}
+
+/// Removes everything inside `dir` (best effort: the caller already has an error to report).
+fn clear_dir(dir: &Path) {
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+    }
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFSOCK: u32 = 0o140_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFBLK: u32 = 0o060_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFIFO: u32 = 0o010_000;
+
+/// Longest symbolic link target we accept (Linux's `PATH_MAX`).
+const MAX_LINK_TARGET: u64 = 4096;
+
+/// A symbolic link we created, checked again once the whole tree exists.
+struct PendingLink {
+    entry: String,
+    parent: Vec<OsString>,
+    target: Vec<u8>,
+}
+
+struct Unpacker {
+    archive: PathBuf,
+    kind: Kind,
+    dest: PathBuf,
+    limits: Limits,
+    entries: u64,
+    declared: u64,
+    written: u64,
+    links: Vec<PendingLink>,
+    /// Set when the decompressed stream grew past its cap (see [`CappedReader`]).
+    over_cap: Rc<Cell<bool>>,
+}
+
+fn file_mode(mode: u32) -> u32 {
+    mode & 0o777 | 0o600
+}
+
+fn dir_mode(mode: u32) -> u32 {
+    mode & 0o777 | 0o700
+}
+
+impl Unpacker {
+    fn bad(&self, entry: &[u8], reason: impl Into<String>) -> ArchiveError {
+        ArchiveError::BadEntry {
+            archive: self.archive.clone(),
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn too_large(&self) -> ArchiveError {
+        ArchiveError::TooLarge {
+            archive: self.archive.clone(),
+            limit: self.limits.max_total_bytes,
+        }
+    }
+
+    fn corrupt(&self, err: impl fmt::Display) -> ArchiveError {
+        if self.over_cap.get() {
+            return self.too_large();
+        }
+        ArchiveError::Corrupt {
+            archive: self.archive.clone(),
+            kind: self.kind.clone(),
+            err: err.to_string(),
+        }
+    }
+
+    fn count_entry(&mut self, declared_size: u64) -> Result<(), ArchiveError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                archive: self.archive.clone(),
+                limit: self.limits.max_entries,
+            });
+        }
+        self.declared = self.declared.saturating_add(declared_size);
+        if self.declared > self.limits.max_total_bytes {
+            return Err(self.too_large());
+        }
+        Ok(())
+    }
+
+    /// The entry's path as folder names under `dest`; empty for the root itself (`./`).
+    fn components(&self, entry: &[u8]) -> Result<Vec<OsString>, ArchiveError> {
+        if entry.is_empty() {
+            return Err(self.bad(entry, "has an empty name"));
+        }
+        if entry.starts_with(b"/") {
+            return Err(self.bad(entry, "has an absolute path"));
+        }
+        if entry.contains(&0) {
+            return Err(self.bad(entry, "contains a NUL byte"));
+        }
+        let mut parts = Vec::new();
+        for part in entry.split(|byte| *byte == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    return Err(self.bad(
+                        entry,
+                        "contains \"..\", which could point outside the target folder",
+                    ));
+                }
+                name => parts.push(OsStr::from_bytes(name).to_owned()),
+            }
+        }
+        Ok(parts)
+    }
+
+    fn join(&self, parts: &[OsString]) -> PathBuf {
+        let mut path = self.dest.clone();
+        path.extend(parts);
+        path
+    }
+
+    /// Makes the folders above an entry, refusing to go through anything but real folders.
+    fn parent_dir(&self, entry: &[u8], parts: &[OsString]) -> Result<PathBuf, ArchiveError> {
+        let mut path = self.dest.clone();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            path.push(part);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(self.bad(entry, "would be written through a symbolic link"));
+                }
+                Ok(_) => {
+                    return Err(
+                        self.bad(entry, "is inside a path that an earlier entry made a file")
+                    );
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&path)
+                        .map_err(io_error(&path))?;
+                }
+                Err(err) => return Err(io_error(&path)(err)),
+            }
+        }
+        Ok(path)
+    }
+
+    /// Makes room for a non-folder entry: an earlier file or link of that name is replaced (tar
+    /// semantics), a folder is a conflict.
+    fn clear_slot(&self, entry: &[u8], path: &Path) -> Result<(), ArchiveError> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                Err(self.bad(entry, "replaces a folder made by an earlier entry"))
+            }
+            Ok(_) => fs::remove_file(path).map_err(io_error(path)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(io_error(path)(err)),
+        }
+    }
+
+    fn last_path(&self, entry: &[u8], parts: &[OsString]) -> Result<PathBuf, ArchiveError> {
+        let Some(last) = parts.last() else {
+            return Err(self.bad(entry, "names the target folder itself"));
+        };
+        Ok(self.parent_dir(entry, parts)?.join(last))
+    }
+
+    fn write_file(
+        &mut self,
+        entry: &[u8],
+        parts: &[OsString],
+        data: &mut dyn Read,
+        mode: u32,
+    ) -> Result<(), ArchiveError> {
+        let path = self.last_path(entry, parts)?;
+        self.clear_slot(entry, &path)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let read = match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(self.corrupt(err)),
+            };
+            self.written = self.written.saturating_add(read as u64);
+            if self.written > self.limits.max_total_bytes {
+                return Err(self.too_large());
+            }
+            file.write_all(&buf[..read]).map_err(io_error(&path))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(file_mode(mode)))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&path))
+    }
+
+    fn make_dir(&self, entry: &[u8], parts: &[OsString], mode: u32) -> Result<(), ArchiveError> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let path = self.last_path(entry, parts)?;
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(self.bad(
+                    entry,
+                    "is a folder where an earlier entry made a file or link",
+                ));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&path)
+                    .map_err(io_error(&path))?;
+            }
+            Err(err) => return Err(io_error(&path)(err)),
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(dir_mode(mode)))
+            .map_err(io_error(&path))
+    }
+
+    fn make_symlink(
+        &mut self,
+        entry: &[u8],
+        parts: &[OsString],
+        target: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let shown = String::from_utf8_lossy(target);
+        if target.is_empty() || target.contains(&0) {
+            return Err(self.bad(entry, "is a symbolic link without a valid target"));
+        }
+        if target.starts_with(b"/") {
+            return Err(self.bad(
+                entry,
+                format!("is a symbolic link to the absolute path {shown:?}"),
+            ));
+        }
+        let parent = parts[..parts.len().saturating_sub(1)].to_vec();
+        if !lexically_inside(parent.len(), target) {
+            return Err(self.bad(
+                entry,
+                format!("is a symbolic link to {shown:?}, which is outside the target folder"),
+            ));
+        }
+        let path = self.last_path(entry, parts)?;
+        self.clear_slot(entry, &path)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &path).map_err(io_error(&path))?;
+        self.links.push(PendingLink {
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            parent,
+            target: target.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn make_hard_link(
+        &self,
+        entry: &[u8],
+        parts: &[OsString],
+        target: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let shown = String::from_utf8_lossy(target);
+        let not_a_file = || {
+            self.bad(
+                entry,
+                format!("is a hard link to {shown:?}, which is not a file unpacked before it"),
+            )
+        };
+        if target.starts_with(b"/") || target.split(|byte| *byte == b'/').any(|part| part == b"..")
+        {
+            return Err(self.bad(
+                entry,
+                format!("is a hard link to {shown:?}, which is outside the target folder"),
+            ));
+        }
+        let target_parts = self.components(target).map_err(|_| not_a_file())?;
+        if target_parts.is_empty() {
+            return Err(not_a_file());
+        }
+        // Every folder above the target must be a real folder, and the target a regular file:
+        // a hard link to a symbolic link would re-anchor the link's relative target.
+        let mut source = self.dest.clone();
+        for (index, part) in target_parts.iter().enumerate() {
+            source.push(part);
+            let meta = fs::symlink_metadata(&source).map_err(|_| not_a_file())?;
+            let last = index + 1 == target_parts.len();
+            if (last && !meta.is_file()) || (!last && !meta.is_dir()) {
+                return Err(not_a_file());
+            }
+        }
+        let path = self.last_path(entry, parts)?;
+        if path == source {
+            return Ok(());
+        }
+        self.clear_slot(entry, &path)?;
+        fs::hard_link(&source, &path).map_err(io_error(&path))
+    }
+
+    /// Checks every symbolic link again now that the tree is complete, resolving it through
+    /// the other links the way the kernel would.
+    fn check_links(&self) -> Result<(), ArchiveError> {
+        for link in &self.links {
+            let mut stack = link.parent.clone();
+            let mut hops = 0;
+            if !self.resolves_inside(&mut stack, &link.target, &mut hops) {
+                return Err(ArchiveError::BadEntry {
+                    archive: self.archive.clone(),
+                    entry: link.entry.clone(),
+                    reason: format!(
+                        "is a symbolic link to {:?}, which resolves outside the target folder",
+                        String::from_utf8_lossy(&link.target)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn resolves_inside(&self, stack: &mut Vec<OsString>, target: &[u8], hops: &mut u32) -> bool {
+        if target.starts_with(b"/") {
+            return false;
+        }
+        for part in target.split(|byte| *byte == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    if stack.pop().is_none() {
+                        return false;
+                    }
+                }
+                name => {
+                    stack.push(OsStr::from_bytes(name).to_owned());
+                    let path = self.join(stack);
+                    let is_link =
+                        fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink());
+                    if is_link {
+                        *hops += 1;
+                        let Ok(next) = fs::read_link(&path) else {
+                            return false;
+                        };
+                        stack.pop();
+                        if *hops > 40
+                            || !self.resolves_inside(stack, next.as_os_str().as_bytes(), hops)
+                        {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn unpack_tar<R: Read>(&mut self, reader: R) -> Result<(), ArchiveError> {
+        // Headers, long names and padding are not file data; the cap on the decompressed
+        // stream keeps them (and a gzip bomb hidden in them) bounded too.
+        let cap = self
+            .limits
+            .max_total_bytes
+            .saturating_add(self.limits.max_entries.saturating_mul(8 * 1024))
+            .saturating_add(1 << 20);
+        let capped = CappedReader {
+            inner: reader,
+            left: cap,
+            over: Rc::clone(&self.over_cap),
+        };
+        let mut archive = tar::Archive::new(capped);
+        let entries = archive.entries().map_err(|err| self.corrupt(err))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|err| self.corrupt(err))?;
+            self.count_entry(entry.size())?;
+            let kind = entry.header().entry_type();
+            if kind.is_pax_global_extensions() {
+                // `git archive` writes one; it only carries a comment.
+                continue;
+            }
+            let path = entry.path_bytes().into_owned();
+            let parts = self.components(&path)?;
+            let mode = entry.header().mode().map_err(|err| self.corrupt(err))?;
+            if kind.is_dir() || (kind.is_file() && path.ends_with(b"/")) {
+                self.make_dir(&path, &parts, mode)?;
+            } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
+                self.write_file(&path, &parts, &mut entry, mode)?;
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let Some(target) = entry.link_name_bytes().map(std::borrow::Cow::into_owned) else {
+                    return Err(self.bad(&path, "is a link without a target"));
+                };
+                if kind.is_symlink() {
+                    self.make_symlink(&path, &parts, &target)?;
+                } else {
+                    self.make_hard_link(&path, &parts, &target)?;
+                }
+            } else if kind.is_character_special() {
+                return Err(self.bad(
+                    &path,
+                    "is a character device; only files, folders and links are allowed",
+                ));
+            } else if kind.is_block_special() {
+                return Err(self.bad(
+                    &path,
+                    "is a block device; only files, folders and links are allowed",
+                ));
+            } else if kind.is_fifo() {
+                return Err(self.bad(
+                    &path,
+                    "is a fifo; only files, folders and links are allowed",
+                ));
+            } else {
+                return Err(self.bad(
+                    &path,
+                    format!(
+                        "has tar entry type {:?}, which is not supported; only files, folders and links are allowed",
+                        char::from(kind.as_byte())
+                    ),
+                ));
+            }
+        }
+        // Read to the end so gzip checks its trailer (CRC and length): a truncated .tar.gz
+        // whose tar part happens to be complete is still refused.
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|err| self.corrupt(err))?;
+        self.check_links()
+    }
+
+    fn unpack_zip(&mut self, file: fs::File) -> Result<(), ArchiveError> {
+        let mut zip =
+            zip::ZipArchive::new(BufReader::new(file)).map_err(|err| self.corrupt(err))?;
+        if zip.len() as u64 > self.limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                archive: self.archive.clone(),
+                limit: self.limits.max_entries,
+            });
+        }
+        for index in 0..zip.len() {
+            let mut entry = zip.by_index(index).map_err(|err| self.corrupt(err))?;
+            let path = entry.name_raw().to_vec();
+            self.count_entry(entry.size())?;
+            let parts = self.components(&path)?;
+            let mode = entry.unix_mode();
+            match mode.map_or(0, |mode| mode & S_IFMT) {
+                S_IFLNK => {
+                    let mut target = Vec::new();
+                    (&mut entry)
+                        .take(MAX_LINK_TARGET + 1)
+                        .read_to_end(&mut target)
+                        .map_err(|err| self.corrupt(err))?;
+                    if target.len() as u64 > MAX_LINK_TARGET {
+                        return Err(self.bad(&path, "is a symbolic link with an over-long target"));
+                    }
+                    self.make_symlink(&path, &parts, &target)?;
+                }
+                S_IFDIR => self.make_dir(&path, &parts, mode.unwrap_or(0o755))?,
+                _ if path.ends_with(b"/") => self.make_dir(&path, &parts, mode.unwrap_or(0o755))?,
+                0 | S_IFREG => {
+                    self.write_file(&path, &parts, &mut entry, mode.unwrap_or(0o644))?;
+                }
+                other => {
+                    let what = match other {
+                        S_IFCHR => "a character device",
+                        S_IFBLK => "a block device",
+                        S_IFIFO => "a fifo",
+                        S_IFSOCK => "a socket",
+                        _ => "of an unknown file type",
+                    };
+                    return Err(self.bad(
+                        &path,
+                        format!("is {what}; only files, folders and links are allowed"),
+                    ));
+                }
+            }
+        }
+        self.check_links()
+    }
+}
+
+/// Whether `target`, read from a folder `depth` levels below the root, stays inside the root
+/// when its `..` are applied lexically.
+fn lexically_inside(mut depth: usize, target: &[u8]) -> bool {
+    for part in target.split(|byte| *byte == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// Fails (and raises its flag) once more than `left` bytes have been read.
+struct CappedReader<R> {
+    inner: R,
+    left: u64,
+    over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.over.set(true);
+            return Err(io::Error::other("archive stream is larger than the limit"));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..want])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+/// Where the binary (and its libraries) sit in an unpacked tree.
+struct Found {
+    binary: PathBuf,
+    lib: Option<PathBuf>,
+}
+
+/// Moves the daemon binary out of an unpacked tree into `out` (which must not exist yet) as
+/// `out/bin/<name>` with mode 0o755, with the `lib/` folder next to it as `out/lib/`.
+///
+/// Looked for, in order: `bin/<name>` then `<name>` at the root; the same two inside the root's
+/// only folder (files beside it are allowed); and, as Go's file mode does, the archive's only
+/// file whatever its name. `lib/` comes from the folder the binary was found in. On error `out`
+/// is removed again.
+pub fn arrange(unpacked: &Path, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    check_name(name)?;
+    let found = find_binary(unpacked, name)?;
+    place(&found, name, out)
+}
+
+/// Moves a raw download to `out/bin/<name>` (mode 0o755); `out` must not exist yet.
+pub fn arrange_raw(file: &Path, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    check_name(name)?;
+    if !fs::symlink_metadata(file).is_ok_and(|meta| meta.is_file()) {
+        return Err(ArchiveError::NotRegular {
+            path: file.to_path_buf(),
+        });
+    }
+    let found = Found {
+        binary: file.to_path_buf(),
+        lib: None,
+    };
+    place(&found, name, out)
+}
+
+fn check_name(name: &str) -> Result<(), ArchiveError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(ArchiveError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn find_binary(unpacked: &Path, name: &str) -> Result<Found, ArchiveError> {
+    if let Some(found) = look_in(unpacked, unpacked, name) {
+        return Ok(found);
+    }
+    let listing: Vec<fs::DirEntry> = fs::read_dir(unpacked)
+        .map_err(io_error(unpacked))?
+        .collect::<Result<_, _>>()
+        .map_err(io_error(unpacked))?;
+    let dirs: Vec<&fs::DirEntry> = listing
+        .iter()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .collect();
+    let nested = match dirs.as_slice() {
+        [only] => Some(only.file_name()),
+        _ => None,
+    };
+    if let Some(dir) = &nested {
+        if let Some(found) = look_in(unpacked, &unpacked.join(dir), name) {
+            return Ok(found);
+        }
+    }
+    if let [only] = listing.as_slice() {
+        if only.file_type().is_ok_and(|kind| kind.is_file()) {
+            return Ok(Found {
+                binary: only.path(),
+                lib: None,
+            });
+        }
+    }
+    Err(ArchiveError::BinaryMissing {
+        unpacked: unpacked.to_path_buf(),
+        name: name.to_owned(),
+        nested: nested.map(|dir| dir.to_string_lossy().into_owned()),
+    })
+}
+
+/// `dir/bin/<name>` or `dir/<name>`, as a regular file or a link to one inside `root`.
+fn look_in(root: &Path, dir: &Path, name: &str) -> Option<Found> {
+    let lib = dir.join("lib");
+    let lib = fs::symlink_metadata(&lib)
+        .is_ok_and(|meta| meta.is_dir())
+        .then_some(lib);
+    [dir.join("bin").join(name), dir.join(name)]
+        .into_iter()
+        .find_map(|candidate| regular_inside(root, &candidate))
+        .map(|binary| Found { binary, lib })
+}
+
+fn regular_inside(root: &Path, candidate: &Path) -> Option<PathBuf> {
+    let meta = fs::symlink_metadata(candidate).ok()?;
+    if meta.is_file() {
+        return Some(candidate.to_path_buf());
+    }
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let resolved = fs::canonicalize(candidate).ok()?;
+    let root = fs::canonicalize(root).ok()?;
+    (resolved.starts_with(&root) && resolved.is_file()).then_some(resolved)
+}
+
+fn place(found: &Found, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(out) {
+        Ok(_) => {
+            return Err(ArchiveError::OutExists {
+                out: out.to_path_buf(),
+            });
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(out)(err)),
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(out)
+        .map_err(io_error(out))?;
+    let result = (|| {
+        let bin_dir = out.join("bin");
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&bin_dir)
+            .map_err(io_error(&bin_dir))?;
+        let binary = bin_dir.join(name);
+        move_path(&found.binary, &binary).map_err(io_error(&binary))?;
+        let file = fs::File::open(&binary).map_err(io_error(&binary))?;
+        file.set_permissions(fs::Permissions::from_mode(0o755))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&binary))?;
+        if let Some(lib) = &found.lib {
+            let lib_out = out.join("lib");
+            move_path(lib, &lib_out).map_err(io_error(&lib_out))?;
+        }
+        sync_dir(&bin_dir)?;
+        sync_dir(out)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(out);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Renames `from` to `to`, copying (links kept as links) when they are on different
+/// filesystems.
+fn move_path(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) => {
+            copy_tree(from, to)?;
+            if fs::symlink_metadata(from)?.is_dir() {
+                fs::remove_dir_all(from)
+            } else {
+                fs::remove_file(from)
+            }
+        }
+        other => other,
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from)?, to)
+    } else if meta.is_dir() {
+        fs::DirBuilder::new().mode(0o700).create(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        fs::set_permissions(to, meta.permissions())
+    } else {
+        fs::copy(from, to)?;
+        fs::File::open(to)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &str = "autod";
+
+    /// One entry of a hand-made tar; paths and link targets go into the header as raw bytes,
+    /// so hostile names (which `tar::Builder` refuses to write) can be built too.
+    enum Entry<'a> {
+        File(&'a str, &'a [u8], u32),
+        Dir(&'a str, u32),
+        Symlink(&'a str, &'a str),
+        HardLink(&'a str, &'a str),
+        Fifo(&'a str),
+        /// A regular-file header whose declared size is `.1` but which carries `.2` bytes.
+        Sized(&'a str, u64, &'a [u8]),
+    }
+
+    fn tar_bytes(entries: &[Entry<'_>]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let mut header = tar::Header::new_gnu();
+            let (path, link, data, kind, mode): (&str, &str, &[u8], tar::EntryType, u32) =
+                match entry {
+                    Entry::File(path, data, mode) => {
+                        (path, "", data, tar::EntryType::Regular, *mode)
+                    }
+                    Entry::Dir(path, mode) => (path, "", b"", tar::EntryType::Directory, *mode),
+                    Entry::Symlink(path, to) => (path, to, b"", tar::EntryType::Symlink, 0o777),
+                    Entry::HardLink(path, to) => (path, to, b"", tar::EntryType::Link, 0o644),
+                    Entry::Fifo(path) => (path, "", b"", tar::EntryType::Fifo, 0o644),
+                    Entry::Sized(path, _, data) => (path, "", data, tar::EntryType::Regular, 0o644),
+                };
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(match entry {
+                Entry::Sized(_, declared, _) => *declared,
+                _ => data.len() as u64,
+            });
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    enum ZipEntry<'a> {
+        File(&'a str, &'a [u8]),
+        Symlink(&'a str, &'a str),
+    }
+
+    fn zip_bytes(entries: &[ZipEntry<'_>]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for entry in entries {
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+            match entry {
+                ZipEntry::File(path, data) => {
+                    writer.start_file(*path, options).unwrap();
+                    writer.write_all(data).unwrap();
+                }
+                ZipEntry::Symlink(path, target) => {
+                    writer.add_symlink(*path, *target, options).unwrap();
+                }
+            }
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    struct Scratch {
+        dir: tempfile::TempDir,
+    }
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("dest")).unwrap();
+            Scratch { dir }
+        }
+        fn dest(&self) -> PathBuf {
+            self.dir.path().join("dest")
+        }
+        fn out(&self) -> PathBuf {
+            self.dir.path().join("out")
+        }
+        fn write(&self, file: &str, bytes: &[u8]) -> PathBuf {
+            let path = self.dir.path().join(file);
+            fs::write(&path, bytes).unwrap();
+            path
+        }
+        fn unpack(&self, kind: Kind, file: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+            let archive = self.write(file, bytes);
+            unpack(kind, &archive, &self.dest(), &Limits::default())
+        }
+        fn dest_is_empty(&self) -> bool {
+            fs::read_dir(self.dest()).unwrap().next().is_none()
+        }
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn detects_by_suffix_then_magic() {
+        let mut tar_head = vec![0u8; 300];
+        tar_head[257..262].copy_from_slice(b"ustar");
+        let cases: &[(&str, &[u8], Kind)] = &[
+            ("https://h/a.tar.gz", b"", Kind::TarGz),
+            ("https://h/a.TGZ?checksum=sha256:00", b"", Kind::TarGz),
+            ("/opt/a.tar", b"\x7fELF", Kind::Tar),
+            ("https://h/a.Zip#frag", b"", Kind::Zip),
+            ("https://h/bin?x=a.zip", b"\x7fELF", Kind::Raw),
+            ("https://h/autod", b"\x1f\x8b\x08", Kind::TarGz),
+            ("https://h/autod", b"PK\x03\x04rest", Kind::Zip),
+            ("https://h/autod", &tar_head, Kind::Tar),
+            ("https://h/autod", b"\x7fELF\x02\x01", Kind::Raw),
+            ("https://h/autod", b"", Kind::Raw),
+            ("https://h/autod?archive=zip", b"", Kind::Zip),
+            (
+                "https://h/autod.zip?archive=false",
+                b"PK\x03\x04",
+                Kind::Raw,
+            ),
+            ("https://h/autod.zip?archive=true", b"", Kind::Zip),
+            (
+                "https://h/a.tar.xz",
+                b"",
+                Kind::Unsupported("tar.xz".into()),
+            ),
+            ("https://h/a.gz", b"", Kind::Unsupported("gz".into())),
+            (
+                "https://h/a",
+                b"\xfd7zXZ\x00",
+                Kind::Unsupported("xz".into()),
+            ),
+            (
+                "https://h/a?archive=tar.bz2",
+                b"",
+                Kind::Unsupported("archive=tar.bz2".into()),
+            ),
+        ];
+        for (url, head, want) in cases {
+            assert_eq!(&detect(url, head), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn tar_gz_with_bin_and_lib() {
+        let scratch = Scratch::new();
+        let bytes = gzip(&tar_bytes(&[
+            Entry::Dir("bin/", 0o755),
+            Entry::File("bin/autod", b"#!/bin/sh\necho v2\n", 0o644),
+            Entry::File("lib/libwasmvm.so", b"so", 0o644),
+            Entry::Symlink("lib/libwasmvm.x86_64.so", "libwasmvm.so"),
+            Entry::HardLink("lib/copy.so", "lib/libwasmvm.so"),
+        ]));
+        scratch.unpack(Kind::TarGz, "a.tar.gz", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        let out = scratch.out();
+        assert_eq!(
+            fs::read(out.join("bin/autod")).unwrap(),
+            b"#!/bin/sh\necho v2\n"
+        );
+        assert_eq!(mode_of(&out.join("bin/autod")), 0o755);
+        assert_eq!(
+            fs::read(out.join("lib/libwasmvm.x86_64.so")).unwrap(),
+            b"so"
+        );
+        assert_eq!(fs::read(out.join("lib/copy.so")).unwrap(), b"so");
+    }
+
+    #[test]
+    fn zip_with_a_single_root_file() {
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[ZipEntry::File("autod", b"binary")]);
+        scratch.unpack(Kind::Zip, "autod.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"binary"
+        );
+        assert!(!scratch.out().join("lib").exists());
+    }
+
+    #[test]
+    fn zip_with_bin_folder_and_inside_link() {
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[
+            ZipEntry::File("bin/autod-v2", b"binary"),
+            ZipEntry::Symlink("bin/autod", "autod-v2"),
+        ]);
+        scratch.unpack(Kind::Zip, "autod.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        let binary = scratch.out().join("bin/autod");
+        assert!(fs::symlink_metadata(&binary).unwrap().is_file());
+        assert_eq!(fs::read(binary).unwrap(), b"binary");
+    }
+
+    #[test]
+    fn tar_with_one_nested_folder() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("README.md", b"readme", 0o644),
+            Entry::File("app-v2/bin/autod", b"binary", 0o755),
+            Entry::File("app-v2/lib/x.so", b"so", 0o644),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"binary"
+        );
+        assert_eq!(fs::read(scratch.out().join("lib/x.so")).unwrap(), b"so");
+    }
+
+    #[test]
+    fn nested_root_binary_and_go_file_mode() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[Entry::File("./app/autod", b"nested", 0o755)]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"nested"
+        );
+
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[ZipEntry::File("autod-linux-amd64", b"single")]);
+        scratch.unpack(Kind::Zip, "a.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"single"
+        );
+    }
+
+    #[test]
+    fn raw_binary() {
+        let scratch = Scratch::new();
+        let file = scratch.write("download", b"raw");
+        assert_eq!(
+            unpack(Kind::Raw, &file, &scratch.dest(), &Limits::default()).unwrap_err(),
+            ArchiveError::NotArchive {
+                archive: file.clone()
+            }
+        );
+        arrange_raw(&file, NAME, &scratch.out()).unwrap();
+        let binary = scratch.out().join("bin/autod");
+        assert_eq!(fs::read(&binary).unwrap(), b"raw");
+        assert_eq!(mode_of(&binary), 0o755);
+        assert!(!file.exists());
+        assert!(matches!(
+            arrange_raw(&scratch.write("again", b"x"), NAME, &scratch.out()),
+            Err(ArchiveError::OutExists { .. })
+        ));
+        assert!(matches!(
+            arrange_raw(&scratch.dest(), NAME, &scratch.dir.path().join("o2")),
+            Err(ArchiveError::NotRegular { .. })
+        ));
+        assert_eq!(
+            arrange_raw(
+                &scratch.write("x", b"x"),
+                "../x",
+                &scratch.dir.path().join("o3")
+            ),
+            Err(ArchiveError::BadName("../x".into()))
+        );
+    }
+
+    #[test]
+    fn strips_special_mode_bits() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::Dir("shared", 0o3775),
+            Entry::Dir("locked", 0o500),
+            Entry::File("locked/f", b"x", 0o444),
+            Entry::File("bin/autod", b"x", 0o4755),
+            Entry::File("bin/g", b"x", 0o2711),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        let dest = scratch.dest();
+        assert_eq!(mode_of(&dest.join("bin/autod")), 0o755);
+        assert_eq!(mode_of(&dest.join("bin/g")), 0o711);
+        assert_eq!(mode_of(&dest.join("shared")), 0o775);
+        assert_eq!(mode_of(&dest.join("locked")), 0o700);
+        assert_eq!(mode_of(&dest.join("locked/f")), 0o644);
+    }
+
+    fn refused_tar(entries: &[Entry<'_>]) -> ArchiveError {
+        let scratch = Scratch::new();
+        let err = scratch
+            .unpack(Kind::Tar, "a.tar", &tar_bytes(entries))
+            .unwrap_err();
+        assert!(scratch.dest_is_empty(), "dest not cleaned after {err}");
+        assert!(
+            !scratch.dir.path().join("evil").exists() && !scratch.dir.path().join("x").exists(),
+            "something escaped: {err}"
+        );
+        err
+    }
+
+    #[test]
+    fn refuses_hostile_tar_entries() {
+        let ok = Entry::File("bin/autod", b"ok", 0o755);
+        let cases: Vec<(Vec<Entry<'_>>, &str, &str)> = vec![
+            (
+                vec![ok, Entry::File("../evil", b"x", 0o644)],
+                "../evil",
+                "contains \"..\", which could point outside the target folder",
+            ),
+            (
+                vec![Entry::File("a/../../evil", b"x", 0o644)],
+                "a/../../evil",
+                "contains \"..\"",
+            ),
+            (
+                vec![Entry::File("/etc/x", b"x", 0o644)],
+                "/etc/x",
+                "has an absolute path",
+            ),
+            (
+                vec![Entry::Symlink("bin/link", "../../outside")],
+                "bin/link",
+                "is a symbolic link to \"../../outside\", which is outside the target folder",
+            ),
+            (
+                vec![Entry::Symlink("bin/link", "/etc/passwd")],
+                "bin/link",
+                "is a symbolic link to the absolute path \"/etc/passwd\"",
+            ),
+            (
+                vec![
+                    Entry::Symlink("sub/up", ".."),
+                    Entry::Symlink("sub/deep/l", "../up/.."),
+                ],
+                "sub/deep/l",
+                "resolves outside the target folder",
+            ),
+            (
+                vec![Entry::Symlink("a", "."), Entry::File("a/x", b"x", 0o644)],
+                "a/x",
+                "would be written through a symbolic link",
+            ),
+            (
+                vec![Entry::HardLink("h", "../x")],
+                "h",
+                "is a hard link to \"../x\", which is outside the target folder",
+            ),
+            (
+                vec![Entry::HardLink("h", "/etc/passwd")],
+                "h",
+                "which is outside the target folder",
+            ),
+            (
+                vec![Entry::Symlink("s", "f"), Entry::HardLink("h", "s")],
+                "h",
+                "is a hard link to \"s\", which is not a file unpacked before it",
+            ),
+            (vec![Entry::Fifo("p")], "p", "is a fifo"),
+        ];
+        for (entries, entry, reason) in cases {
+            match refused_tar(&entries) {
+                ArchiveError::BadEntry {
+                    entry: got_entry,
+                    reason: got_reason,
+                    ..
+                } => {
+                    assert_eq!(got_entry, entry);
+                    assert!(got_reason.contains(reason), "{entry}: {got_reason}");
+                }
+                other => panic!("{entry}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refusal_message_names_archive_and_entry() {
+        let scratch = Scratch::new();
+        let err = scratch
+            .unpack(
+                Kind::Tar,
+                "a.tar",
+                &tar_bytes(&[Entry::File("../evil", b"x", 0o644)]),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing archive {}: entry \"../evil\" contains \"..\", which could point outside the target folder; nothing was unpacked",
+                scratch.dir.path().join("a.tar").display()
+            )
+        );
+    }
+
+    #[test]
+    fn refuses_hostile_zip_entries() {
+        let cases: &[(&[ZipEntry<'_>], &str)] = &[
+            (
+                &[
+                    ZipEntry::File("bin/autod", b"ok"),
+                    ZipEntry::File("../../evil", b"x"),
+                ],
+                "contains \"..\"",
+            ),
+            (&[ZipEntry::File("/etc/x", b"x")], "has an absolute path"),
+            (
+                &[ZipEntry::Symlink("bin/link", "../../outside")],
+                "outside the target folder",
+            ),
+            (
+                &[ZipEntry::Symlink("bin/link", "/etc/passwd")],
+                "absolute path \"/etc/passwd\"",
+            ),
+        ];
+        for (entries, reason) in cases {
+            let scratch = Scratch::new();
+            let err = scratch
+                .unpack(Kind::Zip, "a.zip", &zip_bytes(entries))
+                .unwrap_err();
+            assert!(
+                matches!(&err, ArchiveError::BadEntry { reason: got, .. } if got.contains(reason)),
+                "{err:?}"
+            );
+            assert!(scratch.dest_is_empty());
+        }
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let bytes = tar_bytes(&[
+            Entry::File("a", &[7; 100], 0o644),
+            Entry::File("b", &[7; 100], 0o644),
+            Entry::File("c", &[7; 100], 0o644),
+        ]);
+        let cases = [
+            (
+                Limits {
+                    max_total_bytes: 250,
+                    max_entries: 10,
+                },
+                ArchiveError::TooLarge {
+                    archive: PathBuf::new(),
+                    limit: 250,
+                },
+            ),
+            (
+                Limits {
+                    max_total_bytes: 1000,
+                    max_entries: 2,
+                },
+                ArchiveError::TooManyEntries {
+                    archive: PathBuf::new(),
+                    limit: 2,
+                },
+            ),
+        ];
+        for (limits, want) in cases {
+            for (kind, file, bytes) in [
+                (Kind::Tar, "a.tar", bytes.clone()),
+                (
+                    Kind::Zip,
+                    "a.zip",
+                    zip_bytes(&[
+                        ZipEntry::File("a", &[7; 100]),
+                        ZipEntry::File("b", &[7; 100]),
+                        ZipEntry::File("c", &[7; 100]),
+                    ]),
+                ),
+            ] {
+                let scratch = Scratch::new();
+                let archive = scratch.write(file, &bytes);
+                let err = unpack(kind, &archive, &scratch.dest(), &limits).unwrap_err();
+                let want = match &want {
+                    ArchiveError::TooLarge { limit, .. } => ArchiveError::TooLarge {
+                        archive: archive.clone(),
+                        limit: *limit,
+                    },
+                    ArchiveError::TooManyEntries { limit, .. } => ArchiveError::TooManyEntries {
+                        archive: archive.clone(),
+                        limit: *limit,
+                    },
+                    other => other.clone(),
+                };
+                assert_eq!(err, want);
+                assert!(scratch.dest_is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn a_lying_size_does_not_bypass_the_limit() {
+        // A zip whose headers declare 1 byte for a 1000-byte stored file.
+        let mut bytes = zip_bytes(&[ZipEntry::File("big", &[7; 1000])]);
+        let mut patched = 0;
+        for signature in [&b"PK\x03\x04"[..], &b"PK\x01\x02"[..]] {
+            let at = bytes
+                .windows(4)
+                .position(|window| window == signature)
+                .unwrap();
+            // Uncompressed size: offset 22 in a local header, 24 in a central one.
+            let field = at + if signature[2] == 3 { 22 } else { 24 };
+            bytes[field..field + 4].copy_from_slice(&1u32.to_le_bytes());
+            patched += 1;
+        }
+        assert_eq!(patched, 2);
+        let scratch = Scratch::new();
+        let archive = scratch.write("a.zip", &bytes);
+        let limits = Limits {
+            max_total_bytes: 100,
+            max_entries: 10,
+        };
+        let err = unpack(Kind::Zip, &archive, &scratch.dest(), &limits).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::TooLarge { limit: 100, .. }),
+            "the bytes written are counted, not the declared size: {err:?}"
+        );
+        assert!(scratch.dest_is_empty());
+
+        // A tar header that declares 10 bytes but whose stream carries 1000: the extra bytes
+        // are read as the next header and refused as corrupt, never written.
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[Entry::Sized("big", 10, &[7; 1000])]);
+        let err = scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap_err();
+        assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err:?}");
+        assert!(scratch.dest_is_empty());
+    }
+
+    #[test]
+    fn counting_copy_stops_at_the_limit() {
+        let scratch = Scratch::new();
+        let mut unpacker = Unpacker {
+            archive: PathBuf::from("a.tar"),
+            kind: Kind::Tar,
+            dest: scratch.dest(),
+            limits: Limits {
+                max_total_bytes: 10,
+                max_entries: 10,
+            },
+            entries: 0,
+            declared: 0,
+            written: 0,
+            links: Vec::new(),
+            over_cap: Rc::new(Cell::new(false)),
+        };
+        let parts = [OsString::from("f")];
+        let err = unpacker
+            .write_file(b"f", &parts, &mut &[1u8; 11][..], 0o644)
+            .unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::TooLarge { limit: 10, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn truncated_or_corrupt_archives() {
+        let tar = tar_bytes(&[
+            Entry::File("bin/autod", &[1; 5000], 0o755),
+            Entry::File("lib/x.so", &[2; 5000], 0o644),
+        ]);
+        let gz = gzip(&tar);
+        let zip = zip_bytes(&[ZipEntry::File("autod", &[3; 5000])]);
+        let cases: Vec<(Kind, &str, Vec<u8>)> = vec![
+            (Kind::TarGz, "a.tar.gz", gz[..gz.len() / 2].to_vec()),
+            // Only the gzip trailer (CRC, length) is missing.
+            (Kind::TarGz, "b.tar.gz", gz[..gz.len() - 8].to_vec()),
+            (
+                Kind::TarGz,
+                "c.tar.gz",
+                b"\x1f\x8b not gzip at all".to_vec(),
+            ),
+            (Kind::Tar, "d.tar", tar[..700].to_vec()),
+            (Kind::Zip, "e.zip", zip[..zip.len() / 2].to_vec()),
+            (Kind::Zip, "f.zip", b"PK\x03\x04 nonsense".to_vec()),
+        ];
+        for (kind, file, bytes) in cases {
+            let scratch = Scratch::new();
+            let err = scratch.unpack(kind.clone(), file, &bytes).unwrap_err();
+            match &err {
+                ArchiveError::Corrupt {
+                    archive, kind: got, ..
+                } => {
+                    assert_eq!(archive, &scratch.dir.path().join(file));
+                    assert_eq!(got, &kind);
+                }
+                other => panic!("{file}: {other:?}"),
+            }
+            assert!(
+                err.to_string().contains(&format!(
+                    "{} is not a valid {kind} archive (corrupt or truncated): ",
+                    scratch.dir.path().join(file).display()
+                )),
+                "{err}"
+            );
+            assert!(scratch.dest_is_empty(), "{file}");
+        }
+    }
+
+    #[test]
+    fn dest_must_be_empty_and_formats_supported() {
+        let scratch = Scratch::new();
+        fs::write(scratch.dest().join("keep"), b"mine").unwrap();
+        let err = scratch
+            .unpack(
+                Kind::Tar,
+                "a.tar",
+                &tar_bytes(&[Entry::File("x", b"x", 0o644)]),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ArchiveError::DestNotEmpty { .. }));
+        assert!(
+            scratch.dest().join("keep").exists(),
+            "never clears a folder it did not fill"
+        );
+        let scratch = Scratch::new();
+        let err = scratch
+            .unpack(Kind::Unsupported("tar.xz".into()), "a.tar.xz", b"")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is a tar.xz file, which cannot be unpacked"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn binary_missing_error() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("README.md", b"readme", 0o644),
+            Entry::File("app-v2/bin/other", b"x", 0o755),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        let err = arrange(&scratch.dest(), NAME, &scratch.out()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "archive unpacked into {} does not contain bin/autod or autod (also looked inside app-v2/): the release must ship the binary as bin/autod or autod, at the archive root or inside its one top-level folder",
+                scratch.dest().display()
+            )
+        );
+        assert!(!scratch.out().exists());
+
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("a/x", b"x", 0o644),
+            Entry::File("b/y", b"y", 0o644),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        let err = arrange(&scratch.dest(), NAME, &scratch.out()).unwrap_err();
+        assert_eq!(
+            err,
+            ArchiveError::BinaryMissing {
+                unpacked: scratch.dest(),
+                name: NAME.into(),
+                nested: None
+            }
+        );
+    }
+
+    #[test]
+    fn skips_pax_global_header_and_root_entry() {
+        let scratch = Scratch::new();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        let comment = b"52 comment=0123456789012345678901234567890123456789\n";
+        header.set_path("pax_global_header").unwrap();
+        header.set_entry_type(tar::EntryType::XGlobalHeader);
+        header.set_size(comment.len() as u64);
+        header.set_cksum();
+        builder.append(&header, &comment[..]).unwrap();
+        let mut root = tar::Header::new_ustar();
+        root.set_path("./").unwrap();
+        root.set_entry_type(tar::EntryType::Directory);
+        root.set_size(0);
+        root.set_mode(0o755);
+        root.set_cksum();
+        builder.append(&root, &b""[..]).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("autod").unwrap();
+        file.set_size(1);
+        file.set_mode(0o755);
+        file.set_cksum();
+        builder.append(&file, &b"x"[..]).unwrap();
+        let bytes = builder.into_inner().unwrap();
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        assert_eq!(fs::read(scratch.dest().join("autod")).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,213 @@
+//! `add-upgrade` and `add-batch-upgrade`: staging upgrade binaries by hand, and scheduling manual
+//! upgrades at a height (see `batch.rs` for how those happen: at the node's `--halt-height`, never
+//! before).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use tracing::info;
+
+use crate::batch::{self, Entry};
+use crate::config::Config;
+use crate::exit;
+use crate::layout::{self, Layout, UpgradeName};
+
+/// What is wrong with the command's arguments (a usage error: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("invalid executable path {}: {err}", path.display())]
+    Executable { path: PathBuf, err: String },
+    #[error(
+        "file already exists at {}: pass --force to replace it",
+        .0.display()
+    )]
+    Exists(PathBuf),
+    #[error("upgrade {name:?} is already scheduled at height {height}: pass --force to replace it")]
+    Scheduled { name: String, height: i64 },
+    #[error("upgrade height must be greater than 0, got {0}")]
+    Height(i64),
+    #[error(
+        "argument at position {position} ({entry:?}) is invalid: expected <name>:<path>:<height>"
+    )]
+    Entry { position: usize, entry: String },
+    #[error(
+        "upgrade height at position {position} ({height:?}) is invalid: expected a whole number greater than 0"
+    )]
+    EntryHeight { position: usize, height: String },
+    #[error("either --upgrade-file or --upgrade-list must be provided")]
+    NoList,
+    #[error(transparent)]
+    Name(#[from] layout::NameError),
+}
+
+/// `add-upgrade <name> <path> [--force] [--upgrade-height H]`.
+pub fn add_upgrade(
+    config_file: Option<&Path>,
+    name: &str,
+    executable: &Path,
+    force: bool,
+    height: Option<i64>,
+) -> anyhow::Result<u8> {
+    let cfg = crate::commands::info::load_checked(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    let name = UpgradeName::new(name, !cfg.disable_recase).map_err(ArgumentError::from)?;
+    if let Some(height) = height.filter(|h| *h <= 0) {
+        return Err(ArgumentError::Height(height).into());
+    }
+    check_executable(executable)?;
+    let queue = layout.batch_file();
+    if height.is_some() {
+        let scheduled = batch::load(&queue)?;
+        if let Some(entry) = scheduled.iter().find(|e| name.same_as(&e.name)) {
+            if !force {
+                return Err(ArgumentError::Scheduled {
+                    name: entry.name.clone(),
+                    height: entry.height,
+                }
+                .into());
+            }
+        }
+    }
+    stage(&layout, &name, executable, force)?;
+    if let Some(height) = height {
+        let mut entries: Vec<Entry> = batch::load(&queue)?
+            .into_iter()
+            .filter(|e| !name.same_as(&e.name))
+            .collect();
+        entries.push(Entry::new(name.as_str(), height));
+        batch::save(&queue, &entries)?;
+        info!(queue = %queue.display(), name = %name, height, "{} upgrade binary will switch at height {height}", name);
+    }
+    Ok(exit::OK)
+}
+
+/// `add-batch-upgrade --upgrade-list n:path:h,… | --upgrade-file <csv>`: stages every binary
+/// (replacing existing ones, as Go does) and replaces the queue with these plans.
+pub fn add_batch_upgrade(
+    config_file: Option<&Path>,
+    list: &[String],
+    file: Option<&Path>,
+) -> anyhow::Result<u8> {
+    let cfg = crate::commands::info::load_checked(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    let raw: Vec<String> = match (file, list.is_empty()) {
+        (Some(file), _) => fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, false) => list
+            .iter()
+            .flat_map(|item| item.split(','))
+            .map(|s| s.trim().to_owned())
+            .collect(),
+        (None, true) => return Err(ArgumentError::NoList.into()),
+    };
+    let mut planned = Vec::new();
+    for (position, entry) in raw.iter().enumerate() {
+        planned.push(parse_entry(position, entry, &cfg)?);
+    }
+    for (_, executable, _) in &planned {
+        check_executable(executable)?;
+    }
+    let mut entries = Vec::new();
+    for (name, executable, height) in &planned {
+        stage(&layout, name, executable, true)?;
+        entries.push(Entry::new(name.as_str(), *height));
+    }
+    let queue = layout.batch_file();
+    batch::save(&queue, &entries)?;
+    info!(queue = %queue.display(), upgrades = entries.len(), "manual upgrades scheduled");
+    Ok(exit::OK)
+}
+
+/// `<name>:<path>:<height>` (CSV rows use `,` — the list form splits on `,` first).
+fn parse_entry(
+    position: usize,
+    entry: &str,
+    cfg: &Config,
+) -> Result<(UpgradeName, PathBuf, i64), ArgumentError> {
+    let parts: Vec<&str> = if entry.contains(':') {
+        entry.split(':').collect()
+    } else {
+        entry.split(',').collect()
+    };
+    let [name, path, height] = parts[..] else {
+        return Err(ArgumentError::Entry {
+            position,
+            entry: entry.to_owned(),
+        });
+    };
+    let height_value = height
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|h| *h > 0)
+        .ok_or_else(|| ArgumentError::EntryHeight {
+            position,
+            height: height.to_owned(),
+        })?;
+    // Parity: Go takes filepath.Base of the name.
+    let base = name.trim().rsplit('/').next().unwrap_or_default();
+    Ok((
+        UpgradeName::new(base, !cfg.disable_recase)?,
+        PathBuf::from(path.trim()),
+        height_value,
+    ))
+}
+
+fn check_executable(path: &Path) -> Result<(), ArgumentError> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(ArgumentError::Executable {
+            path: path.to_path_buf(),
+            err: "not a regular file".into(),
+        }),
+        Err(err) => Err(ArgumentError::Executable {
+            path: path.to_path_buf(),
+            err: err.to_string(),
+        }),
+    }
+}
+
+/// Copies `executable` to `upgrades/<name>/bin/<daemon>` (temp file + rename, mode 0755).
+fn stage(
+    layout: &Layout,
+    name: &UpgradeName,
+    executable: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    let bin = layout.bin_in(&layout.upgrade_dir(name));
+    if bin.exists() && !force {
+        return Err(ArgumentError::Exists(bin).into());
+    }
+    let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        layout.daemon_name(),
+        std::process::id()
+    ));
+    let result = (|| -> io::Result<()> {
+        fs::copy(executable, &temp)?;
+        fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        fs::File::open(&temp)?.sync_all()?;
+        fs::rename(&temp, &bin)?;
+        layout::sync_dir(&dir)
+    })();
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temp);
+        bail!(
+            "cannot copy {} to {}: {err}",
+            executable.display(),
+            bin.display()
+        );
+    }
+    info!(executable = %executable.display(), name = %name, "Using {} for {} upgrade", executable.display(), name);
+    info!(path = %bin.display(), "Upgrade binary located at {}", bin.display());
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `cosmovisor prepare-upgrade`: asks the running node for the scheduled plan (gRPC at
+//! `DAEMON_GRPC_ADDRESS`) and downloads and verifies its binary ahead of the height, into the
+//! folder the upgrade will look in (recased, unlike Go v1.7, whose folder the upgrade then missed).
+
+use std::path::Path;
+
+use tracing::info;
+
+use crate::exit;
+use crate::grpc;
+use crate::layout::{self, Layout, UpgradeName};
+use crate::plan::Plan;
+
+pub async fn run(config_file: Option<&Path>) -> anyhow::Result<u8> {
+    let cfg = crate::commands::info::load_checked(config_file)?;
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    info!(address = %cfg.grpc_address, "Using gRPC address");
+    let Some(remote) = grpc::current_plan(&cfg.grpc_address).await? else {
+        info!("No active upgrade plan found");
+        return Ok(exit::OK);
+    };
+    info!(name = %remote.name, height = remote.height, "Preparing for upgrade");
+    let plan = Plan {
+        name: UpgradeName::new(&remote.name, !cfg.disable_recase)?,
+        raw_name: remote.name.clone(),
+        height: remote.height,
+        info: remote.info,
+    };
+    let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
+    if layout::check_binary(&bin).is_ok() {
+        info!(path = %bin.display(), "upgrade binary already staged");
+        return Ok(exit::OK);
+    }
+    let installed = crate::download::download_upgrade(&cfg, &layout, &plan)
+        .await
+        .map_err(|err| crate::upgrade::UpgradeError::Download {
+            name: plan.name.to_string(),
+            err: Box::new(err),
+        })?;
+    info!(name = %plan.name, height = plan.height, path = %installed.display(), "Upgrade preparation complete");
+    Ok(exit::OK)
+}

@@ -1,0 +1,300 @@
+//! Copying a directory tree fast and faithfully: the engine behind backups.
+//!
+//! One pass walks the source, creates the folders and symbolic links and lists the files; then
+//! worker threads copy the files, biggest first, with `copy_file_range` (std's `fs::copy`), which
+//! the kernel turns into a reflink clone on XFS and btrfs and an in-kernel copy elsewhere — no
+//! bytes pass through user space. Permissions and modification times are kept; the file system
+//! is synced once at the end (`syncfs`) instead of once per file. A cancel flag is checked between
+//! files; the first error stops every worker. Sockets, fifos and devices are skipped: they have no
+//! place in a node's data.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+/// What a finished copy amounted to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: io::Error },
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
+    move |err| CopyError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// A file to copy.
+struct Job {
+    from: PathBuf,
+    to: PathBuf,
+    len: u64,
+    modified: SystemTime,
+}
+
+/// A folder whose mode and time are set once everything inside it is written.
+struct Folder {
+    path: PathBuf,
+    mode: u32,
+    modified: SystemTime,
+}
+
+/// Copies the tree `src` to `dst` (which must not exist) with `threads` workers. `copied` counts
+/// bytes as they are written, for progress reports.
+pub fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    threads: usize,
+    cancel: &AtomicBool,
+    copied: &AtomicU64,
+) -> Result<CopyStats, CopyError> {
+    let mut jobs = Vec::new();
+    let mut folders = Vec::new();
+    walk(src, dst, cancel, &mut jobs, &mut folders)?;
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.len));
+
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if cancel.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match copy_file(job) {
+                        Ok(()) => {
+                            copied.fetch_add(job.len, Ordering::Relaxed);
+                        }
+                        Err(err) => {
+                            failed.store(true, Ordering::Relaxed);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(err);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(err) = first_error.into_inner().ok().flatten() {
+        return Err(err);
+    }
+    if cancel.load(Ordering::Relaxed) {
+        return Err(CopyError::Cancelled);
+    }
+    // Innermost folders last in the walk; set their times before their parents'.
+    for folder in folders.iter().rev() {
+        fs::set_permissions(&folder.path, fs::Permissions::from_mode(folder.mode))
+            .map_err(at(&folder.path))?;
+        set_modified(&folder.path, folder.modified, true)?;
+    }
+    let root = fs::File::open(dst).map_err(at(dst))?;
+    nix::unistd::syncfs(&root).map_err(|err| CopyError::Io {
+        path: dst.to_path_buf(),
+        err: err.into(),
+    })?;
+    Ok(CopyStats {
+        files: jobs.len() as u64,
+        bytes: jobs.iter().map(|job| job.len).sum(),
+    })
+}
+
+fn walk(
+    src: &Path,
+    dst: &Path,
+    cancel: &AtomicBool,
+    jobs: &mut Vec<Job>,
+    folders: &mut Vec<Folder>,
+) -> Result<(), CopyError> {
+    let meta = fs::metadata(src).map_err(at(src))?;
+    fs::create_dir(dst).map_err(at(dst))?;
+    folders.push(Folder {
+        path: dst.to_path_buf(),
+        mode: meta.permissions().mode() & 0o7777,
+        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    });
+    for entry in fs::read_dir(src).map_err(at(src))? {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(CopyError::Cancelled);
+        }
+        let entry = entry.map_err(at(src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let kind = entry.file_type().map_err(at(&from))?;
+        if kind.is_dir() {
+            walk(&from, &to, cancel, jobs, folders)?;
+        } else if kind.is_symlink() {
+            let target = fs::read_link(&from).map_err(at(&from))?;
+            std::os::unix::fs::symlink(target, &to).map_err(at(&to))?;
+        } else if kind.is_file() {
+            let meta = entry.metadata().map_err(at(&from))?;
+            jobs.push(Job {
+                from,
+                to,
+                len: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(job: &Job) -> Result<(), CopyError> {
+    fs::copy(&job.from, &job.to).map_err(at(&job.from))?;
+    set_modified(&job.to, job.modified, false)
+}
+
+fn set_modified(path: &Path, modified: SystemTime, is_dir: bool) -> Result<(), CopyError> {
+    let file = fs::File::options()
+        .write(!is_dir)
+        .read(is_dir)
+        .open(path)
+        .map_err(at(path))?;
+    file.set_modified(modified).map_err(at(path))
+}
+
+/// Bytes a copy of the tree may need: per file the larger of its length and its allocated
+/// blocks (a copy can fill a sparse file's holes), for the free-space check.
+pub fn disk_usage(path: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += disk_usage(&entry.path())?;
+        } else if kind.is_file() {
+            let meta = entry.metadata()?;
+            total += meta.len().max(meta.blocks() * 512);
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn copy(src: &Path, dst: &Path) -> Result<CopyStats, CopyError> {
+        copy_tree(src, dst, 2, &AtomicBool::new(false), &AtomicU64::new(0))
+    }
+
+    #[test]
+    fn copies_files_links_modes_and_times() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("data");
+        fs::create_dir_all(src.join("application.db")).unwrap();
+        fs::write(src.join("application.db/000001.ldb"), vec![7u8; 100_000]).unwrap();
+        fs::write(src.join("priv_validator_state.json"), b"{}").unwrap();
+        fs::set_permissions(
+            src.join("priv_validator_state.json"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        fs::set_permissions(
+            src.join("application.db"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("application.db", src.join("link")).unwrap();
+        let dst = tmp.path().join("copy");
+        let copied = AtomicU64::new(0);
+        let stats = copy_tree(&src, &dst, 2, &AtomicBool::new(false), &copied).unwrap();
+        assert_eq!(
+            stats,
+            CopyStats {
+                files: 2,
+                bytes: 100_002
+            }
+        );
+        assert_eq!(copied.load(Ordering::Relaxed), 100_002);
+        assert_eq!(
+            fs::read(dst.join("application.db/000001.ldb")).unwrap(),
+            vec![7u8; 100_000]
+        );
+        assert_eq!(
+            fs::read_link(dst.join("link")).unwrap(),
+            PathBuf::from("application.db")
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&dst.join("priv_validator_state.json")), 0o600);
+        assert_eq!(mode(&dst.join("application.db")), 0o700);
+        let times = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(
+            times(&src.join("application.db/000001.ldb")),
+            times(&dst.join("application.db/000001.ldb"))
+        );
+        assert_eq!(
+            times(&src.join("application.db")),
+            times(&dst.join("application.db"))
+        );
+    }
+
+    #[test]
+    fn cancel_stops_the_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("data");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a"), b"a").unwrap();
+        let err = copy_tree(
+            &src,
+            &tmp.path().join("copy"),
+            2,
+            &AtomicBool::new(true),
+            &AtomicU64::new(0),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CopyError::Cancelled));
+    }
+
+    #[test]
+    fn many_files_with_more_threads_than_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("data");
+        fs::create_dir_all(src.join("a/b/c")).unwrap();
+        for i in 0..50 {
+            fs::write(
+                src.join(format!("a/b/c/{i}.ldb")),
+                vec![u8::try_from(i).unwrap(); i * 100],
+            )
+            .unwrap();
+        }
+        let stats = copy(&src, &tmp.path().join("copy")).unwrap();
+        assert_eq!(stats.files, 50);
+        for i in 0..50 {
+            assert_eq!(
+                fs::read(tmp.path().join(format!("copy/a/b/c/{i}.ldb")))
+                    .unwrap()
+                    .len(),
+                i * 100
+            );
+        }
+    }
+
+    #[test]
+    fn disk_usage_counts_allocated_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("d")).unwrap();
+        fs::write(tmp.path().join("d/f"), vec![1u8; 10_000]).unwrap();
+        assert!(disk_usage(tmp.path()).unwrap() >= 10_000);
+    }
+}

@@ -1,0 +1,254 @@
+//! Backups under stress: reflink clones on XFS, SIGTERM in the middle of a copy, and `kill -9`
+//! of cosmovisor at random moments of an upgrade. Each trial ends in the state an uninterrupted
+//! upgrade reaches: `current` on the new version, the daemon running it, `data/` intact, exactly
+//! one complete backup.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{FakeDaemon, Home};
+
+fn v1_requesting(name: &str, height: i64) -> FakeDaemon {
+    FakeDaemon::new()
+        .ready("v1")
+        .request_upgrade(name, height)
+        .block()
+}
+
+fn v2() -> FakeDaemon {
+    FakeDaemon::new()
+        .pre_upgrade("v2", &[0])
+        .ready("v2")
+        .block()
+}
+
+/// A node-shaped `data/`: a few big table files and many small ones, deterministic content.
+fn fill_data(data: &Path, big_files: usize, big_size: usize) {
+    let db = data.join("application.db");
+    fs::create_dir_all(&db).unwrap();
+    for i in 0..big_files {
+        let byte = u8::try_from(i % 251).unwrap();
+        fs::write(db.join(format!("{:06}.ldb", i + 1)), vec![byte; big_size]).unwrap();
+    }
+    for i in 0..200 {
+        fs::write(
+            db.join(format!("small-{i}.log")),
+            format!("record {i}\n").repeat(20),
+        )
+        .unwrap();
+    }
+    fs::write(db.join("CURRENT"), "MANIFEST-000001\n").unwrap();
+    fs::write(
+        data.join("priv_validator_state.json"),
+        r#"{"height":"49","round":0,"step":3}"#,
+    )
+    .unwrap();
+}
+
+/// Every file under `dir` with its bytes, for comparing trees.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
+                out.push((rel, fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Starts cosmovisor again, waits for v2, stops it, and checks the converged state against the
+/// data as it was when the upgrade began.
+fn assert_converges(home: &Home, data_at_upgrade: &[(PathBuf, Vec<u8>)], context: &str) {
+    let seen = home.events().iter().filter(|e| *e == "ready v2").count();
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_events("ready v2", seen + 1);
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    assert_eq!(
+        home.current_target(),
+        PathBuf::from("upgrades/v2"),
+        "{context}\n{out}"
+    );
+    let backups = home.backups();
+    assert_eq!(
+        backups.len(),
+        1,
+        "exactly one complete backup: {backups:?} ({context})"
+    );
+    assert!(!backups[0].starts_with('.'), "{backups:?}");
+    assert!(
+        snapshot(&home.path().join(&backups[0])) == data_at_upgrade,
+        "backup differs ({context})"
+    );
+    assert!(
+        snapshot(&home.data()) == data_at_upgrade,
+        "data/ differs ({context})"
+    );
+    assert_eq!(
+        home.events().iter().filter(|e| *e == "ready v1").count(),
+        1,
+        "old binary started again ({context})"
+    );
+    assert!(
+        !home.root().join("upgrade-journal.json").exists(),
+        "{context}"
+    );
+}
+
+/// The data as the upgrade sees it: what the test wrote plus the plan the daemon wrote.
+fn expected_data(home: &Home, name: &str, height: i64) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut data = snapshot(&home.data());
+    data.push((
+        PathBuf::from("upgrade-info.json"),
+        format!(r#"{{"name":"{name}","time":"0001-01-01T00:00:00Z","height":{height}}}"#)
+            .into_bytes(),
+    ));
+    data.sort();
+    data
+}
+
+#[test]
+fn sigterm_during_the_backup_leaves_a_consistent_state() {
+    let home = Home::new("simd");
+    fill_data(&home.data(), 8, 16 << 20);
+    let expected = expected_data(&home, "v2", 49);
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    running.wait_for_log("starting to take backup of data directory");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(143);
+    assert_eq!(home.current_target(), PathBuf::from("genesis"), "{out}");
+    assert!(
+        home.backups().iter().all(|b| !b.starts_with('.')),
+        "no staging folder left: {:?}",
+        home.backups()
+    );
+    assert_converges(&home, &expected, "sigterm during backup");
+}
+
+/// `kill -9` at random moments of the upgrade, then a restart. The seed is printed, so a failing
+/// trial can be replayed with `COSMOVISOR_TEST_SEED`.
+#[test]
+fn kill_9_at_random_moments_converges() {
+    let seed = std::env::var("COSMOVISOR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15);
+    eprintln!("kill -9 trials with seed {seed}");
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let trials = 8;
+    for trial in 0..trials {
+        let home = Home::new("simd");
+        fill_data(&home.data(), 4, 8 << 20);
+        let expected = expected_data(&home, "v2", 49);
+        home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+        fs::write(home.root().join("hook.sh"), "#!/bin/sh\nsleep 0.05\n").unwrap();
+        let running = home
+            .cosmovisor(["run", "start"])
+            .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
+            .spawn();
+        running.wait_for_log("daemon shutting down in an attempt to restart");
+        let delay = Duration::from_millis(next() % 400);
+        let started = Instant::now();
+        while started.elapsed() < delay && !home.events().contains(&"ready v2".to_owned()) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        running.signal(Signal::SIGKILL);
+        drop(running.wait());
+        let context = format!("trial {trial}, seed {seed}, killed after {delay:?}");
+        let seen_v2 = home.events().iter().filter(|e| *e == "ready v2").count();
+        // A daemon started just before the kill got its parent-death SIGTERM; wait for it.
+        home.wait_for_events("TERM", 1 + seen_v2);
+        let restarted = home
+            .cosmovisor(["run", "start"])
+            .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
+            .spawn();
+        home.wait_for_events("ready v2", seen_v2 + 1);
+        restarted.signal(Signal::SIGTERM);
+        restarted.wait().assert_code(0);
+        assert_converges(&home, &expected, &context);
+    }
+}
+
+/// Mounts a fresh XFS image (root, `mkfs.xfs`); `None` with a printed reason otherwise.
+fn xfs(dir: &Path, image: &Path) -> Option<XfsMount> {
+    let status =
+        |cmd: &mut std::process::Command| cmd.output().is_ok_and(|out| out.status.success());
+    fs::create_dir_all(dir).unwrap();
+    let made = status(
+        std::process::Command::new("truncate")
+            .args(["-s", "600M"])
+            .arg(image),
+    ) && status(
+        std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-f"])
+            .arg(image),
+    ) && status(
+        std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(dir),
+    );
+    if made {
+        Some(XfsMount(dir.to_path_buf()))
+    } else {
+        eprintln!(
+            "skipped: cannot make and loop-mount an XFS image here (needs root and xfsprogs)"
+        );
+        None
+    }
+}
+
+struct XfsMount(PathBuf);
+
+impl Drop for XfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let stat = nix::sys::statvfs::statvfs(path).unwrap();
+    stat.blocks_available() * stat.fragment_size()
+}
+
+#[test]
+fn backups_on_xfs_are_reflink_clones() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(mount) = xfs(&scratch.path().join("mnt"), &scratch.path().join("xfs.img")) else {
+        return;
+    };
+    let home_dir = mount.0.join("node");
+    fs::create_dir_all(home_dir.join("cosmovisor")).unwrap();
+    fs::create_dir_all(home_dir.join("data")).unwrap();
+    fill_data(&home_dir.join("data"), 10, 20 << 20);
+    let home = Home::at(&home_dir, "simd");
+    let expected = expected_data(&home, "v2", 49);
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let free_before = free_bytes(&home_dir);
+    assert_converges(&home, &expected, "xfs");
+    let used = free_before.saturating_sub(free_bytes(&home_dir));
+    assert!(
+        used < 50 << 20,
+        "a 200 MiB backup used {used} bytes: not a reflink clone"
+    );
+}

@@ -1,0 +1,335 @@
+//! Staging binaries by hand (`add-upgrade`, `add-batch-upgrade`), manual upgrades at a height
+//! with the real mock chain node, `show-upgrade-info` and `prepare-upgrade` against a fake gRPC
+//! node.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::support::{FakeDaemon, Home, MOCK_NODE, Server, sha256};
+
+fn mock_home() -> Home {
+    let home = Home::new("panacead");
+    home.mock(
+        &home.genesis_dir(),
+        &json!({"version": "v1", "block_time_ms": 30}),
+    );
+    home
+}
+
+/// The version and start height of every `start` event of the mock node, in order.
+fn starts(home: &Home) -> Vec<String> {
+    fs::read_to_string(home.path().join("mock-events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("start ") || l.starts_with("halt "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_for_mock_event(home: &Home, event: &str) {
+    crate::support::wait_until(
+        &format!("mock event {event:?}"),
+        crate::support::DEADLINE,
+        || {
+            fs::read_to_string(home.path().join("mock-events.log"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == event)
+        },
+    );
+}
+
+#[test]
+fn add_upgrade_stages_a_binary_and_refuses_to_overwrite_without_force() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().exit(0));
+    let src = home.path().join("new-simd");
+    fs::write(&src, "#!/bin/sh\necho one\n").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o600)).unwrap();
+    home.cosmovisor(["add-upgrade", "V2", src.to_str().unwrap()])
+        .run()
+        .assert_code(0);
+    let bin = home.upgrade_dir("v2").join("bin/simd");
+    assert_eq!(fs::read_to_string(&bin).unwrap(), "#!/bin/sh\necho one\n");
+    assert_eq!(
+        fs::metadata(&bin).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    fs::write(&src, "#!/bin/sh\necho two\n").unwrap();
+    let out = home
+        .cosmovisor(["add-upgrade", "v2", src.to_str().unwrap()])
+        .run();
+    out.assert_code(2);
+    assert_eq!(
+        out.errors(),
+        vec![format!(
+            "file already exists at {}: pass --force to replace it",
+            bin.display()
+        )]
+    );
+    assert_eq!(fs::read_to_string(&bin).unwrap(), "#!/bin/sh\necho one\n");
+
+    home.cosmovisor(["add-upgrade", "v2", src.to_str().unwrap(), "--force"])
+        .run()
+        .assert_code(0);
+    assert_eq!(fs::read_to_string(&bin).unwrap(), "#!/bin/sh\necho two\n");
+    assert!(
+        !home.data().join("upgrade-info.json").exists(),
+        "no plan without --upgrade-height"
+    );
+}
+
+#[test]
+fn add_upgrade_rejects_a_missing_executable() {
+    let home = Home::new("simd");
+    let out = home
+        .cosmovisor(["add-upgrade", "v2", "/no/such/file"])
+        .run();
+    out.assert_code(2);
+    assert!(
+        out.errors()[0].starts_with("invalid executable path /no/such/file"),
+        "{out}"
+    );
+    assert!(!home.root().join("upgrades").exists());
+}
+
+#[test]
+fn manual_upgrade_happens_at_its_height_and_not_before() {
+    let home = mock_home();
+    home.cosmovisor(["add-upgrade", "v2", MOCK_NODE, "--upgrade-height", "12"])
+        .run()
+        .assert_code(0);
+    fs::write(
+        home.upgrade_dir("v2").join("mock-node.json"),
+        json!({"version": "v2", "block_time_ms": 30}).to_string(),
+    )
+    .unwrap();
+    let queue: serde_json::Value =
+        serde_json::from_slice(&fs::read(home.data().join("upgrade-info.json.batch")).unwrap())
+            .unwrap();
+    assert_eq!(queue[0]["name"], "v2");
+    assert_eq!(queue[0]["height"], 12);
+
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    wait_for_mock_event(&home, "block 20");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0)
+        .stderr_contains("manual upgrade scheduled")
+        .stderr_contains("--halt-height");
+    // v1 committed exactly up to 12, then v2 went on from there.
+    assert_eq!(
+        starts(&home),
+        vec!["start v1 height=0", "halt 12", "start v2 height=12"],
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+    assert!(
+        !home.data().join("upgrade-info.json.batch").exists(),
+        "the applied plan left the queue"
+    );
+}
+
+#[test]
+fn a_batch_of_two_is_applied_in_height_order() {
+    let home = mock_home();
+    let list = format!("v3:{MOCK_NODE}:16,v2:{MOCK_NODE}:8");
+    home.cosmovisor(["add-batch-upgrade", "--upgrade-list", &list])
+        .run()
+        .assert_code(0);
+    for version in ["v2", "v3"] {
+        fs::write(
+            home.upgrade_dir(version).join("mock-node.json"),
+            json!({"version": version, "block_time_ms": 30}).to_string(),
+        )
+        .unwrap();
+    }
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    wait_for_mock_event(&home, "block 20");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    assert_eq!(
+        starts(&home),
+        vec![
+            "start v1 height=0",
+            "halt 8",
+            "start v2 height=8",
+            "halt 16",
+            "start v3 height=16"
+        ],
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v3"));
+}
+
+#[test]
+fn a_node_that_exits_before_the_manual_height_is_not_upgraded() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().say("starting").exit(0));
+    home.upgrade("v2", &FakeDaemon::new().exit(0));
+    fs::write(
+        home.data().join("upgrade-info.json.batch"),
+        r#"[{"name":"v2","time":"0001-01-01T00:00:00Z","height":50}]"#,
+    )
+    .unwrap();
+    home.cosmovisor(["run", "start"]).run().assert_code(0);
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+    assert!(home.data().join("upgrade-info.json.batch").exists());
+}
+
+#[test]
+fn show_upgrade_info_prints_the_pending_plan() {
+    let home = Home::new("simd");
+    let out = home.cosmovisor(["show-upgrade-info"]).run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout(),
+        format!(
+            "No upgrade info found at {}\n",
+            home.data().join("upgrade-info.json").display()
+        )
+    );
+    home.write_plan("V2", 44);
+    let out = home.cosmovisor(["show-upgrade-info"]).run();
+    assert!(out.stdout().starts_with(r#"{"name":"V2""#), "{out}");
+    let out = home
+        .cosmovisor(["show-upgrade-info", "--output", "json"])
+        .run();
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["name"], "v2");
+    assert_eq!(value["height"], 44);
+}
+
+/// A fake node answering `cosmos.upgrade.v1beta1.Query/CurrentPlan` over h2c.
+fn grpc_node(plan: Option<(&str, i64, &str)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let body = encode_plan(plan);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let Ok(mut send) = respond.send_response(response, false) else {
+                            return;
+                        };
+                        let _ = send.send_data(bytes::Bytes::from(body.clone()), false);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let _ = send.send_trailers(trailers);
+                    }
+                });
+            }
+        });
+    });
+    address
+}
+
+fn encode_plan(plan: Option<(&str, i64, &str)>) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(u8::try_from(v & 0x7f).unwrap() | 0x80);
+            v >>= 7;
+        }
+        out.push(u8::try_from(v).unwrap());
+    }
+    fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+        varint(out, (field << 3) | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut message = Vec::new();
+    if let Some((name, height, info)) = plan {
+        let mut inner = Vec::new();
+        bytes_field(&mut inner, 1, name.as_bytes());
+        varint(&mut inner, 3 << 3);
+        varint(&mut inner, u64::try_from(height).unwrap());
+        bytes_field(&mut inner, 4, info.as_bytes());
+        bytes_field(&mut message, 1, &inner);
+    }
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&message);
+    framed
+}
+
+#[test]
+fn prepare_upgrade_downloads_the_scheduled_binary_ahead_of_time() {
+    let binary = b"#!/bin/sh\necho v2\n".to_vec();
+    let server = Server::start(vec![("/simd".into(), binary.clone())]);
+    let info = json!({"binaries": {"any": format!("{}?checksum={}", server.url("/simd"), sha256(&binary))}}).to_string();
+    let address = grpc_node(Some(("V2", 100, &info)));
+    let home = Home::new("simd");
+    let out = home
+        .cosmovisor(["prepare-upgrade"])
+        .env("DAEMON_GRPC_ADDRESS", &address)
+        .run();
+    out.assert_code(0)
+        .stderr_contains("Upgrade preparation complete");
+    assert_eq!(
+        fs::read(home.upgrade_dir("v2").join("bin/simd")).unwrap(),
+        binary
+    );
+}
+
+#[test]
+fn prepare_upgrade_without_a_plan_does_nothing() {
+    let address = grpc_node(None);
+    let home = Home::new("simd");
+    let out = home
+        .cosmovisor(["prepare-upgrade"])
+        .env("DAEMON_GRPC_ADDRESS", &address)
+        .run();
+    out.assert_code(0)
+        .stderr_contains("No active upgrade plan found");
+    assert!(!home.root().join("upgrades").exists());
+}
+
+#[test]
+fn prepare_upgrade_names_an_unreachable_node() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = Home::new("simd");
+    let out = home
+        .cosmovisor(["prepare-upgrade"])
+        .env("DAEMON_GRPC_ADDRESS", format!("127.0.0.1:{port}"))
+        .run();
+    assert_ne!(out.code(), Some(0), "{out}");
+    assert!(
+        out.errors()[0].contains("is the node's gRPC server enabled"),
+        "{out}"
+    );
+}
