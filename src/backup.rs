@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use nix::sys::signal::Signal;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::copy::{CopyError, CopyStats};
+use crate::copy::{CopyError, CopyStats, Mode};
 use crate::journal::BackupPaths;
+use crate::progress::Progress;
 use crate::signals::{self, Signals};
 
 /// The prefix of every backup folder, as Go names them.
@@ -74,12 +75,12 @@ const MARGIN_BYTES: u64 = 64 << 20;
 /// (same XFS or btrfs file system). Returns the data's size, for progress reports.
 ///
 /// The estimate counts each file's length or allocated blocks, whichever is larger.
-pub fn check_space(data: &Path, backup_dir: &Path) -> Result<u64, SpaceError> {
+pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, SpaceError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |err: io::Error| SpaceError::Io { path, err }
     };
-    let size = crate::copy::disk_usage(data).map_err(io(data))?;
+    let size = crate::copy::disk_usage(data, mode).map_err(io(data))?;
     let stat = nix::sys::statvfs::statvfs(backup_dir).map_err(|err| io(backup_dir)(err.into()))?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let needed = if clones(data, backup_dir) {
@@ -140,15 +141,13 @@ pub enum Taken {
     Cancelled(Signal),
 }
 
-/// How often a long backup reports its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 /// Copies `data` to `paths.partial` on worker threads, reporting progress (bytes, rate, ETA)
 /// every few seconds, then renames it to `paths.target` and syncs the folder. A termination
 /// signal cancels it; any failure removes the staging folder.
 pub async fn take(
     data: &Path,
     paths: &BackupPaths,
+    mode: Mode,
     total: u64,
     signals: &mut Signals,
 ) -> Result<Taken, CopyError> {
@@ -160,17 +159,20 @@ pub async fn take(
         let (data, partial) = (data.to_path_buf(), paths.partial.clone());
         let (cancel, copied) = (Arc::clone(&cancel), Arc::clone(&copied));
         tokio::task::spawn_blocking(move || {
-            crate::copy::copy_tree(&data, &partial, threads, &cancel, &copied)
+            crate::copy::copy_tree(&data, &partial, mode, threads, &cancel, &copied)
         })
     };
     tokio::pin!(copy);
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut progress = Progress::new("backup", Some(total));
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + progress.interval(),
+        progress.interval(),
+    );
     let mut interrupted = None;
     let result = loop {
         tokio::select! {
             result = &mut copy => break result,
-            _ = ticker.tick() => report(copied.load(Ordering::Relaxed), total, started.elapsed()),
+            _ = ticker.tick() => progress.update(copied.load(Ordering::Relaxed)),
             sig = signals.recv() => {
                 if signals::is_termination(sig) {
                     warn!(signal = %sig, "stopping the backup; the upgrade resumes on the next start");
@@ -180,6 +182,7 @@ pub async fn take(
             }
         }
     };
+    progress.finish();
     let result = result.unwrap_or_else(|err| {
         Err(CopyError::Io {
             path: paths.partial.clone(),
@@ -214,26 +217,6 @@ pub async fn take(
         stats,
         took: started.elapsed(),
     })
-}
-
-fn report(done: u64, total: u64, elapsed: Duration) {
-    #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
-    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
-    #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
-    let eta = Duration::from_secs_f64(total.saturating_sub(done) as f64 / rate.max(1.0));
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a progress estimate"
-    )]
-    let rate_bytes = rate as u64;
-    info!(
-        done = %human(done),
-        total = %human(total),
-        rate = %format!("{}/s", human(rate_bytes)),
-        eta = %crate::config::format_go_duration(Duration::from_secs(eta.as_secs())),
-        "backup in progress"
-    );
 }
 
 /// Keeps the `keep` newest complete backups in `backup_dir` (by modification time, which the
@@ -300,7 +283,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("data")).unwrap();
         fs::write(tmp.path().join("data/f"), vec![0u8; 4096]).unwrap();
-        assert!(check_space(&tmp.path().join("data"), tmp.path()).unwrap() >= 4096);
+        assert!(check_space(&tmp.path().join("data"), tmp.path(), Mode::Copy).unwrap() >= 4096);
     }
 
     /// ENOSPC in the middle of the copy: the staging folder is removed and the error says why.
@@ -324,7 +307,7 @@ mod tests {
         fs::write(data.join("a.ldb"), vec![5u8; 3 << 20]).unwrap();
         let paths = choose_paths(&disk, chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
         let mut signals = Signals::install().unwrap();
-        let result = take(&data, &paths, 3 << 20, &mut signals).await;
+        let result = take(&data, &paths, Mode::Copy, 3 << 20, &mut signals).await;
         let leftovers = fs::read_dir(&disk).unwrap().count();
         let _ = std::process::Command::new("umount").arg(&disk).status();
         let err = result.err().expect("the copy must fail").to_string();

@@ -32,6 +32,7 @@ pub const COSMOVISOR_CUSTOM_PREUPGRADE: &str = "COSMOVISOR_CUSTOM_PREUPGRADE";
 pub const COSMOVISOR_DISABLE_RECASE: &str = "COSMOVISOR_DISABLE_RECASE";
 pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
 pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
+pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
@@ -71,6 +72,7 @@ pub struct Config {
     /// `None` keeps every backup.
     pub backup_keep: Option<u32>,
     pub log_format: LogFormat,
+    pub backup_mode: BackupMode,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.
@@ -173,6 +175,36 @@ impl LogFormat {
     }
 }
 
+/// `COSMOVISOR_BACKUP_MODE`: how `data/` is backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupMode {
+    /// A full copy (a reflink clone where the file system can).
+    Copy,
+    /// Like a `RocksDB` checkpoint: the immutable table files of `LevelDB`/Pebble stores are
+    /// hard-linked, everything else is copied.
+    Checkpoint,
+}
+
+impl BackupMode {
+    /// Case-insensitive `copy` or `checkpoint`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<BackupMode> {
+        match s.to_ascii_lowercase().as_str() {
+            "copy" => Some(BackupMode::Copy),
+            "checkpoint" => Some(BackupMode::Checkpoint),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupMode::Copy => "copy",
+            BackupMode::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 /// One configuration problem. Each message is one line naming the variable (or file and key), the
 /// offending value and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,6 +242,8 @@ pub enum ConfigError {
     InvalidTimeFormat { value: String },
     #[error("COSMOVISOR_LOG_FORMAT: invalid log format {value:?} (expected console or json)")]
     InvalidLogFormat { value: String },
+    #[error("COSMOVISOR_BACKUP_MODE: invalid backup mode {value:?} (expected copy or checkpoint)")]
+    InvalidBackupMode { value: String },
     #[error(
         "DAEMON_DATA_BACKUP_DIR must be an existing directory, got {value:?}: {reason} \
          (create it or point it elsewhere)"
@@ -534,6 +568,14 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 LogFormat::Console
             }),
         };
+        let backup_mode = match self.non_empty(COSMOVISOR_BACKUP_MODE) {
+            None => BackupMode::Copy,
+            Some(s) => BackupMode::parse(&s).unwrap_or_else(|| {
+                self.errors
+                    .push(ConfigError::InvalidBackupMode { value: s });
+                BackupMode::Copy
+            }),
+        };
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -606,6 +648,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             disable_recase,
             backup_keep,
             log_format,
+            backup_mode,
         })
     }
 }
@@ -750,6 +793,7 @@ impl Config {
                 self.backup_keep.map(|n| n.to_string()).unwrap_or_default(),
             ),
             (COSMOVISOR_LOG_FORMAT, self.log_format.name().to_string()),
+            (COSMOVISOR_BACKUP_MODE, self.backup_mode.name().to_string()),
         ];
         let derived = [
             ("Root Dir", show(&root)),
@@ -822,6 +866,10 @@ impl Config {
             lines.push(("cosmovisor_backup_keep", n.to_string()));
         }
         lines.push(("cosmovisor_log_format", toml_string(self.log_format.name())));
+        lines.push((
+            "cosmovisor_backup_mode",
+            toml_string(self.backup_mode.name()),
+        ));
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -1063,7 +1111,7 @@ mod tests {
   COSMOVISOR_TIMEFORMAT_LOGS: 3:04PM
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
-  COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console
+  COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: copy
 Derived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
@@ -1204,6 +1252,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             disable_recase: false,
             backup_keep: None,
             log_format: LogFormat::Console,
+            backup_mode: BackupMode::Copy,
         }
     }
 
@@ -1313,6 +1362,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             DAEMON_PREUPGRADE_MAX_RETRIES,
             COSMOVISOR_BACKUP_KEEP,
             COSMOVISOR_LOG_FORMAT,
+            COSMOVISOR_BACKUP_MODE,
             DAEMON_NAME,
             DAEMON_HOME,
             DAEMON_DATA_BACKUP_DIR,
@@ -1326,7 +1376,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             .filter_map(|m| m.split([':', ' ']).next())
             .collect();
         assert_eq!(vars, order);
-        assert_eq!(got.len(), 17);
+        assert_eq!(got.len(), 18);
         assert_eq!(err.to_string(), got.join("\n"));
     }
 
@@ -1460,7 +1510,8 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
                     daemon_preupgrade_max_retries = 0\ndaemon_grpc_address = 'localhost:9090'\n\
                     cosmovisor_disable_logs = false\ncosmovisor_color_logs = true\n\
                     cosmovisor_timeformat_logs = 'kitchen'\ncosmovisor_custom_preupgrade = ''\n\
-                    cosmovisor_disable_recase = false\ncosmovisor_log_format = 'console'\n";
+                    cosmovisor_disable_recase = false\ncosmovisor_log_format = 'console'\n\
+                    cosmovisor_backup_mode = 'copy'\n";
         assert_eq!(defaults().to_toml(), want);
         assert_eq!(from_file(want, &[]), Ok(defaults()));
         let odd = Config {
@@ -1483,6 +1534,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             disable_recase: true,
             backup_keep: Some(3),
             log_format: LogFormat::Json,
+            backup_mode: BackupMode::Checkpoint,
         };
         let text = odd.to_toml();
         assert!(text.contains("\ncosmovisor_backup_keep = 3\n"), "{text}");

@@ -1,5 +1,13 @@
 //! Copying a directory tree fast and faithfully: the engine behind backups.
 //!
+//! In [`Mode::Checkpoint`] the immutable table files of LevelDB/Pebble/RocksDB stores (`*.ldb`
+//! and `*.sst` in a folder that also holds `CURRENT` and a `MANIFEST-*`) are hard-linked instead
+//! of copied, like a `RocksDB` checkpoint. That is safe because those engines never modify a table
+//! file after writing it (compaction writes new files and unlinks old ones, and a link keeps the
+//! old bytes alive), and the backup is taken while the daemon is stopped. It needs the backup on
+//! the same file system as `data/`, and it is not a copy: damage to the disk or an in-place edit
+//! of a table file reaches both.
+//!
 //! One pass walks the source, creates the folders and symbolic links and lists the files; then
 //! worker threads copy the files, biggest first, with `copy_file_range` (std's `fs::copy`), which
 //! the kernel turns into a reflink clone on XFS and btrfs and an in-kernel copy elsewhere — no
@@ -39,12 +47,21 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
     }
 }
 
+/// How files are reproduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Copy,
+    Checkpoint,
+}
+
 /// A file to copy.
 struct Job {
     from: PathBuf,
     to: PathBuf,
     len: u64,
     modified: SystemTime,
+    /// An immutable table file to hard-link (checkpoint mode).
+    link: bool,
 }
 
 /// A folder whose mode and time are set once everything inside it is written.
@@ -59,13 +76,14 @@ struct Folder {
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
+    mode: Mode,
     threads: usize,
     cancel: &AtomicBool,
     copied: &AtomicU64,
 ) -> Result<CopyStats, CopyError> {
     let mut jobs = Vec::new();
     let mut folders = Vec::new();
-    walk(src, dst, cancel, &mut jobs, &mut folders)?;
+    walk(src, dst, mode, cancel, &mut jobs, &mut folders)?;
     jobs.sort_by_key(|job| std::cmp::Reverse(job.len));
 
     let next = AtomicUsize::new(0);
@@ -120,10 +138,12 @@ pub fn copy_tree(
 fn walk(
     src: &Path,
     dst: &Path,
+    mode: Mode,
     cancel: &AtomicBool,
     jobs: &mut Vec<Job>,
     folders: &mut Vec<Folder>,
 ) -> Result<(), CopyError> {
+    let store = mode == Mode::Checkpoint && is_table_store(src);
     let meta = fs::metadata(src).map_err(at(src))?;
     fs::create_dir(dst).map_err(at(dst))?;
     folders.push(Folder {
@@ -140,17 +160,19 @@ fn walk(
         let to = dst.join(entry.file_name());
         let kind = entry.file_type().map_err(at(&from))?;
         if kind.is_dir() {
-            walk(&from, &to, cancel, jobs, folders)?;
+            walk(&from, &to, mode, cancel, jobs, folders)?;
         } else if kind.is_symlink() {
             let target = fs::read_link(&from).map_err(at(&from))?;
             std::os::unix::fs::symlink(target, &to).map_err(at(&to))?;
         } else if kind.is_file() {
             let meta = entry.metadata().map_err(at(&from))?;
+            let link = store && is_table_file(&from);
             jobs.push(Job {
                 from,
                 to,
                 len: meta.len(),
                 modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                link,
             });
         }
     }
@@ -158,8 +180,28 @@ fn walk(
 }
 
 fn copy_file(job: &Job) -> Result<(), CopyError> {
+    if job.link {
+        // Same inode: mode and time are already the original's.
+        return fs::hard_link(&job.from, &job.to).map_err(at(&job.to));
+    }
     fs::copy(&job.from, &job.to).map_err(at(&job.from))?;
     set_modified(&job.to, job.modified, false)
+}
+
+/// A LevelDB/Pebble/RocksDB store folder: it holds `CURRENT` and a `MANIFEST-*`.
+fn is_table_store(dir: &Path) -> bool {
+    dir.join("CURRENT").is_file()
+        && fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("MANIFEST-"))
+        })
+}
+
+/// An immutable table file of such a store.
+fn is_table_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext == "ldb" || ext == "sst")
 }
 
 fn set_modified(path: &Path, modified: SystemTime, is_dir: bool) -> Result<(), CopyError> {
@@ -172,16 +214,18 @@ fn set_modified(path: &Path, modified: SystemTime, is_dir: bool) -> Result<(), C
 }
 
 /// Bytes a copy of the tree may need: per file the larger of its length and its allocated
-/// blocks (a copy can fill a sparse file's holes), for the free-space check.
-pub fn disk_usage(path: &Path) -> io::Result<u64> {
+/// blocks (a copy can fill a sparse file's holes), for the free-space check. Table files that
+/// `mode` hard-links need nothing.
+pub fn disk_usage(path: &Path, mode: Mode) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
+    let store = mode == Mode::Checkpoint && is_table_store(path);
     let mut total = 0;
     for entry in fs::read_dir(path)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            total += disk_usage(&entry.path())?;
-        } else if kind.is_file() {
+            total += disk_usage(&entry.path(), mode)?;
+        } else if kind.is_file() && !(store && is_table_file(&entry.path())) {
             let meta = entry.metadata()?;
             total += meta.len().max(meta.blocks() * 512);
         }
@@ -195,7 +239,14 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn copy(src: &Path, dst: &Path) -> Result<CopyStats, CopyError> {
-        copy_tree(src, dst, 2, &AtomicBool::new(false), &AtomicU64::new(0))
+        copy_tree(
+            src,
+            dst,
+            Mode::Copy,
+            2,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        )
     }
 
     #[test]
@@ -218,7 +269,7 @@ mod tests {
         std::os::unix::fs::symlink("application.db", src.join("link")).unwrap();
         let dst = tmp.path().join("copy");
         let copied = AtomicU64::new(0);
-        let stats = copy_tree(&src, &dst, 2, &AtomicBool::new(false), &copied).unwrap();
+        let stats = copy_tree(&src, &dst, Mode::Copy, 2, &AtomicBool::new(false), &copied).unwrap();
         assert_eq!(
             stats,
             CopyStats {
@@ -258,6 +309,7 @@ mod tests {
         let err = copy_tree(
             &src,
             &tmp.path().join("copy"),
+            Mode::Copy,
             2,
             &AtomicBool::new(true),
             &AtomicU64::new(0),
@@ -291,10 +343,57 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_links_table_files_of_stores_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("data");
+        let db = src.join("application.db");
+        fs::create_dir_all(&db).unwrap();
+        fs::write(db.join("CURRENT"), "MANIFEST-000002\n").unwrap();
+        fs::write(db.join("MANIFEST-000002"), "m").unwrap();
+        fs::write(db.join("000005.ldb"), vec![1u8; 1000]).unwrap();
+        fs::write(db.join("000006.log"), "wal").unwrap();
+        fs::create_dir_all(src.join("loose")).unwrap();
+        fs::write(src.join("loose/000007.ldb"), "not in a store").unwrap();
+        let dst = tmp.path().join("copy");
+        copy_tree(
+            &src,
+            &dst,
+            Mode::Checkpoint,
+            2,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        )
+        .unwrap();
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&db.join("000005.ldb")),
+            ino(&dst.join("application.db/000005.ldb")),
+            "linked"
+        );
+        assert_ne!(
+            ino(&db.join("000006.log")),
+            ino(&dst.join("application.db/000006.log")),
+            "copied"
+        );
+        assert_ne!(
+            ino(&db.join("MANIFEST-000002")),
+            ino(&dst.join("application.db/MANIFEST-000002"))
+        );
+        assert_ne!(
+            ino(&src.join("loose/000007.ldb")),
+            ino(&dst.join("loose/000007.ldb"))
+        );
+        assert_eq!(
+            fs::read(dst.join("application.db/000005.ldb")).unwrap(),
+            vec![1u8; 1000]
+        );
+    }
+
+    #[test]
     fn disk_usage_counts_allocated_bytes() {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("d")).unwrap();
         fs::write(tmp.path().join("d/f"), vec![1u8; 10_000]).unwrap();
-        assert!(disk_usage(tmp.path()).unwrap() >= 10_000);
+        assert!(disk_usage(tmp.path(), Mode::Copy).unwrap() >= 10_000);
     }
 }

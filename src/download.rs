@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -21,13 +21,12 @@ use crate::config::{Config, format_go_duration};
 use crate::layout::Layout;
 use crate::plan::Plan;
 use crate::plan_info::{self, Checksum, Info, InfoError, Location, Source};
+use crate::progress::Progress;
 
 /// Attempts for one URL when the network fails (connection refused, reset, timeout, HTTP 5xx).
 const ATTEMPTS: u32 = 4;
 /// The first back-off; it doubles after each failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// How often a progress line is logged during a long download.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// The largest plan-info document we accept from a reference URL.
 const MAX_INFO_DOCUMENT: usize = 1 << 20;
 
@@ -263,7 +262,8 @@ async fn fetch_once(
 ) -> Result<u64, DownloadError> {
     let mut file = fs::File::create(dest).map_err(io_err("cannot create", dest))?;
     let mut hasher = source.checksum.as_ref().map(Checksum::hasher);
-    let mut progress = Progress::new(&source.original);
+    let mut progress = Progress::new("download", None);
+    let mut done = 0u64;
     match &source.location {
         Location::File(path) => {
             use std::io::Read;
@@ -271,7 +271,7 @@ async fn fetch_once(
                 path: path.clone(),
                 err,
             })?;
-            progress.total = input.metadata().ok().map(|m| m.len());
+            progress.set_total(input.metadata().ok().map(|m| m.len()));
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = input.read(&mut buf).map_err(|err| DownloadError::Local {
@@ -286,7 +286,8 @@ async fn fetch_once(
                 }
                 file.write_all(&buf[..n])
                     .map_err(io_err("cannot write", dest))?;
-                progress.add(n as u64);
+                done += n as u64;
+                progress.update(done);
             }
         }
         Location::Http(url) => {
@@ -308,14 +309,15 @@ async fn fetch_once(
                     status: status.as_u16(),
                 });
             }
-            progress.total = response.content_length();
+            progress.set_total(response.content_length());
             while let Some(chunk) = response.chunk().await.map_err(network)? {
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
                 file.write_all(&chunk)
                     .map_err(io_err("cannot write", dest))?;
-                progress.add(chunk.len() as u64);
+                done += chunk.len() as u64;
+                progress.update(done);
             }
         }
     }
@@ -331,7 +333,8 @@ async fn fetch_once(
         }
         info!(url = %source.original, checksum = %expected, "checksum verified");
     }
-    Ok(progress.done)
+    progress.finish();
+    Ok(done)
 }
 
 /// Fetches a small document (the binary list behind a reference URL), verifying its checksum.
@@ -348,50 +351,4 @@ async fn fetch_document(
         });
     }
     fs::read(temp).map_err(io_err("cannot read", temp))
-}
-
-/// Periodic progress lines: bytes, rate and ETA when the size is known.
-struct Progress<'a> {
-    url: &'a str,
-    started: Instant,
-    last: Instant,
-    done: u64,
-    total: Option<u64>,
-}
-
-impl<'a> Progress<'a> {
-    fn new(url: &'a str) -> Progress<'a> {
-        let now = Instant::now();
-        Progress {
-            url,
-            started: now,
-            last: now,
-            done: 0,
-            total: None,
-        }
-    }
-
-    fn add(&mut self, n: u64) {
-        self.done += n;
-        if self.last.elapsed() < PROGRESS_EVERY {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
-        let rate = self.done as f64 / secs;
-        let eta = self.total.map(|total| {
-            #[expect(clippy::cast_precision_loss, reason = "a progress estimate")]
-            let left = total.saturating_sub(self.done) as f64;
-            format_go_duration(Duration::from_secs_f64(left / rate.max(1.0)))
-        });
-        info!(
-            url = %self.url,
-            bytes = self.done,
-            total = self.total.unwrap_or(0),
-            rate = %format!("{:.1}MiB/s", rate / 1_048_576.0),
-            eta = %eta.unwrap_or_else(|| "unknown".to_owned()),
-            "downloading"
-        );
-    }
 }

@@ -21,6 +21,7 @@ mod pid1;
 mod plan;
 mod plan_info;
 mod process;
+mod progress;
 mod signals;
 mod supervise;
 mod upgrade;

@@ -230,14 +230,14 @@ async fn back_up(
         backup::remove_partial(&paths.partial)
             .map_err(|err| fail(&paths.partial, err.to_string()))?;
     }
-    let total = backup::check_space(&data, &cfg.data_backup_dir)
+    let total = backup::check_space(&data, &cfg.data_backup_dir, copy_mode(cfg))
         .map_err(|err| fail(&cfg.data_backup_dir, err.to_string()))?;
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
 
     info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), "starting to take backup of data directory");
-    let (stats, took) = match backup::take(&data, &paths, total, signals).await {
+    let (stats, took) = match backup::take(&data, &paths, copy_mode(cfg), total, signals).await {
         Ok(Taken::Done { stats, took }) => (stats, took),
         Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
         Err(err) => return Err(fail(&paths.target, err.to_string())),
@@ -265,6 +265,13 @@ async fn back_up(
         }
     }
     Ok(None)
+}
+
+fn copy_mode(cfg: &Config) -> crate::copy::Mode {
+    match cfg.backup_mode {
+        crate::config::BackupMode::Copy => crate::copy::Mode::Copy,
+        crate::config::BackupMode::Checkpoint => crate::copy::Mode::Checkpoint,
+    }
 }
 
 /// Runs `$DAEMON_HOME/cosmovisor/<script> <name> <height>` in `$DAEMON_HOME`.

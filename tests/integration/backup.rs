@@ -252,3 +252,40 @@ fn backups_on_xfs_are_reflink_clones() {
         "a 200 MiB backup used {used} bytes: not a reflink clone"
     );
 }
+
+#[test]
+fn checkpoint_mode_hard_links_table_files() {
+    use std::os::unix::fs::MetadataExt;
+    let home = Home::new("simd");
+    fill_data(&home.data(), 3, 1 << 20);
+    fs::write(
+        home.data().join("application.db/MANIFEST-000001"),
+        "manifest",
+    )
+    .unwrap();
+    let expected = expected_data(&home, "v2", 49);
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_BACKUP_MODE", "checkpoint")
+        .spawn();
+    home.wait_for_event("ready v2");
+    running.signal(Signal::SIGTERM);
+    running.wait().assert_code(0);
+    let backup = home.path().join(&home.backups()[0]);
+    let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
+    let table = "application.db/000001.ldb";
+    assert_eq!(
+        ino(home.data().join(table)),
+        ino(backup.join(table)),
+        "table file linked"
+    );
+    assert_ne!(
+        ino(home.data().join("priv_validator_state.json")),
+        ino(backup.join("priv_validator_state.json"))
+    );
+    assert!(
+        snapshot(&backup) == expected,
+        "the checkpoint holds the same bytes"
+    );
+}

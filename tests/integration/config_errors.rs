@@ -200,6 +200,12 @@ fn integers_formats_and_backup_settings() {
             &[r#"COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)"#],
         ),
         case(
+            &[("COSMOVISOR_BACKUP_MODE", Some("rsync"))],
+            &[
+                r#"COSMOVISOR_BACKUP_MODE: invalid backup mode "rsync" (expected copy or checkpoint)"#,
+            ],
+        ),
+        case(
             &[("COSMOVISOR_BACKUP_KEEP", Some("0"))],
             &[
                 r#"COSMOVISOR_BACKUP_KEEP: must be greater than 0, got "0" (unset it to keep all backups)"#,
@@ -452,6 +458,7 @@ fn config_file_durations_and_environment_overrides() {
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: 4
   COSMOVISOR_LOG_FORMAT: console
+  COSMOVISOR_BACKUP_MODE: copy
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -526,6 +533,7 @@ fn config_prints_the_detail_string() {
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: {empty}
   COSMOVISOR_LOG_FORMAT: console
+  COSMOVISOR_BACKUP_MODE: copy
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -560,6 +568,7 @@ fn config_prints_every_value_set() {
         .env("COSMOVISOR_DISABLE_RECASE", "true")
         .env("COSMOVISOR_BACKUP_KEEP", "2")
         .env("COSMOVISOR_LOG_FORMAT", "JSON")
+        .env("COSMOVISOR_BACKUP_MODE", "Checkpoint")
         .run();
     out.assert_code(0);
     let empty = "";
@@ -584,6 +593,7 @@ fn config_prints_every_value_set() {
   DAEMON_GRPC_ADDRESS: https://grpc:9091
   COSMOVISOR_BACKUP_KEEP: 2
   COSMOVISOR_LOG_FORMAT: json
+  COSMOVISOR_BACKUP_MODE: checkpoint
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
