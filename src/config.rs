@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub const COSMOVISOR_CUSTOM_PREUPGRADE: &str = "COSMOVISOR_CUSTOM_PREUPGRADE";
 pub const COSMOVISOR_DISABLE_RECASE: &str = "COSMOVISOR_DISABLE_RECASE";
 pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
 pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
+pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
@@ -71,6 +73,8 @@ pub struct Config {
     /// `None` keeps every backup.
     pub backup_keep: Option<u32>,
     pub log_format: LogFormat,
+    /// Where `run` serves Prometheus metrics (`GET /metrics`); `None`: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.
@@ -210,6 +214,11 @@ pub enum ConfigError {
     InvalidTimeFormat { value: String },
     #[error("COSMOVISOR_LOG_FORMAT: invalid log format {value:?} (expected console or json)")]
     InvalidLogFormat { value: String },
+    #[error(
+        "COSMOVISOR_METRICS_ADDR: invalid address {value:?} (expected an IP address and port such \
+         as 127.0.0.1:9102, or empty for no metrics)"
+    )]
+    InvalidMetricsAddr { value: String },
     #[error(
         "DAEMON_DATA_BACKUP_DIR must be an existing directory, got {value:?}: {reason} \
          (create it or point it elsewhere)"
@@ -511,6 +520,16 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
+    /// `COSMOVISOR_METRICS_ADDR`: an IP address and port; unset or empty gives `None`.
+    fn metrics_addr(&mut self) -> Option<SocketAddr> {
+        let value = self.non_empty(COSMOVISOR_METRICS_ADDR)?;
+        if let Ok(addr) = value.trim().parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        self.errors.push(ConfigError::InvalidMetricsAddr { value });
+        None
+    }
+
     fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
         let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
@@ -534,6 +553,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 LogFormat::Console
             }),
         };
+        let metrics_addr = self.metrics_addr();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -606,6 +626,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             disable_recase,
             backup_keep,
             log_format,
+            metrics_addr,
         })
     }
 }
@@ -750,6 +771,10 @@ impl Config {
                 self.backup_keep.map(|n| n.to_string()).unwrap_or_default(),
             ),
             (COSMOVISOR_LOG_FORMAT, self.log_format.name().to_string()),
+            (
+                COSMOVISOR_METRICS_ADDR,
+                self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            ),
         ];
         let derived = [
             ("Root Dir", show(&root)),
@@ -822,6 +847,9 @@ impl Config {
             lines.push(("cosmovisor_backup_keep", n.to_string()));
         }
         lines.push(("cosmovisor_log_format", toml_string(self.log_format.name())));
+        if let Some(addr) = self.metrics_addr {
+            lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
+        }
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -1064,7 +1092,7 @@ mod tests {
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console
-Derived Values:
+  COSMOVISOR_METRICS_ADDR: \nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -1094,6 +1122,8 @@ COSMOVISOR_CUSTOM_PREUPGRADE=pre.sh => COSMOVISOR_CUSTOM_PREUPGRADE: pre.sh
 COSMOVISOR_DISABLE_RECASE=true => COSMOVISOR_DISABLE_RECASE: true
 COSMOVISOR_BACKUP_KEEP=2 => COSMOVISOR_BACKUP_KEEP: 2
 COSMOVISOR_LOG_FORMAT=JSON => COSMOVISOR_LOG_FORMAT: json
+COSMOVISOR_METRICS_ADDR=127.0.0.1:9102 => COSMOVISOR_METRICS_ADDR: 127.0.0.1:9102
+COSMOVISOR_METRICS_ADDR=[::1]:9102 => COSMOVISOR_METRICS_ADDR: [::1]:9102
 ";
 
     /// `VAR=value => the one exact error` (only that variable set besides home and name).
@@ -1124,6 +1154,8 @@ COSMOVISOR_DISABLE_RECASE=2 => COSMOVISOR_DISABLE_RECASE: invalid boolean "2" (e
 COSMOVISOR_BACKUP_KEEP=0 => COSMOVISOR_BACKUP_KEEP: must be greater than 0, got "0" (unset it to keep all backups)
 COSMOVISOR_BACKUP_KEEP=all => COSMOVISOR_BACKUP_KEEP: invalid integer "all" (expected a whole number 1 or greater, or empty to keep all backups)
 COSMOVISOR_LOG_FORMAT=xml => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
+COSMOVISOR_METRICS_ADDR=localhost:9102 => COSMOVISOR_METRICS_ADDR: invalid address "localhost:9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
 "#;
 
     /// `one line added to a valid config.toml => the one exact error`.
@@ -1138,6 +1170,8 @@ daemon_preupgrade_max_retries = '3' => config file /h/cosmovisor/config.toml: ke
 cosmovisor_backup_keep = 0 => config file /h/cosmovisor/config.toml: key cosmovisor_backup_keep: invalid value "0" (expected an integer 1 or greater, or no key to keep all backups)
 cosmovisor_timeformat_logs = 'iso' => config file /h/cosmovisor/config.toml: key cosmovisor_timeformat_logs: invalid value "iso" (expected one of layout, ansic, unixdate, rubydate, rfc822, rfc822z, rfc850, rfc1123, rfc1123z, rfc3339, rfc3339nano, kitchen, or empty for none)
 cosmovisor_log_format = 'xml' => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
+cosmovisor_metrics_addr = ':9102' => COSMOVISOR_METRICS_ADDR: invalid address ":9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+cosmovisor_metrics_addr = 9102 => config file /h/cosmovisor/config.toml: key cosmovisor_metrics_addr must be a string
 daemon_data_backup_dir = 'rel' => DAEMON_DATA_BACKUP_DIR must be an absolute path, got "rel"
 daemon_poll_interval = [ => config file /h/cosmovisor/config.toml: invalid TOML: line 3, column 25: unclosed array, expected `]`
 daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 3, column 1: duplicate key
@@ -1204,6 +1238,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             disable_recase: false,
             backup_keep: None,
             log_format: LogFormat::Console,
+            metrics_addr: None,
         }
     }
 
@@ -1313,6 +1348,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             DAEMON_PREUPGRADE_MAX_RETRIES,
             COSMOVISOR_BACKUP_KEEP,
             COSMOVISOR_LOG_FORMAT,
+            COSMOVISOR_METRICS_ADDR,
             DAEMON_NAME,
             DAEMON_HOME,
             DAEMON_DATA_BACKUP_DIR,
@@ -1326,7 +1362,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             .filter_map(|m| m.split([':', ' ']).next())
             .collect();
         assert_eq!(vars, order);
-        assert_eq!(got.len(), 17);
+        assert_eq!(got.len(), 18);
         assert_eq!(err.to_string(), got.join("\n"));
     }
 
@@ -1483,8 +1519,13 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             disable_recase: true,
             backup_keep: Some(3),
             log_format: LogFormat::Json,
+            metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
         };
         let text = odd.to_toml();
+        assert!(
+            text.ends_with("\ncosmovisor_metrics_addr = '0.0.0.0:9102'\n"),
+            "{text}"
+        );
         assert!(text.contains("\ncosmovisor_backup_keep = 3\n"), "{text}");
         assert!(text.contains("\ndaemon_restart_delay = '1.5s'\n"), "{text}");
         assert_eq!(from_file(&text, &[]), Ok(odd));

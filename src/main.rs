@@ -5,18 +5,22 @@ mod backup;
 mod cli;
 mod commands;
 mod config;
+mod elf;
 mod exit;
 mod fault;
+mod inventory;
 mod journal;
 mod layout;
 mod lock;
 mod log;
+mod metrics;
 mod output;
 mod pid1;
 mod plan;
 mod process;
 mod signals;
 mod supervise;
+mod systemd;
 mod upgrade;
 mod watcher;
 
@@ -91,6 +95,25 @@ fn command(cli: Cli) -> u8 {
         Command::ShowUpgradeInfo { output } => {
             finish(commands::info::show_upgrade_info(config, output))
         }
+        Command::Status { output } => finish(commands::status::run(config, output)),
+        Command::Doctor { unit, args } => commands::doctor::run(config, unit.as_deref(), &args),
+        Command::Rollback {
+            to,
+            restore_data,
+            yes,
+        } => {
+            init_logging(config);
+            finish(commands::rollback::run(
+                config,
+                &commands::rollback::Request {
+                    to: to.as_deref(),
+                    restore_data,
+                    yes,
+                },
+            ))
+        }
+        Command::Completion { shell } => finish(commands::completion::completion(shell)),
+        Command::Man => finish(commands::completion::man()),
     }
 }
 
@@ -179,6 +202,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<upgrade::UpgradeError>() || cause.is::<journal::JournalError>() {
             return exit::UPGRADE_FAILED;
+        }
+        if let Some(rollback) = cause.downcast_ref::<commands::rollback::RollbackError>() {
+            return rollback.exit_code();
         }
         if let Some(spawn) = cause.downcast_ref::<process::SpawnError>() {
             return spawn.exit_code();

@@ -33,6 +33,7 @@ use crate::backup::{self, CopyError};
 use crate::config::{Config, format_go_duration};
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::signals::{self, Signals};
 
@@ -104,6 +105,7 @@ pub async fn carry_out(
     layout: &Layout,
     signals: &mut Signals,
     mut journal: Journal,
+    metrics: &Metrics,
 ) -> Result<Outcome, UpgradeError> {
     let journal_path = layout.journal_file();
     let plan = journal.plan()?;
@@ -124,7 +126,9 @@ pub async fn carry_out(
     if journal.phase < Phase::BackedUp {
         if cfg.unsafe_skip_backup {
             info!("UNSAFE_SKIP_BACKUP is set, skipping the backup of the data directory");
-        } else if let Some(sig) = back_up(cfg, layout, signals, &plan, &mut journal).await? {
+        } else if let Some(sig) =
+            back_up(cfg, layout, signals, &plan, &mut journal, metrics).await?
+        {
             return Ok(Outcome::Interrupted(sig));
         }
         journal.advance(Phase::BackedUp, &journal_path)?;
@@ -201,6 +205,7 @@ async fn back_up(
     signals: &mut Signals,
     plan: &Plan,
     journal: &mut Journal,
+    metrics: &Metrics,
 ) -> Result<Option<Signal>, UpgradeError> {
     let journal_path = layout.journal_file();
     let data = layout.data_dir();
@@ -261,6 +266,7 @@ async fn back_up(
         layout::sync_dir(dir).map_err(|err| fail(&paths.target, err.to_string()))?;
     }
     let elapsed = started.elapsed();
+    metrics.backup_done(elapsed, stats.bytes);
     info!(
         path = %paths.target.display(),
         files = stats.files,
@@ -279,7 +285,7 @@ async fn back_up(
                 }
             }
             Err(err) => {
-                warn!(dir = %cfg.data_backup_dir.display(), error = %err, "cannot prune old backups")
+                warn!(dir = %cfg.data_backup_dir.display(), error = %err, "cannot prune old backups");
             }
         }
     }
