@@ -21,11 +21,35 @@ pub fn completion(shell: clap_complete::Shell) -> anyhow::Result<u8> {
 
 pub fn man() -> anyhow::Result<u8> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
+    clap_mangen::Man::new(Cli::command().version(crate::commands::version::VERSION))
         .render(&mut out)
         .context("cannot render the manual page")?;
     std::io::stdout()
-        .write_all(&out)
+        .write_all(&title_first(&String::from_utf8_lossy(&out)).into_bytes())
         .context("cannot write to stdout")?;
     Ok(exit::OK)
+}
+
+/// Moves the `.TH` line to the top: `clap_mangen` starts with the definition of the `Aq` string,
+/// which is fine anywhere before its first use, and `man`/`file` look for `.TH` first.
+fn title_first(page: &str) -> String {
+    let mut lines: Vec<&str> = page.lines().collect();
+    if let Some(title) = lines.iter().position(|line| line.starts_with(".TH ")) {
+        let line = lines.remove(title);
+        lines.insert(0, line);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn title_comes_first() {
+        assert_eq!(
+            super::title_first(".ie x\n.el y\n.TH a 1\n.SH NAME\n"),
+            ".TH a 1\n.ie x\n.el y\n.SH NAME\n"
+        );
+    }
 }

@@ -448,7 +448,11 @@ fn check_version_runs(
             })
             .into_owned();
             let first = text.lines().next().unwrap_or("").trim();
-            let shown: String = first.chars().take(80).collect();
+            let shown: String = if first.is_empty() {
+                "no output".to_owned()
+            } else {
+                first.chars().take(80).collect()
+            };
             report.pass(format!("{label}: `{daemon} version` runs ({shown})"));
         }
         Ok(Some(output)) => report.fail(
