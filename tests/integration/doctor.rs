@@ -277,3 +277,38 @@ fn broken_current_and_configuration() {
         "{out}"
     );
 }
+
+#[test]
+fn unresolved_shared_libraries() {
+    let home = healthy();
+    // A real executable for this host (it ignores `version` and exits 0)...
+    fs::copy("/bin/true", bin(&home, "v2")).expect("copy /bin/true");
+    // ...and an `ldd` that reports what glibc's does for a missing libwasmvm.
+    let tools = home.path().join("tools");
+    fs::create_dir_all(&tools).expect("mkdir tools");
+    let ldd = tools.join("ldd");
+    fs::write(
+        &ldd,
+        "#!/bin/sh\nprintf '\\tlinux-vdso.so.1 (0x0)\\n\\tlibwasmvm.x86_64.so => not found\\n\\tlibc.so.6 => /lib/libc.so.6 (0x0)\\n'\nexit 1\n",
+    )
+    .expect("write ldd");
+    fs::set_permissions(&ldd, fs::Permissions::from_mode(0o755)).expect("chmod ldd");
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = home
+        .cosmovisor(["doctor", "--unit", shipped_unit().to_str().expect("utf-8")])
+        .env("PATH", path)
+        .run();
+    out.assert_code(7);
+    assert_eq!(
+        failures(&out),
+        [format!(
+            "✗ upgrade v2: shared libraries not found: libwasmvm.x86_64.so — fix: put them in {} (it is added to LD_LIBRARY_PATH) or install them on the host",
+            home.upgrade_dir("v2").join("lib").display()
+        )],
+        "{out}"
+    );
+}
