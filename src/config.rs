@@ -721,7 +721,7 @@ impl Config {
         vec![ConfigError::BackupDirMissing { value, reason }]
     }
 
-    /// Upstream's `config` command output (v1.7 layout) plus our three lines, ending with a
+    /// Upstream's `config` command output (v1.7 layout) plus our own variables, ending with a
     /// newline.
     #[must_use]
     pub fn detail_string(&self) -> String {
@@ -882,13 +882,6 @@ impl DurationError {
 }
 
 /// Go `time.ParseDuration`, except that negative durations are refused.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "parsing goes through the collecting helpers; kept public for tests and the duration table"
-    )
-)]
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| match e {
         DurationError::Empty => "empty duration".to_string(),

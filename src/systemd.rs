@@ -18,6 +18,45 @@ pub struct StopSettings {
     pub kill_mode: Option<String>,
     /// The raw `TimeoutStopSec=` (or `TimeoutSec=`) value.
     pub timeout_stop: Option<String>,
+    /// `Environment=` assignments, in order (a later one wins).
+    pub environment: Vec<(String, String)>,
+}
+
+impl StopSettings {
+    /// The value the unit gives an environment variable, if any.
+    #[must_use]
+    pub fn env(&self, var: &str) -> Option<&str> {
+        self.environment
+            .iter()
+            .rev()
+            .find(|(key, _)| key == var)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The `VAR=value` words of an `Environment=` line; a word may be double-quoted.
+fn assignments(value: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
 }
 
 /// Applies the `[Service]` assignments of one unit file (or drop-in) over `settings`.
@@ -53,6 +92,7 @@ pub fn apply(settings: &mut StopSettings, text: &str) {
             "KillSignal" => settings.kill_signal = Some(value),
             "KillMode" => settings.kill_mode = Some(value),
             "TimeoutStopSec" | "TimeoutSec" => settings.timeout_stop = Some(value),
+            "Environment" => settings.environment.extend(assignments(&value)),
             _ => {}
         }
     }
@@ -187,7 +227,7 @@ mod tests {
         std::fs::write(
             &unit,
             "[Unit]\nKillSignal=SIGKILL\n[Service]\n# KillMode=none\nExecStart=/usr/bin/cosmovisor \\\n  run start\n\
-             KillSignal=SIGINT\nTimeoutSec=20\n[Install]\nWantedBy=multi-user.target\n",
+             KillSignal=SIGINT\nTimeoutSec=20\nEnvironment=A=1 \"B=x y\"\n[Install]\nWantedBy=multi-user.target\n",
         )
         .unwrap();
         let settings = read(&unit).unwrap();
@@ -198,8 +238,11 @@ mod tests {
                 kill_signal: Some("SIGINT".into()),
                 kill_mode: None,
                 timeout_stop: Some("20".into()),
+                environment: vec![("A".into(), "1".into()), ("B".into(), "x y".into())],
             }
         );
+        assert_eq!(settings.env("B"), Some("x y"));
+        assert_eq!(settings.env("C"), None);
         std::fs::create_dir(tmp.path().join("node.service.d")).unwrap();
         std::fs::write(
             tmp.path().join("node.service.d/override.conf"),

@@ -312,3 +312,26 @@ fn unresolved_shared_libraries() {
         "{out}"
     );
 }
+
+#[test]
+fn unit_grace_is_the_units_own() {
+    let home = healthy();
+    let unit = home.path().join("node.service");
+    fs::write(
+        &unit,
+        "[Service]\nExecStart=/usr/bin/cosmovisor run start\nEnvironment=\"DAEMON_SHUTDOWN_GRACE=60s\" DAEMON_NAME=simd\nTimeoutStopSec=1min\nKillMode=mixed\n",
+    )
+    .expect("write unit");
+    let out = home
+        .cosmovisor(["doctor", "--unit", unit.to_str().expect("utf-8")])
+        .run();
+    out.assert_code(7);
+    assert_eq!(
+        failures(&out),
+        [format!(
+            "✗ systemd unit {}: TimeoutStopSec=1min is shorter than the unit's DAEMON_SHUTDOWN_GRACE (1m0s) + 5s: systemd would SIGKILL the node while it stops — fix: set TimeoutStopSec=65s or more (or lower DAEMON_SHUTDOWN_GRACE)",
+            unit.display()
+        )],
+        "{out}"
+    );
+}

@@ -176,7 +176,15 @@ fn check_unit(report: &mut Report, cfg: &Config, path: &Path, explicit: bool) {
         Some(signal) => report.pass(format!("{name}: KillSignal={signal}")),
         None => report.pass(format!("{name}: KillSignal is SIGTERM (default)")),
     }
-    let needed = cfg.shutdown_grace + UNIT_MARGIN;
+    // The unit's own DAEMON_SHUTDOWN_GRACE is what cosmovisor gets when systemd starts it.
+    let (grace, grace_name) = match settings
+        .env(crate::config::DAEMON_SHUTDOWN_GRACE)
+        .map(crate::config::parse_go_duration)
+    {
+        Some(Ok(grace)) if !grace.is_zero() => (grace, "the unit's DAEMON_SHUTDOWN_GRACE"),
+        _ => (cfg.shutdown_grace, "DAEMON_SHUTDOWN_GRACE"),
+    };
+    let needed = grace + UNIT_MARGIN;
     let (raw, timeout) = match settings.timeout_stop.as_deref() {
         Some(raw) => (raw.to_owned(), systemd::parse_time_span(raw)),
         None => (
@@ -192,8 +200,8 @@ fn check_unit(report: &mut Report, cfg: &Config, path: &Path, explicit: bool) {
         Ok(None) => report.pass(format!("{name}: TimeoutStopSec={raw} never kills the node")),
         Ok(Some(timeout)) if timeout < needed => report.fail(
             format!(
-                "{name}: TimeoutStopSec={raw} is shorter than DAEMON_SHUTDOWN_GRACE ({}) + 5s: systemd would SIGKILL the node while it stops",
-                format_go_duration(cfg.shutdown_grace)
+                "{name}: TimeoutStopSec={raw} is shorter than {grace_name} ({}) + 5s: systemd would SIGKILL the node while it stops",
+                format_go_duration(grace)
             ),
             format!(
                 "set TimeoutStopSec={}s or more (or lower DAEMON_SHUTDOWN_GRACE)",
@@ -201,8 +209,8 @@ fn check_unit(report: &mut Report, cfg: &Config, path: &Path, explicit: bool) {
             ),
         ),
         Ok(Some(_)) => report.pass(format!(
-            "{name}: TimeoutStopSec={raw} leaves room for DAEMON_SHUTDOWN_GRACE ({})",
-            format_go_duration(cfg.shutdown_grace)
+            "{name}: TimeoutStopSec={raw} leaves room for {grace_name} ({})",
+            format_go_duration(grace)
         )),
     }
     match settings.kill_mode.as_deref() {
