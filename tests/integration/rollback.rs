@@ -173,3 +173,54 @@ fn nothing_before_genesis() {
         )]
     );
 }
+
+/// Field 22 of /proc/<pid>/stat, as the pid file records it.
+fn start_time(pid: u32) -> String {
+    let stat = read(&PathBuf::from(format!("/proc/{pid}/stat")));
+    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .expect("start time")
+        .to_owned()
+}
+
+#[test]
+fn refused_while_the_daemon_runs_or_an_upgrade_is_under_way() {
+    let home = upgraded();
+    // A live process recorded as the daemon (this test process: same pid and start time).
+    let pid = std::process::id();
+    fs::write(
+        home.root().join(".daemon.pid"),
+        format!("{pid} {}\n", start_time(pid)),
+    )
+    .expect("write pid file");
+    let out = home.cosmovisor(["rollback", "--yes"]).run();
+    out.assert_code(8);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "the daemon started by cosmovisor is still running (pid {pid}): stop it first"
+        )],
+        "{out}"
+    );
+    // A stale pid file (another start time) does not count.
+    fs::write(home.root().join(".daemon.pid"), format!("{pid} 1\n")).expect("write pid file");
+    let journal = home.root().join("upgrade-journal.json");
+    fs::write(
+        &journal,
+        r#"{"format":1,"plan":{"name":"v3","raw_name":"v3","height":90,"info":""},"phase":"stopped","started_at":"2026-11-26T07:00:00Z"}"#,
+    )
+    .expect("write journal");
+    let out = home.cosmovisor(["rollback", "--yes"]).run();
+    out.assert_code(8);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "upgrade v3 at height 90 is under way ({}): start cosmovisor to finish it, or remove the journal to abandon it, then roll back",
+            journal.display()
+        )],
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+}
