@@ -122,6 +122,58 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Show the current version, applied and pending plans, staged upgrades, the last backup,
+    /// an upgrade under way, and whether the daemon and a supervisor run. Changes nothing.
+    Status {
+        /// Output format (JSON keys are documented in the README).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Check the setup and the next upgrade before its height; one ✓/✗ line per check, exit 7
+    /// when one fails. Changes nothing.
+    #[command(
+        after_help = "Checks the configuration, the home, `current`, the pending plan (or every \
+                      staged upgrade): folder name, binary present, executable, built for this \
+                      machine, shared libraries (ldd), `<bin> version`; free space for the \
+                      backup; the daemon's --home; the systemd unit's stop settings."
+    )]
+    Doctor {
+        /// A systemd unit file to check (default: every unit in /etc/systemd/system whose
+        /// `ExecStart` runs cosmovisor).
+        #[arg(long = "unit", value_name = "FILE")]
+        unit: Option<PathBuf>,
+        /// The daemon arguments you pass to `run` (their --home is compared with `DAEMON_HOME`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "DAEMON_ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Point `current` back at the previous version (or --to one), optionally restoring data/
+    /// from the newest backup; refused while the node or a supervisor runs. `cosmovisor run
+    /// rollback` runs the daemon's own rollback command instead.
+    Rollback {
+        /// The version to roll back to: `genesis` or an upgrade name (default: the version
+        /// applied before the current one).
+        #[arg(long = "to", value_name = "VERSION")]
+        to: Option<String>,
+        /// Also restore data/ from the newest complete backup (`priv_validator_state.json` is
+        /// never rolled back); the current data/ is kept as data.rolled-back-<time>.
+        #[arg(long = "restore-data")]
+        restore_data: bool,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+    },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `cosmovisor man > cosmovisor.1`.
+    Man,
 }
 
 /// The words that are our own commands (everything else is handed to `run`).
@@ -134,6 +186,11 @@ pub const COMMANDS: &[&str] = &[
     "add-batch-upgrade",
     "prepare-upgrade",
     "show-upgrade-info",
+    "status",
+    "doctor",
+    "rollback",
+    "completion",
+    "man",
     "help",
 ];
 

@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub const COSMOVISOR_DISABLE_RECASE: &str = "COSMOVISOR_DISABLE_RECASE";
 pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
 pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
 pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
+pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
@@ -73,6 +75,8 @@ pub struct Config {
     pub backup_keep: Option<u32>,
     pub log_format: LogFormat,
     pub backup_mode: BackupMode,
+    /// Where `run` serves Prometheus metrics (`GET /metrics`); `None`: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.
@@ -244,6 +248,11 @@ pub enum ConfigError {
     InvalidLogFormat { value: String },
     #[error("COSMOVISOR_BACKUP_MODE: invalid backup mode {value:?} (expected copy or checkpoint)")]
     InvalidBackupMode { value: String },
+    #[error(
+        "COSMOVISOR_METRICS_ADDR: invalid address {value:?} (expected an IP address and port such \
+         as 127.0.0.1:9102, or empty for no metrics)"
+    )]
+    InvalidMetricsAddr { value: String },
     #[error(
         "DAEMON_DATA_BACKUP_DIR must be an existing directory, got {value:?}: {reason} \
          (create it or point it elsewhere)"
@@ -545,6 +554,27 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
+    /// `COSMOVISOR_METRICS_ADDR`: an IP address and port; unset or empty gives `None`.
+    fn backup_mode(&mut self) -> BackupMode {
+        match self.non_empty(COSMOVISOR_BACKUP_MODE) {
+            None => BackupMode::Copy,
+            Some(s) => BackupMode::parse(&s).unwrap_or_else(|| {
+                self.errors
+                    .push(ConfigError::InvalidBackupMode { value: s });
+                BackupMode::Copy
+            }),
+        }
+    }
+
+    fn metrics_addr(&mut self) -> Option<SocketAddr> {
+        let value = self.non_empty(COSMOVISOR_METRICS_ADDR)?;
+        if let Ok(addr) = value.trim().parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        self.errors.push(ConfigError::InvalidMetricsAddr { value });
+        None
+    }
+
     fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
         let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
@@ -568,14 +598,8 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 LogFormat::Console
             }),
         };
-        let backup_mode = match self.non_empty(COSMOVISOR_BACKUP_MODE) {
-            None => BackupMode::Copy,
-            Some(s) => BackupMode::parse(&s).unwrap_or_else(|| {
-                self.errors
-                    .push(ConfigError::InvalidBackupMode { value: s });
-                BackupMode::Copy
-            }),
-        };
+        let backup_mode = self.backup_mode();
+        let metrics_addr = self.metrics_addr();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -649,6 +673,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             backup_keep,
             log_format,
             backup_mode,
+            metrics_addr,
         })
     }
 }
@@ -743,7 +768,7 @@ impl Config {
         vec![ConfigError::BackupDirMissing { value, reason }]
     }
 
-    /// Upstream's `config` command output (v1.7 layout) plus our three lines, ending with a
+    /// Upstream's `config` command output (v1.7 layout) plus our own variables, ending with a
     /// newline.
     #[must_use]
     pub fn detail_string(&self) -> String {
@@ -794,6 +819,10 @@ impl Config {
             ),
             (COSMOVISOR_LOG_FORMAT, self.log_format.name().to_string()),
             (COSMOVISOR_BACKUP_MODE, self.backup_mode.name().to_string()),
+            (
+                COSMOVISOR_METRICS_ADDR,
+                self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            ),
         ];
         let derived = [
             ("Root Dir", show(&root)),
@@ -870,6 +899,9 @@ impl Config {
             "cosmovisor_backup_mode",
             toml_string(self.backup_mode.name()),
         ));
+        if let Some(addr) = self.metrics_addr {
+            lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
+        }
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -902,13 +934,6 @@ impl DurationError {
 }
 
 /// Go `time.ParseDuration`, except that negative durations are refused.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "parsing goes through the collecting helpers; kept public for tests and the duration table"
-    )
-)]
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| match e {
         DurationError::Empty => "empty duration".to_string(),
@@ -1112,7 +1137,7 @@ mod tests {
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: copy
-Derived Values:
+  COSMOVISOR_METRICS_ADDR: \nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -1142,6 +1167,8 @@ COSMOVISOR_CUSTOM_PREUPGRADE=pre.sh => COSMOVISOR_CUSTOM_PREUPGRADE: pre.sh
 COSMOVISOR_DISABLE_RECASE=true => COSMOVISOR_DISABLE_RECASE: true
 COSMOVISOR_BACKUP_KEEP=2 => COSMOVISOR_BACKUP_KEEP: 2
 COSMOVISOR_LOG_FORMAT=JSON => COSMOVISOR_LOG_FORMAT: json
+COSMOVISOR_METRICS_ADDR=127.0.0.1:9102 => COSMOVISOR_METRICS_ADDR: 127.0.0.1:9102
+COSMOVISOR_METRICS_ADDR=[::1]:9102 => COSMOVISOR_METRICS_ADDR: [::1]:9102
 ";
 
     /// `VAR=value => the one exact error` (only that variable set besides home and name).
@@ -1172,6 +1199,8 @@ COSMOVISOR_DISABLE_RECASE=2 => COSMOVISOR_DISABLE_RECASE: invalid boolean "2" (e
 COSMOVISOR_BACKUP_KEEP=0 => COSMOVISOR_BACKUP_KEEP: must be greater than 0, got "0" (unset it to keep all backups)
 COSMOVISOR_BACKUP_KEEP=all => COSMOVISOR_BACKUP_KEEP: invalid integer "all" (expected a whole number 1 or greater, or empty to keep all backups)
 COSMOVISOR_LOG_FORMAT=xml => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
+COSMOVISOR_METRICS_ADDR=localhost:9102 => COSMOVISOR_METRICS_ADDR: invalid address "localhost:9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
 "#;
 
     /// `one line added to a valid config.toml => the one exact error`.
@@ -1186,6 +1215,8 @@ daemon_preupgrade_max_retries = '3' => config file /h/cosmovisor/config.toml: ke
 cosmovisor_backup_keep = 0 => config file /h/cosmovisor/config.toml: key cosmovisor_backup_keep: invalid value "0" (expected an integer 1 or greater, or no key to keep all backups)
 cosmovisor_timeformat_logs = 'iso' => config file /h/cosmovisor/config.toml: key cosmovisor_timeformat_logs: invalid value "iso" (expected one of layout, ansic, unixdate, rubydate, rfc822, rfc822z, rfc850, rfc1123, rfc1123z, rfc3339, rfc3339nano, kitchen, or empty for none)
 cosmovisor_log_format = 'xml' => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
+cosmovisor_metrics_addr = ':9102' => COSMOVISOR_METRICS_ADDR: invalid address ":9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+cosmovisor_metrics_addr = 9102 => config file /h/cosmovisor/config.toml: key cosmovisor_metrics_addr must be a string
 daemon_data_backup_dir = 'rel' => DAEMON_DATA_BACKUP_DIR must be an absolute path, got "rel"
 daemon_poll_interval = [ => config file /h/cosmovisor/config.toml: invalid TOML: line 3, column 25: unclosed array, expected `]`
 daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 3, column 1: duplicate key
@@ -1253,6 +1284,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             backup_keep: None,
             log_format: LogFormat::Console,
             backup_mode: BackupMode::Copy,
+            metrics_addr: None,
         }
     }
 
@@ -1363,6 +1395,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             COSMOVISOR_BACKUP_KEEP,
             COSMOVISOR_LOG_FORMAT,
             COSMOVISOR_BACKUP_MODE,
+            COSMOVISOR_METRICS_ADDR,
             DAEMON_NAME,
             DAEMON_HOME,
             DAEMON_DATA_BACKUP_DIR,
@@ -1376,7 +1409,7 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             .filter_map(|m| m.split([':', ' ']).next())
             .collect();
         assert_eq!(vars, order);
-        assert_eq!(got.len(), 18);
+        assert_eq!(got.len(), 19);
         assert_eq!(err.to_string(), got.join("\n"));
     }
 
@@ -1535,8 +1568,13 @@ daemon_home = '/x' => config file /h/cosmovisor/config.toml: invalid TOML: line 
             backup_keep: Some(3),
             log_format: LogFormat::Json,
             backup_mode: BackupMode::Checkpoint,
+            metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
         };
         let text = odd.to_toml();
+        assert!(
+            text.ends_with("\ncosmovisor_metrics_addr = '0.0.0.0:9102'\n"),
+            "{text}"
+        );
         assert!(text.contains("\ncosmovisor_backup_keep = 3\n"), "{text}");
         assert!(text.contains("\ndaemon_restart_delay = '1.5s'\n"), "{text}");
         assert_eq!(from_file(&text, &[]), Ok(odd));

@@ -28,6 +28,12 @@ pub const LAYOUT: u8 = 4;
 /// invalid, the backup or a pre-upgrade step failed. The daemon is stopped, `current` still
 /// points at the old version, and the next start resumes the upgrade from its journal.
 pub const UPGRADE_FAILED: u8 = 5;
+/// `cosmovisor doctor` found at least one problem (each is a `✗` line on stdout).
+pub const DOCTOR_FAILED: u8 = 7;
+/// `cosmovisor rollback` refused because the home is in use: a cosmovisor supervises it (its lock
+/// is held), the daemon it started is still running, or an upgrade is under way (journal).
+/// Nothing was changed.
+pub const HOME_BUSY: u8 = 8;
 /// The daemon binary exists but could not be executed (shell convention).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The daemon binary was not found (shell convention).

@@ -34,6 +34,33 @@ impl SupervisorLock {
     }
 }
 
+/// The pid of the process holding the lock on `path`, if any, read from `/proc/locks` without
+/// touching the lock (taking it, even briefly, could turn a supervisor starting at that moment
+/// into a pass-through). `None` when nobody holds it or `/proc` is not available.
+#[must_use]
+pub fn holder(path: &Path) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&locks, inode)
+}
+
+/// Finds an active `FLOCK` on `inode` in the text of `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF`; waiters are marked `->`).
+fn holder_in(locks: &str, inode: u64) -> Option<i32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let id = fields.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+        if id != inode {
+            return None;
+        }
+        fields.get(4)?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +74,26 @@ mod tests {
         assert!(SupervisorLock::try_acquire(&path).unwrap().is_none());
         drop(first);
         assert!(SupervisorLock::try_acquire(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn holder_is_read_from_proc_locks() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:2f:777 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 4343 00:2f:777 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 99 00:2f:888 0 EOF\n";
+        assert_eq!(holder_in(locks, 777), Some(4242));
+        assert_eq!(holder_in(locks, 888), None);
+        assert_eq!(holder_in(locks, 1), None);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".supervisor.lock");
+        let lock = SupervisorLock::try_acquire(&path).unwrap();
+        if std::path::Path::new("/proc/locks").exists() {
+            assert_eq!(
+                holder(&path),
+                Some(i32::try_from(std::process::id()).unwrap())
+            );
+        }
+        drop(lock);
+        assert_eq!(holder(&path), None);
     }
 }

@@ -9,13 +9,16 @@ mod commands;
 mod config;
 mod copy;
 mod download;
+mod elf;
 mod exit;
 mod fault;
 mod grpc;
+mod inventory;
 mod journal;
 mod layout;
 mod lock;
 mod log;
+mod metrics;
 mod output;
 mod pid1;
 mod plan;
@@ -24,6 +27,7 @@ mod process;
 mod progress;
 mod signals;
 mod supervise;
+mod systemd;
 mod upgrade;
 mod watcher;
 
@@ -128,6 +132,25 @@ fn command(cli: Cli) -> u8 {
         Command::ShowUpgradeInfo { output } => {
             finish(commands::info::show_upgrade_info(config, output))
         }
+        Command::Status { output } => finish(commands::status::run(config, output)),
+        Command::Doctor { unit, args } => commands::doctor::run(config, unit.as_deref(), &args),
+        Command::Rollback {
+            to,
+            restore_data,
+            yes,
+        } => {
+            init_logging(config);
+            finish(commands::rollback::run(
+                config,
+                &commands::rollback::Request {
+                    to: to.as_deref(),
+                    restore_data,
+                    yes,
+                },
+            ))
+        }
+        Command::Completion { shell } => finish(commands::completion::completion(shell)),
+        Command::Man => finish(commands::completion::man()),
     }
 }
 
@@ -224,6 +247,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
             || cause.is::<commands::add_upgrade::ArgumentError>()
         {
             return exit::USAGE;
+        }
+        if let Some(rollback) = cause.downcast_ref::<commands::rollback::RollbackError>() {
+            return rollback.exit_code();
         }
         if let Some(spawn) = cause.downcast_ref::<process::SpawnError>() {
             return spawn.exit_code();

@@ -289,6 +289,17 @@ pub mod pid_file {
         remove(path);
     }
 
+    /// The pid recorded in `path` when that very process (same start time, not a zombie) is
+    /// still alive; read-only (for `status` and `rollback`).
+    #[must_use]
+    pub fn running(path: &Path) -> Option<Pid> {
+        let text = fs::read_to_string(path).ok()?;
+        let mut parts = text.split_whitespace();
+        let pid = Pid::from_raw(parts.next()?.parse::<i32>().ok()?);
+        let recorded = parts.next()?;
+        is_same_process(pid, recorded).then_some(pid)
+    }
+
     fn is_same_process(pid: Pid, recorded_start: &str) -> bool {
         match start_time(pid) {
             // A zombie still has its stat; it no longer holds any file, so it does not count.

@@ -13,6 +13,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,6 +28,7 @@ use crate::exit;
 use crate::journal::Journal;
 use crate::layout::{self, Layout, LayoutError};
 use crate::lock::SupervisorLock;
+use crate::metrics::{self, Metrics};
 use crate::plan::{self, Applied, Notice, Plan};
 use crate::process::{Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
@@ -59,6 +61,7 @@ struct Supervisor<'a> {
     layout: Layout,
     args: &'a [OsString],
     signals: Signals,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the daemon under supervision; returns our exit code.
@@ -75,6 +78,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         layout,
         args,
         signals,
+        metrics: Arc::default(),
     };
     if let Some(_held) = lock {
         supervisor.supervise().await
@@ -86,6 +90,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
 
 impl Supervisor<'_> {
     async fn supervise(&mut self) -> anyhow::Result<u8> {
+        let _metrics_server = self.serve_metrics().await;
         pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
         let skip = plan::skip_heights(self.args);
 
@@ -118,6 +123,7 @@ impl Supervisor<'_> {
         }
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel();
+        let mut restart = false;
         loop {
             // Notices from an earlier run of the daemon are stale now.
             while line_rx.try_recv().is_ok() {}
@@ -135,11 +141,14 @@ impl Supervisor<'_> {
                 None => self.args.to_vec(),
             };
             let mut daemon = self.launch(&args, &line_tx)?;
+            self.metrics.daemon_started(restart);
+            restart = true;
             let (ending, terminated_by) = self
                 .watch(&mut daemon, &mut watcher, &mut line_rx, manual.as_ref())
                 .await?;
             let plan = match ending {
                 Ending::Exited { status, line_plan } => {
+                    self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.drain_output().await;
                     // The node may have written the plan just before dying (Go checks too),
@@ -159,9 +168,10 @@ impl Supervisor<'_> {
                 }
                 Ending::Upgrade(plan) => {
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let (_, stop_signal) = daemon
+                    let (status, stop_signal) = daemon
                         .stop(self.cfg.shutdown_grace, &mut self.signals)
                         .await?;
+                    self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.drain_output().await;
                     if let Some(sig) = stop_signal.or(terminated_by) {
@@ -190,7 +200,18 @@ impl Supervisor<'_> {
             journal.save(&path)?;
         }
         let name = journal.plan.name.clone();
-        match upgrade::carry_out(self.cfg, &self.layout, &mut self.signals, journal).await? {
+        let outcome = upgrade::carry_out(
+            self.cfg,
+            &self.layout,
+            &mut self.signals,
+            journal,
+            &self.metrics,
+        )
+        .await?;
+        if outcome == Outcome::Switched {
+            self.metrics.upgrade_done();
+        }
+        match outcome {
             Outcome::Switched if self.cfg.restart_after_upgrade => {
                 info!(app = %self.cfg.name, name = %name, "upgrade detected, relaunching");
                 Ok(Next::Relaunch)
@@ -202,6 +223,26 @@ impl Supervisor<'_> {
             Outcome::Interrupted(sig) => {
                 warn!(signal = %sig, name = %name, "upgrade interrupted; it resumes on the next start");
                 Ok(Next::Exit(exit::from_signal(sig)))
+            }
+        }
+    }
+
+    /// Starts the metrics endpoint when `COSMOVISOR_METRICS_ADDR` is set. A port that cannot be
+    /// bound is logged, not fatal: metrics must never keep a validator from running.
+    async fn serve_metrics(&self) -> Option<metrics::Server> {
+        let addr = self.cfg.metrics_addr?;
+        let result = metrics::serve(
+            addr,
+            Arc::clone(&self.metrics),
+            self.layout.clone(),
+            !self.cfg.disable_recase,
+        )
+        .await;
+        match result {
+            Ok(server) => Some(server),
+            Err(err) => {
+                warn!(addr = %addr, error = %err, "cannot serve metrics (COSMOVISOR_METRICS_ADDR); running without them");
+                None
             }
         }
     }

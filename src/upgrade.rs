@@ -30,6 +30,7 @@ use crate::backup::{self, Taken};
 use crate::config::{Config, format_go_duration};
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::signals::{self, Signals};
 
@@ -106,6 +107,7 @@ pub async fn carry_out(
     layout: &Layout,
     signals: &mut Signals,
     mut journal: Journal,
+    metrics: &Metrics,
 ) -> Result<Outcome, UpgradeError> {
     let journal_path = layout.journal_file();
     let plan = journal.plan()?;
@@ -136,7 +138,9 @@ pub async fn carry_out(
     if journal.phase < Phase::BackedUp {
         if cfg.unsafe_skip_backup {
             info!("UNSAFE_SKIP_BACKUP is set, skipping the backup of the data directory");
-        } else if let Some(sig) = back_up(cfg, layout, signals, &plan, &mut journal).await? {
+        } else if let Some(sig) =
+            back_up(cfg, layout, signals, &plan, &mut journal, metrics).await?
+        {
             return Ok(Outcome::Interrupted(sig));
         }
         journal.advance(Phase::BackedUp, &journal_path)?;
@@ -213,6 +217,7 @@ async fn back_up(
     signals: &mut Signals,
     plan: &Plan,
     journal: &mut Journal,
+    metrics: &Metrics,
 ) -> Result<Option<Signal>, UpgradeError> {
     let journal_path = layout.journal_file();
     let data = layout.data_dir();
@@ -242,6 +247,7 @@ async fn back_up(
         Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
         Err(err) => return Err(fail(&paths.target, err.to_string())),
     };
+    metrics.backup_done(took, stats.bytes);
     info!(
         path = %paths.target.display(),
         files = stats.files,

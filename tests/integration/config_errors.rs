@@ -459,6 +459,7 @@ fn config_file_durations_and_environment_overrides() {
   COSMOVISOR_BACKUP_KEEP: 4
   COSMOVISOR_LOG_FORMAT: console
   COSMOVISOR_BACKUP_MODE: copy
+  COSMOVISOR_METRICS_ADDR: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -534,6 +535,7 @@ fn config_prints_the_detail_string() {
   COSMOVISOR_BACKUP_KEEP: {empty}
   COSMOVISOR_LOG_FORMAT: console
   COSMOVISOR_BACKUP_MODE: copy
+  COSMOVISOR_METRICS_ADDR: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -594,6 +596,7 @@ fn config_prints_every_value_set() {
   COSMOVISOR_BACKUP_KEEP: 2
   COSMOVISOR_LOG_FORMAT: json
   COSMOVISOR_BACKUP_MODE: checkpoint
+  COSMOVISOR_METRICS_ADDR: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades

@@ -5,9 +5,13 @@
 
 mod backup;
 mod config_errors;
+mod doctor;
 mod download;
 mod init;
 mod manual;
+mod ops;
+mod rollback;
 mod run;
+mod status;
 mod support;
 mod upgrade;

@@ -1,0 +1,329 @@
+//! `cosmovisor doctor [--unit <file>] [daemon args…]`: a pre-flight of the setup and of the next
+//! upgrade, changing nothing. Every check prints one line on stdout, `✓ <what holds>` or
+//! `✗ <what is wrong> — fix: <what to do>`; the exit code is 0 when every check passed and
+//! [`exit::DOCTOR_FAILED`] otherwise.
+//!
+//! What is checked, in order: the configuration; the home (`cosmovisor/`, `data/`); `current`
+//! and its binary; the upgrade journal; the next upgrade — the pending plan in
+//! `data/upgrade-info.json`, or else every staged upgrade never switched to — (its folder under
+//! the recase rules, its binary: present, regular, executable, built for this machine, shared
+//! libraries found by `ldd`, `<bin> version` runs within 10 s); free space for the backup; the
+//! daemon's `--home` against `DAEMON_HOME`; and the systemd unit's stop settings against
+//! `DAEMON_SHUTDOWN_GRACE`.
+//!
+//! The binary checks are in `doctor/binary.rs`, those of the machine and the service in
+//! `doctor/host.rs`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::exit;
+use crate::inventory;
+use crate::journal::Journal;
+use crate::layout::{self, Layout, LayoutError};
+use crate::plan::Plan;
+
+mod binary;
+mod host;
+
+/// Prints the check lines and remembers whether one failed.
+pub(crate) struct Report {
+    out: std::io::Stdout,
+    failures: usize,
+}
+
+impl Report {
+    pub(crate) fn pass(&mut self, what: impl AsRef<str>) {
+        let _ = writeln!(self.out, "✓ {}", what.as_ref());
+    }
+
+    pub(crate) fn fail(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.failures += 1;
+        let _ = writeln!(self.out, "✗ {} — fix: {}", what.as_ref(), fix.as_ref());
+    }
+}
+
+pub fn run(config_file: Option<&Path>, unit: Option<&Path>, args: &[OsString]) -> u8 {
+    let mut report = Report {
+        out: std::io::stdout(),
+        failures: 0,
+    };
+    check_all(&mut report, config_file, unit, args);
+    if report.failures == 0 {
+        report.pass("all checks passed");
+        exit::OK
+    } else {
+        let _ = writeln!(
+            report.out,
+            "{} problem{} found",
+            report.failures,
+            if report.failures == 1 { "" } else { "s" }
+        );
+        exit::DOCTOR_FAILED
+    }
+}
+
+fn check_all(
+    report: &mut Report,
+    config_file: Option<&Path>,
+    unit: Option<&Path>,
+    args: &[OsString],
+) {
+    let cfg = match Config::load(config_file) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            for error in errors.0 {
+                report.fail(
+                    error.to_string(),
+                    "correct it in the environment or config.toml",
+                );
+            }
+            return;
+        }
+    };
+    let fs_errors = cfg.check_filesystem();
+    if fs_errors.is_empty() {
+        report.pass(format!(
+            "configuration is valid (DAEMON_HOME={}, DAEMON_NAME={})",
+            cfg.home.display(),
+            cfg.name
+        ));
+    }
+    for error in fs_errors {
+        report.fail(
+            error.to_string(),
+            "create the folder or point DAEMON_DATA_BACKUP_DIR elsewhere",
+        );
+    }
+    let layout = Layout::new(&cfg.home, &cfg.name);
+    match layout::check_home(&layout) {
+        Ok(()) => report.pass(format!(
+            "home {} has cosmovisor/ and data/",
+            cfg.home.display()
+        )),
+        Err(err) => {
+            let (what, fix) = explain_layout(&layout, &err);
+            report.fail(what, fix);
+            return;
+        }
+    }
+    let current = check_current(report, &layout);
+    check_journal(report, &layout);
+    check_next_upgrade(report, &cfg, &layout, current.as_deref());
+    host::check_backup_space(report, &cfg, &layout);
+    host::check_home_argument(report, &cfg, args);
+    host::check_units(report, &cfg, unit);
+}
+
+/// `current` points at an existing version folder whose binary can run; returns that folder.
+fn check_current(report: &mut Report, layout: &Layout) -> Option<PathBuf> {
+    let link = layout.current_link();
+    let dir = match layout.current_dir() {
+        Ok(dir) => {
+            let target = std::fs::read_link(&link).unwrap_or_else(|_| dir.clone());
+            report.pass(format!("current -> {}", target.display()));
+            dir
+        }
+        Err(LayoutError::CurrentMissing { .. }) if layout.genesis_dir().is_dir() => {
+            report.pass(format!(
+                "{} does not exist yet; `cosmovisor run` points it at genesis",
+                link.display()
+            ));
+            layout.genesis_dir()
+        }
+        Err(err) => {
+            let (what, fix) = explain_layout(layout, &err);
+            report.fail(what, fix);
+            return None;
+        }
+    };
+    let bin = layout.bin_in(&dir);
+    match layout::check_binary(&bin) {
+        Ok(()) => report.pass(format!(
+            "current binary {} is present and executable",
+            bin.display()
+        )),
+        Err(layout::BinaryError::NotExecutable { path }) => report.fail(
+            format!("current binary {} is not executable", path.display()),
+            format!("chmod 755 {}", path.display()),
+        ),
+        Err(err) => report.fail(
+            format!("current {err}"),
+            format!("put the {} binary there (chmod 755)", layout.daemon_name()),
+        ),
+    }
+    Some(dir)
+}
+
+fn check_journal(report: &mut Report, layout: &Layout) {
+    match Journal::load(&layout.journal_file()) {
+        Ok(None) => {}
+        Ok(Some(journal)) => report.pass(format!(
+            "upgrade {} at height {} is under way (phase {}); the next start resumes it",
+            journal.plan.name,
+            journal.plan.height,
+            journal.phase.name()
+        )),
+        Err(err) => report.fail(
+            err.to_string(),
+            format!(
+                "inspect {}, then remove it to abandon the upgrade",
+                layout.journal_file().display()
+            ),
+        ),
+    }
+}
+
+/// The pending plan when it is still to be applied, else every upgrade folder never switched to.
+fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, current: Option<&Path>) {
+    let recase = !cfg.disable_recase;
+    let applied = current
+        .map(crate::watcher::read_applied)
+        .unwrap_or_default();
+    match inventory::pending_plan(layout, recase) {
+        Ok(Some(plan)) if applied.is_superseded_by(&plan) => {
+            if let Some(dir) = check_plan_folder(report, cfg, layout, &plan) {
+                binary::check(report, layout, &plan.name.dir_name(), &dir);
+            }
+            return;
+        }
+        Ok(Some(plan)) => report.pass(format!(
+            "pending plan {} at height {} is already applied",
+            plan.name, plan.height
+        )),
+        Ok(None) => {}
+        Err(err) => report.fail(
+            format!("pending plan {err}"),
+            "wait for the node to finish writing it, or move it away if it is stale",
+        ),
+    }
+    let staged: Vec<inventory::Version> = match inventory::versions(layout) {
+        Ok(versions) => versions
+            .into_iter()
+            .filter(|v| !v.is_genesis() && v.height().is_none() && Some(v.dir.as_path()) != current)
+            .collect(),
+        Err(err) => {
+            report.fail(
+                format!("cannot list {}: {err}", layout.upgrades_dir().display()),
+                "check the folder's permissions",
+            );
+            return;
+        }
+    };
+    if staged.is_empty() {
+        report.pass("no pending plan and no staged upgrade to check");
+    }
+    for version in staged {
+        binary::check(report, layout, &version.name, &version.dir);
+    }
+}
+
+/// The plan's name maps to an existing folder (recase rules); returns that folder.
+fn check_plan_folder(
+    report: &mut Report,
+    cfg: &Config,
+    layout: &Layout,
+    plan: &Plan,
+) -> Option<PathBuf> {
+    let dir = layout.upgrade_dir(&plan.name);
+    if dir.is_dir() {
+        report.pass(format!(
+            "pending plan {:?} at height {} maps to {}",
+            plan.raw_name,
+            plan.height,
+            dir.display()
+        ));
+        return Some(dir);
+    }
+    let what = format!(
+        "pending plan {:?} at height {} needs the folder {}, which does not exist",
+        plan.raw_name,
+        plan.height,
+        dir.display()
+    );
+    match inventory::case_variant(layout, &plan.name.dir_name()) {
+        Some(other) => {
+            let other = layout.upgrades_dir().join(other);
+            let rule = if cfg.disable_recase {
+                "COSMOVISOR_DISABLE_RECASE=true keeps the plan's case"
+            } else {
+                "plan names are lower-cased unless COSMOVISOR_DISABLE_RECASE=true"
+            };
+            report.fail(
+                format!("{what} ({} differs only in case; {rule})", other.display()),
+                format!("mv {} {}", other.display(), dir.display()),
+            );
+        }
+        None => report.fail(
+            what,
+            format!(
+                "mkdir -p {}/bin and put the new {} binary there (chmod 755)",
+                dir.display(),
+                layout.daemon_name()
+            ),
+        ),
+    }
+    None
+}
+
+/// A one-line description of a home problem and its fix.
+fn explain_layout(layout: &Layout, err: &LayoutError) -> (String, String) {
+    let init = format!("run `cosmovisor init <path to {}>`", layout.daemon_name());
+    match err {
+        LayoutError::RootMissing { path, .. } => {
+            (format!("{} does not exist", path.display()), init)
+        }
+        LayoutError::RootNotDir { path } => (
+            format!("{} is not a directory", path.display()),
+            format!("move it away and {init}"),
+        ),
+        LayoutError::DataMissing { path, home, name } => (
+            format!("{} does not exist", path.display()),
+            format!(
+                "initialise the node (`{name} init --home {}`)",
+                home.display()
+            ),
+        ),
+        LayoutError::DataNotDir { path } => (
+            format!("{} is not a directory", path.display()),
+            "the node's data folder must be a directory".to_owned(),
+        ),
+        LayoutError::CurrentMissing { link } => (
+            format!(
+                "{} does not exist and there is no {}",
+                link.display(),
+                layout.genesis_dir().display()
+            ),
+            init,
+        ),
+        LayoutError::CurrentNotLink { link } => (
+            format!("{} is not a symbolic link", link.display()),
+            format!("move it away and {init}"),
+        ),
+        LayoutError::CurrentDangling { link, target } => (
+            format!(
+                "{} points to {}, which does not exist",
+                link.display(),
+                target.display()
+            ),
+            format!(
+                "point it at a version folder (`ln -sfn genesis {}`)",
+                link.display()
+            ),
+        ),
+        LayoutError::NothingToRun { link, genesis, .. } => (
+            format!("{} and {} do not exist", link.display(), genesis.display()),
+            init,
+        ),
+        LayoutError::InTheWay { path, expected } => (
+            format!("{} is not a {expected}", path.display()),
+            format!("move it away and {init}"),
+        ),
+        other @ LayoutError::Io { .. } => (
+            other.to_string(),
+            "check the folder's permissions".to_owned(),
+        ),
+    }
+}

@@ -1,0 +1,293 @@
+//! The doctor's checks of one upgrade binary, before its height: present, regular, executable,
+//! built for this machine, its shared libraries found, and `<bin> version` running.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Report;
+use crate::elf;
+use crate::layout::{self, Layout};
+
+/// How long `<bin> version` and `ldd` may take.
+const RUN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Everything about one upgrade's binary that can be known before the height.
+pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path) {
+    let bin = layout.bin_in(dir);
+    let label = format!("upgrade {name}");
+    match layout::check_binary(&bin) {
+        Ok(()) => report.pass(format!(
+            "{label}: binary {} is present and executable",
+            bin.display()
+        )),
+        Err(layout::BinaryError::Missing { path }) => {
+            report.fail(
+                format!("{label}: binary {} is missing", path.display()),
+                format!(
+                    "put the new {} binary at {} (chmod 755)",
+                    layout.daemon_name(),
+                    path.display()
+                ),
+            );
+            return;
+        }
+        Err(layout::BinaryError::NotExecutable { path }) => {
+            report.fail(
+                format!("{label}: binary {} is not executable", path.display()),
+                format!("chmod 755 {}", path.display()),
+            );
+            return;
+        }
+        Err(err) => {
+            report.fail(
+                format!("{label}: {err}"),
+                format!("replace it with the {} binary", layout.daemon_name()),
+            );
+            return;
+        }
+    }
+    let host = elf::host_machine();
+    let host_name = host.map_or_else(|| std::env::consts::ARCH.to_owned(), elf::machine_name);
+    let build_fix = format!(
+        "install the linux {host_name} build of {}",
+        layout.daemon_name()
+    );
+    let mut head = [0u8; 64];
+    let read = std::fs::File::open(&bin).and_then(|mut file| {
+        let mut filled = 0;
+        while filled < head.len() {
+            let n = file.read(&mut head[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        Ok(filled)
+    });
+    let head = match read {
+        Ok(n) => &head[..n],
+        Err(err) => {
+            report.fail(
+                format!("{label}: cannot read {}: {err}", bin.display()),
+                "check the file's permissions",
+            );
+            return;
+        }
+    };
+    let is_script = match elf::kind(head) {
+        elf::Kind::Script => {
+            report.pass(format!("{label}: binary is a script (#!)"));
+            true
+        }
+        elf::Kind::Elf { machine } if host.is_none_or(|h| h == machine) => {
+            report.pass(format!(
+                "{label}: binary is an ELF executable for {}",
+                elf::machine_name(machine)
+            ));
+            false
+        }
+        elf::Kind::Elf { machine } => {
+            report.fail(
+                format!(
+                    "{label}: binary is built for {}, this host is {host_name}",
+                    elf::machine_name(machine)
+                ),
+                build_fix,
+            );
+            return;
+        }
+        elf::Kind::Unknown => {
+            report.fail(
+                format!("{label}: binary is neither an ELF executable nor a #! script"),
+                build_fix,
+            );
+            return;
+        }
+    };
+    let env: Vec<(OsString, OsString)> =
+        crate::process::library_path_env(dir).into_iter().collect();
+    if !is_script {
+        check_libraries(report, &label, &bin, dir, &env);
+    }
+    check_version_runs(report, &label, &bin, layout.daemon_name(), &env);
+}
+
+fn check_libraries(
+    report: &mut Report,
+    label: &str,
+    bin: &Path,
+    dir: &Path,
+    env: &[(OsString, OsString)],
+) {
+    let Some(ldd) = find_on_path("ldd") else {
+        report.pass(format!("{label}: shared libraries (ldd not available)"));
+        return;
+    };
+    let mut command = Command::new(ldd);
+    command.arg(bin).envs(env.iter().cloned());
+    let output = match run_limited(command) {
+        Ok(Some(output)) => output,
+        Ok(None) => {
+            report.pass(format!(
+                "{label}: shared libraries (ldd did not finish within {}s)",
+                RUN_LIMIT.as_secs()
+            ));
+            return;
+        }
+        Err(err) => {
+            report.pass(format!("{label}: shared libraries (cannot run ldd: {err})"));
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let missing: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("not found"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    if !missing.is_empty() {
+        report.fail(
+            format!(
+                "{label}: shared libraries not found: {}",
+                missing.join(", ")
+            ),
+            format!(
+                "put them in {} (it is added to LD_LIBRARY_PATH) or install them on the host",
+                dir.join("lib").display()
+            ),
+        );
+    } else if output.status.success() {
+        report.pass(format!("{label}: shared libraries resolve"));
+    } else {
+        report.pass(format!("{label}: shared libraries (statically linked)"));
+    }
+}
+
+fn check_version_runs(
+    report: &mut Report,
+    label: &str,
+    bin: &Path,
+    daemon: &str,
+    env: &[(OsString, OsString)],
+) {
+    let mut command = Command::new(bin);
+    command.arg("version").envs(env.iter().cloned());
+    let fix = format!(
+        "run `{} version` by hand and fix what it reports",
+        bin.display()
+    );
+    match run_limited(command) {
+        Ok(Some(output)) if output.status.success() => {
+            let text = String::from_utf8_lossy(if output.stdout.trim_ascii().is_empty() {
+                &output.stderr
+            } else {
+                &output.stdout
+            })
+            .into_owned();
+            let first = text.lines().next().unwrap_or("").trim();
+            let shown: String = if first.is_empty() {
+                "no output".to_owned()
+            } else {
+                first.chars().take(80).collect()
+            };
+            report.pass(format!("{label}: `{daemon} version` runs ({shown})"));
+        }
+        Ok(Some(output)) => report.fail(
+            format!(
+                "{label}: `{daemon} version` failed ({})",
+                describe(output.status)
+            ),
+            fix,
+        ),
+        Ok(None) => report.fail(
+            format!(
+                "{label}: `{daemon} version` did not finish within {}s",
+                RUN_LIMIT.as_secs()
+            ),
+            fix,
+        ),
+        Err(err) => report.fail(format!("{label}: cannot run {}: {err}", bin.display()), fix),
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Runs `command` with stdin closed and output captured, in its own process group; `Ok(None)`
+/// when it did not finish within [`RUN_LIMIT`] (the group is then killed).
+fn run_limited(mut command: Command) -> std::io::Result<Option<std::process::Output>> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn()?;
+    let collect = |stream: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    };
+    let stdout = collect(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = collect(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= RUN_LIMIT {
+            // Not reaped yet, so the group id is still ours.
+            if let Ok(pgid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A grandchild that inherited the pipes could hold them open: read what came, boundedly.
+    let drained = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    };
+    Ok(Some(std::process::Output {
+        status,
+        stdout: drained(stdout),
+        stderr: drained(stderr),
+    }))
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| layout::check_binary(candidate).is_ok())
+    })
+}

@@ -1,0 +1,254 @@
+//! The doctor's checks of the machine and the service around the node: free space for the
+//! backup, the daemon's `--home`, and the systemd unit's stop settings.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::Report;
+use crate::config::{Config, format_go_duration};
+use crate::inventory;
+use crate::layout::Layout;
+use crate::systemd;
+
+/// Where units are looked for when `--unit` is not given.
+const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// systemd must give cosmovisor at least this much more than `DAEMON_SHUTDOWN_GRACE`.
+const UNIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// `data/` plus 10% must fit in the free space of `DAEMON_DATA_BACKUP_DIR`.
+pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Layout) {
+    if cfg.unsafe_skip_backup {
+        report.pass("backup space: not needed (UNSAFE_SKIP_BACKUP=true)");
+        return;
+    }
+    let data = layout.data_dir();
+    let size = match inventory::tree_size(&data) {
+        Ok(size) => size,
+        Err(err) => {
+            report.fail(
+                format!("backup space: cannot measure {}: {err}", data.display()),
+                "check the folder's permissions",
+            );
+            return;
+        }
+    };
+    let dir = &cfg.data_backup_dir;
+    let free = match nix::sys::statvfs::statvfs(dir) {
+        Ok(stat) => stat.blocks_available().saturating_mul(stat.fragment_size()),
+        Err(err) => {
+            report.fail(
+                format!(
+                    "backup space: cannot read the free space of {}: {err}",
+                    dir.display()
+                ),
+                "check DAEMON_DATA_BACKUP_DIR",
+            );
+            return;
+        }
+    };
+    let needed = size.saturating_add(size / 10);
+    if free >= needed {
+        report.pass(format!(
+            "backup space: data/ is {}, {} has {} free",
+            human_bytes(size),
+            dir.display(),
+            human_bytes(free)
+        ));
+    } else {
+        report.fail(
+            format!(
+                "backup space: data/ is {} ({} with a 10% margin), {} has only {} free",
+                human_bytes(size),
+                human_bytes(needed),
+                dir.display(),
+                human_bytes(free)
+            ),
+            "free space there, or point DAEMON_DATA_BACKUP_DIR at a larger disk (UNSAFE_SKIP_BACKUP=true skips the backup)",
+        );
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "a human-readable size")]
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The value of `--home X` or `--home=X` in the daemon's arguments.
+fn home_argument(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if let Some(value) = text.strip_prefix("--home=") {
+            return Some(PathBuf::from(value));
+        }
+        if text == "--home" {
+            return iter.next().map(PathBuf::from);
+        }
+    }
+    None
+}
+
+pub(super) fn check_home_argument(report: &mut Report, cfg: &Config, args: &[OsString]) {
+    if args.is_empty() {
+        return;
+    }
+    let Some(home) = home_argument(args) else {
+        report.pass(
+            "daemon arguments have no --home (the daemon's default home must be DAEMON_HOME)",
+        );
+        return;
+    };
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.components().eq(b.components()),
+    };
+    if same(&home, &cfg.home) {
+        report.pass(format!("daemon --home {} is DAEMON_HOME", home.display()));
+    } else {
+        report.fail(
+            format!(
+                "daemon --home {} is not DAEMON_HOME ({}): cosmovisor would watch the wrong upgrade-info.json",
+                home.display(),
+                cfg.home.display()
+            ),
+            "use the same folder for both",
+        );
+    }
+}
+
+pub(super) fn check_units(report: &mut Report, cfg: &Config, unit: Option<&Path>) {
+    let units = if let Some(path) = unit {
+        vec![path.to_path_buf()]
+    } else {
+        let found = systemd::units_running_cosmovisor(Path::new(SYSTEMD_DIR));
+        if found.is_empty() {
+            report.pass(format!(
+                "systemd: no unit in {SYSTEMD_DIR} runs cosmovisor (check one with --unit <file>)"
+            ));
+        }
+        found
+    };
+    for path in units {
+        check_unit(report, cfg, &path, unit.is_some());
+    }
+}
+
+fn check_unit(report: &mut Report, cfg: &Config, path: &Path, explicit: bool) {
+    let name = format!("systemd unit {}", path.display());
+    let settings = match systemd::read(path) {
+        Ok(settings) => settings,
+        Err(err) => {
+            report.fail(
+                format!("{name} cannot be read: {err}"),
+                "check the --unit path",
+            );
+            return;
+        }
+    };
+    if explicit
+        && !settings
+            .exec_start
+            .as_deref()
+            .is_some_and(|e| e.contains("cosmovisor"))
+    {
+        report.fail(
+            format!("{name}: ExecStart does not run cosmovisor"),
+            "set ExecStart=/usr/local/bin/cosmovisor run start",
+        );
+    }
+    match settings.kill_signal.as_deref() {
+        Some(signal) if systemd::is_sigkill(signal) => report.fail(
+            format!("{name}: KillSignal={signal} kills the node without a graceful stop"),
+            "set KillSignal=SIGTERM",
+        ),
+        Some(signal) => report.pass(format!("{name}: KillSignal={signal}")),
+        None => report.pass(format!("{name}: KillSignal is SIGTERM (default)")),
+    }
+    // The unit's own DAEMON_SHUTDOWN_GRACE is what cosmovisor gets when systemd starts it.
+    let (grace, grace_name) = match settings
+        .env(crate::config::DAEMON_SHUTDOWN_GRACE)
+        .map(crate::config::parse_go_duration)
+    {
+        Some(Ok(grace)) if !grace.is_zero() => (grace, "the unit's DAEMON_SHUTDOWN_GRACE"),
+        _ => (cfg.shutdown_grace, "DAEMON_SHUTDOWN_GRACE"),
+    };
+    let needed = grace + UNIT_MARGIN;
+    let (raw, timeout) = match settings.timeout_stop.as_deref() {
+        Some(raw) => (raw.to_owned(), systemd::parse_time_span(raw)),
+        None => (
+            format!("{}s (default)", systemd::DEFAULT_TIMEOUT_STOP.as_secs()),
+            Ok(Some(systemd::DEFAULT_TIMEOUT_STOP)),
+        ),
+    };
+    match timeout {
+        Err(err) => report.fail(
+            format!("{name}: TimeoutStopSec: {err}"),
+            "write it like 120s or 2min",
+        ),
+        Ok(None) => report.pass(format!("{name}: TimeoutStopSec={raw} never kills the node")),
+        Ok(Some(timeout)) if timeout < needed => report.fail(
+            format!(
+                "{name}: TimeoutStopSec={raw} is shorter than {grace_name} ({}) + 5s: systemd would SIGKILL the node while it stops",
+                format_go_duration(grace)
+            ),
+            format!(
+                "set TimeoutStopSec={}s or more (or lower DAEMON_SHUTDOWN_GRACE)",
+                needed.as_secs() + u64::from(needed.subsec_nanos() > 0)
+            ),
+        ),
+        Ok(Some(_)) => report.pass(format!(
+            "{name}: TimeoutStopSec={raw} leaves room for {grace_name} ({})",
+            format_go_duration(grace)
+        )),
+    }
+    match settings.kill_mode.as_deref() {
+        Some("none") => report.fail(
+            format!("{name}: KillMode=none leaves the node running when the service stops"),
+            "set KillMode=mixed",
+        ),
+        Some(mode) => report.pass(format!("{name}: KillMode={mode}")),
+        None => report.pass(format!("{name}: KillMode=control-group (default)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn finds_the_home_argument() {
+        assert_eq!(
+            home_argument(&os(&["start", "--home", "/h"])),
+            Some("/h".into())
+        );
+        assert_eq!(
+            home_argument(&os(&["start", "--home=/x"])),
+            Some("/x".into())
+        );
+        assert_eq!(home_argument(&os(&["start", "--home"])), None);
+        assert_eq!(home_argument(&os(&["start"])), None);
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

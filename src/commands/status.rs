@@ -1,0 +1,353 @@
+//! `cosmovisor status [--output json]`: what this home runs and what comes next, read without
+//! changing anything (not even the supervisor lock, which is inspected through `/proc/locks`).
+//!
+//! The JSON keys are a stable interface (README, "Status, doctor, rollback, metrics"): sections
+//! are `null` when there is nothing to show, and problems met while reading go to `errors`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::exit;
+use crate::inventory;
+use crate::journal::Journal;
+use crate::layout::{self, Layout};
+use crate::process::pid_file;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub cosmovisor_version: &'static str,
+    pub home: PathBuf,
+    pub daemon_name: String,
+    pub current: Option<Current>,
+    pub applied_plan: Option<AppliedPlan>,
+    pub pending_plan: Option<PendingPlan>,
+    pub staged_upgrades: Vec<Staged>,
+    pub last_backup: Option<LastBackup>,
+    pub journal: Option<JournalState>,
+    pub daemon: Running,
+    pub supervisor: Running,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Current {
+    /// `genesis` or the folder name under `upgrades/`.
+    pub version: String,
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub binary_ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppliedPlan {
+    pub name: String,
+    pub height: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingPlan {
+    pub name: String,
+    pub height: i64,
+    pub info: String,
+    /// Whether a supervisor would carry it out (new name and greater height than the applied
+    /// plan; `--unsafe-skip-upgrades` is not known here).
+    pub would_trigger: bool,
+    pub upgrade_dir: PathBuf,
+    pub binary_staged: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Staged {
+    pub name: String,
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub binary_present: bool,
+    pub binary_executable: bool,
+    /// The height it was switched to at, `null` when it never was.
+    pub applied_height: Option<i64>,
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastBackup {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub age_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JournalState {
+    pub name: String,
+    pub height: i64,
+    pub phase: &'static str,
+    pub started_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Running {
+    pub running: bool,
+    pub pid: Option<i32>,
+}
+
+pub fn run(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
+    let cfg = crate::config::Config::load(config_file)?;
+    let status = gather(&Layout::new(&cfg.home, &cfg.name), &cfg);
+    let mut stdout = std::io::stdout();
+    match output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&status).context("cannot encode status")?;
+            writeln!(stdout, "{text}")
+        }
+        OutputFormat::Text => stdout.write_all(text(&status).as_bytes()),
+    }
+    .context("cannot write to stdout")?;
+    Ok(exit::OK)
+}
+
+/// Reads everything `status` shows.
+#[must_use]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one section after the other, each a few lines"
+)]
+pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
+    let recase = !cfg.disable_recase;
+    let mut errors = Vec::new();
+    let current_dir = match layout.current_dir() {
+        Ok(dir) => Some(dir),
+        Err(err) => {
+            errors.push(err.to_string());
+            None
+        }
+    };
+    let current = current_dir.as_ref().map(|dir| {
+        let binary = layout.bin_in(dir);
+        Current {
+            version: inventory::version_name(layout, dir),
+            dir: dir.clone(),
+            binary_ok: layout::check_binary(&binary).is_ok(),
+            binary,
+        }
+    });
+    let applied = current_dir
+        .as_deref()
+        .map(crate::watcher::read_applied)
+        .unwrap_or_default();
+    let applied_plan = applied.name.as_ref().map(|name| AppliedPlan {
+        name: name.clone(),
+        height: applied.height,
+    });
+    let pending_plan = match inventory::pending_plan(layout, recase) {
+        Ok(Some(plan)) => {
+            let upgrade_dir = layout.upgrade_dir(&plan.name);
+            Some(PendingPlan {
+                name: plan.name.as_str().to_owned(),
+                height: plan.height,
+                info: plan.info.clone(),
+                would_trigger: applied.is_superseded_by(&plan),
+                binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
+                upgrade_dir,
+            })
+        }
+        Ok(None) => None,
+        Err(err) => {
+            errors.push(err);
+            None
+        }
+    };
+    let staged_upgrades = match inventory::versions(layout) {
+        Ok(versions) => versions
+            .into_iter()
+            .filter(|v| !v.is_genesis())
+            .map(|v| {
+                let binary = layout.bin_in(&v.dir);
+                let state = inventory::binary_state(&binary);
+                Staged {
+                    current: current_dir.as_ref() == Some(&v.dir),
+                    applied_height: v.height(),
+                    name: v.name,
+                    dir: v.dir,
+                    binary,
+                    binary_present: state.present,
+                    binary_executable: state.executable,
+                }
+            })
+            .collect(),
+        Err(err) => {
+            errors.push(format!(
+                "cannot list {}: {err}",
+                layout.upgrades_dir().display()
+            ));
+            Vec::new()
+        }
+    };
+    let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
+        Ok(Some(backup)) => Some(LastBackup {
+            size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
+            age_seconds: SystemTime::now()
+                .duration_since(backup.modified)
+                .map_or(0, |age| age.as_secs()),
+            path: backup.path,
+        }),
+        Ok(None) => None,
+        Err(err) => {
+            errors.push(format!(
+                "cannot list backups in {}: {err}",
+                cfg.data_backup_dir.display()
+            ));
+            None
+        }
+    };
+    let journal = match Journal::load(&layout.journal_file()) {
+        Ok(journal) => journal.map(|j| JournalState {
+            name: j.plan.name,
+            height: j.plan.height,
+            phase: j.phase.name(),
+            started_at: j.started_at,
+        }),
+        Err(err) => {
+            errors.push(err.to_string());
+            None
+        }
+    };
+    let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
+    let supervisor_pid = crate::lock::holder(&layout.lock_file());
+    Status {
+        cosmovisor_version: crate::commands::version::VERSION,
+        home: layout.home().to_path_buf(),
+        daemon_name: layout.daemon_name().to_owned(),
+        current,
+        applied_plan,
+        pending_plan,
+        staged_upgrades,
+        last_backup,
+        journal,
+        daemon: Running {
+            running: daemon_pid.is_some(),
+            pid: daemon_pid,
+        },
+        supervisor: Running {
+            running: supervisor_pid.is_some(),
+            pid: supervisor_pid,
+        },
+        errors,
+    }
+}
+
+/// The human-readable form.
+#[must_use]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one line per section, in the order of the JSON"
+)]
+pub fn text(status: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| {
+        let _ = writeln!(out, "{label:<11} {value}");
+    };
+    line("home:", status.home.display().to_string());
+    line(
+        "current:",
+        match &status.current {
+            Some(c) if c.binary_ok => format!("{} ({})", c.version, c.binary.display()),
+            Some(c) => format!(
+                "{} ({}: missing or not executable)",
+                c.version,
+                c.binary.display()
+            ),
+            None => "unknown (see errors)".to_owned(),
+        },
+    );
+    line(
+        "applied:",
+        status.applied_plan.as_ref().map_or_else(
+            || "none (genesis)".to_owned(),
+            |p| format!("{} at height {}", p.name, p.height),
+        ),
+    );
+    line(
+        "pending:",
+        status.pending_plan.as_ref().map_or_else(
+            || "none".to_owned(),
+            |p| {
+                format!(
+                    "{} at height {} ({}; binary {})",
+                    p.name,
+                    p.height,
+                    if p.would_trigger {
+                        "will be applied"
+                    } else {
+                        "already applied"
+                    },
+                    if p.binary_staged {
+                        "staged"
+                    } else {
+                        "NOT staged"
+                    }
+                )
+            },
+        ),
+    );
+    if status.staged_upgrades.is_empty() {
+        line("upgrades:", "none".to_owned());
+    }
+    for (i, s) in status.staged_upgrades.iter().enumerate() {
+        let binary = match (s.binary_present, s.binary_executable) {
+            (true, true) => "binary ok",
+            (true, false) => "binary not executable",
+            _ => "binary missing",
+        };
+        let applied = s
+            .applied_height
+            .map_or_else(String::new, |h| format!(", applied at height {h}"));
+        let current = if s.current { ", current" } else { "" };
+        line(
+            if i == 0 { "upgrades:" } else { "" },
+            format!("{} ({binary}{applied}{current})", s.name),
+        );
+    }
+    line(
+        "backup:",
+        status.last_backup.as_ref().map_or_else(
+            || "none".to_owned(),
+            |b| {
+                format!(
+                    "{} ({} bytes, {} old)",
+                    b.path.display(),
+                    b.size_bytes,
+                    crate::config::format_go_duration(std::time::Duration::from_secs(
+                        b.age_seconds
+                    ))
+                )
+            },
+        ),
+    );
+    line(
+        "journal:",
+        status.journal.as_ref().map_or_else(
+            || "none".to_owned(),
+            |j| {
+                format!(
+                    "upgrade {} at height {} under way, phase {} (since {})",
+                    j.name, j.height, j.phase, j.started_at
+                )
+            },
+        ),
+    );
+    let running = |r: &Running| match r.pid {
+        Some(pid) => format!("running (pid {pid})"),
+        None => "not running".to_owned(),
+    };
+    line("daemon:", running(&status.daemon));
+    line("supervisor:", running(&status.supervisor));
+    for error in &status.errors {
+        line("error:", error.clone());
+    }
+    out
+}

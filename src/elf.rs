@@ -1,0 +1,119 @@
+//! What kind of executable a file is, from its first bytes: an ELF binary for some machine, a
+//! `#!` script, or something else. Used by `doctor` to catch an upgrade binary built for another
+//! architecture before the upgrade height. Pure: the caller reads the bytes.
+
+/// The ELF `e_machine` numbers we name (from the System V ABI registry).
+const MACHINES: &[(u16, &str)] = &[
+    (3, "x86"),
+    (8, "mips"),
+    (20, "powerpc"),
+    (21, "powerpc64"),
+    (22, "s390x"),
+    (40, "arm"),
+    (62, "x86_64"),
+    (183, "aarch64"),
+    (243, "riscv64"),
+    (258, "loongarch64"),
+];
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An ELF file with this `e_machine`.
+    Elf { machine: u16 },
+    /// Starts with `#!`.
+    Script,
+    /// Neither (or too short to tell).
+    Unknown,
+}
+
+/// Reads `e_ident` and `e_machine` (at offset 18, in the byte order `EI_DATA` gives).
+#[must_use]
+pub fn kind(head: &[u8]) -> Kind {
+    if head.starts_with(b"#!") {
+        return Kind::Script;
+    }
+    if head.len() < 20 || !head.starts_with(b"\x7fELF") {
+        return Kind::Unknown;
+    }
+    let bytes = [head[18], head[19]];
+    let machine = match head[5] {
+        1 => u16::from_le_bytes(bytes),
+        2 => u16::from_be_bytes(bytes),
+        _ => return Kind::Unknown,
+    };
+    Kind::Elf { machine }
+}
+
+/// The name of an `e_machine` value, or `machine <n>` when we do not know it.
+#[must_use]
+pub fn machine_name(machine: u16) -> String {
+    MACHINES
+        .iter()
+        .find(|(number, _)| *number == machine)
+        .map_or_else(
+            || format!("machine {machine}"),
+            |(_, name)| (*name).to_owned(),
+        )
+}
+
+/// The `e_machine` of binaries that run on this host, when we know it.
+#[must_use]
+pub fn host_machine() -> Option<u16> {
+    let arch = std::env::consts::ARCH;
+    let arch = match arch {
+        "powerpc64" | "powerpc64le" => "powerpc64",
+        other => other,
+    };
+    MACHINES
+        .iter()
+        .find(|(_, name)| *name == arch)
+        .map(|(number, _)| *number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(data: u8, machine: [u8; 2]) -> Vec<u8> {
+        let mut head = vec![0u8; 64];
+        head[..4].copy_from_slice(b"\x7fELF");
+        head[4] = 2;
+        head[5] = data;
+        head[18] = machine[0];
+        head[19] = machine[1];
+        head
+    }
+
+    #[test]
+    fn reads_machine_in_both_byte_orders() {
+        assert_eq!(kind(&header(1, [62, 0])), Kind::Elf { machine: 62 });
+        assert_eq!(kind(&header(1, [183, 0])), Kind::Elf { machine: 183 });
+        assert_eq!(kind(&header(2, [0, 22])), Kind::Elf { machine: 22 });
+        assert_eq!(kind(&header(9, [62, 0])), Kind::Unknown);
+        assert_eq!(kind(b"#!/bin/sh\n"), Kind::Script);
+        assert_eq!(kind(b"\x7fEL"), Kind::Unknown);
+        assert_eq!(kind(b"MZ\x90\x00"), Kind::Unknown);
+        assert_eq!(machine_name(183), "aarch64");
+        assert_eq!(machine_name(9999), "machine 9999");
+    }
+
+    #[test]
+    fn knows_this_host() {
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(host_machine(), Some(62));
+        }
+        if cfg!(target_arch = "aarch64") {
+            assert_eq!(host_machine(), Some(183));
+        }
+    }
+
+    #[test]
+    fn our_own_binary_matches_the_host() {
+        let exe = std::env::current_exe().unwrap();
+        let head = std::fs::read(exe).unwrap();
+        if let Some(host) = host_machine() {
+            assert_eq!(kind(&head[..64]), Kind::Elf { machine: host });
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Operator tooling around `run`: JSON log lines, the metrics endpoint, the shipped systemd unit,
+//! shell completion and the manual page.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{DEADLINE, FakeDaemon, Home, wait_until};
+
+fn upgrading_home() -> Home {
+    let home = Home::new("simd");
+    std::fs::write(home.data().join("state.db"), "blocks").expect("test setup");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .request_upgrade("v2", 49)
+            .block(),
+    )
+    .upgrade(
+        "v2",
+        &FakeDaemon::new()
+            .pre_upgrade("v2", &[0])
+            .ready("v2")
+            .block(),
+    );
+    home
+}
+
+#[test]
+fn json_log_lines_parse() {
+    let home = upgrading_home();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_LOG_FORMAT", "json")
+        .spawn();
+    home.wait_for_event("ready v2");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    let mut messages = Vec::new();
+    for line in out.stderr().lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}\n{out}"));
+        for key in ["time", "level", "message", "module"] {
+            assert!(value[key].is_string(), "{key} missing in {line}");
+        }
+        messages.push(value["message"].as_str().unwrap_or_default().to_owned());
+    }
+    for message in ["backup completed", "upgrade detected, relaunching"] {
+        assert!(messages.iter().any(|m| m == message), "{message}\n{out}");
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+#[test]
+fn metrics_endpoint_reports_the_upgrade() {
+    let home = upgrading_home();
+    let port = free_port();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .spawn();
+    home.wait_for_event("ready v2");
+    let mut body = String::new();
+    wait_until("metrics after the upgrade", DEADLINE, || {
+        body = get(port, "/metrics").unwrap_or_default();
+        body.contains("\ncosmovisor_upgrades_total 1\n")
+            && body.contains("\ncosmovisor_daemon_up 1\n")
+    });
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
+    assert!(
+        body.contains("Content-Type: text/plain; version=0.0.4"),
+        "{body}"
+    );
+    for line in [
+        "cosmovisor_current_version_info{version=\"v2\"} 1",
+        "cosmovisor_pending_upgrade_height 0",
+        "cosmovisor_upgrade_binary_staged 0",
+        "cosmovisor_daemon_restarts_total 1",
+        "cosmovisor_daemon_last_exit_code 0",
+        "# TYPE cosmovisor_upgrades_total counter",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line}\n{body}");
+    }
+    for name in [
+        "cosmovisor_info{version=\"v",
+        "cosmovisor_last_backup_duration_seconds ",
+        "cosmovisor_last_backup_bytes ",
+    ] {
+        assert!(body.contains(name), "{name}\n{body}");
+    }
+    let bytes: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("cosmovisor_last_backup_bytes "))
+        .and_then(|v| v.parse().ok())
+        .expect("backup bytes");
+    assert!(bytes >= 6, "the backup copied state.db: {body}");
+    let missing = get(port, "/nope").unwrap_or_default();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    running.signal(Signal::SIGTERM);
+    running.wait().assert_code(0);
+    assert!(
+        get(port, "/metrics").is_none(),
+        "the endpoint closes with the supervisor"
+    );
+}
+
+#[test]
+fn shipped_systemd_unit_verifies() {
+    let Ok(status) = Command::new("systemd-analyze").arg("--version").output() else {
+        println!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    if !status.status.success() {
+        println!("skipped: systemd-analyze does not run here");
+        return;
+    }
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/cosmovisor.service");
+    let text = std::fs::read_to_string(&unit).expect("unit");
+    // `verify` checks that ExecStart exists: point it at the binary under test.
+    let text = text.replace("/usr/local/bin/cosmovisor", crate::support::COSMOVISOR);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("cosmovisor.service");
+    std::fs::write(&copy, text).expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn completion_and_man_page() {
+    let home = Home::blank("simd");
+    let out = home.cosmovisor(["completion", "bash"]).run();
+    out.assert_code(0).stdout_contains("cosmovisor");
+    assert!(out.stdout().contains("rollback"), "{out}");
+    let out = home.cosmovisor(["man"]).run();
+    out.assert_code(0);
+    assert!(out.stdout().starts_with(".TH"), "{out}");
+    let out = home.cosmovisor(["completion", "tcsh"]).run();
+    out.assert_code(2);
+}
