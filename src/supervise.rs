@@ -371,26 +371,10 @@ impl Supervisor<'_> {
         let version_dir = self.layout.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
-        let (line_tx, _line_rx) = mpsc::unbounded_channel();
         let env = crate::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
-        let mut daemon = Daemon::spawn(
-            &Launch {
-                bin: &bin,
-                args: self.args,
-                cwd: None,
-                env,
-            },
-            &line_tx,
-        )?;
-        let status = loop {
-            tokio::select! {
-                status = daemon.wait() => break status.context("cannot wait for the daemon")?,
-                sig = self.signals.recv() => daemon.signal(sig),
-            }
-        };
-        daemon.drain_output().await;
+        let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))
     }
 }
@@ -444,16 +428,24 @@ pub async fn run_plain(
     env: Vec<(OsString, OsString)>,
 ) -> anyhow::Result<ExitStatus> {
     let mut signals = Signals::install().context("cannot install signal handlers")?;
+    run_forwarding(bin, args, env, &mut signals).await
+}
+
+/// Runs a binary to its end without upgrade handling, forwarding every signal to it.
+async fn run_forwarding(
+    bin: &Path,
+    args: &[OsString],
+    env: Vec<(OsString, OsString)>,
+    signals: &mut Signals,
+) -> anyhow::Result<ExitStatus> {
     let (line_tx, _line_rx) = mpsc::unbounded_channel();
-    let mut daemon = Daemon::spawn(
-        &Launch {
-            bin,
-            args,
-            cwd: None,
-            env,
-        },
-        &line_tx,
-    )?;
+    let launch = Launch {
+        bin,
+        args,
+        cwd: None,
+        env,
+    };
+    let mut daemon = Daemon::spawn(&launch, &line_tx)?;
     let status = loop {
         tokio::select! {
             status = daemon.wait() => break status.context("cannot wait for the daemon")?,

@@ -51,37 +51,21 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
     if free >= needed {
         report.pass(format!(
             "backup space: data/ is {}, {} has {} free",
-            human_bytes(size),
+            crate::backup::human(size),
             dir.display(),
-            human_bytes(free)
+            crate::backup::human(free)
         ));
     } else {
         report.fail(
             format!(
                 "backup space: data/ is {} ({} with a 10% margin), {} has only {} free",
-                human_bytes(size),
-                human_bytes(needed),
+                crate::backup::human(size),
+                crate::backup::human(needed),
                 dir.display(),
-                human_bytes(free)
+                crate::backup::human(free)
             ),
             "free space there, or point DAEMON_DATA_BACKUP_DIR at a larger disk (UNSAFE_SKIP_BACKUP=true skips the backup)",
         );
-    }
-}
-
-#[expect(clippy::cast_precision_loss, reason = "a human-readable size")]
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -243,12 +227,5 @@ mod tests {
         );
         assert_eq!(home_argument(&os(&["start", "--home"])), None);
         assert_eq!(home_argument(&os(&["start"])), None);
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }
