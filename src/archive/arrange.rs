@@ -1,0 +1,396 @@
+//! Arranging a download into a version folder: finding the daemon binary (and the `lib/` beside
+//! it) in an unpacked archive and moving them to `bin/<name>` and `lib/` ([`arrange`]), or moving
+//! a raw download to `bin/<name>` ([`arrange_raw`]). A move across file systems falls back to a
+//! copy made with [`crate::copy::copy_tree`].
+//!
+//! It does not unpack (`unpack.rs`) and does not install the version folder under `upgrades/`
+//! (the caller's).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use super::{ArchiveError, io_error};
+use crate::copy::{CopyError, Mode};
+
+/// Where the binary (and its libraries) sit in an unpacked tree.
+struct Found {
+    binary: PathBuf,
+    lib: Option<PathBuf>,
+}
+
+/// Moves the daemon binary out of an unpacked tree into `out` (which must not exist yet) as
+/// `out/bin/<name>` with mode 0o755, with the `lib/` folder next to it as `out/lib/`.
+///
+/// Looked for, in order: `bin/<name>` then `<name>` at the root; the same two inside the root's
+/// only folder (files beside it are allowed); and, as Go's file mode does, the archive's only
+/// file whatever its name. `lib/` comes from the folder the binary was found in. On error `out`
+/// is removed again.
+pub fn arrange(unpacked: &Path, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    check_name(name)?;
+    let found = find_binary(unpacked, name)?;
+    place(&found, name, out)
+}
+
+/// Moves a raw download to `out/bin/<name>` (mode 0o755); `out` must not exist yet.
+pub fn arrange_raw(file: &Path, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    check_name(name)?;
+    if !fs::symlink_metadata(file).is_ok_and(|meta| meta.is_file()) {
+        return Err(ArchiveError::NotRegular {
+            path: file.to_path_buf(),
+        });
+    }
+    let found = Found {
+        binary: file.to_path_buf(),
+        lib: None,
+    };
+    place(&found, name, out)
+}
+
+fn check_name(name: &str) -> Result<(), ArchiveError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(ArchiveError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn find_binary(unpacked: &Path, name: &str) -> Result<Found, ArchiveError> {
+    if let Some(found) = look_in(unpacked, unpacked, name) {
+        return Ok(found);
+    }
+    let listing: Vec<fs::DirEntry> = fs::read_dir(unpacked)
+        .map_err(io_error(unpacked))?
+        .collect::<Result<_, _>>()
+        .map_err(io_error(unpacked))?;
+    let dirs: Vec<&fs::DirEntry> = listing
+        .iter()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .collect();
+    let nested = match dirs.as_slice() {
+        [only] => Some(only.file_name()),
+        _ => None,
+    };
+    if let Some(dir) = &nested {
+        if let Some(found) = look_in(unpacked, &unpacked.join(dir), name) {
+            return Ok(found);
+        }
+    }
+    if let [only] = listing.as_slice() {
+        if only.file_type().is_ok_and(|kind| kind.is_file()) {
+            return Ok(Found {
+                binary: only.path(),
+                lib: None,
+            });
+        }
+    }
+    Err(ArchiveError::BinaryMissing {
+        unpacked: unpacked.to_path_buf(),
+        name: name.to_owned(),
+        nested: nested.map(|dir| dir.to_string_lossy().into_owned()),
+    })
+}
+
+/// `dir/bin/<name>` or `dir/<name>`, as a regular file or a link to one inside `root`.
+fn look_in(root: &Path, dir: &Path, name: &str) -> Option<Found> {
+    let lib = dir.join("lib");
+    let lib = fs::symlink_metadata(&lib)
+        .is_ok_and(|meta| meta.is_dir())
+        .then_some(lib);
+    [dir.join("bin").join(name), dir.join(name)]
+        .into_iter()
+        .find_map(|candidate| regular_inside(root, &candidate))
+        .map(|binary| Found { binary, lib })
+}
+
+fn regular_inside(root: &Path, candidate: &Path) -> Option<PathBuf> {
+    let meta = fs::symlink_metadata(candidate).ok()?;
+    if meta.is_file() {
+        return Some(candidate.to_path_buf());
+    }
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let resolved = fs::canonicalize(candidate).ok()?;
+    let root = fs::canonicalize(root).ok()?;
+    (resolved.starts_with(&root) && resolved.is_file()).then_some(resolved)
+}
+
+fn place(found: &Found, name: &str, out: &Path) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(out) {
+        Ok(_) => {
+            return Err(ArchiveError::OutExists {
+                out: out.to_path_buf(),
+            });
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(out)(err)),
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(out)
+        .map_err(io_error(out))?;
+    let result = (|| {
+        let bin_dir = out.join("bin");
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&bin_dir)
+            .map_err(io_error(&bin_dir))?;
+        let binary = bin_dir.join(name);
+        move_path(&found.binary, &binary).map_err(io_error(&binary))?;
+        let file = fs::File::open(&binary).map_err(io_error(&binary))?;
+        file.set_permissions(fs::Permissions::from_mode(0o755))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&binary))?;
+        if let Some(lib) = &found.lib {
+            let lib_out = out.join("lib");
+            move_path(lib, &lib_out).map_err(io_error(&lib_out))?;
+        }
+        sync_dir(&bin_dir)?;
+        sync_dir(out)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(out);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Renames `from` to `to`, copying (links kept as links) when they are on different
+/// filesystems.
+fn move_path(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) => {
+            copy_across(from, to)?;
+            if fs::symlink_metadata(from)?.is_dir() {
+                fs::remove_dir_all(from)
+            } else {
+                fs::remove_file(from)
+            }
+        }
+        other => other,
+    }
+}
+
+/// The copy half of a move across file systems. A folder (`lib/`) goes through the backup
+/// engine's tree copy, which keeps links as links and modes and times, and syncs once at the
+/// end; the binary is one file.
+fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from)?, to)
+    } else if meta.is_dir() {
+        // Nothing cancels a move and nobody watches its progress.
+        let (cancel, copied) = (AtomicBool::new(false), AtomicU64::new(0));
+        match crate::copy::copy_tree(from, to, Mode::Copy, 2, &cancel, &copied) {
+            Ok(_) => Ok(()),
+            Err(CopyError::Io { err, .. }) => Err(err),
+            Err(CopyError::Cancelled) => Err(io::ErrorKind::Interrupted.into()),
+        }
+    } else {
+        fs::copy(from, to)?;
+        fs::File::open(to)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::fixtures::{
+        Entry, NAME, Scratch, ZipEntry, gzip, mode_of, tar_bytes, zip_bytes,
+    };
+    use crate::archive::{Kind, Limits, unpack};
+
+    #[test]
+    fn tar_gz_with_bin_and_lib() {
+        let scratch = Scratch::new();
+        let bytes = gzip(&tar_bytes(&[
+            Entry::Dir("bin/", 0o755),
+            Entry::File("bin/autod", b"#!/bin/sh\necho v2\n", 0o644),
+            Entry::File("lib/libwasmvm.so", b"so", 0o644),
+            Entry::Symlink("lib/libwasmvm.x86_64.so", "libwasmvm.so"),
+            Entry::HardLink("lib/copy.so", "lib/libwasmvm.so"),
+        ]));
+        scratch.unpack(Kind::TarGz, "a.tar.gz", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        let out = scratch.out();
+        assert_eq!(
+            fs::read(out.join("bin/autod")).unwrap(),
+            b"#!/bin/sh\necho v2\n"
+        );
+        assert_eq!(mode_of(&out.join("bin/autod")), 0o755);
+        assert_eq!(
+            fs::read(out.join("lib/libwasmvm.x86_64.so")).unwrap(),
+            b"so"
+        );
+        assert_eq!(fs::read(out.join("lib/copy.so")).unwrap(), b"so");
+    }
+
+    #[test]
+    fn zip_with_a_single_root_file() {
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[ZipEntry::File("autod", b"binary")]);
+        scratch.unpack(Kind::Zip, "autod.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"binary"
+        );
+        assert!(!scratch.out().join("lib").exists());
+    }
+
+    #[test]
+    fn zip_with_bin_folder_and_inside_link() {
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[
+            ZipEntry::File("bin/autod-v2", b"binary"),
+            ZipEntry::Symlink("bin/autod", "autod-v2"),
+        ]);
+        scratch.unpack(Kind::Zip, "autod.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        let binary = scratch.out().join("bin/autod");
+        assert!(fs::symlink_metadata(&binary).unwrap().is_file());
+        assert_eq!(fs::read(binary).unwrap(), b"binary");
+    }
+
+    #[test]
+    fn tar_with_one_nested_folder() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("README.md", b"readme", 0o644),
+            Entry::File("app-v2/bin/autod", b"binary", 0o755),
+            Entry::File("app-v2/lib/x.so", b"so", 0o644),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"binary"
+        );
+        assert_eq!(fs::read(scratch.out().join("lib/x.so")).unwrap(), b"so");
+    }
+
+    #[test]
+    fn nested_root_binary_and_go_file_mode() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[Entry::File("./app/autod", b"nested", 0o755)]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"nested"
+        );
+
+        let scratch = Scratch::new();
+        let bytes = zip_bytes(&[ZipEntry::File("autod-linux-amd64", b"single")]);
+        scratch.unpack(Kind::Zip, "a.zip", &bytes).unwrap();
+        arrange(&scratch.dest(), NAME, &scratch.out()).unwrap();
+        assert_eq!(
+            fs::read(scratch.out().join("bin/autod")).unwrap(),
+            b"single"
+        );
+    }
+
+    #[test]
+    fn raw_binary() {
+        let scratch = Scratch::new();
+        let file = scratch.write("download", b"raw");
+        assert_eq!(
+            unpack(Kind::Raw, &file, &scratch.dest(), &Limits::default()).unwrap_err(),
+            ArchiveError::NotArchive {
+                archive: file.clone()
+            }
+        );
+        arrange_raw(&file, NAME, &scratch.out()).unwrap();
+        let binary = scratch.out().join("bin/autod");
+        assert_eq!(fs::read(&binary).unwrap(), b"raw");
+        assert_eq!(mode_of(&binary), 0o755);
+        assert!(!file.exists());
+        assert!(matches!(
+            arrange_raw(&scratch.write("again", b"x"), NAME, &scratch.out()),
+            Err(ArchiveError::OutExists { .. })
+        ));
+        assert!(matches!(
+            arrange_raw(&scratch.dest(), NAME, &scratch.dir.path().join("o2")),
+            Err(ArchiveError::NotRegular { .. })
+        ));
+        assert_eq!(
+            arrange_raw(
+                &scratch.write("x", b"x"),
+                "../x",
+                &scratch.dir.path().join("o3")
+            ),
+            Err(ArchiveError::BadName("../x".into()))
+        );
+    }
+
+    #[test]
+    fn binary_missing_error() {
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("README.md", b"readme", 0o644),
+            Entry::File("app-v2/bin/other", b"x", 0o755),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        let err = arrange(&scratch.dest(), NAME, &scratch.out()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "archive unpacked into {} does not contain bin/autod or autod (also looked inside app-v2/): the release must ship the binary as bin/autod or autod, at the archive root or inside its one top-level folder",
+                scratch.dest().display()
+            )
+        );
+        assert!(!scratch.out().exists());
+
+        let scratch = Scratch::new();
+        let bytes = tar_bytes(&[
+            Entry::File("a/x", b"x", 0o644),
+            Entry::File("b/y", b"y", 0o644),
+        ]);
+        scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
+        let err = arrange(&scratch.dest(), NAME, &scratch.out()).unwrap_err();
+        assert_eq!(
+            err,
+            ArchiveError::BinaryMissing {
+                unpacked: scratch.dest(),
+                name: NAME.into(),
+                nested: None
+            }
+        );
+    }
+
+    /// The cross-file-system fallback cannot be forced in a test, so its copy half is tested
+    /// directly: a `lib/` tree with a nested folder, a link and modes comes across intact.
+    #[test]
+    fn copy_across_keeps_links_and_modes() {
+        let scratch = Scratch::new();
+        let lib = scratch.dest().join("lib");
+        fs::create_dir_all(lib.join("sub")).unwrap();
+        fs::write(lib.join("libx.so"), b"so").unwrap();
+        fs::set_permissions(lib.join("libx.so"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::write(lib.join("sub/y"), b"y").unwrap();
+        std::os::unix::fs::symlink("libx.so", lib.join("libx.so.1")).unwrap();
+        fs::set_permissions(lib.join("sub"), fs::Permissions::from_mode(0o750)).unwrap();
+        let out = scratch.out();
+        copy_across(&lib, &out).unwrap();
+        assert_eq!(fs::read(out.join("libx.so")).unwrap(), b"so");
+        assert_eq!(mode_of(&out.join("libx.so")), 0o640);
+        assert_eq!(fs::read(out.join("sub/y")).unwrap(), b"y");
+        assert_eq!(mode_of(&out.join("sub")), 0o750);
+        assert_eq!(
+            fs::read_link(out.join("libx.so.1")).unwrap(),
+            Path::new("libx.so")
+        );
+
+        let binary = scratch.write("autod", b"binary");
+        let copy = scratch.dir.path().join("autod-copy");
+        copy_across(&binary, &copy).unwrap();
+        assert_eq!(fs::read(copy).unwrap(), b"binary");
+    }
+}
