@@ -1,0 +1,374 @@
+//! Reading the configuration's values: the environment first, then the `config.toml` table in file
+//! mode, each variable parsed by its type (boolean, Go duration, integer, text, enum, address)
+//! with every problem collected, and the whole assembled into a [`Config`] in upstream's order.
+//!
+//! It does not own the types it fills ([`Config`] and its enums live in `mod.rs`), the Go duration
+//! grammar (`duration.rs`) or the error texts (`error.rs`).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::duration::parse_duration;
+use super::error::TIME_FORMAT_HINT;
+use super::{
+    BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
+    COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
+    COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR, COSMOVISOR_TIMEFORMAT_LOGS, Config,
+    ConfigError, ConfigErrors, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
+    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
+    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+};
+
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
+const DEFAULT_GRPC_ADDRESS: &str = "localhost:9090";
+const FILE_DURATION_TYPE: &str = "a duration string like '300ms' or an integer of nanoseconds";
+const FILE_DURATION_VALUE: &str =
+    "a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds";
+
+/// Where one variable's value came from.
+enum Raw<'a> {
+    Unset,
+    /// Unusable and already reported.
+    Bad,
+    Env(String),
+    File(&'a toml::Value),
+}
+
+/// Text-valued lookup result.
+enum Text {
+    Unset,
+    Bad,
+    Set(String),
+}
+
+pub(super) struct Reader<'a, F> {
+    vars: F,
+    file: Option<(&'a Path, &'a toml::Table)>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
+    pub(super) fn new(vars: F, file: Option<(&'a Path, &'a toml::Table)>) -> Self {
+        let errors = Vec::new();
+        Reader { vars, file, errors }
+    }
+
+    /// The environment wins; in file mode an empty variable counts as unset (viper's rule) and the
+    /// key (the variable's name lower-cased) is looked up in the file.
+    fn raw(&mut self, var: &'static str) -> Raw<'a> {
+        if let Some(os) = (self.vars)(var) {
+            match os.into_string() {
+                Ok(s) if !s.is_empty() || self.file.is_none() => return Raw::Env(s),
+                Ok(_) => {}
+                Err(os) => {
+                    let value = os.to_string_lossy().into_owned();
+                    self.errors.push(ConfigError::NotUtf8 { var, value });
+                    return Raw::Bad;
+                }
+            }
+        }
+        match self.file {
+            // Keys are case-insensitive, as with viper.
+            Some((_, table)) => table
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(var))
+                .map_or(Raw::Unset, |(_, value)| Raw::File(value)),
+            None => Raw::Unset,
+        }
+    }
+
+    fn file_path(&self) -> PathBuf {
+        self.file.map(|(p, _)| p.to_path_buf()).unwrap_or_default()
+    }
+
+    fn wrong_type(&mut self, var: &str, expected: &'static str) {
+        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let error = ConfigError::FileWrongType {
+            path,
+            key,
+            expected,
+        };
+        self.errors.push(error);
+    }
+
+    fn invalid_value(&mut self, var: &str, value: String, expected: &'static str) {
+        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let error = ConfigError::FileInvalidValue {
+            path,
+            key,
+            value,
+            expected,
+        };
+        self.errors.push(error);
+    }
+
+    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+        match self.raw(var) {
+            Raw::Unset | Raw::Bad => default,
+            Raw::Env(s) => match s.to_ascii_lowercase().as_str() {
+                "" => default,
+                "true" => true,
+                "false" => false,
+                _ => {
+                    self.errors.push(ConfigError::InvalidBool { var, value: s });
+                    default
+                }
+            },
+            Raw::File(toml::Value::Boolean(b)) => *b,
+            Raw::File(_) => {
+                self.wrong_type(var, "a boolean (true or false)");
+                default
+            }
+        }
+    }
+
+    /// Env values must be > 0 when set; in the file, 0 (Go's `init` writes it for unset values)
+    /// means the default.
+    fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
+        match self.raw(var) {
+            Raw::Unset | Raw::Bad => default,
+            Raw::Env(s) if s.is_empty() => default,
+            Raw::Env(s) => match parse_duration(&s) {
+                Ok(d) if d.is_zero() => {
+                    self.errors.push(ConfigError::NotPositive { var, value: s });
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    let reason = e.reason().to_string();
+                    self.errors.push(ConfigError::InvalidDuration {
+                        var,
+                        value: s,
+                        reason,
+                    });
+                    default
+                }
+            },
+            Raw::File(toml::Value::String(s)) if s.is_empty() => default,
+            Raw::File(toml::Value::String(s)) => match parse_duration(s) {
+                Ok(d) if d.is_zero() => default,
+                Ok(d) => d,
+                Err(_) => {
+                    self.invalid_value(var, s.clone(), FILE_DURATION_VALUE);
+                    default
+                }
+            },
+            Raw::File(toml::Value::Integer(n)) => match u64::try_from(*n) {
+                Ok(0) => default,
+                Ok(n) => Duration::from_nanos(n),
+                Err(_) => {
+                    self.invalid_value(var, n.to_string(), FILE_DURATION_VALUE);
+                    default
+                }
+            },
+            Raw::File(_) => {
+                self.wrong_type(var, FILE_DURATION_TYPE);
+                default
+            }
+        }
+    }
+
+    /// A decimal `u32`, at least `min`; unset or empty gives `None`.
+    fn integer(&mut self, var: &'static str, min: u32) -> Option<u32> {
+        let expected = if min == 0 {
+            "an integer 0 or greater"
+        } else {
+            "an integer 1 or greater, or no key to keep all backups"
+        };
+        match self.raw(var) {
+            Raw::Unset | Raw::Bad => None,
+            Raw::Env(s) if s.is_empty() => None,
+            Raw::Env(s) => match s.parse::<u32>() {
+                Ok(n) if n >= min => Some(n),
+                Ok(_) => {
+                    self.errors.push(ConfigError::NotPositive { var, value: s });
+                    None
+                }
+                Err(_) => {
+                    self.errors
+                        .push(ConfigError::InvalidInteger { var, value: s });
+                    None
+                }
+            },
+            Raw::File(toml::Value::Integer(n)) => match u32::try_from(*n) {
+                Ok(n) if n >= min => Some(n),
+                _ => {
+                    self.invalid_value(var, n.to_string(), expected);
+                    None
+                }
+            },
+            Raw::File(_) => {
+                self.wrong_type(var, expected);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, var: &'static str) -> Text {
+        match self.raw(var) {
+            Raw::Unset => Text::Unset,
+            Raw::Bad => Text::Bad,
+            Raw::Env(s) => Text::Set(s),
+            Raw::File(toml::Value::String(s)) => Text::Set(s.clone()),
+            Raw::File(_) => {
+                self.wrong_type(var, "a string");
+                Text::Bad
+            }
+        }
+    }
+
+    /// A string where unset and empty both give `None`.
+    fn non_empty(&mut self, var: &'static str) -> Option<String> {
+        match self.text(var) {
+            Text::Set(s) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    fn time_format(&mut self) -> TimeFormat {
+        let var = COSMOVISOR_TIMEFORMAT_LOGS;
+        match self.raw(var) {
+            Raw::Unset | Raw::Bad => TimeFormat::Kitchen,
+            Raw::Env(s) => TimeFormat::parse(&s).unwrap_or_else(|| {
+                self.errors
+                    .push(ConfigError::InvalidTimeFormat { value: s });
+                TimeFormat::Kitchen
+            }),
+            Raw::File(toml::Value::String(s)) => TimeFormat::parse(s).unwrap_or_else(|| {
+                self.invalid_value(var, s.clone(), TIME_FORMAT_HINT);
+                TimeFormat::Kitchen
+            }),
+            Raw::File(_) => {
+                self.wrong_type(var, "a string");
+                TimeFormat::Kitchen
+            }
+        }
+    }
+
+    fn backup_mode(&mut self) -> BackupMode {
+        match self.non_empty(COSMOVISOR_BACKUP_MODE) {
+            None => BackupMode::Copy,
+            Some(s) => BackupMode::parse(&s).unwrap_or_else(|| {
+                self.errors
+                    .push(ConfigError::InvalidBackupMode { value: s });
+                BackupMode::Copy
+            }),
+        }
+    }
+
+    /// `COSMOVISOR_METRICS_ADDR`: an IP address and port; unset or empty gives `None`.
+    fn metrics_addr(&mut self) -> Option<SocketAddr> {
+        let value = self.non_empty(COSMOVISOR_METRICS_ADDR)?;
+        if let Ok(addr) = value.trim().parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        self.errors.push(ConfigError::InvalidMetricsAddr { value });
+        None
+    }
+
+    pub(super) fn read(mut self) -> Result<Config, ConfigErrors> {
+        // Parse errors, in upstream v1.5+ order.
+        let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
+        let download_must_have_checksum = self.bool(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, false);
+        let restart_after_upgrade = self.bool(DAEMON_RESTART_AFTER_UPGRADE, true);
+        let unsafe_skip_backup = self.bool(UNSAFE_SKIP_BACKUP, false);
+        let disable_logs = self.bool(COSMOVISOR_DISABLE_LOGS, false);
+        let color_logs = self.bool(COSMOVISOR_COLOR_LOGS, true);
+        let time_format = self.time_format();
+        let disable_recase = self.bool(COSMOVISOR_DISABLE_RECASE, false);
+        let poll_interval = self.duration(DAEMON_POLL_INTERVAL, DEFAULT_POLL_INTERVAL);
+        let restart_delay = self.duration(DAEMON_RESTART_DELAY, Duration::ZERO);
+        let shutdown_grace = self.duration(DAEMON_SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE);
+        let preupgrade_max_retries = self.integer(DAEMON_PREUPGRADE_MAX_RETRIES, 0).unwrap_or(0);
+        // Ours.
+        let backup_keep = self.integer(COSMOVISOR_BACKUP_KEEP, 1);
+        let log_format = match self.non_empty(COSMOVISOR_LOG_FORMAT) {
+            None => LogFormat::Console,
+            Some(s) => LogFormat::parse(&s).unwrap_or_else(|| {
+                self.errors.push(ConfigError::InvalidLogFormat { value: s });
+                LogFormat::Console
+            }),
+        };
+        let backup_mode = self.backup_mode();
+        let metrics_addr = self.metrics_addr();
+        let grpc_address = self
+            .non_empty(DAEMON_GRPC_ADDRESS)
+            .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
+        let custom_preupgrade = self.non_empty(COSMOVISOR_CUSTOM_PREUPGRADE);
+        // Validation: name, home, backup dir.
+        let name = match self.text(DAEMON_NAME) {
+            Text::Bad => String::new(),
+            Text::Set(s) if !s.is_empty() => {
+                if s.contains(['/', '\0']) || s == "." || s == ".." {
+                    self.errors
+                        .push(ConfigError::InvalidName { value: s.clone() });
+                }
+                s
+            }
+            _ => {
+                self.errors.push(ConfigError::Missing { var: DAEMON_NAME });
+                String::new()
+            }
+        };
+        let home = match self.text(DAEMON_HOME) {
+            Text::Bad => PathBuf::new(),
+            Text::Set(s) if !s.is_empty() => {
+                if !Path::new(&s).is_absolute() {
+                    self.errors.push(ConfigError::NotAbsolute {
+                        var: DAEMON_HOME,
+                        value: s.clone(),
+                    });
+                }
+                PathBuf::from(s)
+            }
+            _ => {
+                self.errors.push(ConfigError::Missing { var: DAEMON_HOME });
+                PathBuf::new()
+            }
+        };
+        // Defaults to home, whose own errors were reported above.
+        let data_backup_dir = match self.non_empty(DAEMON_DATA_BACKUP_DIR) {
+            Some(s) => {
+                if !unsafe_skip_backup && !Path::new(&s).is_absolute() {
+                    let value = s.clone();
+                    self.errors.push(ConfigError::NotAbsolute {
+                        var: DAEMON_DATA_BACKUP_DIR,
+                        value,
+                    });
+                }
+                PathBuf::from(s)
+            }
+            None => home.clone(),
+        };
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            home,
+            name,
+            allow_download_binaries,
+            download_must_have_checksum,
+            restart_after_upgrade,
+            restart_delay,
+            shutdown_grace,
+            poll_interval,
+            unsafe_skip_backup,
+            data_backup_dir,
+            preupgrade_max_retries,
+            grpc_address,
+            disable_logs,
+            color_logs,
+            time_format,
+            custom_preupgrade,
+            disable_recase,
+            backup_keep,
+            log_format,
+            backup_mode,
+            metrics_addr,
+        })
+    }
+}
