@@ -7,12 +7,14 @@
 //! and its binary; the upgrade journal; the next upgrade — the pending plan in
 //! `data/upgrade-info.json`, or else every staged upgrade never switched to — (its folder under
 //! the recase rules, its binary: present, regular, executable, built for this machine, shared
-//! libraries found by `ldd`, `<bin> version` runs within 10 s); free space for the backup; the
+//! libraries found by `ldd`, `<bin> version` runs within 10 s; or, when the plan's binary is
+//! missing and `DAEMON_ALLOW_DOWNLOAD_BINARIES=true`, that its `info` names a usable download for
+//! this platform, without fetching anything); free space for the backup; the
 //! daemon's `--home` against `DAEMON_HOME`; and the systemd unit's stop settings against
 //! `DAEMON_SHUTDOWN_GRACE`.
 //!
-//! The binary checks are in `doctor/binary.rs`, those of the machine and the service in
-//! `doctor/host.rs`.
+//! The binary checks are in `doctor/binary.rs`, the download check in `doctor/download.rs`, those
+//! of the machine and the service in `doctor/host.rs`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -26,6 +28,7 @@ use crate::layout::{self, Layout, LayoutError};
 use crate::plan::Plan;
 
 mod binary;
+mod download;
 mod host;
 
 /// Prints the check lines and remembers whether one failed.
@@ -184,7 +187,16 @@ fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, curren
         .unwrap_or_default();
     match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) if applied.is_superseded_by(&plan) => {
-            if let Some(dir) = check_plan_folder(report, cfg, layout, &plan) {
+            // Parity with the upgrade: a missing binary is downloaded when that is allowed (into
+            // the plan's folder, created if need be), so the plan's info is what to check.
+            let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
+            let missing = matches!(
+                layout::check_binary(&bin),
+                Err(layout::BinaryError::Missing { .. })
+            );
+            if missing && cfg.allow_download_binaries {
+                download::check(report, cfg, layout, &plan, &bin);
+            } else if let Some(dir) = check_plan_folder(report, cfg, layout, &plan) {
                 binary::check(report, layout, &plan.name.dir_name(), &dir);
             }
             return;

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::support::{FakeDaemon, Home, Output};
+use crate::support::{FakeDaemon, Home, Output, platform};
 
 /// The unit we ship; it must pass the doctor's checks.
 pub fn shipped_unit() -> PathBuf {
@@ -334,4 +334,109 @@ fn unit_grace_is_the_units_own() {
         )],
         "{out}"
     );
+}
+
+/// genesis current and the plan for v2 pending with `info`, nothing staged under `upgrades/`.
+fn plan_to_download(info: &str) -> Home {
+    let home = Home::new("simd");
+    home.genesis(&versioned("v1"));
+    home.set_current("genesis");
+    let plan = serde_json::json!({
+        "name": "v2",
+        "time": "0001-01-01T00:00:00Z",
+        "height": 10,
+        "info": info,
+    });
+    fs::write(home.data().join("upgrade-info.json"), plan.to_string()).expect("test setup");
+    home
+}
+
+fn doctor_with_downloads(home: &Home, env: &[(&str, &str)]) -> Output {
+    let mut command = home
+        .cosmovisor([
+            "doctor",
+            "--unit",
+            shipped_unit().to_str().expect("test setup"),
+        ])
+        .env("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true");
+    for (var, value) in env {
+        command = command.env(var, value);
+    }
+    command.run()
+}
+
+#[test]
+fn missing_binary_that_will_be_downloaded() {
+    let checksum = "0".repeat(64);
+    let url = format!("https://example.com/simd-v2.tar.gz?checksum=sha256:{checksum}");
+    let inline = serde_json::json!({ "binaries": { "plan9/mips": "https://x/y", "any": url } });
+    let reference = format!("https://example.com/v2.json?checksum=sha256:{checksum}");
+    for (info, line) in [
+        (inline.to_string(), format!("will be downloaded from {url}")),
+        (
+            reference.clone(),
+            format!("will be downloaded from the list at {reference} (not fetched by doctor)"),
+        ),
+    ] {
+        let home = plan_to_download(&info);
+        let out = doctor_with_downloads(&home, &[("DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM", "true")]);
+        out.assert_code(0);
+        let line = format!("✓ {} {line}", bin(&home, "v2").display());
+        assert!(out.stdout().lines().any(|l| l == line), "{line}\n{out}");
+        assert!(
+            !home.upgrade_dir("v2").exists(),
+            "doctor changes nothing\n{out}"
+        );
+    }
+
+    // Without DAEMON_ALLOW_DOWNLOAD_BINARIES the missing folder is a problem.
+    let home = plan_to_download(&inline.to_string());
+    let out = doctor(&home, &[]);
+    out.assert_code(7);
+    assert!(
+        failures(&out)[0].starts_with("✗ pending plan \"v2\" at height 10 needs the folder "),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_binary_that_cannot_be_downloaded() {
+    let url = "https://example.com/simd-v2";
+    let fix = "fix: stage the binary with `cosmovisor add-upgrade v2 <path to the new simd>`";
+    let no_platform = serde_json::json!({ "binaries": { "plan9/mips": url } }).to_string();
+    let no_checksum = serde_json::json!({ "binaries": { "any": url } }).to_string();
+    for (info, must_have_checksum, reason) in [
+        (
+            no_platform,
+            "false",
+            format!("cannot find binary for os/arch: neither {}, nor any", platform()),
+        ),
+        (
+            no_checksum.clone(),
+            "true",
+            format!(
+                "missing checksum query parameter in \"{url}\" (DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM is set)"
+            ),
+        ),
+        (
+            "ftp://example.com/v2.json".to_owned(),
+            "false",
+            "unsupported URL scheme \"ftp\" in \"ftp://example.com/v2.json\" (use http, https, file or an absolute path)".to_owned(),
+        ),
+    ] {
+        let home = plan_to_download(&info);
+        let out = doctor_with_downloads(
+            &home,
+            &[("DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM", must_have_checksum)],
+        );
+        out.assert_code(7);
+        assert_eq!(
+            failures(&out),
+            [format!(
+                "✗ {} cannot be downloaded: {reason} — {fix}",
+                bin(&home, "v2").display()
+            )],
+            "{out}"
+        );
+    }
 }
