@@ -6,7 +6,7 @@
 //! `upgrades/<name>/` only once it is complete, verified and unpacked, so a failed download
 //! leaves nothing behind and the next try starts clean (Go left a partial folder that blocked
 //! every retry). Network failures are retried with back-off; HTTP 4xx and checksum mismatches
-//! are not. Unpacking and the archive safety rules are `archive.rs`; parsing the plan's `info`
+//! are not. Unpacking and the archive safety rules are `archive/`; parsing the plan's `info`
 //! and URLs is `plan_info.rs`.
 
 use std::fs;

@@ -3,7 +3,7 @@
 //! [`Source`] (where to read from, which checksum to verify).
 //!
 //! Pure functions only: fetching URLs, hashing the bytes and unpacking archives belong to the
-//! download code and `archive.rs`; [`Hasher`] only wraps `sha2` so that code can verify while it
+//! download code and `archive/`; [`Hasher`] only wraps `sha2` so that code can verify while it
 //! streams.
 
 use std::collections::BTreeMap;
