@@ -790,6 +790,14 @@ fn throughput(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<(
                 size,
             )?);
             base.push(time_pipe(Command::new("cat").arg(&file), size)?);
+            let rate = |d: Duration| u64_f64(size) / u64_f64(MIB) / d.as_secs_f64();
+            if let (Some(o), Some(b)) = (ours.last(), base.last()) {
+                eprintln!(
+                    "  {label}: ours {:.0} MiB/s, baseline {:.0} MiB/s",
+                    rate(*o),
+                    rate(*b)
+                );
+            }
         }
         let rate = |d: &Duration| u64_f64(size) / u64_f64(MIB) / d.as_secs_f64();
         let ours: Vec<f64> = ours.iter().map(rate).collect();
