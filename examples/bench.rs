@@ -1150,18 +1150,116 @@ fn backup_took(lines: &mpsc::Receiver<String>) -> anyhow::Result<Duration> {
 }
 
 /// `cp -a data copy && sync`: returns the whole time and the time of `cp -a` alone, in s.
-fn cp_baseline(data: &Path, copy: &Path) -> anyhow::Result<(f64, f64)> {
+fn cp_baseline(data: &Path, copy: &Path, extra: &[&str]) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
-    let status = Command::new("cp").arg("-a").arg(data).arg(copy).status()?;
+    let status = Command::new("cp")
+        .arg("-a")
+        .args(extra)
+        .arg(data)
+        .arg(copy)
+        .status()?;
     ensure!(status.success(), "cp -a failed");
     let copied = start.elapsed().as_secs_f64();
     sync_all()?;
     Ok((start.elapsed().as_secs_f64(), copied))
 }
 
+/// One way of backing up, measured against its baseline in the same run.
+struct BackupCase<'a> {
+    /// What the row calls our side.
+    label: &'a str,
+    /// Extra environment for cosmovisor.
+    env: &'a [(&'a str, &'a str)],
+    /// Extra `cp` arguments for the baseline (`--reflink=always` on XFS).
+    cp_args: &'a [&'a str],
+    goal: f64,
+}
+
 fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
+    backup_case(
+        opts,
+        root,
+        report,
+        &BackupCase {
+            label: "copy",
+            env: &[],
+            cp_args: &[],
+            goal: 0.6,
+        },
+    )?;
+    backup_case(
+        opts,
+        root,
+        report,
+        &BackupCase {
+            label: "COSMOVISOR_BACKUP_MODE=checkpoint",
+            env: &[("COSMOVISOR_BACKUP_MODE", "checkpoint")],
+            cp_args: &[],
+            goal: 0.6,
+        },
+    )?;
+    match XfsImage::mount(root, opts.backup_gib) {
+        Ok(xfs) => backup_case(
+            opts,
+            &xfs.mount,
+            report,
+            &BackupCase {
+                label: "copy (reflink)",
+                env: &[],
+                cp_args: &["--reflink=always"],
+                goal: 1.0,
+            },
+        )?,
+        Err(err) => eprintln!("  XFS reflink case skipped: {err:#}"),
+    }
+    Ok(())
+}
+
+/// A loop-mounted XFS image under `root` (needs root and mkfs.xfs); unmounted on drop.
+struct XfsImage {
+    mount: PathBuf,
+}
+
+impl XfsImage {
+    fn mount(root: &Path, gib: f64) -> anyhow::Result<XfsImage> {
+        let image = root.join("xfs.img");
+        let mount = root.join("xfs");
+        fs::create_dir_all(&mount)?;
+        let size = format!("{}M", u64_of((gib * 3.0 + 1.0) * 1024.0));
+        let run = |cmd: &mut Command| -> anyhow::Result<()> {
+            let out = cmd.output()?;
+            ensure!(
+                out.status.success(),
+                "{:?}: {}",
+                cmd,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            Ok(())
+        };
+        run(Command::new("truncate").args(["-s", &size]).arg(&image))?;
+        run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&image))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount))?;
+        Ok(XfsImage { mount })
+    }
+}
+
+impl Drop for XfsImage {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+fn backup_case(
+    opts: &Opts,
+    root: &Path,
+    report: &mut Report,
+    case: &BackupCase,
+) -> anyhow::Result<()> {
     let runs = 3;
-    let home = Home::new(root, "backup")?;
+    let home = Home::new(root, &format!("backup-{}", case.label.len()))?;
     home.install("genesis", UPGRADE_DAEMON)?;
     for i in 1..=runs {
         home.install(&format!("upgrades/v{i}"), UPGRADE_DAEMON)?;
@@ -1181,7 +1279,7 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
         home.cosmovisor(
             opts,
             &["run", "start"],
-            &[("COSMOVISOR_LOG_FORMAT", "json")],
+            &[&[("COSMOVISOR_LOG_FORMAT", "json")], case.env].concat(),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped()),
@@ -1197,7 +1295,7 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
 
     // Copies are kept until the end: deleting thousands of files just before creating as
     // many makes inode allocation slow on ext4 without a journal (`recently_deleted`).
-    let copies = root.join("backup-copies");
+    let copies = root.join(format!("backup-copies-{}", case.label.len()));
     fs::create_dir(&copies)?;
     let data_arg = home.data();
     let mut ours = Vec::new();
@@ -1216,11 +1314,13 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
         })?;
         sync_all()?;
 
-        let (whole, cp_only) = cp_baseline(&data_arg, &copies.join(format!("copy-{i}")))?;
+        let (whole, cp_only) =
+            cp_baseline(&data_arg, &copies.join(format!("copy-{i}")), case.cp_args)?;
         base.push(whole);
         base_cp.push(cp_only);
         eprintln!(
-            "  run {i}: ours {:.2} s, cp -a + sync {:.2} s",
+            "  {} run {i}: ours {:.2} s, cp -a + sync {:.2} s",
+            case.label,
             ours[i - 1],
             base[i - 1]
         );
@@ -1228,20 +1328,30 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
     sup.stop()?;
     remove_backups(&home.path)?;
     fs::remove_dir_all(&copies)?;
+    fs::remove_dir_all(&home.path)?;
+    let cp = if case.cp_args.is_empty() {
+        "`cp -a` + `sync`".to_owned()
+    } else {
+        format!("`cp -a {}` + `sync`", case.cp_args.join(" "))
+    };
     let (o, b) = (median(&ours), median(&base));
     let ratio = paired_ratio(&ours, &base);
     report.row(
         &format!(
-            "backup of a {:.0} MiB node-shaped data/ ({files} files), {}",
+            "backup of a {:.0} MiB node-shaped data/ ({files} files), {}, {}",
             u64_f64(bytes) / u64_f64(MIB),
-            fs_type(root)
+            fs_type(root),
+            case.label
         ),
         format!("{o:.2} s"),
-        format!("{b:.2} s (`cp -a` + `sync`)"),
+        format!("{b:.2} s ({cp})"),
         fmt_ratio(ratio),
-        "≤ 0.6×",
-        Some(ratio <= 0.6),
+        &format!("≤ {}×", case.goal),
+        Some(ratio <= case.goal),
     );
+    if case.label != "copy" {
+        return Ok(());
+    }
     report.note(format!(
         "Backup: ours is the `took=` of cosmovisor's `backup completed` line during a real \
          upgrade (copy, syncfs, rename, directory fsync); baseline is `cp -a data copy && sync`; \

@@ -743,3 +743,21 @@ fn a_backup_that_cannot_fit_fails_before_writing_anything() {
     );
     assert_eq!(home.current_target(), PathBuf::from("genesis"));
 }
+
+#[test]
+fn a_replaced_data_folder_is_still_watched() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").block())
+        .upgrade("v2", &daemon("v2", &[0]));
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("ready v1");
+    // An operator restores data/ from elsewhere while the node runs.
+    fs::rename(home.data(), home.path().join("data.old")).unwrap();
+    running.wait_for_log("data/ was removed or moved; polling until it is back");
+    fs::create_dir(home.data()).unwrap();
+    home.write_plan("v2", 9);
+    home.wait_for_event("ready v2");
+    running.signal(Signal::SIGTERM);
+    running.wait().assert_code(0);
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+}
