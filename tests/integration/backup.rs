@@ -9,20 +9,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{FakeDaemon, Home};
-
-fn v1_requesting(name: &str, height: i64) -> FakeDaemon {
-    FakeDaemon::new()
-        .ready("v1")
-        .request_upgrade(name, height)
-        .block()
-}
+use crate::support::{FakeDaemon, Home, upgraded_daemon, v1_requesting};
 
 fn v2() -> FakeDaemon {
-    FakeDaemon::new()
-        .pre_upgrade("v2", &[0])
-        .ready("v2")
-        .block()
+    upgraded_daemon("v2", &[0])
 }
 
 /// A node-shaped `data/`: a few big table files and many small ones, deterministic content.
@@ -270,13 +260,10 @@ fn checkpoint_mode_hard_links_table_files() {
     .unwrap();
     let expected = expected_data(&home, "v2", 49);
     home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
-    let running = home
-        .cosmovisor(["run", "start"])
+    home.cosmovisor(["run", "start"])
         .env("COSMOVISOR_BACKUP_MODE", "checkpoint")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    running.wait().assert_code(0);
+        .stop_after(&home, "ready v2")
+        .assert_code(0);
     let backup = home.path().join(&home.backups()[0]);
     let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
     let table = "application.db/000001.ldb";

@@ -4,8 +4,6 @@
 use std::fs;
 use std::path::PathBuf;
 
-use nix::sys::signal::Signal;
-
 use crate::support::{FakeDaemon, Home, Server, platform, sha256, tar, zip};
 
 /// The new version's binary: answers pre-upgrade, records its `LD_LIBRARY_PATH`, runs until
@@ -45,10 +43,7 @@ fn with_downloads(home: &Home) -> crate::support::Cosmovisor {
 
 /// Runs until v2 is ready, stops it, and checks the switch.
 fn assert_upgraded(home: &Home) {
-    let running = with_downloads(home).spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+    let out = with_downloads(home).stop_after(home, "ready v2");
     out.assert_code(0)
         .stderr_contains("downloading binary complete");
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"), "{out}");

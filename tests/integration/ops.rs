@@ -9,37 +9,23 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{DEADLINE, FakeDaemon, Home, wait_until};
+use crate::support::{DEADLINE, Home, upgraded_daemon, v1_requesting, wait_until};
 
 fn upgrading_home() -> Home {
     let home = Home::new("simd");
     std::fs::write(home.data().join("state.db"), "blocks").expect("test setup");
-    home.genesis(
-        &FakeDaemon::new()
-            .ready("v1")
-            .request_upgrade("v2", 49)
-            .block(),
-    )
-    .upgrade(
-        "v2",
-        &FakeDaemon::new()
-            .pre_upgrade("v2", &[0])
-            .ready("v2")
-            .block(),
-    );
+    home.genesis(&v1_requesting("v2", 49))
+        .upgrade("v2", &upgraded_daemon("v2", &[0]));
     home
 }
 
 #[test]
 fn json_log_lines_parse() {
     let home = upgrading_home();
-    let running = home
+    let out = home
         .cosmovisor(["run", "start"])
         .env("COSMOVISOR_LOG_FORMAT", "json")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+        .stop_after(&home, "ready v2");
     out.assert_code(0);
     let mut messages = Vec::new();
     for line in out.stderr().lines().filter(|l| l.starts_with('{')) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{FakeDaemon, Home};
+use crate::support::{FakeDaemon, Home, upgraded_daemon, v1_requesting};
 
 fn read(path: &std::path::Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -22,23 +22,11 @@ fn upgraded() -> Home {
         r#"{"height":"1"}"#,
     )
     .expect("test setup");
-    home.genesis(
-        &FakeDaemon::new()
-            .ready("v1")
-            .request_upgrade("v2", 49)
-            .block(),
-    )
-    .upgrade(
-        "v2",
-        &FakeDaemon::new()
-            .pre_upgrade("v2", &[0])
-            .ready("v2")
-            .block(),
-    );
-    let running = home.cosmovisor(["run", "start"]).spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    running.wait().assert_code(0);
+    home.genesis(&v1_requesting("v2", 49))
+        .upgrade("v2", &upgraded_daemon("v2", &[0]));
+    home.cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2")
+        .assert_code(0);
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
     assert_eq!(home.backups().len(), 1);
     fs::write(home.data().join("state.db"), "new").expect("test setup");

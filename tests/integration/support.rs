@@ -351,6 +351,19 @@ impl FakeDaemon {
     }
 }
 
+/// The genesis daemon of most upgrade tests: ready, asks for `name` at `height`, keeps running.
+pub fn v1_requesting(name: &str, height: i64) -> FakeDaemon {
+    FakeDaemon::new()
+        .ready("v1")
+        .request_upgrade(name, height)
+        .block()
+}
+
+/// An upgrade's daemon: answers pre-upgrade with `codes`, then runs until stopped.
+pub fn upgraded_daemon(tag: &str, codes: &[i32]) -> FakeDaemon {
+    FakeDaemon::new().pre_upgrade(tag, codes).ready(tag).block()
+}
+
 /// One `cosmovisor` invocation.
 pub struct Cosmovisor {
     command: Command,
@@ -425,6 +438,16 @@ impl Cosmovisor {
             description: self.description,
             tree_root: self.tree_root,
         }
+    }
+
+    /// Starts it, waits until `home` records one more `event` than it had, then stops it with
+    /// SIGTERM and waits for it (the usual end of an upgrade test).
+    pub fn stop_after(self, home: &Home, event: &str) -> Output {
+        let seen = home.events().iter().filter(|e| e.as_str() == event).count();
+        let running = self.spawn();
+        home.wait_for_events(event, seen + 1);
+        running.signal(Signal::SIGTERM);
+        running.wait()
     }
 
     /// Runs it to the end (bounded by [`DEADLINE`]).

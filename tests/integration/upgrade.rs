@@ -9,17 +9,20 @@ use nix::sys::signal::Signal;
 
 use crate::support::{FakeDaemon, Home};
 
-/// The genesis daemon: ready, then asks for `name` at `height`, then keeps running.
-fn v1_requesting(name: &str, height: i64) -> FakeDaemon {
-    FakeDaemon::new()
-        .ready("v1")
-        .request_upgrade(name, height)
-        .block()
-}
+use crate::support::{upgraded_daemon as daemon, v1_requesting};
 
-/// An upgrade daemon: answers pre-upgrade with `codes`, then runs until stopped.
-fn daemon(tag: &str, codes: &[i32]) -> FakeDaemon {
-    FakeDaemon::new().pre_upgrade(tag, codes).ready(tag).block()
+/// genesis → v2 at 10 → v3 at 20, for tests of two upgrades in one run.
+fn chain_of_three(home: &Home) {
+    home.genesis(&v1_requesting("v2", 10))
+        .upgrade(
+            "v2",
+            &FakeDaemon::new()
+                .pre_upgrade("v2", &[0])
+                .ready("v2")
+                .request_upgrade("v3", 20)
+                .block(),
+        )
+        .upgrade("v3", &daemon("v3", &[0]));
 }
 
 fn events(list: &[&str]) -> Vec<String> {
@@ -32,12 +35,8 @@ fn read(path: &std::path::Path) -> String {
 
 /// Runs cosmovisor until the daemon tagged `tag` is ready, then stops it with SIGTERM.
 fn run_until_ready(home: &Home, tag: &str) -> crate::support::Output {
-    let event = format!("ready {tag}");
-    let seen = home.events().iter().filter(|e| **e == event).count();
-    let running = home.cosmovisor(["run", "start"]).spawn();
-    home.wait_for_events(&event, seen + 1);
-    running.signal(Signal::SIGTERM);
-    running.wait()
+    home.cosmovisor(["run", "start"])
+        .stop_after(home, &format!("ready {tag}"))
 }
 
 #[test]
@@ -152,13 +151,10 @@ fn plan_names_are_lower_cased_unless_disabled() {
     let home = Home::new("simd");
     home.genesis(&v1_requesting("V2-Rho", 7))
         .upgrade("V2-Rho", &daemon("v2", &[0]));
-    let running = home
-        .cosmovisor(["run", "start"])
+    home.cosmovisor(["run", "start"])
         .env("COSMOVISOR_DISABLE_RECASE", "true")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    running.wait().assert_code(0);
+        .stop_after(&home, "ready v2")
+        .assert_code(0);
     assert_eq!(home.current_target(), PathBuf::from("upgrades/V2-Rho"));
 }
 
@@ -183,13 +179,10 @@ fn pre_upgrade_is_retried_on_31_up_to_the_limit() {
     let home = Home::new("simd");
     home.genesis(&v1_requesting("v2", 3))
         .upgrade("v2", &daemon("v2", &[31, 31, 0]));
-    let running = home
+    let out = home
         .cosmovisor(["run", "start"])
         .env("DAEMON_PREUPGRADE_MAX_RETRIES", "2")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+        .stop_after(&home, "ready v2");
     out.assert_code(0)
         .stderr_contains("pre-upgrade command failed. retrying");
     assert_eq!(
@@ -251,13 +244,10 @@ fn custom_pre_upgrade_script_runs_in_home_with_name_and_height() {
         "#!/bin/sh\ntouch \"upgrade_name_$1_height_$2\"\necho hook-output\n",
     )
     .unwrap();
-    let running = home
+    let out = home
         .cosmovisor(["run", "start"])
         .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+        .stop_after(&home, "ready v2");
     out.assert_code(0)
         .stderr_contains("COSMOVISOR_CUSTOM_PREUPGRADE result");
     assert!(
@@ -488,16 +478,7 @@ fn restart_delay_is_waited_before_the_backup() {
 #[test]
 fn two_upgrades_in_one_run_make_two_backups() {
     let home = Home::new("simd");
-    home.genesis(&v1_requesting("v2", 10))
-        .upgrade(
-            "v2",
-            &FakeDaemon::new()
-                .pre_upgrade("v2", &[0])
-                .ready("v2")
-                .request_upgrade("v3", 20)
-                .block(),
-        )
-        .upgrade("v3", &daemon("v3", &[0]));
+    chain_of_three(&home);
     run_until_ready(&home, "v3").assert_code(0);
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v3"));
     let backups = home.backups();
@@ -537,25 +518,19 @@ fn sigterm_during_the_upgrade_stops_and_the_next_start_resumes() {
         "#!/bin/sh\nprintf 'hook\\n' >> \"$DAEMON_HOME/events\"\ntrap 'exit 9' TERM\nwhile :; do sleep 30 >/dev/null 2>&1 & wait $!; done\n",
     )
     .unwrap();
-    let running = home
+    let out = home
         .cosmovisor(["run", "start"])
         .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
-        .spawn();
-    home.wait_for_event("hook");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+        .stop_after(&home, "hook");
     out.assert_code(143)
         .stderr_contains("upgrade interrupted; it resumes on the next start");
     assert_eq!(home.current_target(), PathBuf::from("genesis"));
     assert!(home.root().join("upgrade-journal.json").is_file());
     fs::write(home.root().join("hook.sh"), "#!/bin/sh\nexit 0\n").unwrap();
-    let running = home
-        .cosmovisor(["run", "start"])
+    home.cosmovisor(["run", "start"])
         .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
-        .spawn();
-    home.wait_for_event("ready v2");
-    running.signal(Signal::SIGTERM);
-    running.wait().assert_code(0);
+        .stop_after(&home, "ready v2")
+        .assert_code(0);
     assert_eq!(home.backups().len(), 1, "the backup is not taken again");
     assert_eq!(
         home.events().iter().filter(|e| *e == "ready v1").count(),
@@ -596,13 +571,9 @@ fn kill_9_at_every_phase_converges() {
             .run();
         crashed.assert_signal(9);
         let out = {
-            let running = home
-                .cosmovisor(["run", "start"])
+            home.cosmovisor(["run", "start"])
                 .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
-                .spawn();
-            home.wait_for_event("ready v2");
-            running.signal(Signal::SIGTERM);
-            running.wait()
+                .stop_after(&home, "ready v2")
         };
         out.assert_code(0);
         let context = format!("fault at {point}\n{out}");
@@ -653,24 +624,10 @@ fn kill_9_at_every_phase_converges() {
 #[test]
 fn backup_keep_retains_only_the_newest_backups() {
     let home = Home::new("simd");
-    home.genesis(&v1_requesting("v2", 10))
-        .upgrade(
-            "v2",
-            &FakeDaemon::new()
-                .pre_upgrade("v2", &[0])
-                .ready("v2")
-                .request_upgrade("v3", 20)
-                .block(),
-        )
-        .upgrade("v3", &daemon("v3", &[0]));
-    let running = home
-        .cosmovisor(["run", "start"])
+    chain_of_three(&home);
+    home.cosmovisor(["run", "start"])
         .env("COSMOVISOR_BACKUP_KEEP", "1")
-        .spawn();
-    home.wait_for_event("ready v3");
-    running.signal(Signal::SIGTERM);
-    running
-        .wait()
+        .stop_after(&home, "ready v3")
         .assert_code(0)
         .stderr_contains("removed old backup (COSMOVISOR_BACKUP_KEEP)");
     let backups = home.backups();
