@@ -23,7 +23,8 @@ const FORMAT: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// The daemon was stopped (or had exited) for this upgrade; nothing else is done yet.
+    /// The upgrade was decided and the daemon is being (or has been) stopped for it; nothing
+    /// else is done yet. On resume the supervisor first waits for that daemon to be gone.
     Stopped,
     /// A backup is being written to `backup.partial`; it becomes `backup.target` when complete.
     BackingUp,

@@ -167,6 +167,10 @@ impl Supervisor<'_> {
                     }
                 }
                 Ending::Upgrade(plan) => {
+                    // Journaled before the stop: a cosmovisor killed while the node shuts down
+                    // resumes this upgrade (after waiting for that node) instead of starting the
+                    // old binary again, which would run past the height.
+                    Journal::begin(&plan).save(&self.layout.journal_file())?;
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
                     let (status, stop_signal) = daemon
                         .stop(self.cfg.shutdown_grace, &mut self.signals)
@@ -175,8 +179,7 @@ impl Supervisor<'_> {
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.drain_output().await;
                     if let Some(sig) = stop_signal.or(terminated_by) {
-                        // Journal it so the next start carries it out; then stop as asked.
-                        Journal::begin(&plan).save(&self.layout.journal_file())?;
+                        // Stop as asked; the next start carries the journaled upgrade out.
                         return Ok(exit::from_signal(sig));
                     }
                     plan

@@ -718,3 +718,40 @@ fn a_replaced_data_folder_is_still_watched() {
     running.wait().assert_code(0);
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
 }
+
+#[test]
+fn kill_9_while_the_node_shuts_down_resumes_after_it_is_gone() {
+    let home = Home::new("simd");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .raw(r#"trap 'ev TERM; sleep 1; ev flushed; exit 0' TERM"#)
+            .request_upgrade("v2", 7)
+            .block(),
+    )
+    .upgrade("v2", &daemon("v2", &[0]));
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("TERM");
+    running.signal(Signal::SIGKILL);
+    drop(running.wait());
+    // Started again while the old node still flushes: it must wait for it, then upgrade.
+    let out = home
+        .cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2");
+    out.assert_code(0)
+        .stderr_contains("daemon started by a previous cosmovisor is still running");
+    let events = home.events();
+    let flushed = events.iter().position(|e| e == "flushed").unwrap();
+    let pre_upgrade = events.iter().position(|e| e == "pre-upgrade v2").unwrap();
+    assert!(
+        flushed < pre_upgrade,
+        "the old node finished before the upgrade went on: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| *e == "ready v1").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+    assert_eq!(home.backups().len(), 1);
+}
