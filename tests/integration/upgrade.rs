@@ -725,7 +725,7 @@ fn kill_9_while_the_node_shuts_down_resumes_after_it_is_gone() {
     home.genesis(
         &FakeDaemon::new()
             .ready("v1")
-            .raw(r#"trap 'ev TERM; sleep 1; ev flushed; exit 0' TERM"#)
+            .raw("trap 'ev TERM; sleep 1; ev flushed; exit 0' TERM")
             .request_upgrade("v2", 7)
             .block(),
     )
