@@ -26,6 +26,8 @@ pub struct Status {
     pub current: Option<Current>,
     pub applied_plan: Option<AppliedPlan>,
     pub pending_plan: Option<PendingPlan>,
+    /// The manual upgrades queued in `data/upgrade-info.json.batch`, lowest height first.
+    pub manual_upgrades: Vec<AppliedPlan>,
     pub staged_upgrades: Vec<Staged>,
     pub last_backup: Option<LastBackup>,
     pub journal: Option<JournalState>,
@@ -203,6 +205,19 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
+    let manual_upgrades = match crate::batch::load(&layout.batch_file()) {
+        Ok(entries) => entries
+            .into_iter()
+            .map(|entry| AppliedPlan {
+                name: entry.name,
+                height: entry.height,
+            })
+            .collect(),
+        Err(err) => {
+            errors.push(err.to_string());
+            Vec::new()
+        }
+    };
     let journal = match Journal::load(&layout.journal_file()) {
         Ok(journal) => journal.map(|j| JournalState {
             name: j.plan.name,
@@ -224,6 +239,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         current,
         applied_plan,
         pending_plan,
+        manual_upgrades,
         staged_upgrades,
         last_backup,
         journal,
@@ -293,6 +309,19 @@ pub fn text(status: &Status) -> String {
                 )
             },
         ),
+    );
+    let queue: Vec<String> = status
+        .manual_upgrades
+        .iter()
+        .map(|p| format!("{} at height {}", p.name, p.height))
+        .collect();
+    line(
+        "manual:",
+        if queue.is_empty() {
+            "none".to_owned()
+        } else {
+            queue.join(", ")
+        },
     );
     if status.staged_upgrades.is_empty() {
         line("upgrades:", "none".to_owned());

@@ -37,6 +37,11 @@ fn home_with_everything() -> Home {
     fs::remove_file(home.upgrade_dir("v3").join("bin/simd")).expect("test setup");
     home.set_current("upgrades/v2");
     home.write_plan("v3", 20);
+    fs::write(
+        home.data().join("upgrade-info.json.batch"),
+        r#"[{"name":"v5","height":50},{"name":"v4","height":40}]"#,
+    )
+    .expect("test setup");
     let backup = home.path().join("data-backup-2026-1-1");
     fs::create_dir_all(backup.join("sub")).expect("test setup");
     fs::write(backup.join("sub/blocks"), vec![1u8; 100]).expect("test setup");
@@ -63,6 +68,9 @@ fn json_keys_are_present_and_typed() {
         ("pending_plan.would_trigger", Value::is_boolean),
         ("pending_plan.upgrade_dir", Value::is_string),
         ("pending_plan.binary_staged", Value::is_boolean),
+        ("manual_upgrades", Value::is_array),
+        ("manual_upgrades.0.name", Value::is_string),
+        ("manual_upgrades.0.height", Value::is_i64),
         ("staged_upgrades", Value::is_array),
         ("staged_upgrades.0.name", Value::is_string),
         ("staged_upgrades.0.dir", Value::is_string),
@@ -89,6 +97,11 @@ fn json_keys_are_present_and_typed() {
     assert_eq!(status["pending_plan"]["name"], "v3");
     assert_eq!(status["pending_plan"]["would_trigger"], true);
     assert_eq!(status["pending_plan"]["binary_staged"], false);
+    assert_eq!(
+        status["manual_upgrades"][0]["name"], "v4",
+        "lowest height first"
+    );
+    assert_eq!(status["manual_upgrades"][1]["height"], 50);
     assert_eq!(status["staged_upgrades"][0]["current"], true);
     assert_eq!(status["staged_upgrades"][1]["binary_present"], false);
     assert_eq!(status["last_backup"]["size_bytes"], 100);
@@ -100,6 +113,7 @@ fn json_keys_are_present_and_typed() {
         .stdout_contains("current:    v2 (")
         .stdout_contains("pending:    v3 at height 20 (will be applied; binary NOT staged)")
         .stdout_contains("v3 (binary missing)")
+        .stdout_contains("manual:     v4 at height 40, v5 at height 50")
         .stdout_contains("daemon:     not running");
 }
 
