@@ -290,3 +290,45 @@ exit 0"#,
         home.events()
     );
 }
+
+#[test]
+fn log_settings_shape_our_lines() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().say_err("daemon says hi").exit(0));
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = home.cosmovisor(["run", "start"]);
+        for (key, value) in vars {
+            cmd = cmd.env(key, *value);
+        }
+        let out = cmd.run();
+        out.assert_code(0).stderr_contains("daemon says hi");
+        out.stderr()
+    };
+    let plain = run(&[("COSMOVISOR_TIMEFORMAT_LOGS", "rfc3339")]);
+    let line = plain.lines().find(|l| l.contains("running app")).unwrap();
+    assert!(
+        line.len() > 25 && line[..4].chars().all(|c| c.is_ascii_digit()) && &line[4..5] == "-",
+        "{line}"
+    );
+    assert!(line.contains(" INF running app "), "{line}");
+    assert!(
+        line.contains("module=cosmovisor") && line.contains("path="),
+        "{line}"
+    );
+    assert!(
+        !plain.contains('\x1b'),
+        "no colour when COSMOVISOR_COLOR_LOGS=false"
+    );
+    let coloured = run(&[("COSMOVISOR_COLOR_LOGS", "true")]);
+    assert!(
+        coloured.contains("\x1b["),
+        "COSMOVISOR_COLOR_LOGS=true colours our lines"
+    );
+    let none = run(&[("COSMOVISOR_DISABLE_LOGS", "true")]);
+    assert_eq!(none, "daemon says hi\n", "only the daemon's own output");
+    let untimed = run(&[("COSMOVISOR_TIMEFORMAT_LOGS", "")]);
+    assert!(
+        untimed.lines().any(|l| l.starts_with("INF running app ")),
+        "{untimed}"
+    );
+}
