@@ -30,6 +30,17 @@ fn starts(home: &Home) -> Vec<String> {
         .collect()
 }
 
+/// Runs the mock chain (backups off) until it records `event`, then stops cosmovisor.
+fn run_mock_until(home: &Home, event: &str) -> crate::support::Output {
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    wait_for_mock_event(home, event);
+    running.signal(Signal::SIGTERM);
+    running.wait()
+}
+
 fn wait_for_mock_event(home: &Home, event: &str) {
     crate::support::wait_until(
         &format!("mock event {event:?}"),
@@ -115,13 +126,7 @@ fn manual_upgrade_happens_at_its_height_and_not_before() {
     assert_eq!(queue[0]["name"], "v2");
     assert_eq!(queue[0]["height"], 12);
 
-    let running = home
-        .cosmovisor(["run", "start"])
-        .env("UNSAFE_SKIP_BACKUP", "true")
-        .spawn();
-    wait_for_mock_event(&home, "block 20");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+    let out = run_mock_until(&home, "block 20");
     out.assert_code(0)
         .stderr_contains("manual upgrade scheduled")
         .stderr_contains("--halt-height");
@@ -152,13 +157,7 @@ fn a_batch_of_two_is_applied_in_height_order() {
         )
         .unwrap();
     }
-    let running = home
-        .cosmovisor(["run", "start"])
-        .env("UNSAFE_SKIP_BACKUP", "true")
-        .spawn();
-    wait_for_mock_event(&home, "block 20");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
+    let out = run_mock_until(&home, "block 20");
     out.assert_code(0);
     assert_eq!(
         starts(&home),
