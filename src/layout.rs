@@ -173,6 +173,22 @@ impl Layout {
         Err(LayoutError::CurrentDangling { link, target })
     }
 
+    /// The version folder `run` starts: the one `current` points at, or `genesis` while
+    /// `current` does not exist yet (`run` then creates the link). Changes nothing.
+    pub fn version_to_run(&self) -> Result<PathBuf, LayoutError> {
+        match self.current_dir() {
+            Err(LayoutError::CurrentMissing { .. }) if self.genesis_dir().is_dir() => {
+                Ok(self.genesis_dir())
+            }
+            Err(LayoutError::CurrentMissing { link }) => Err(LayoutError::NothingToRun {
+                link,
+                genesis: self.genesis_dir(),
+                name: self.daemon_name.clone(),
+            }),
+            other => other,
+        }
+    }
+
     /// For an absolute link target ending in `genesis` or `upgrades/<x>`, the same folder under
     /// this root, if it exists.
     fn same_version_under_root(&self, target: &Path) -> Option<PathBuf> {

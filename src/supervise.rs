@@ -26,7 +26,7 @@ use crate::batch;
 use crate::config::Config;
 use crate::exit;
 use crate::journal::Journal;
-use crate::layout::{self, Layout, LayoutError};
+use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
 use crate::plan::{self, Applied, Notice, Plan};
@@ -253,24 +253,15 @@ impl Supervisor<'_> {
     /// The version folder `current` points at, creating `current → genesis` on a home that has
     /// only `genesis/` (what Go does on first run).
     fn current_dir(&self) -> anyhow::Result<std::path::PathBuf> {
-        match self.layout.current_dir() {
-            Err(LayoutError::CurrentMissing { .. }) if self.layout.genesis_dir().is_dir() => {
-                info!(link = %self.layout.current_link().display(), "creating the current symlink to genesis");
-                self.layout
-                    .set_current(&self.layout.genesis_dir())
-                    .with_context(|| {
-                        format!("cannot create {}", self.layout.current_link().display())
-                    })?;
-                Ok(self.layout.genesis_dir())
-            }
-            Err(LayoutError::CurrentMissing { link }) => Err(LayoutError::NothingToRun {
-                link,
-                genesis: self.layout.genesis_dir(),
-                name: self.cfg.name.clone(),
-            }
-            .into()),
-            other => Ok(other?),
+        let dir = self.layout.version_to_run()?;
+        // `version_to_run` falls back to genesis only while the link does not exist.
+        if std::fs::symlink_metadata(self.layout.current_link()).is_err() {
+            info!(link = %self.layout.current_link().display(), "creating the current symlink to genesis");
+            self.layout.set_current(&dir).with_context(|| {
+                format!("cannot create {}", self.layout.current_link().display())
+            })?;
         }
+        Ok(dir)
     }
 
     /// Starts the binary `current` points at.
@@ -385,22 +376,7 @@ impl Supervisor<'_> {
 /// Checks, changing nothing, that there is a binary to run: `current`'s (or genesis' when
 /// `current` is still to be created).
 fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
-    let version_dir = match layout.current_dir() {
-        Ok(dir) => dir,
-        Err(LayoutError::CurrentMissing { link }) => {
-            if !layout.genesis_dir().is_dir() {
-                return Err(LayoutError::NothingToRun {
-                    link,
-                    genesis: layout.genesis_dir(),
-                    name: layout.daemon_name().to_owned(),
-                }
-                .into());
-            }
-            layout.genesis_dir()
-        }
-        Err(err) => return Err(err.into()),
-    };
-    layout::check_binary(&layout.bin_in(&version_dir))?;
+    layout::check_binary(&layout.bin_in(&layout.version_to_run()?))?;
     Ok(())
 }
 
