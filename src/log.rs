@@ -76,13 +76,6 @@ pub fn init(settings: Settings) -> Result<(), tracing::subscriber::SetGlobalDefa
 /// The same formatting as [`init`], but written to `make_writer` instead of stderr.
 /// Use it with `tracing::subscriber::with_default`, for tests or to capture output.
 /// The level is always INFO here: [`LEVEL_ENV`] is read only by [`init`].
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the binary logs through init; tests capture through this"
-    )
-)]
 pub fn subscriber<W>(settings: Settings, make_writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: Write + Send + 'static,

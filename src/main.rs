@@ -1,45 +1,18 @@
 //! Entry point: picks the command, sets up logging and the runtime, prints any error once and maps
 //! it to the documented exit code (`exit.rs`).
 
-mod archive;
-mod backup;
-mod batch;
-mod cli;
-mod commands;
-mod config;
-mod copy;
-mod download;
-mod elf;
-mod exit;
-mod fault;
-mod grpc;
-mod inventory;
-mod journal;
-mod layout;
-mod lock;
-mod log;
-mod metrics;
-mod output;
-mod pid1;
-mod plan;
-mod plan_info;
-mod process;
-mod progress;
-mod signals;
-mod supervise;
-mod systemd;
-mod upgrade;
-mod watcher;
-
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cosmovisor::{
+    batch, cli, commands, config, exit, journal, layout, log, pid1, process, supervise, upgrade,
+};
 use tracing::info;
 
-use crate::cli::{Cli, Command, Dispatch};
-use crate::config::{Config, ConfigError, ConfigErrors};
+use cosmovisor::cli::{Cli, Command, Dispatch};
+use cosmovisor::config::{Config, ConfigError, ConfigErrors};
 
 fn main() -> ExitCode {
     if pid1::is_pid1() {
