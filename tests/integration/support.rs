@@ -223,6 +223,20 @@ impl Home {
         }
         cmd.tree_of(self.path())
     }
+
+    /// Like [`Home::cosmovisor`], run under `wrapper` (for example `strace -f -o <file>`): the
+    /// wrapper's arguments must end with the program to run, [`COSMOVISOR`].
+    pub fn cosmovisor_under<I, S>(&self, wrapper: &[OsString], args: I) -> Cosmovisor
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut cmd = Cosmovisor::wrapped(wrapper, args);
+        for (key, value) in self.env() {
+            cmd = cmd.env(&key, value);
+        }
+        cmd.tree_of(self.path())
+    }
 }
 
 fn list(root: &Path, dir: &Path, out: &mut String) {
@@ -384,6 +398,28 @@ impl Cosmovisor {
         Cosmovisor {
             command,
             description: format!("cosmovisor {args:?}"),
+            stdin: None,
+            tree_root: None,
+        }
+    }
+
+    /// `wrapper[0] wrapper[1..] args` (the wrapper runs cosmovisor itself).
+    pub fn wrapped<I, S>(wrapper: &[OsString], args: I) -> Cosmovisor
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let (program, before) = wrapper.split_first().expect("a wrapper program");
+        let mut command = Command::new(program);
+        command
+            .args(before)
+            .args(&args)
+            .env_clear()
+            .process_group(0);
+        Cosmovisor {
+            command,
+            description: format!("{wrapper:?} {args:?}"),
             stdin: None,
             tree_root: None,
         }
