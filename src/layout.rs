@@ -420,6 +420,22 @@ pub enum NameError {
     Escapes(String),
     #[error("upgrade name {0:?} contains a NUL byte")]
     Nul(String),
+    #[error(
+        "upgrade name {:?} cannot name a folder: its folder name is {len} bytes, longer than {MAX_DIR_NAME} bytes",
+        shortened(.name)
+    )]
+    TooLong { name: String, len: usize },
+}
+
+/// The longest file name Linux file systems take (`NAME_MAX`).
+const MAX_DIR_NAME: usize = 255;
+
+/// The first 40 characters of a name, for messages about a name too long to print whole.
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
 }
 
 impl UpgradeName {
@@ -440,6 +456,15 @@ impl UpgradeName {
         // After escaping, '/' is "%2F", so only "." and ".." can still name a parent or self.
         if name == "." || name == ".." {
             return Err(NameError::Escapes(raw.to_owned()));
+        }
+        // Refused here, before anything is journaled: a folder that cannot be created would
+        // otherwise fail every later start with `File name too long`.
+        let len = path_escape(&name).len();
+        if len > MAX_DIR_NAME {
+            return Err(NameError::TooLong {
+                name: raw.to_owned(),
+                len,
+            });
         }
         Ok(UpgradeName(name))
     }
@@ -544,6 +569,16 @@ mod tests {
         assert_eq!(
             layout.upgrade_dir(&name),
             PathBuf::from("/h/cosmovisor/upgrades/..%2Fx")
+        );
+        // The folder name counts after escaping: 85 '/' are 255 bytes, 86 are too many.
+        assert!(UpgradeName::new(&"/".repeat(85), true).is_ok());
+        let err = UpgradeName::new(&"/".repeat(86), true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "upgrade name \"{}…\" cannot name a folder: its folder name is 258 bytes, longer than 255 bytes",
+                "/".repeat(40)
+            )
         );
     }
 

@@ -114,7 +114,7 @@ impl Supervisor<'_> {
             skip,
             watcher::read_applied(&current),
         );
-        if let Some(plan) = watcher.check_now() {
+        if let Some(plan) = watcher.check_now().await {
             info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
             if let Next::Exit(code) = self.upgrade(Journal::begin(&plan)).await? {
                 return Ok(code);
@@ -158,6 +158,7 @@ impl Supervisor<'_> {
                     } else {
                         watcher
                             .check_now()
+                            .await
                             .or(line_plan)
                             .or_else(|| halted_for(&mut line_rx, manual.as_ref()))
                     };
@@ -346,7 +347,7 @@ impl Supervisor<'_> {
                 }
                 () = settled => {
                     if let Some((plan, _)) = line_plan.take() {
-                        let plan = watcher.check_now().unwrap_or(plan);
+                        let plan = watcher.check_now().await.unwrap_or(plan);
                         return Ok((Ending::Upgrade(plan), None));
                     }
                 }

@@ -9,6 +9,11 @@
 //! is logged once per version and read again when it changes: never a crash, never a stop of the
 //! daemon (Go panics and orphans the node).
 //!
+//! The file is chain-writable data (SPEC §5): it is read through `bounded_read` on the blocking
+//! pool, so a FIFO, a device, a directory or a huge file there never blocks the loop that
+//! forwards signals and never grows our memory. Such a problem is warned about once, and again
+//! only when the kind of problem changes; each later look at the same problem is a debug line.
+//!
 //! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights.
 
 use std::fs;
@@ -22,6 +27,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::plan::{self, Applied, Plan};
 
 /// How often the file is polled while inotify watches `data/` (unless the configured interval
@@ -44,6 +50,10 @@ pub struct Watcher {
     skip_heights: Vec<i64>,
     applied: Applied,
     last_seen: Option<Stamp>,
+    /// The kind of read problem last warned about (cleared once the file reads again).
+    problem: Option<String>,
+    /// A change was seen and the file is still to be read (kept across a cancelled `next`).
+    dirty: bool,
     inotify: Option<AsyncFd<InotifyFd>>,
     ticker: Interval,
     poll_interval: Duration,
@@ -74,6 +84,8 @@ impl Watcher {
             skip_heights,
             applied,
             last_seen: None,
+            problem: None,
+            dirty: false,
             inotify,
             ticker,
             poll_interval,
@@ -121,8 +133,9 @@ impl Watcher {
         true
     }
 
-    /// Reads the file now, if it changed since the last look, and returns a plan to apply.
-    pub fn check_now(&mut self) -> Option<Plan> {
+    /// Reads the file now, if it changed since the last look, and returns a plan to apply. The
+    /// read runs on the blocking pool; cancelling this future leaves the watcher as it was.
+    pub async fn check_now(&mut self) -> Option<Plan> {
         let stamp = if let Ok(meta) = fs::metadata(&self.file) {
             Stamp {
                 ino: meta.ino(),
@@ -132,20 +145,24 @@ impl Watcher {
             }
         } else {
             self.last_seen = None;
+            self.problem = None;
             return None;
         };
         if self.last_seen == Some(stamp) {
             return None;
         }
-        self.last_seen = Some(stamp);
-        let bytes = match fs::read(&self.file) {
+        let read = bounded_read::read_capped_async(self.file.clone(), DOCUMENT_CAP).await;
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(err) => {
-                warn!(file = %self.file.display(), error = %err, "cannot read upgrade-info.json, will retry");
+                // Looked at again on the next poll or event, whatever the stamp says.
                 self.last_seen = None;
+                self.report(&err);
                 return None;
             }
         };
+        self.last_seen = Some(stamp);
+        self.problem = None;
         match plan::parse(&bytes, self.recase) {
             Ok(plan) if self.wants(&plan) => Some(plan),
             Ok(plan) => {
@@ -164,38 +181,66 @@ impl Watcher {
         }
     }
 
+    /// Logs a read problem: a warning when it is new, a debug line when it is the same again.
+    fn report(&mut self, err: &ReadError) {
+        let kind = match err {
+            ReadError::Missing(_) => {
+                self.problem = None;
+                return;
+            }
+            ReadError::NotRegular { kind, .. } => (*kind).to_owned(),
+            ReadError::TooBig { .. } => "too big".to_owned(),
+            ReadError::Io { source, .. } => source.kind().to_string(),
+        };
+        if self.problem.as_deref() == Some(kind.as_str()) {
+            debug!(file = %self.file.display(), error = %err, "upgrade-info.json still cannot be read");
+        } else {
+            warn!(file = %self.file.display(), error = %err, "cannot read upgrade-info.json; the node keeps running, and the file is read again when it changes");
+            self.problem = Some(kind);
+        }
+    }
+
     /// Waits for a plan to apply. Cancel-safe: all progress lives in `self`.
     pub async fn next(&mut self) -> Plan {
         loop {
-            let changed = if let Some(inotify) = &self.inotify {
-                let mut lost = false;
-                let changed = tokio::select! {
-                    _ = self.ticker.tick() => true,
-                    ready = inotify.readable() => match ready {
-                        Ok(mut guard) => {
-                            let events = drain_events(&guard.get_inner().0, &self.file_name);
-                            guard.clear_ready();
-                            lost = events.lost;
-                            events.relevant || events.lost
-                        }
-                        Err(_) => true,
-                    },
-                };
-                if lost {
-                    warn!(file = %self.file.display(), "data/ was removed or moved; polling until it is back");
-                    self.set_inotify(None);
-                }
-                changed
-            } else {
-                self.ticker.tick().await;
-                self.rearm();
-                true
-            };
-            if changed {
-                if let Some(plan) = self.check_now() {
+            if !self.dirty {
+                self.dirty = self.wait_for_change().await;
+            }
+            if self.dirty {
+                let plan = self.check_now().await;
+                self.dirty = false;
+                if let Some(plan) = plan {
                     return plan;
                 }
             }
+        }
+    }
+
+    /// Waits for the next tick or inotify wake-up; whether the file may have changed.
+    async fn wait_for_change(&mut self) -> bool {
+        if let Some(inotify) = &self.inotify {
+            let mut lost = false;
+            let changed = tokio::select! {
+                _ = self.ticker.tick() => true,
+                ready = inotify.readable() => match ready {
+                    Ok(mut guard) => {
+                        let events = drain_events(&guard.get_inner().0, &self.file_name);
+                        guard.clear_ready();
+                        lost = events.lost;
+                        events.relevant || events.lost
+                    }
+                    Err(_) => true,
+                },
+            };
+            if lost {
+                warn!(file = %self.file.display(), "data/ was removed or moved; polling until it is back");
+                self.set_inotify(None);
+            }
+            changed
+        } else {
+            self.ticker.tick().await;
+            self.rearm();
+            true
         }
     }
 }
@@ -277,6 +322,10 @@ fn ticker(poll_interval: Duration, with_inotify: bool) -> Interval {
 /// Reads the plan recorded as applied in a version folder (`<dir>/upgrade-info.json`).
 #[must_use]
 pub fn read_applied(version_dir: &Path) -> Applied {
-    let record = fs::read(crate::layout::Layout::applied_plan_file(version_dir)).ok();
+    let record = bounded_read::read_capped(
+        &crate::layout::Layout::applied_plan_file(version_dir),
+        DOCUMENT_CAP,
+    )
+    .ok();
     plan::applied_from_record(record.as_deref())
 }

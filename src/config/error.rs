@@ -46,6 +46,17 @@ pub enum ConfigError {
         positive_hint(var)
     )]
     NotPositive { var: &'static str, value: String },
+    #[error(
+        "{var}: {value:?} is below the minimum of {} (set it to {} or more, or {})",
+        super::format_go_duration(*min),
+        super::format_go_duration(*min),
+        positive_hint(var)
+    )]
+    BelowMinimum {
+        var: &'static str,
+        value: String,
+        min: std::time::Duration,
+    },
     #[error("{var}: invalid integer {value:?} (expected {})", integer_hint(var))]
     InvalidInteger { var: &'static str, value: String },
     #[error(

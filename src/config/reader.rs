@@ -24,6 +24,8 @@ use super::{
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
+/// The shortest `DAEMON_POLL_INTERVAL` accepted.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_GRPC_ADDRESS: &str = "localhost:9090";
 const FILE_DURATION_TYPE: &str = "a duration string like '300ms' or an integer of nanoseconds";
 const FILE_DURATION_VALUE: &str =
@@ -128,6 +130,27 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
 
     /// Env values must be > 0 when set; in the file, 0 (Go's `init` writes it for unset values)
     /// means the default.
+    /// `DAEMON_POLL_INTERVAL`, refused below [`MIN_POLL_INTERVAL`]: upstream takes any value
+    /// above 0, and `1ns` kept a core busy polling.
+    fn poll_interval(&mut self) -> Duration {
+        let interval = self.duration(DAEMON_POLL_INTERVAL, DEFAULT_POLL_INTERVAL);
+        if interval >= MIN_POLL_INTERVAL {
+            return interval;
+        }
+        let value = match self.raw(DAEMON_POLL_INTERVAL) {
+            Raw::Env(s) => s,
+            Raw::File(toml::Value::String(s)) => s.clone(),
+            Raw::File(value) => value.to_string(),
+            Raw::Unset | Raw::Bad => String::new(),
+        };
+        self.errors.push(ConfigError::BelowMinimum {
+            var: DAEMON_POLL_INTERVAL,
+            value,
+            min: MIN_POLL_INTERVAL,
+        });
+        DEFAULT_POLL_INTERVAL
+    }
+
     fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
         match self.raw(var) {
             Raw::Unset | Raw::Bad => default,
@@ -280,7 +303,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         let color_logs = self.bool(COSMOVISOR_COLOR_LOGS, true);
         let time_format = self.time_format();
         let disable_recase = self.bool(COSMOVISOR_DISABLE_RECASE, false);
-        let poll_interval = self.duration(DAEMON_POLL_INTERVAL, DEFAULT_POLL_INTERVAL);
+        let poll_interval = self.poll_interval();
         let restart_delay = self.duration(DAEMON_RESTART_DELAY, Duration::ZERO);
         let shutdown_grace = self.duration(DAEMON_SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE);
         let preupgrade_max_retries = self.integer(DAEMON_PREUPGRADE_MAX_RETRIES, 0).unwrap_or(0);

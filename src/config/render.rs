@@ -200,7 +200,7 @@ mod tests {
             restart_after_upgrade: false,
             restart_delay: Duration::from_millis(1500),
             shutdown_grace: Duration::from_secs(3600),
-            poll_interval: Duration::from_nanos(1),
+            poll_interval: Duration::from_nanos(10_000_001),
             unsafe_skip_backup: true,
             data_backup_dir: "/b".into(),
             preupgrade_max_retries: 9,

@@ -73,6 +73,7 @@ DAEMON_SHUTDOWN_GRACE=10 => DAEMON_SHUTDOWN_GRACE: invalid duration "10": missin
 DAEMON_POLL_INTERVAL=3x => DAEMON_POLL_INTERVAL: invalid duration "3x" (expected a Go duration such as 300ms or 1m30s)
 DAEMON_POLL_INTERVAL=600 => DAEMON_POLL_INTERVAL: invalid duration "600": missing unit (expected a Go duration such as 300ms or 1m30s)
 DAEMON_POLL_INTERVAL=0ms => DAEMON_POLL_INTERVAL: must be greater than 0, got "0ms" (unset it to use the default of 300ms)
+DAEMON_POLL_INTERVAL=1ns => DAEMON_POLL_INTERVAL: "1ns" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
 DAEMON_POLL_INTERVAL=9999999h => DAEMON_POLL_INTERVAL: invalid duration "9999999h": out of range (expected a Go duration such as 300ms or 1m30s)
 DAEMON_DATA_BACKUP_DIR=bak => DAEMON_DATA_BACKUP_DIR must be an absolute path, got "bak"
 UNSAFE_SKIP_BACKUP=on => UNSAFE_SKIP_BACKUP: invalid boolean "on" (expected true or false)
@@ -92,6 +93,8 @@ COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" 
 
 /// `one line added to a valid config.toml => the one exact error`.
 const BAD_FILE: &str = r#"
+daemon_poll_interval = '5ms' => DAEMON_POLL_INTERVAL: "5ms" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
+daemon_poll_interval = 1 => DAEMON_POLL_INTERVAL: "1" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
 daemon_poll_interval = true => config file /h/cosmovisor/config.toml: key daemon_poll_interval must be a duration string like '300ms' or an integer of nanoseconds
 daemon_restart_delay = -5 => config file /h/cosmovisor/config.toml: key daemon_restart_delay: invalid value "-5" (expected a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds)
 daemon_shutdown_grace = '600' => config file /h/cosmovisor/config.toml: key daemon_shutdown_grace: invalid value "600" (expected a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds)
