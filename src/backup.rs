@@ -46,7 +46,8 @@ pub fn choose_paths(backup_dir: &Path, today: chrono::NaiveDate) -> BackupPaths 
     }
 }
 
-fn partial_name(name: &str) -> String {
+/// The staging name of a backup folder while it is being written.
+pub fn partial_name(name: &str) -> String {
     format!(".{name}.partial")
 }
 

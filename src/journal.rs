@@ -6,6 +6,12 @@
 //! record or the new one. On the next start the supervisor finds it and resumes the upgrade from
 //! the recorded phase instead of starting the old binary (see `upgrade.rs` for what each phase
 //! means on resume). Removing the file abandons the upgrade; `current` is then left as it is.
+//!
+//! A journal is created in one place, [`Journal::record`], which first makes the chain's
+//! `data/upgrade-info.json` durable: a power cut can then never leave a journal whose plan file
+//! is gone (SDK apps read that file at start-up). A journal read back is data on disk like any
+//! other (SPEC §5): read with a size cap, and refused when it names an invalid upgrade or a backup
+//! folder outside `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
 
 use std::fs;
 use std::io;
@@ -13,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{UpgradeName, write_atomic};
+use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
+use crate::layout::{Layout, UpgradeName, write_atomic};
 use crate::plan::Plan;
 
 /// The journal format version; a newer, unknown one is refused rather than misread.
@@ -81,20 +88,39 @@ pub struct Journal {
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot read upgrade journal {}: {err}", path.display())]
-    Read { path: PathBuf, err: io::Error },
+    #[error("cannot read upgrade journal: {err}")]
+    Read { err: ReadError },
     #[error(
         "upgrade journal {} is unreadable ({reason}); inspect it, then remove it to abandon the upgrade",
         path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "upgrade journal {} names backup folder {} outside the backup folder {}: inspect it, then remove it to abandon the upgrade",
+        path.display(), folder.display(), backup_dir.display()
+    )]
+    Outside {
+        path: PathBuf,
+        folder: PathBuf,
+        backup_dir: PathBuf,
+    },
+    #[error("cannot make {} durable before journaling its plan: {err}", path.display())]
+    SyncPlan { path: PathBuf, err: io::Error },
     #[error("cannot write upgrade journal {}: {err}", path.display())]
     Write { path: PathBuf, err: io::Error },
 }
 
 impl Journal {
-    #[must_use]
-    pub fn begin(plan: &Plan) -> Journal {
+    /// Starts the journal of a new upgrade: makes `data/upgrade-info.json` and `data/` durable
+    /// (x/upgrade wrote the file without fsync), then durably records the journal.
+    pub fn record(plan: &Plan, layout: &Layout) -> Result<Journal, JournalError> {
+        sync_plan_file(layout)?;
+        let journal = Journal::begin(plan);
+        journal.save(&layout.journal_file())?;
+        Ok(journal)
+    }
+
+    fn begin(plan: &Plan) -> Journal {
         Journal {
             format: FORMAT,
             plan: PlanRecord {
@@ -120,31 +146,50 @@ impl Journal {
         })
     }
 
-    /// Reads the journal at `path`; `None` when no upgrade is under way.
-    pub fn load(path: &Path) -> Result<Option<Journal>, JournalError> {
-        let bytes = match fs::read(path) {
+    /// Reads the journal at `path`; `None` when no upgrade is under way. A journal whose backup
+    /// folders are not where this cosmovisor puts backups (`backup_dir`) is refused.
+    pub fn load(path: &Path, backup_dir: &Path) -> Result<Option<Journal>, JournalError> {
+        let bytes = match bounded_read::read_capped(path, DOCUMENT_CAP) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => {
-                return Err(JournalError::Read {
-                    path: path.to_path_buf(),
-                    err,
-                });
-            }
+            Err(err) if err.is_missing() => return Ok(None),
+            Err(err) => return Err(JournalError::Read { err }),
+        };
+        let corrupt = |reason: String| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
         };
         let journal: Journal =
-            serde_json::from_slice(&bytes).map_err(|err| JournalError::Corrupt {
-                path: path.to_path_buf(),
-                reason: err.to_string(),
-            })?;
+            serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
         if journal.format != FORMAT {
-            return Err(JournalError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "format {} is not supported by this cosmovisor",
-                    journal.format
-                ),
+            return Err(corrupt(format!(
+                "format {} is not supported by this cosmovisor",
+                journal.format
+            )));
+        }
+        journal.plan().map_err(|err| corrupt(err.to_string()))?;
+        if let Some(backup) = &journal.backup {
+            for folder in [&backup.partial, &backup.target] {
+                if folder.parent() != Some(backup_dir) {
+                    return Err(JournalError::Outside {
+                        path: path.to_path_buf(),
+                        folder: folder.clone(),
+                        backup_dir: backup_dir.to_path_buf(),
+                    });
+                }
+            }
+            let target = backup.target.file_name().and_then(|name| name.to_str());
+            let partial = backup.partial.file_name().and_then(|name| name.to_str());
+            let ours = target.is_some_and(|target| {
+                target.starts_with(crate::backup::PREFIX)
+                    && partial == Some(crate::backup::partial_name(target).as_str())
             });
+            if !ours {
+                return Err(corrupt(format!(
+                    "backup folders {} and {} are not names cosmovisor gives backups",
+                    backup.partial.display(),
+                    backup.target.display()
+                )));
+            }
         }
         Ok(Some(journal))
     }
@@ -191,24 +236,46 @@ impl Journal {
     }
 }
 
+/// Fsyncs `data/upgrade-info.json` (when it is a regular file) and `data/`.
+fn sync_plan_file(layout: &Layout) -> Result<(), JournalError> {
+    let file = layout.upgrade_info_file();
+    let fail = |path: PathBuf| move |err| JournalError::SyncPlan { path, err };
+    match bounded_read::open_regular(&file) {
+        Ok(open) => open.sync_all().map_err(fail(file.clone()))?,
+        // A manual upgrade has no file; an odd one (a FIFO, a device) holds nothing to keep.
+        Err(ReadError::Missing(_) | ReadError::NotRegular { .. }) => {}
+        Err(err) => return Err(fail(file)(io::Error::other(err.to_string()))),
+    }
+    let data = layout.data_dir();
+    crate::layout::sync_dir(&data).map_err(fail(data.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backup(partial: &str, target: &str) -> Option<BackupPaths> {
+        Some(BackupPaths {
+            partial: partial.into(),
+            target: target.into(),
+        })
+    }
 
     #[test]
     fn round_trips_and_finishes() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("upgrade-journal.json");
-        assert!(Journal::load(&path).unwrap().is_none());
+        let backups = Path::new("/b");
+        assert!(Journal::load(&path, backups).unwrap().is_none());
         let plan = crate::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
         let mut journal = Journal::begin(&plan);
         journal.save(&path).unwrap();
-        journal.backup = Some(BackupPaths {
-            partial: "/b/.p".into(),
-            target: "/b/t".into(),
-        });
+        journal.backup = backup(
+            "/b/.data-backup-2024-8-5.partial",
+            "/b/data-backup-2024-8-5",
+        );
         journal.advance(Phase::BackingUp, &path).unwrap();
-        let loaded = Journal::load(&path).unwrap().unwrap();
+        let loaded = Journal::load(&path, backups).unwrap().unwrap();
         assert_eq!(loaded, journal);
         let again = loaded.plan().unwrap();
         assert_eq!(
@@ -216,7 +283,7 @@ mod tests {
             ("v2", "V2", 7)
         );
         Journal::finish(&path).unwrap();
-        assert!(Journal::load(&path).unwrap().is_none());
+        assert!(Journal::load(&path, backups).unwrap().is_none());
     }
 
     #[test]
@@ -224,8 +291,47 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("upgrade-journal.json");
         fs::write(&path, b"{not json").unwrap();
-        let err = Journal::load(&path).unwrap_err().to_string();
+        let err = Journal::load(&path, tmp.path()).unwrap_err().to_string();
         assert!(err.contains("upgrade-journal.json is unreadable"), "{err}");
         assert!(err.contains("remove it to abandon the upgrade"), "{err}");
+    }
+
+    /// Paths and names in a journal are checked before anything acts on them.
+    #[test]
+    fn hostile_journals_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("upgrade-journal.json");
+        let plan = crate::plan::parse(br#"{"name":"v2","height":7}"#, true).unwrap();
+        let cases = [
+            (
+                backup("/victim", "/b/data-backup-2024-8-5"),
+                "names backup folder /victim outside the backup folder /b",
+            ),
+            (
+                backup("/b/.data-backup-1.partial", "/b/../data-backup-1"),
+                "names backup folder /b/../data-backup-1 outside the backup folder /b",
+            ),
+            (
+                backup("/b/chain-data", "/b/data-backup-1"),
+                "are not names cosmovisor gives backups",
+            ),
+        ];
+        for (paths, expected) in cases {
+            let mut journal = Journal::begin(&plan);
+            journal.backup = paths;
+            journal.phase = Phase::BackingUp;
+            journal.save(&path).unwrap();
+            let err = Journal::load(&path, Path::new("/b"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let mut journal = Journal::begin(&plan);
+        journal.plan.name = "..".into();
+        journal.save(&path).unwrap();
+        let err = Journal::load(&path, Path::new("/b"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside upgrades/"), "{err}");
     }
 }

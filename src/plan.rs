@@ -126,6 +126,19 @@ impl Plan {
         serde_json::to_vec(&record).unwrap_or_default()
     }
 
+    /// The plan as x/upgrade writes `data/upgrade-info.json` (the name as the chain wrote it), to
+    /// put the file back after a power cut emptied it.
+    #[must_use]
+    pub fn to_upgrade_info_json(&self) -> Vec<u8> {
+        let record = PlanRecord {
+            name: &self.raw_name,
+            time: ZERO_TIME,
+            height: self.height,
+            info: &self.info,
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
     /// Builds a plan from the fields of the daemon's `UPGRADE … NEEDED` line.
     pub fn from_line(line: &LinePlan, recase: bool) -> Result<Plan, PlanError> {
         from_parts(

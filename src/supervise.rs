@@ -94,7 +94,9 @@ impl Supervisor<'_> {
         pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
         let skip = plan::skip_heights(self.args);
 
-        if let Some(journal) = Journal::load(&self.layout.journal_file())? {
+        if let Some(journal) =
+            Journal::load(&self.layout.journal_file(), &self.cfg.data_backup_dir)?
+        {
             if skip.contains(&journal.plan.height) {
                 warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
                 Journal::finish(&self.layout.journal_file())?;
@@ -116,7 +118,7 @@ impl Supervisor<'_> {
         );
         if let Some(plan) = watcher.check_now().await {
             info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
-            if let Next::Exit(code) = self.upgrade(Journal::begin(&plan)).await? {
+            if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
                 return Ok(code);
             }
             watcher.set_applied(applied_of(&plan));
@@ -146,7 +148,7 @@ impl Supervisor<'_> {
             let (ending, terminated_by) = self
                 .watch(&mut daemon, &mut watcher, &mut line_rx, manual.as_ref())
                 .await?;
-            let plan = match ending {
+            let (plan, journal) = match ending {
                 Ending::Exited { status, line_plan } => {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
@@ -163,7 +165,10 @@ impl Supervisor<'_> {
                             .or_else(|| halted_for(&mut line_rx, manual.as_ref()))
                     };
                     match plan {
-                        Some(plan) => plan,
+                        Some(plan) => {
+                            let journal = Journal::record(&plan, &self.layout)?;
+                            (plan, journal)
+                        }
                         None => return Ok(exit::from_status(status)),
                     }
                 }
@@ -171,7 +176,7 @@ impl Supervisor<'_> {
                     // Journaled before the stop: a cosmovisor killed while the node shuts down
                     // resumes this upgrade (after waiting for that node) instead of starting the
                     // old binary again, which would run past the height.
-                    Journal::begin(&plan).save(&self.layout.journal_file())?;
+                    let journal = Journal::record(&plan, &self.layout)?;
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
                     let (status, stop_signal) = daemon
                         .stop(self.cfg.shutdown_grace, &mut self.signals)
@@ -183,10 +188,10 @@ impl Supervisor<'_> {
                         // Stop as asked; the next start carries the journaled upgrade out.
                         return Ok(exit::from_signal(sig));
                     }
-                    plan
+                    (plan, journal)
                 }
             };
-            let next = self.upgrade(Journal::begin(&plan)).await?;
+            let next = self.upgrade(journal).await?;
             if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
                 warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
             }
@@ -197,12 +202,8 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Journals `journal`'s upgrade (if new) and carries it out.
+    /// Carries out the upgrade `journal` records.
     async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
-        let path = self.layout.journal_file();
-        if !path.exists() {
-            journal.save(&path)?;
-        }
         let name = journal.plan.name.clone();
         let outcome = upgrade::carry_out(
             self.cfg,

@@ -14,6 +14,10 @@
 //! * `backed_up`, `custom_pre_upgrade_done`: run the next hook.
 //! * `pre_upgrade_done`: write the record and swap `current` (both idempotent).
 //!
+//! Before any step, `data/upgrade-info.json` is written again from the journal's plan when it is
+//! missing, empty or not a valid plan: x/upgrade writes it without fsync, so a power cut can
+//! empty it after we journaled, and SDK apps read it at start-up.
+//!
 //! Termination signals are honoured at safe points: between steps, by cancelling a backup, or
 //! after a hook process (which gets the signal too) ends. The journal then resumes the upgrade.
 
@@ -27,6 +31,7 @@ use tokio::process::Command;
 use tracing::{error, info, warn};
 
 use crate::backup::{self, Taken};
+use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::config::{Config, format_go_duration};
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
@@ -95,6 +100,12 @@ pub enum UpgradeError {
         target: PathBuf,
         err: io::Error,
     },
+    #[error("upgrade {name:?}: cannot write {} again from the upgrade journal: {err}", path.display())]
+    RestorePlan {
+        name: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("upgrade journal names an invalid upgrade: {0}")]
@@ -114,6 +125,7 @@ pub async fn carry_out(
     let version_dir = layout.upgrade_dir(&plan.name);
     let bin = layout.bin_in(&version_dir);
     info!(name = %plan.name, height = plan.height, phase = journal.phase.name(), "carrying out upgrade");
+    restore_plan_file(layout, &plan)?;
 
     if matches!(layout::check_binary(&bin), Err(BinaryError::Missing { .. }))
         && cfg.allow_download_binaries
@@ -182,6 +194,28 @@ pub async fn carry_out(
     Journal::finish(&journal_path)?;
     info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
     Ok(Outcome::Switched)
+}
+
+/// Writes `data/upgrade-info.json` from `plan` (atomically) when it is missing, empty or not a
+/// valid plan. Something that is not a regular file there is left alone.
+fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
+    let path = layout.upgrade_info_file();
+    match bounded_read::read_capped(&path, DOCUMENT_CAP) {
+        Ok(bytes) if crate::plan::parse(&bytes, false).is_ok() => return Ok(()),
+        Err(err @ ReadError::NotRegular { .. }) => {
+            warn!(error = %err, "cannot check upgrade-info.json against the journal; leaving it as it is");
+            return Ok(());
+        }
+        _ => {}
+    }
+    warn!(file = %path.display(), name = %plan.name, height = plan.height, "upgrade-info.json is missing, empty or not a valid plan; writing it again from the upgrade journal");
+    layout::write_atomic(&path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
+        UpgradeError::RestorePlan {
+            name: plan.name.to_string(),
+            path: path.clone(),
+            err,
+        }
+    })
 }
 
 /// The new binary must be a regular file we can execute. A missing execute bit is added, as Go

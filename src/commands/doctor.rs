@@ -113,7 +113,7 @@ fn check_all(
         }
     }
     let current = check_current(report, &layout);
-    check_journal(report, &layout);
+    check_journal(report, &layout, &cfg.data_backup_dir);
     check_next_upgrade(report, &cfg, &layout, current.as_deref());
     host::check_backup_space(report, &cfg, &layout);
     host::check_home_argument(report, &cfg, args);
@@ -160,8 +160,8 @@ fn check_current(report: &mut Report, layout: &Layout) -> Option<PathBuf> {
     Some(dir)
 }
 
-fn check_journal(report: &mut Report, layout: &Layout) {
-    match Journal::load(&layout.journal_file()) {
+fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::Path) {
+    match Journal::load(&layout.journal_file(), backup_dir) {
         Ok(None) => {}
         Ok(Some(journal)) => report.pass(format!(
             "upgrade {} at height {} is under way (phase {}); the next start resumes it",

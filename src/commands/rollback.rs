@@ -122,7 +122,7 @@ pub fn run(config_file: Option<&Path>, request: &Request<'_>) -> anyhow::Result<
     if let Some(pid) = pid_file::running(&layout.daemon_pid_file()) {
         return Err(RollbackError::DaemonRunning { pid: pid.as_raw() }.into());
     }
-    if let Some(journal) = Journal::load(&layout.journal_file())? {
+    if let Some(journal) = Journal::load(&layout.journal_file(), &cfg.data_backup_dir)? {
         return Err(RollbackError::UpgradeUnderWay {
             name: journal.plan.name,
             height: journal.plan.height,

@@ -218,7 +218,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Vec::new()
         }
     };
-    let journal = match Journal::load(&layout.journal_file()) {
+    let journal = match Journal::load(&layout.journal_file(), &cfg.data_backup_dir) {
         Ok(journal) => journal.map(|j| JournalState {
             name: j.plan.name,
             height: j.plan.height,
