@@ -407,6 +407,72 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Removes the temp files (`<name>.tmp-<pid>`, made by [`write_atomic`], `set_current` and the
+/// staging of binaries) that a crash or a power cut left in the folders we own: `cosmovisor/`,
+/// the version folders and their `bin/`, and our own two files' temps in `data/`. A temp of a
+/// process that is still running (an `add-upgrade` under way) is left alone. Returns what was
+/// removed.
+pub fn remove_crash_leftovers(layout: &Layout) -> Vec<PathBuf> {
+    let mut folders = vec![layout.root().to_path_buf()];
+    let mut versions = vec![layout.genesis_dir()];
+    if let Ok(entries) = fs::read_dir(layout.upgrades_dir()) {
+        versions.extend(entries.filter_map(Result::ok).map(|entry| entry.path()));
+    }
+    for version in versions {
+        folders.push(version.join("bin"));
+        folders.push(version);
+    }
+    let mut removed = Vec::new();
+    for folder in folders {
+        removed.extend(remove_temps_in(&folder, |_| true));
+    }
+    let ours_in_data = [
+        UPGRADE_INFO_FILE.to_owned(),
+        format!("{UPGRADE_INFO_FILE}.batch"),
+    ];
+    removed.extend(remove_temps_in(&layout.data_dir(), |base| {
+        ours_in_data.iter().any(|ours| base == format!(".{ours}"))
+    }));
+    removed
+}
+
+fn remove_temps_in(folder: &Path, ours: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some((base, pid)) = name.to_str().and_then(|name| name.rsplit_once(".tmp-")) else {
+            continue;
+        };
+        let named_like_ours = base == "current" || (base.starts_with('.') && base.len() > 1);
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        if !named_like_ours || !ours(base) || process_exists(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let is_file = fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_dir());
+        if is_file && fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Whether a process with this pid exists (ours included).
+fn process_exists(pid: i32) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Err(nix::errno::Errno::ESRCH) => false,
+        Ok(()) | Err(_) => true,
+    }
+}
+
 /// A validated, normalised upgrade name and the folder name it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpgradeName(String);

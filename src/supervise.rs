@@ -93,6 +93,9 @@ impl Supervisor<'_> {
         let _metrics_server = self.serve_metrics().await;
         pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
         let skip = plan::skip_heights(self.args);
+        for path in layout::remove_crash_leftovers(&self.layout) {
+            info!(path = %path.display(), "removed a temp file left by an interrupted write");
+        }
 
         if let Some(journal) =
             Journal::load(&self.layout.journal_file(), &self.cfg.data_backup_dir)?
