@@ -26,13 +26,15 @@ pub const CONFIG: u8 = 3;
 pub const LAYOUT: u8 = 4;
 /// An upgrade could not be carried out: its binary is missing or not executable, the plan is
 /// invalid, the backup or a pre-upgrade step failed. The daemon is stopped, `current` still
-/// points at the old version, and the next start resumes the upgrade from its journal.
+/// points at the old version, and the next start resumes the upgrade from its journal. Also: the
+/// journal or the manual-upgrade queue cannot be used (unreadable, not a regular file, or a journal
+/// naming a backup folder outside `DAEMON_DATA_BACKUP_DIR`); nothing was removed or started.
 pub const UPGRADE_FAILED: u8 = 5;
 /// `cosmovisor doctor` found at least one problem (each is a `✗` line on stdout).
 pub const DOCTOR_FAILED: u8 = 7;
 /// `cosmovisor rollback` refused because the home is in use: a cosmovisor supervises it (its lock
-/// is held), the daemon it started is still running, or an upgrade is under way (journal).
-/// Nothing was changed.
+/// is held), the daemon it started is still running, or an upgrade is under way (journal); or
+/// `add-upgrade --force` would replace the binary of the upgrade under way. Nothing was changed.
 pub const HOME_BUSY: u8 = 8;
 /// The daemon binary exists but could not be executed (shell convention).
 pub const CANNOT_EXECUTE: u8 = 126;

@@ -221,6 +221,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         {
             return exit::USAGE;
         }
+        if cause.is::<commands::add_upgrade::UnderWayError>() {
+            return exit::HOME_BUSY;
+        }
         if let Some(rollback) = cause.downcast_ref::<commands::rollback::RollbackError>() {
             return rollback.exit_code();
         }

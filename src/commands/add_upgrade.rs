@@ -12,6 +12,7 @@ use tracing::info;
 use crate::batch::{self, Entry};
 use crate::config::Config;
 use crate::exit;
+use crate::journal::Journal;
 use crate::layout::{self, Layout, UpgradeName};
 
 /// What is wrong with the command's arguments (a usage error: exit 2).
@@ -42,6 +43,19 @@ pub enum ArgumentError {
     Name(#[from] layout::NameError),
 }
 
+/// `add-upgrade --force` for the upgrade the journal says is under way: its binary may already
+/// have run `pre-upgrade`, so it is not replaced (exit [`exit::HOME_BUSY`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "upgrade {name} at height {height} is under way ({}): let cosmovisor finish it, or remove the journal to abandon it, then replace its binary",
+    journal.display()
+)]
+pub struct UnderWayError {
+    pub name: String,
+    pub height: i64,
+    pub journal: PathBuf,
+}
+
 /// `add-upgrade <name> <path> [--force] [--upgrade-height H]`.
 pub fn add_upgrade(
     config_file: Option<&Path>,
@@ -57,6 +71,9 @@ pub fn add_upgrade(
         return Err(ArgumentError::Height(height).into());
     }
     check_executable(executable)?;
+    if force {
+        refuse_under_way(&layout, &cfg, &name)?;
+    }
     let queue = layout.batch_file();
     if height.is_some() {
         let scheduled = batch::load(&queue)?;
@@ -111,8 +128,9 @@ pub fn add_batch_upgrade(
     for (position, entry) in raw.iter().enumerate() {
         planned.push(parse_entry(position, entry, &cfg)?);
     }
-    for (_, executable, _) in &planned {
+    for (name, executable, _) in &planned {
         check_executable(executable)?;
+        refuse_under_way(&layout, &cfg, name)?;
     }
     let mut entries = Vec::new();
     for (name, executable, height) in &planned {
@@ -158,6 +176,20 @@ fn parse_entry(
         PathBuf::from(path.trim()),
         height_value,
     ))
+}
+
+/// Refuses to replace the binary of the upgrade the journal records as under way.
+fn refuse_under_way(layout: &Layout, cfg: &Config, name: &UpgradeName) -> anyhow::Result<()> {
+    let path = layout.journal_file();
+    match Journal::load(&path, &cfg.data_backup_dir)? {
+        Some(journal) if name.same_as(&journal.plan.name) => Err(UnderWayError {
+            name: journal.plan.name,
+            height: journal.plan.height,
+            journal: path,
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 fn check_executable(path: &Path) -> Result<(), ArgumentError> {
