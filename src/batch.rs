@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::layout::{UpgradeName, write_atomic};
 use crate::plan::{Applied, Plan, PlanError};
 
@@ -35,8 +36,8 @@ fn zero_time() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("cannot read {}: {err}", path.display())]
-    Read { path: PathBuf, err: io::Error },
+    #[error("cannot read the manual upgrade queue: {0}")]
+    Read(ReadError),
     #[error("{} is not a JSON array of upgrade plans: {reason} (fix or remove it)", path.display())]
     Malformed { path: PathBuf, reason: String },
     #[error("{}: {err}", path.display())]
@@ -74,15 +75,10 @@ impl Entry {
 
 /// The queue, sorted by height; a missing file is an empty queue.
 pub fn load(path: &Path) -> Result<Vec<Entry>, BatchError> {
-    let bytes = match fs::read(path) {
+    let bytes = match bounded_read::read_capped(path, DOCUMENT_CAP) {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => {
-            return Err(BatchError::Read {
-                path: path.to_path_buf(),
-                err,
-            });
-        }
+        Err(err) if err.is_missing() => return Ok(Vec::new()),
+        Err(err) => return Err(BatchError::Read(err)),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());

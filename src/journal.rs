@@ -254,11 +254,11 @@ fn sync_plan_file(layout: &Layout) -> Result<(), JournalError> {
 mod tests {
     use super::*;
 
-    fn backup(partial: &str, target: &str) -> Option<BackupPaths> {
-        Some(BackupPaths {
+    fn backup(partial: &str, target: &str) -> BackupPaths {
+        BackupPaths {
             partial: partial.into(),
             target: target.into(),
-        })
+        }
     }
 
     #[test]
@@ -270,10 +270,10 @@ mod tests {
         let plan = crate::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
         let mut journal = Journal::begin(&plan);
         journal.save(&path).unwrap();
-        journal.backup = backup(
+        journal.backup = Some(backup(
             "/b/.data-backup-2024-8-5.partial",
             "/b/data-backup-2024-8-5",
-        );
+        ));
         journal.advance(Phase::BackingUp, &path).unwrap();
         let loaded = Journal::load(&path, backups).unwrap().unwrap();
         assert_eq!(loaded, journal);
@@ -318,7 +318,7 @@ mod tests {
         ];
         for (paths, expected) in cases {
             let mut journal = Journal::begin(&plan);
-            journal.backup = paths;
+            journal.backup = Some(paths);
             journal.phase = Phase::BackingUp;
             journal.save(&path).unwrap();
             let err = Journal::load(&path, Path::new("/b"))

@@ -93,22 +93,8 @@ impl Supervisor<'_> {
         let _metrics_server = self.serve_metrics().await;
         pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
         let skip = plan::skip_heights(self.args);
-        for path in layout::remove_crash_leftovers(&self.layout) {
-            info!(path = %path.display(), "removed a temp file left by an interrupted write");
-        }
-
-        if let Some(journal) =
-            Journal::load(&self.layout.journal_file(), &self.cfg.data_backup_dir)?
-        {
-            if skip.contains(&journal.plan.height) {
-                warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
-                Journal::finish(&self.layout.journal_file())?;
-            } else {
-                info!(name = %journal.plan.name, height = journal.plan.height, phase = journal.phase.name(), "resuming upgrade from the journal");
-                if let Next::Exit(code) = self.upgrade(journal).await? {
-                    return Ok(code);
-                }
-            }
+        if let Next::Exit(code) = self.resume(&skip).await? {
+            return Ok(code);
         }
 
         let current = self.current_dir()?;
@@ -203,6 +189,25 @@ impl Supervisor<'_> {
                 Next::Exit(code) => return Ok(code),
             }
         }
+    }
+
+    /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
+    /// the upgrade in the journal.
+    async fn resume(&mut self, skip: &[i64]) -> anyhow::Result<Next> {
+        for path in layout::remove_crash_leftovers(&self.layout) {
+            info!(path = %path.display(), "removed a temp file left by an interrupted write");
+        }
+        let path = self.layout.journal_file();
+        let Some(journal) = Journal::load(&path, &self.cfg.data_backup_dir)? else {
+            return Ok(Next::Relaunch);
+        };
+        if skip.contains(&journal.plan.height) {
+            warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
+            Journal::finish(&path)?;
+            return Ok(Next::Relaunch);
+        }
+        info!(name = %journal.plan.name, height = journal.plan.height, phase = journal.phase.name(), "resuming upgrade from the journal");
+        self.upgrade(journal).await
     }
 
     /// Carries out the upgrade `journal` records.

@@ -110,13 +110,14 @@ pub fn add_batch_upgrade(
     let cfg = crate::commands::info::load_checked(config_file)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let raw: Vec<String> = match (file, list.is_empty()) {
-        (Some(file), _) => fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        (Some(file), _) => {
+            { crate::bounded_read::read_capped_string(file, crate::bounded_read::DOCUMENT_CAP)? }
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
         (None, false) => list
             .iter()
             .flat_map(|item| item.split(','))

@@ -39,9 +39,9 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
     let layout = Layout::new(&cfg.home, &cfg.name);
     let path = layout.upgrade_info_file();
     let mut stdout = std::io::stdout();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP) {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        Err(err) if err.is_missing() => {
             match output {
                 OutputFormat::Text => {
                     writeln!(stdout, "No upgrade info found at {}", path.display())
@@ -51,7 +51,7 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
             .context("cannot write to stdout")?;
             return Ok(exit::OK);
         }
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => return Err(err.into()),
     };
     match output {
         OutputFormat::Text => {

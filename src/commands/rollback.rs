@@ -353,10 +353,11 @@ fn restore_data(layout: &Layout, backup: &Path) -> anyhow::Result<PathBuf> {
 /// Copies `data/priv_validator_state.json` over the restored one (temp file + rename + fsync).
 fn carry_signing_state(data: &Path, staging: &Path) -> anyhow::Result<()> {
     let current = data.join(SIGNING_STATE);
-    let bytes = match fs::read(&current) {
+    let bytes = match crate::bounded_read::read_capped(&current, crate::bounded_read::DOCUMENT_CAP)
+    {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", current.display())),
+        Err(err) if err.is_missing() => return Ok(()),
+        Err(err) => return Err(err.into()),
     };
     let mode = fs::metadata(&current).map_or(0o600, |m| {
         use std::os::unix::fs::PermissionsExt;
@@ -385,6 +386,8 @@ fn move_plan_aside(
         .join(format!("{UPGRADE_INFO_FILE}.rolled-back"));
     fs::rename(&file, &aside)
         .with_context(|| format!("cannot rename {} to {}", file.display(), aside.display()))?;
+    let data = layout.data_dir();
+    layout::sync_dir(&data).with_context(|| format!("cannot sync {}", data.display()))?;
     Ok(Some((plan.name.dir_name(), plan.height, aside)))
 }
 

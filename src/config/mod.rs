@@ -244,11 +244,16 @@ impl Config {
         match config_file {
             None => Config::from_vars(env),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    let reason = io_reason(&e);
+                // Operator-written, but still a file anyone with access may have replaced by a
+                // FIFO or a device: read only a regular file, with a cap.
+                let text = crate::bounded_read::read_capped_string(
+                    path,
+                    crate::bounded_read::DOCUMENT_CAP,
+                )
+                .map_err(|e| {
                     ConfigErrors(vec![ConfigError::FileUnreadable {
                         path: path.to_path_buf(),
-                        reason,
+                        reason: read_reason(&e),
                     }])
                 })?;
                 Config::from_file_and_vars(path, &text, env)
@@ -270,5 +275,18 @@ impl Config {
         };
         let value = self.data_backup_dir.display().to_string();
         vec![ConfigError::BackupDirMissing { value, reason }]
+    }
+}
+
+/// Why a config file could not be read, without its path (the error names it already).
+fn read_reason(err: &crate::bounded_read::ReadError) -> String {
+    use crate::bounded_read::ReadError;
+    match err {
+        ReadError::Missing(_) => "No such file or directory".to_owned(),
+        ReadError::NotRegular { kind, .. } => format!("it is a {kind}, not a regular file"),
+        ReadError::TooBig { size, cap, .. } => {
+            format!("it is larger than {cap} bytes (read {size}); it cannot be a config file")
+        }
+        ReadError::Io { source, .. } => io_reason(source),
     }
 }

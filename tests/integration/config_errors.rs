@@ -177,7 +177,7 @@ fn poll_interval_below_the_minimum_is_refused() {
             case(
                 &[("DAEMON_POLL_INTERVAL", Some(value))],
                 &[&format!(
-                    r#"DAEMON_POLL_INTERVAL: {value:?} is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)"#
+                    "DAEMON_POLL_INTERVAL: {value:?} is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)"
                 )],
             )
         })
