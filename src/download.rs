@@ -178,7 +178,7 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), DownloadError> {
 /// Moves the staged `bin/` entries and a `lib/` (unless one exists) into an existing folder.
 fn merge_into(version: &Path, target: &Path) -> Result<(), DownloadError> {
     let (from_bin, to_bin) = (version.join("bin"), target.join("bin"));
-    fs::create_dir_all(&to_bin).map_err(io_err("cannot create", &to_bin))?;
+    crate::layout::create_dir_all_durable(&to_bin).map_err(io_err("cannot create", &to_bin))?;
     for entry in fs::read_dir(&from_bin).map_err(io_err("cannot read", &from_bin))? {
         let entry = entry.map_err(io_err("cannot read", &from_bin))?;
         let to = to_bin.join(entry.file_name());
@@ -192,6 +192,10 @@ fn merge_into(version: &Path, target: &Path) -> Result<(), DownloadError> {
             fs::rename(&from_lib, &to_lib)
                 .map_err(io_err("cannot move the download to", &to_lib))?;
         }
+    }
+    // The renames above are durable only once both folders are.
+    for dir in [&to_bin, target] {
+        crate::layout::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
     }
     Ok(())
 }

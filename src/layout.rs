@@ -379,6 +379,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// `create_dir_all` whose new folders survive a power cut: the parent of each folder it created
+/// is fsynced.
+pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|path| !path.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` crash-safely: temp file in the same folder, fsync, rename, fsync of
 /// the folder. Readers see the old content or the new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
@@ -738,6 +751,54 @@ mod tests {
             check_binary(tmp.path()),
             Err(BinaryError::NotRegular { .. })
         ));
+    }
+
+    #[test]
+    fn durable_create_makes_every_missing_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        create_dir_all_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_all_durable(&deep).unwrap();
+    }
+
+    #[test]
+    fn crash_leftovers_of_dead_processes_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path(), "simd");
+        fs::create_dir_all(layout.genesis_dir().join("bin")).unwrap();
+        fs::create_dir_all(layout.data_dir()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let ours = std::process::id();
+        let gone = [
+            layout
+                .root()
+                .join(format!(".upgrade-journal.json.tmp-{dead}")),
+            layout.genesis_dir().join(format!("bin/.simd.tmp-{dead}")),
+            layout
+                .data_dir()
+                .join(format!(".upgrade-info.json.tmp-{dead}")),
+        ];
+        let kept = [
+            layout
+                .root()
+                .join(format!(".upgrade-journal.json.tmp-{ours}")),
+            layout.root().join(format!("x.tmp-{dead}")),
+            layout
+                .data_dir()
+                .join(format!(".application.db.tmp-{dead}")),
+        ];
+        for path in gone.iter().chain(&kept) {
+            fs::write(path, "x").unwrap();
+        }
+        let mut removed = remove_crash_leftovers(&layout);
+        removed.sort();
+        let mut expected = gone.to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(kept.iter().all(|path| path.exists()));
     }
 
     #[test]

@@ -219,7 +219,8 @@ fn stage(
         return Err(ArgumentError::Exists(bin).into());
     }
     let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    layout::create_dir_all_durable(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let temp = dir.join(format!(
         ".{}.tmp-{}",
         layout.daemon_name(),

@@ -31,7 +31,7 @@ pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> 
         info!(dir = %bin_dir.display(), "the genesis/bin directory already exists");
     } else {
         info!(dir = %bin_dir.display(), "creating directory (and any parents)");
-        fs::create_dir_all(&bin_dir)
+        layout::create_dir_all_durable(&bin_dir)
             .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     }
 
@@ -145,7 +145,8 @@ fn copy_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
         fs::copy(from, &temp)?;
         layout::make_executable(&temp)?;
         fs::File::open(&temp)?.sync_all()?;
-        fs::rename(&temp, to)
+        fs::rename(&temp, to)?;
+        layout::sync_dir(to.parent().unwrap_or_else(|| Path::new(".")))
     })();
     if let Err(err) = result {
         let _ = fs::remove_file(&temp);
