@@ -98,6 +98,7 @@ fn dev_zero_link_at_upgrade_info_json_is_refused_without_reading() {
     home.wait_for_event("done");
     running.wait_for_log("is a character device");
     let peak = peak_memory_kib(running.pid);
+    eprintln!("cosmovisor peak memory after the /dev/zero link: {peak} KiB");
     assert!(
         peak < 64 * 1024,
         "cosmovisor's peak memory is {peak} KiB after a /dev/zero link"
@@ -319,6 +320,13 @@ impl Trace {
 /// plan, so a power cut can never leave a journal whose plan file is gone.
 #[test]
 fn upgrade_info_json_is_synced_before_the_journal_records_its_plan() {
+    assert!(
+        std::process::Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|out| out.status.success()),
+        "this test needs strace (apt-get install strace)"
+    );
     let home = Home::new("simd");
     // strace waits for every traced process: the daemon must not leave a `sleep` behind.
     let v1 = FakeDaemon::new()
