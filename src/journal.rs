@@ -96,7 +96,7 @@ pub enum JournalError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "upgrade journal {} names backup folder {} outside the backup folder {}: inspect it, then remove it to abandon the upgrade",
+        "upgrade journal {} names backup folder {} outside the backup folder {}: set DAEMON_DATA_BACKUP_DIR back to the folder the backup was started in, or inspect the journal and remove it to abandon the upgrade",
         path.display(), folder.display(), backup_dir.display()
     )]
     Outside {

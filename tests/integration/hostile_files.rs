@@ -165,7 +165,7 @@ fn journal_naming_a_folder_outside_the_home_is_refused() {
     assert_eq!(
         out.errors(),
         [format!(
-            "upgrade journal {} names backup folder {} outside the backup folder {}: inspect it, then remove it to abandon the upgrade",
+            "upgrade journal {} names backup folder {} outside the backup folder {}: set DAEMON_DATA_BACKUP_DIR back to the folder the backup was started in, or inspect the journal and remove it to abandon the upgrade",
             journal.display(),
             victim.display(),
             home.path().display()
