@@ -109,7 +109,8 @@ fn dev_zero_link_at_upgrade_info_json_is_refused_without_reading() {
     assert_eq!(warnings(&out.stderr(), "is a character device"), 1, "{out}");
 }
 
-/// A directory at `data/upgrade-info.json` is one warning, not one per look. Each rename of a
+/// A directory at `data/upgrade-info.json` is one warning, not one per look; a different problem
+/// after it is warned about again. Each rename of a
 /// fresh directory over it makes the watcher look again (inotify); with debug logs on, every
 /// look that finds the same problem leaves a debug line, so the test waits for three looks.
 #[test]
@@ -131,10 +132,17 @@ fn directory_at_upgrade_info_json_warns_once() {
             log_lines(&running.stderr_so_far(), "is a directory").len() >= look
         });
     }
+    // Another kind of problem is warned about again: a (sparse) file far over the size cap.
+    let big = home.data().join("big");
+    fs::File::create(&big).unwrap().set_len(100 << 20).unwrap();
+    fs::remove_dir(&info).unwrap();
+    fs::rename(&big, &info).unwrap();
+    running.wait_for_log("is larger than");
     running.signal(Signal::SIGTERM);
     let out = running.wait();
     out.assert_code(0);
     assert_eq!(warnings(&out.stderr(), "is a directory"), 1, "{out}");
+    assert_eq!(warnings(&out.stderr(), "is larger than"), 1, "{out}");
 }
 
 /// A journal is data on disk like any other: one whose backup paths lie outside the backup folder
