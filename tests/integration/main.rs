@@ -7,6 +7,8 @@ mod backup;
 mod config_errors;
 mod doctor;
 mod download;
+mod hostile_output;
+mod hostile_process;
 mod init;
 mod manual;
 mod ops;
