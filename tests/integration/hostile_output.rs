@@ -88,7 +88,10 @@ fn an_upgrade_line_makes_cosmovisor_read_the_plan_at_once() {
     )
     .upgrade(
         "v2",
-        &FakeDaemon::new().pre_upgrade("v2", &[1]).ready("v2").block(),
+        &FakeDaemon::new()
+            .pre_upgrade("v2", &[1])
+            .ready("v2")
+            .block(),
     );
     let out = home
         .cosmovisor(["run", "start"])
@@ -156,18 +159,23 @@ fn hostile_long_lines_pass_through_byte_for_byte_at_full_speed() {
     let start = Instant::now();
     home.wait_for_event("ready v1");
     // Linear work is milliseconds; the quadratic scan took about 3 s of CPU per line.
-    wait_until("the payload to pass through", Duration::from_secs(10), || {
-        home.events().iter().any(|e| e == "printed")
-    });
+    wait_until(
+        "the payload to pass through",
+        Duration::from_secs(10),
+        || home.events().iter().any(|e| e == "printed"),
+    );
     let elapsed = start.elapsed();
     running.signal(Signal::SIGTERM);
     let out = running.wait();
     out.assert_code(0);
-    assert!(out.stdout == payload, "output differs from the daemon's bytes");
+    assert!(
+        out.stdout == payload,
+        "output differs from the daemon's bytes"
+    );
     eprintln!("8 MiB of hostile lines passed through in {elapsed:?}");
 }
 
-/// VmHWM (peak resident memory) of a process, in KiB.
+/// `VmHWM` (peak resident memory) of a process, in KiB.
 fn peak_rss_kib(pid: nix::unistd::Pid) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -195,10 +203,7 @@ fn ten_million_stale_upgrade_lines_do_not_grow_memory() {
         r#"{"name":"v2","height":50}"#,
     )
     .unwrap();
-    let running = home
-        .cosmovisor(["run", "start"])
-        .discard_stdout()
-        .spawn();
+    let running = home.cosmovisor(["run", "start"]).discard_stdout().spawn();
     wait_until("ten million lines to pass", DEADLINE * 4, || {
         home.events().iter().any(|e| e == "printed")
     });

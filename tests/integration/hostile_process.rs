@@ -61,7 +61,7 @@ fn a_journal_that_cannot_be_written_still_stops_and_reaps_the_daemon() {
     home.genesis(
         &FakeDaemon::new()
             .ready("v1")
-            .raw(r#"trap 'ev TERM; sleep 0.3; ev stopped; exit 0' TERM"#)
+            .raw(r"trap 'ev TERM; sleep 0.3; ev stopped; exit 0' TERM")
             .raw(r#"echo $$ > "$DAEMON_HOME/daemon-pid""#)
             .request_upgrade("v2", 20)
             .block(),
@@ -128,7 +128,10 @@ fn the_daemons_descendants_do_not_outlive_it() {
     let survived = alive(grandchild);
     let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
     out.assert_code(0);
-    assert!(!survived, "the daemon's child {grandchild} outlived cosmovisor\n{out}");
+    assert!(
+        !survived,
+        "the daemon's child {grandchild} outlived cosmovisor\n{out}"
+    );
     assert!(
         !Path::new(&format!("/proc/{grandchild}")).exists(),
         "the daemon's child {grandchild} was not reaped"
@@ -163,6 +166,9 @@ fn a_pid_file_from_another_boot_is_never_signalled() {
     let _ = unrelated.kill();
     let _ = unrelated.wait();
     out.assert_code(0);
-    assert!(untouched, "cosmovisor signalled an unrelated process\n{out}");
+    assert!(
+        untouched,
+        "cosmovisor signalled an unrelated process\n{out}"
+    );
     out.stderr_lacks("daemon started by a previous cosmovisor is still running");
 }
