@@ -225,6 +225,17 @@ impl Daemon {
         Ok((status, terminated_by))
     }
 
+    /// Reaps the adopted orphans of the daemon's tree that have exited (as a subreaper we are
+    /// their parent now), never the daemon itself: only its owner's `wait` reaps it. Call it on
+    /// SIGCHLD.
+    pub fn reap_orphans(&self) {
+        for child in children_of_us() {
+            if child != self.pid && pid_file::is_zombie(child) {
+                let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+
     /// After the daemon was reaped: stops and reaps what it left behind (SIGTERM, then SIGKILL
     /// after `grace`), then waits (briefly) for its output to be fully copied.
     pub async fn finish(&mut self, grace: Duration) {
@@ -244,12 +255,11 @@ impl Daemon {
         let mut killing = false;
         let give_up = deadline + KILL_LIMIT;
         loop {
-            let group_alive = self.own_group && killpg(self.pid, None).is_ok();
-            let children = children_of_us();
-            for &child in &children {
+            for child in children_of_us() {
                 // A zombie is reaped here; a live one stays.
                 let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
             }
+            let group_alive = self.own_group && killpg(self.pid, None).is_ok();
             let children = children_of_us();
             if !group_alive && children.is_empty() {
                 return;
@@ -472,7 +482,7 @@ pub mod pid_file {
         Some(Pid::from_raw(parent))
     }
 
-    fn is_zombie(pid: Pid) -> bool {
+    pub(super) fn is_zombie(pid: Pid) -> bool {
         stat_fields(pid).is_some_and(|fields| fields.first().is_some_and(|state| state == "Z"))
     }
 

@@ -20,7 +20,7 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The signals we forward, in the order they are polled.
@@ -60,7 +60,18 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers. Must run inside the tokio runtime.
+    ///
+    /// The signals are unblocked first: a parent may have left them blocked, and the mask
+    /// survives fork and exec (our own PID 1 init blocks them before it starts the supervisor);
+    /// a blocked SIGTERM would never reach us, a blocked SIGCHLD would leave adopted orphans
+    /// unreaped, and the daemon would inherit the mask.
     pub fn install() -> std::io::Result<Signals> {
+        let mut mask = SigSet::empty();
+        for sig in FORWARDED {
+            mask.add(sig);
+        }
+        mask.add(Signal::SIGCHLD);
+        mask.thread_unblock().map_err(std::io::Error::from)?;
         let mut streams = Vec::with_capacity(FORWARDED.len());
         for sig in FORWARDED {
             streams.push((sig, signal(SignalKind::from_raw(sig as i32))?));

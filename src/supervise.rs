@@ -300,6 +300,7 @@ impl Supervisor<'_> {
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
+        let mut orphan_exits = child_exits()?;
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
             let settled = async {
@@ -347,6 +348,7 @@ impl Supervisor<'_> {
                         terminated_by = Some(sig);
                     }
                 }
+                _ = orphan_exits.recv() => daemon.reap_orphans(),
             }
         }
     }
@@ -388,6 +390,12 @@ fn applied_of(plan: &Plan) -> Applied {
     }
 }
 
+/// SIGCHLD: a child of ours exited (the daemon, or an orphan of its tree we adopted as subreaper).
+fn child_exits() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+        .context("cannot listen for SIGCHLD")
+}
+
 /// Runs `<daemon> <args>` once with output passing through and signals forwarded (for
 /// `version`); returns its exit status.
 pub async fn run_plain(
@@ -415,10 +423,12 @@ async fn run_forwarding(
     };
     // Without upgrade handling, the output's hints go unread.
     let (mut daemon, _hints) = Daemon::spawn(&launch)?;
+    let mut orphan_exits = child_exits()?;
     let status = loop {
         tokio::select! {
             status = daemon.wait() => break status.context("cannot wait for the daemon")?,
             sig = signals.recv() => daemon.forward(sig),
+            _ = orphan_exits.recv() => daemon.reap_orphans(),
         }
     };
     daemon.finish(LEFTOVER_GRACE).await;
