@@ -3,6 +3,7 @@
 //! descendants die with it, and a stale pid file from another boot is never acted on.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -171,4 +172,81 @@ fn a_pid_file_from_another_boot_is_never_signalled() {
         "cosmovisor signalled an unrelated process\n{out}"
     );
     out.stderr_lacks("daemon started by a previous cosmovisor is still running");
+}
+
+/// The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, …
+fn stat_fields(pid: i32) -> Vec<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect()
+}
+
+/// (parent, process group) of the daemon that recorded its pid in `daemon-pid`.
+fn daemon_parent_and_group(home: &Home) -> (i32, i32) {
+    let daemon = read_pid(&home.path().join("daemon-pid"));
+    let fields = stat_fields(daemon);
+    (fields[0], fields[1])
+}
+
+fn daemon_recording_its_pid() -> FakeDaemon {
+    FakeDaemon::new()
+        .raw(r#"echo $$ > "$DAEMON_HOME/daemon-pid""#)
+        .ready("v1")
+        .block()
+}
+
+#[test]
+fn without_a_terminal_the_daemon_leads_its_own_group_and_gets_ctrl_c_once() {
+    let home = Home::new("simd");
+    home.genesis(&daemon_recording_its_pid());
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("ready v1");
+    let daemon = read_pid(&home.path().join("daemon-pid"));
+    let (parent, group) = daemon_parent_and_group(&home);
+    assert_eq!(parent, running.pid.as_raw());
+    assert_eq!(group, daemon, "the daemon leads its own process group");
+    // A signal to cosmovisor's whole group (what a terminal's Ctrl-C does) reaches the daemon
+    // only through our forwarding: once.
+    nix::sys::signal::killpg(running.pid, Signal::SIGINT).unwrap();
+    let out = running.wait();
+    out.assert_code(0);
+    assert_eq!(home.events(), ["ready v1", "INT"], "{out}");
+}
+
+#[test]
+fn on_a_terminal_the_daemon_shares_the_foreground_group_and_ctrl_c_is_not_forwarded() {
+    let home = Home::new("simd");
+    home.genesis(&daemon_recording_its_pid());
+    let mut command = format!("exec {}", crate::support::COSMOVISOR);
+    command.push_str(" run start");
+    // `script` runs the command on a new pseudo-terminal; bytes on its stdin are typed there.
+    let mut script = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_clear()
+        .envs(home.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("run script (util-linux)");
+    home.wait_for_event("ready v1");
+    let (parent, group) = daemon_parent_and_group(&home);
+    assert_eq!(
+        group,
+        stat_fields(parent)[1],
+        "the daemon shares cosmovisor's (foreground) group"
+    );
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), b"\x03").unwrap();
+    crate::support::wait_until("cosmovisor to exit", crate::support::DEADLINE, || {
+        script.try_wait().unwrap().is_some()
+    });
+    let status = script.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "events: {:?}", home.events());
+    assert_eq!(home.events(), ["ready v1", "INT"]);
 }
