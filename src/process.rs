@@ -187,8 +187,8 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL, and returns only
-    /// once it is reaped. Signals that arrive meanwhile are forwarded; the first terminating one
+    /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL (to its whole
+    /// process group when it has one), and returns only once it is reaped. Signals that arrive meanwhile are forwarded; the first terminating one
     /// is returned so the caller can stop too.
     pub async fn stop(
         &mut self,
@@ -220,7 +220,14 @@ impl Daemon {
             }
         }
         warn!(grace = %crate::config::format_go_duration(grace), "DAEMON_SHUTDOWN_GRACE exceeded, killing app");
-        self.signal(Signal::SIGKILL);
+        if self.own_group {
+            // The grace is over for the daemon's whole tree, not just for the daemon.
+            if let Err(err) = killpg(self.pid, Signal::SIGKILL) {
+                warn!(pgid = self.pid.as_raw(), error = %err, "cannot kill the daemon's process group");
+            }
+        } else {
+            self.signal(Signal::SIGKILL);
+        }
         let status = self.child.wait().await?;
         Ok((status, terminated_by))
     }

@@ -250,3 +250,33 @@ fn on_a_terminal_the_daemon_shares_the_foreground_group_and_ctrl_c_is_not_forwar
     assert_eq!(status.code(), Some(0), "events: {:?}", home.events());
     assert_eq!(home.events(), ["ready v1", "INT"]);
 }
+
+#[test]
+fn the_daemons_descendants_do_not_outlive_an_upgrade() {
+    let home = Home::new("simd");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .raw(r#"sh -c 'trap "" TERM; exec sleep 3600' &"#)
+            .raw(r#"echo $! > "$DAEMON_HOME/grandchild-pid""#)
+            .request_upgrade("v2", 20)
+            .block(),
+    )
+    .upgrade("v2", &crate::support::upgraded_daemon("v2", &[0]));
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_SHUTDOWN_GRACE", "300ms")
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    home.wait_for_event("ready v2");
+    let grandchild = read_pid(&home.path().join("grandchild-pid"));
+    let survived = alive(grandchild);
+    let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    assert!(
+        !survived,
+        "v1's child {grandchild} outlived the upgrade\n{out}"
+    );
+}
