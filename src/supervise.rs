@@ -180,7 +180,12 @@ impl Supervisor<'_> {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.finish(self.cfg.shutdown_grace).await;
-                    journaled?;
+                    journaled.with_context(|| {
+                        format!(
+                            "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
+                            plan.name, plan.height
+                        )
+                    })?;
                     if let Some(sig) = stop_signal.or(terminated_by) {
                         // Stop as asked; the next start carries the journaled upgrade out.
                         return Ok(exit::from_signal(sig));
