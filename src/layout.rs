@@ -118,12 +118,6 @@ impl Layout {
         self.root.join("upgrade-journal.json")
     }
 
-    /// Held (flock) by the one cosmovisor that supervises this home's node.
-    #[must_use]
-    pub fn lock_file(&self) -> PathBuf {
-        self.root.join(".supervisor.lock")
-    }
-
     /// The pid (and start time) of the daemon the supervisor last started.
     #[must_use]
     pub fn daemon_pid_file(&self) -> PathBuf {

@@ -1,5 +1,8 @@
-//! The supervisor lock: an advisory `flock` on `cosmovisor/.supervisor.lock`, held for the life
-//! of the one `cosmovisor run` that supervises this home's node and carries out its upgrades.
+//! The supervisor lock: an advisory `flock` on the `cosmovisor/` directory itself, held for the
+//! life of the one `cosmovisor run` that supervises this home's node and carries out its
+//! upgrades. A lock file could be deleted under a running supervisor (then a second one would
+//! lock a new file and also supervise); the directory cannot be removed while it holds the
+//! home's binaries, and replacing it would not carry the running supervisor's state anyway.
 //!
 //! A second `cosmovisor run` for the same home (say `cosmovisor run query …` beside a running
 //! node) does not get it and runs its command as a plain pass-through, never touching upgrades.
@@ -8,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -19,13 +23,13 @@ pub struct SupervisorLock {
 }
 
 impl SupervisorLock {
-    /// Takes the lock if nobody holds it; `Ok(None)` when another cosmovisor does.
-    pub fn try_acquire(path: &Path) -> io::Result<Option<SupervisorLock>> {
+    /// Takes the lock on the directory `dir` if nobody holds it; `Ok(None)` when another
+    /// cosmovisor does.
+    pub fn try_acquire(dir: &Path) -> io::Result<Option<SupervisorLock>> {
         let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+            .open(dir)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(Some(SupervisorLock { _lock: lock })),
             Err((_, Errno::EWOULDBLOCK)) => Ok(None),
@@ -34,7 +38,7 @@ impl SupervisorLock {
     }
 }
 
-/// The pid of the process holding the lock on `path`, if any, read from `/proc/locks` without
+/// The pid of the process holding the lock on the directory `path`, if any, read from `/proc/locks` without
 /// touching the lock (taking it, even briefly, could turn a supervisor starting at that moment
 /// into a pass-through). `None` when nobody holds it or `/proc` is not available.
 #[must_use]
@@ -68,12 +72,12 @@ mod tests {
     #[test]
     fn second_holder_is_refused_until_the_first_drops() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(".supervisor.lock");
-        let first = SupervisorLock::try_acquire(&path).unwrap();
+        let path = tmp.path();
+        let first = SupervisorLock::try_acquire(path).unwrap();
         assert!(first.is_some());
-        assert!(SupervisorLock::try_acquire(&path).unwrap().is_none());
+        assert!(SupervisorLock::try_acquire(path).unwrap().is_none());
         drop(first);
-        assert!(SupervisorLock::try_acquire(&path).unwrap().is_some());
+        assert!(SupervisorLock::try_acquire(path).unwrap().is_some());
     }
 
     #[test]
@@ -85,15 +89,15 @@ mod tests {
         assert_eq!(holder_in(locks, 888), None);
         assert_eq!(holder_in(locks, 1), None);
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(".supervisor.lock");
-        let lock = SupervisorLock::try_acquire(&path).unwrap();
+        let path = tmp.path();
+        let lock = SupervisorLock::try_acquire(path).unwrap();
         if std::path::Path::new("/proc/locks").exists() {
             assert_eq!(
-                holder(&path),
+                holder(path),
                 Some(i32::try_from(std::process::id()).unwrap())
             );
         }
         drop(lock);
-        assert_eq!(holder(&path), None);
+        assert_eq!(holder(path), None);
     }
 }

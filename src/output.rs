@@ -7,6 +7,12 @@
 //! substring search over each whole chunk and only splits lines when it is present, so the copy
 //! stays close to `cat`'s speed. When our own output is gone (EPIPE), reading and scanning go on
 //! so the daemon never blocks on a full pipe.
+//!
+//! What the scan finds is only a hint (SPEC §5): upgrade lines go to the supervisor on a small
+//! bounded channel (a full channel drops the line, since one queued line already makes the
+//! supervisor read `data/upgrade-info.json`; identical consecutive lines are sent once), and the
+//! last halt height the node claimed is kept in a `watch` cell the supervisor reads only after
+//! the daemon exited. Neither grows with the daemon's output, and the scan is linear in it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,9 +20,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::thread;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::plan::{Notice, match_notice};
+use crate::plan::{LinePlan, Notice, match_notice};
 
 /// Size of one read from the pipe, as `cat`'s: a 1 MiB read holds the pipe's lock so long that
 /// the daemon writing into it spins (a third less throughput on 2 cores; `examples/bench.rs`).
@@ -27,6 +33,70 @@ const MAX_PENDING_LINE: usize = 1 << 20;
 const UPGRADE_MARKER: &[u8] = b"NEEDED at height: ";
 /// What every halt line contains.
 const HALT_MARKER: &[u8] = b"per configuration";
+
+/// How many upgrade lines may wait for the supervisor; more are dropped (see the module doc).
+const LINE_QUEUE: usize = 16;
+
+/// What the daemon's output hinted at, as the supervisor receives it.
+pub struct Hints {
+    /// `UPGRADE … NEEDED` lines: reasons to read `data/upgrade-info.json` now.
+    pub upgrade_lines: mpsc::Receiver<LinePlan>,
+    halt: watch::Receiver<Option<i64>>,
+}
+
+impl Hints {
+    /// The height of the last halt line the daemon printed, if any.
+    #[must_use]
+    pub fn halt_height(&self) -> Option<i64> {
+        *self.halt.borrow()
+    }
+}
+
+/// The copiers' side of [`Hints`].
+#[derive(Clone)]
+pub struct HintSender {
+    lines: mpsc::Sender<LinePlan>,
+    halt: watch::Sender<Option<i64>>,
+}
+
+/// A new pair of hint channels, for one run of the daemon.
+#[must_use]
+pub fn hints() -> (HintSender, Hints) {
+    let (lines, upgrade_lines) = mpsc::channel(LINE_QUEUE);
+    let (halt, halt_rx) = watch::channel(None);
+    (
+        HintSender { lines, halt },
+        Hints {
+            upgrade_lines,
+            halt: halt_rx,
+        },
+    )
+}
+
+/// Forwards what one stream's scan finds, coalescing repeated upgrade lines.
+struct HintSink {
+    sender: HintSender,
+    last_line: Option<LinePlan>,
+}
+
+impl HintSink {
+    fn found(&mut self, notice: Notice) {
+        match notice {
+            Notice::Upgrade(line) => {
+                if self.last_line.as_ref() == Some(&line) {
+                    return;
+                }
+                // Full or closed: the supervisor already has a reason to look, or stopped
+                // listening; either way dropping the line loses nothing.
+                let _ = self.sender.lines.try_send(line.clone());
+                self.last_line = Some(line);
+            }
+            Notice::Halted(height) => {
+                self.sender.halt.send_replace(Some(height));
+            }
+        }
+    }
+}
 
 /// Which of our streams a daemon stream goes to.
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +121,9 @@ pub struct Copier {
 }
 
 impl Copier {
-    /// Starts copying `pipe` (the read end of the daemon's stream) to `sink`, sending every
-    /// upgrade line it sees to `lines`.
-    pub fn start(
-        pipe: OwnedFd,
-        sink: Sink,
-        lines: mpsc::UnboundedSender<Notice>,
-    ) -> io::Result<Copier> {
+    /// Starts copying `pipe` (the read end of the daemon's stream) to `sink`, sending what the
+    /// scan finds to `hints`.
+    pub fn start(pipe: OwnedFd, sink: Sink, hints: HintSender) -> io::Result<Copier> {
         // A bigger pipe means fewer wake-ups for a chatty daemon; the kernel may refuse (EPERM
         // above /proc/sys/fs/pipe-max-size), which only costs speed.
         let _ = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
@@ -66,7 +132,11 @@ impl Copier {
         thread::Builder::new()
             .name(format!("copy-{sink:?}").to_lowercase())
             .spawn(move || {
-                copy(File::from(pipe), out, &lines);
+                let mut hints = HintSink {
+                    sender: hints,
+                    last_line: None,
+                };
+                copy(File::from(pipe), out, &mut hints);
                 let _ = done_tx.send(());
             })?;
         Ok(Copier { done })
@@ -79,7 +149,7 @@ impl Copier {
     }
 }
 
-fn copy(mut pipe: File, mut out: File, lines: &mpsc::UnboundedSender<Notice>) {
+fn copy(mut pipe: File, mut out: File, hints: &mut HintSink) {
     let mut buf = vec![0u8; CHUNK];
     let mut scanner = LineScanner::default();
     let mut writing = true;
@@ -95,13 +165,9 @@ fn copy(mut pipe: File, mut out: File, lines: &mpsc::UnboundedSender<Notice>) {
             // Our reader is gone; keep draining so the daemon is never blocked by us.
             writing = false;
         }
-        scanner.feed(chunk, &mut |plan| {
-            let _ = lines.send(plan);
-        });
+        scanner.feed(chunk, &mut |notice| hints.found(notice));
     }
-    scanner.finish(&mut |plan| {
-        let _ = lines.send(plan);
-    });
+    scanner.finish(&mut |notice| hints.found(notice));
 }
 
 /// Finds upgrade lines in a byte stream that arrives in arbitrary chunks.
@@ -184,10 +250,9 @@ mod tests {
         ]);
         assert_eq!(
             found,
-            vec![Notice::Upgrade(crate::plan::LinePlan {
+            vec![Notice::Upgrade(LinePlan {
                 name: "v2".into(),
                 height: 7,
-                info: "info".into()
             })]
         );
     }
@@ -195,7 +260,7 @@ mod tests {
     #[test]
     fn finds_line_without_final_newline() {
         let found = scan(&[b"UPGRADE \"v3\" NEEDED at height: 9: x"]);
-        assert!(matches!(&found[0], Notice::Upgrade(plan) if plan.info == "x"));
+        assert!(matches!(&found[0], Notice::Upgrade(plan) if plan.height == 9));
     }
 
     #[test]
@@ -203,6 +268,56 @@ mod tests {
         let huge = vec![b'a'; 3 * MAX_PENDING_LINE];
         let found = scan(&[&huge, b"\n", b"UPGRADE \"v4\" NEEDED at height: 1: i\n"]);
         assert_eq!(found.len(), 1);
+    }
+
+    /// Lines made of the piece that made the old scan quadratic (12 s of CPU for 4 MiB).
+    #[test]
+    fn the_scan_is_linear_in_hostile_lines() {
+        let piece = b"UPGRADE \"\" NEEDED at height: x";
+        let mut input = piece.repeat((4 << 20) / piece.len());
+        input.push(b'\n');
+        let start = std::time::Instant::now();
+        // One 4 MiB chunk (the scan of a whole line), then the same in pipe-sized chunks.
+        assert!(scan(&[&input]).is_empty());
+        let chunks: Vec<&[u8]> = input.chunks(CHUNK).collect();
+        assert!(scan(&chunks).is_empty());
+        assert!(match_notice(&input).is_none());
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "12 MiB of hostile lines took {elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn repeated_lines_are_sent_once_and_a_full_queue_drops_lines() {
+        let (sender, mut hints) = hints();
+        let mut sink = HintSink {
+            sender,
+            last_line: None,
+        };
+        let line = |height| {
+            Notice::Upgrade(LinePlan {
+                name: "v".into(),
+                height,
+            })
+        };
+        for _ in 0..1000 {
+            sink.found(line(1));
+        }
+        for height in 0..1000 {
+            sink.found(line(height + 2));
+        }
+        sink.found(Notice::Halted(9));
+        let mut received = Vec::new();
+        while let Ok(line) = hints.upgrade_lines.try_recv() {
+            received.push(line.height);
+        }
+        assert_eq!(
+            received,
+            (1..=i64::try_from(LINE_QUEUE).unwrap()).collect::<Vec<_>>()
+        );
+        assert_eq!(hints.halt_height(), Some(9));
     }
 
     #[test]

@@ -139,14 +139,15 @@ impl Plan {
         serde_json::to_vec(&record).unwrap_or_default()
     }
 
-    /// Builds a plan from the fields of the daemon's `UPGRADE … NEEDED` line.
+    /// The plan a daemon's `UPGRADE … NEEDED` line names, with an empty `info`: only to judge
+    /// whether the line asks for something new (the plan applied is always the file's).
     pub fn from_line(line: &LinePlan, recase: bool) -> Result<Plan, PlanError> {
         from_parts(
             RawPlan {
                 name: line.name.clone(),
                 time: None,
                 height: line.height,
-                info: line.info.clone(),
+                info: String::new(),
                 upgraded_client_state: None,
             },
             recase,
@@ -191,73 +192,59 @@ pub fn applied_from_record(bytes: Option<&[u8]>) -> Applied {
     }
 }
 
-/// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line.
+/// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line. The line's `info` is
+/// not kept: the line is only a hint to read `data/upgrade-info.json`, whose plan is the one
+/// applied (SPEC §5), so nothing the node merely logs can name a binary to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinePlan {
     pub name: String,
     pub height: i64,
-    /// Only the first whitespace-free token after the colon, as Go's regex captured it.
-    pub info: String,
 }
 
 const LINE_PREFIX: &[u8] = b"UPGRADE \"";
 const LINE_MIDDLE: &[u8] = b"\" NEEDED at height: ";
 
 /// Matches Go v0.1's `UPGRADE "(.*)" NEEDED at ((height): (\d+)|(time): (\S+)):\s+(\S*)`
-/// (height form only) anywhere in a line. The name is greedy, as in the regex: the last
-/// `" NEEDED at height: ` that is followed by digits, `:` and white space wins.
+/// (height form only) anywhere in a line. As in the regex, the match starts at the first
+/// `UPGRADE "` and the name is greedy: the last `" NEEDED at height: ` after it that is followed
+/// by digits, `:` and white space ends it. Linear in the line's length: the candidate middles are
+/// tried from the end and the digit runs after them do not overlap.
 #[must_use]
 pub fn match_upgrade_line(line: &[u8]) -> Option<LinePlan> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut search_from = 0;
-    while let Some(offset) = memchr::memmem::find(&line[search_from..], LINE_PREFIX) {
-        let name_start = search_from + offset + LINE_PREFIX.len();
-        let rest = &line[name_start..];
-        let middles: Vec<usize> = memchr::memmem::find_iter(rest, LINE_MIDDLE).collect();
-        for &middle in middles.iter().rev() {
-            if let Some(plan) = match_tail(&rest[..middle], &rest[middle + LINE_MIDDLE.len()..]) {
-                return Some(plan);
-            }
-        }
-        search_from = name_start;
-    }
-    None
+    let name_start = memchr::memmem::find(line, LINE_PREFIX)? + LINE_PREFIX.len();
+    let rest = &line[name_start..];
+    memchr::memmem::rfind_iter(rest, LINE_MIDDLE).find_map(|middle| {
+        let height = match_tail(&rest[middle + LINE_MIDDLE.len()..])?;
+        Some(LinePlan {
+            name: String::from_utf8_lossy(&rest[..middle]).into_owned(),
+            height,
+        })
+    })
 }
 
-fn match_tail(name: &[u8], tail: &[u8]) -> Option<LinePlan> {
+/// The height of `<digits>:<white space>`, the part of the line after `NEEDED at height: `.
+fn match_tail(tail: &[u8]) -> Option<i64> {
     let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || tail.get(digits) != Some(&b':') {
         return None;
     }
-    let after_colon = &tail[digits + 1..];
-    let spaces = after_colon
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
-    if spaces == 0 {
+    if !tail.get(digits + 1).is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
-    let info_bytes = &after_colon[spaces..];
-    let info_len = info_bytes
-        .iter()
-        .take_while(|b| !b.is_ascii_whitespace())
-        .count();
-    let height = std::str::from_utf8(&tail[..digits]).ok()?.parse().ok()?;
-    Some(LinePlan {
-        name: String::from_utf8_lossy(name).into_owned(),
-        height,
-        info: String::from_utf8_lossy(&info_bytes[..info_len]).into_owned(),
-    })
+    std::str::from_utf8(&tail[..digits]).ok()?.parse().ok()
 }
 
 /// What the daemon's output can tell the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// x/upgrade's `UPGRADE "<name>" NEEDED at height: <h>: <info>`.
+    /// x/upgrade's `UPGRADE "<name>" NEEDED at height: <h>: <info>`: a reason to read
+    /// `data/upgrade-info.json` now, never a plan by itself.
     Upgrade(LinePlan),
-    /// The node stopped at its `--halt-height`: SDK 0.50's `halt per configuration height <h>`
-    /// or SDK 0.45–0.47's `halting node per configuration … height=<h>`.
+    /// The node says it halts at its `--halt-height`: SDK 0.50's `halt per configuration height
+    /// <h>` or SDK 0.45–0.47's `halting node per configuration … height=<h>`. It counts only
+    /// once the daemon has exited after saying it (any text can claim it).
     Halted(i64),
 }
 
@@ -424,18 +411,19 @@ mod tests {
     fn matches_upgrade_lines() {
         let line = |s: &str| match_upgrade_line(s.as_bytes());
         let plan = line("UPGRADE \"chain3\" NEEDED at height: 936: x\n").unwrap();
-        assert_eq!(
-            (plan.name.as_str(), plan.height, plan.info.as_str()),
-            ("chain3", 936, "x")
-        );
+        assert_eq!((plan.name.as_str(), plan.height), ("chain3", 936));
         let plan = line("ERROR: UPGRADE \"chain3\" NEEDED at height: 936: x module=main").unwrap();
-        assert_eq!(plan.info, "x");
-        let plan = line("UPGRADE \"v2\" NEEDED at height: 5: ").unwrap();
-        assert_eq!(plan.info, "");
-        let plan = line("E[..] UPGRADE \"v2\" NEEDED at height: 5: {\"binaries\": {}}").unwrap();
+        assert_eq!(plan.height, 936);
+        assert!(line("UPGRADE \"v2\" NEEDED at height: 5: ").is_some());
+        let plan = line("UPGRADE \"\" NEEDED at height: 5: ").unwrap();
+        assert_eq!(plan.name, "");
+        assert!(line("UPGRADE \" NEEDED at height: 5: ").is_none());
+        let plan = line("UPGRADE \"a\" NEEDED at height: 1: b\" NEEDED at height: x: c").unwrap();
+        assert_eq!((plan.name.as_str(), plan.height), ("a", 1));
+        let plan = line("x UPGRADE \"a\" UPGRADE \"b\" NEEDED at height: 2: c").unwrap();
         assert_eq!(
-            plan.info, "{\"binaries\":",
-            "info is cut at the first space, as in Go"
+            plan.name, "a\" UPGRADE \"b",
+            "the match starts at the first prefix"
         );
         let plan = line("UPGRADE \"a\" NEEDED at height: 1: b\" NEEDED at height: 7: c").unwrap();
         assert_eq!(

@@ -7,7 +7,13 @@
 //! killed (even with SIGKILL) the node is told to stop instead of being orphaned with the
 //! database lock held. The child is spawned from the runtime's only thread (the main thread),
 //! because the kernel fires the parent-death signal when the *thread* that forked exits.
+//!
+//! The daemon's descendants end with it: cosmovisor is a child subreaper (orphans of the daemon's
+//! tree are re-parented to us, not to pid 1), the daemon leads its own process group unless it
+//! shares our terminal (see `signals.rs`), and once the daemon is reaped whatever it left behind
+//! gets SIGTERM, then SIGKILL after the grace, and is reaped ([`Daemon::finish`]).
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -16,24 +22,31 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::output::{Copier, Sink};
-use crate::plan::Notice;
+use crate::output::{self, Copier, Hints, Sink};
 use crate::signals::{self, Signals};
 
 /// How long we wait for the daemon's output pipes to drain after it exited (a grandchild that
 /// inherited them could keep them open for ever).
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
+/// How long leftovers sent SIGKILL may take to die (a process stuck in the kernel) before we give
+/// up on them rather than hang.
+const KILL_LIMIT: Duration = Duration::from_secs(5);
+/// How often we look for the daemon's leftover descendants while they are being stopped.
+const DESCENDANT_POLL: Duration = Duration::from_millis(20);
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
     pid: Pid,
+    /// Whether the daemon leads its own process group (else it shares ours: see `signals.rs`).
+    own_group: bool,
     copiers: Vec<Copier>,
 }
 
@@ -70,12 +83,18 @@ impl SpawnError {
     }
 }
 
+/// Makes cosmovisor a child subreaper: the daemon's orphaned descendants become our children
+/// (so [`Daemon::finish`] can stop and reap them) instead of pid 1's.
+pub fn become_subreaper() {
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        warn!(error = %err, "cannot become a child subreaper; processes the daemon leaves behind may outlive it");
+    }
+}
+
 impl Daemon {
-    /// Starts the daemon; upgrade lines seen on its output are sent to `lines`.
-    pub fn spawn(
-        launch: &Launch<'_>,
-        lines: &mpsc::UnboundedSender<Notice>,
-    ) -> Result<Daemon, SpawnError> {
+    /// Starts the daemon; what its output hints at (upgrade and halt lines) arrives in the
+    /// returned [`Hints`].
+    pub fn spawn(launch: &Launch<'_>) -> Result<(Daemon, Hints), SpawnError> {
         let other = |err: io::Error| SpawnError::Other {
             bin: launch.bin.to_path_buf(),
             err,
@@ -93,6 +112,10 @@ impl Daemon {
         }
         for (key, value) in &launch.env {
             command.env(key, value);
+        }
+        let own_group = signals::daemon_gets_own_group();
+        if own_group {
+            command.process_group(0);
         }
         set_parent_death_signal(&mut command);
         let child = command.spawn().map_err(|err| match err.kind() {
@@ -112,15 +135,20 @@ impl Daemon {
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw)
             .ok_or_else(|| other(io::Error::other("the child has no pid")))?;
+        let (hint_sender, hints) = output::hints();
         let copiers = vec![
-            Copier::start(out_read, Sink::Stdout, lines.clone()).map_err(other)?,
-            Copier::start(err_read, Sink::Stderr, lines.clone()).map_err(other)?,
+            Copier::start(out_read, Sink::Stdout, hint_sender.clone()).map_err(other)?,
+            Copier::start(err_read, Sink::Stderr, hint_sender).map_err(other)?,
         ];
-        Ok(Daemon {
-            child,
-            pid,
-            copiers,
-        })
+        Ok((
+            Daemon {
+                child,
+                pid,
+                own_group,
+                copiers,
+            },
+            hints,
+        ))
     }
 
     #[must_use]
@@ -133,9 +161,18 @@ impl Daemon {
         self.child.wait().await
     }
 
+    /// Passes on a signal cosmovisor received, by the policy of `signals.rs`: a terminal's
+    /// SIGINT already reached a daemon that shares our process group, so it is not sent twice.
+    pub fn forward(&mut self, signal: Signal) {
+        if signals::already_delivered(signal, self.own_group) {
+            return;
+        }
+        self.signal(signal);
+    }
+
     /// Sends `signal` to the daemon, if it has not been reaped yet. A daemon that is already
     /// gone (ESRCH) is only worth a warning, as in tini.
-    pub fn signal(&mut self, signal: Signal) {
+    fn signal(&mut self, signal: Signal) {
         if self.child.id().is_none() {
             return;
         }
@@ -150,8 +187,8 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL, and returns only
-    /// once it is reaped. Signals that arrive meanwhile are forwarded; the first terminating one
+    /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL (to its whole
+    /// process group when it has one), and returns only once it is reaped. Signals that arrive meanwhile are forwarded; the first terminating one
     /// is returned so the caller can stop too.
     pub async fn stop(
         &mut self,
@@ -177,23 +214,119 @@ impl Daemon {
                     if signals::is_termination(sig) && terminated_by.is_none() {
                         terminated_by = Some(sig);
                     }
-                    self.signal(sig);
+                    self.forward(sig);
                 }
                 () = &mut deadline => break,
             }
         }
         warn!(grace = %crate::config::format_go_duration(grace), "DAEMON_SHUTDOWN_GRACE exceeded, killing app");
-        self.signal(Signal::SIGKILL);
+        if self.own_group {
+            // The grace is over for the daemon's whole tree, not just for the daemon.
+            if let Err(err) = killpg(self.pid, Signal::SIGKILL) {
+                warn!(pgid = self.pid.as_raw(), error = %err, "cannot kill the daemon's process group");
+            }
+        } else {
+            self.signal(Signal::SIGKILL);
+        }
         let status = self.child.wait().await?;
         Ok((status, terminated_by))
     }
 
-    /// Waits (briefly) for the daemon's output to be fully copied.
-    pub async fn drain_output(&mut self) {
+    /// Reaps the adopted orphans of the daemon's tree that have exited (as a subreaper we are
+    /// their parent now), never the daemon itself: only its owner's `wait` reaps it. Call it on
+    /// SIGCHLD.
+    pub fn reap_orphans(&self) {
+        for child in children_of_us() {
+            if child != self.pid && pid_file::is_zombie(child) {
+                let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+
+    /// After the daemon was reaped: stops and reaps what it left behind (SIGTERM, then SIGKILL
+    /// after `grace`), then waits (briefly) for its output to be fully copied.
+    pub async fn finish(&mut self, grace: Duration) {
+        self.end_descendants(grace).await;
         for copier in self.copiers.drain(..) {
             copier.finish(OUTPUT_DRAIN_LIMIT).await;
         }
     }
+
+    /// The daemon's process group (when it has its own) and every child of ours (with the
+    /// daemon reaped, those are its adopted orphans) get SIGTERM, and SIGKILL after `grace`;
+    /// returns once all are gone and reaped.
+    async fn end_descendants(&mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut told = BTreeSet::new();
+        let mut group_told = false;
+        let mut killing = false;
+        let give_up = deadline + KILL_LIMIT;
+        loop {
+            for child in children_of_us() {
+                // A zombie is reaped here; a live one stays.
+                let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
+            }
+            let group_alive = self.own_group && killpg(self.pid, None).is_ok();
+            let children = children_of_us();
+            if !group_alive && children.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                warn!(
+                    left = children.len(),
+                    "processes the daemon left behind do not die even from SIGKILL; leaving them"
+                );
+                return;
+            }
+            let signal = if killing {
+                Signal::SIGKILL
+            } else if tokio::time::Instant::now() >= deadline {
+                warn!(grace = %crate::config::format_go_duration(grace), "processes the daemon left behind did not stop in time, killing them");
+                killing = true;
+                told.clear();
+                group_told = false;
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            if group_alive && !group_told {
+                if !killing {
+                    warn!(
+                        pgid = self.pid.as_raw(),
+                        "the daemon's process group outlived it; stopping it"
+                    );
+                }
+                let _ = killpg(self.pid, signal);
+                group_told = true;
+            }
+            for child in children {
+                if told.insert(child) {
+                    if !killing {
+                        warn!(
+                            pid = child.as_raw(),
+                            "a process the daemon left behind is still running; stopping it"
+                        );
+                    }
+                    let _ = kill(child, signal);
+                }
+            }
+            tokio::time::sleep(DESCENDANT_POLL).await;
+        }
+    }
+}
+
+/// Our own children, from /proc (each `/proc/<pid>/stat` names its parent).
+fn children_of_us() -> Vec<Pid> {
+    let us = nix::unistd::getpid();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .map(Pid::from_raw)
+        .filter(|&pid| pid_file::parent_of(pid) == Some(us))
+        .collect()
 }
 
 /// `LD_LIBRARY_PATH` with the version's own `lib/` first (for `libwasmvm.so` shipped beside the
@@ -237,90 +370,4 @@ pub fn set_parent_death_signal(command: &mut Command) {
     }
 }
 
-/// The pid file that lets the next cosmovisor find a daemon left by one that was killed.
-pub mod pid_file {
-    use super::{Duration, Path, Pid, Signal, fs, info, io, kill, warn};
-
-    /// Records `pid` with its start time (so a recycled pid is never mistaken for it).
-    pub fn write(path: &Path, pid: Pid) -> io::Result<()> {
-        let start = start_time(pid).unwrap_or_default();
-        crate::layout::write_atomic(
-            path,
-            format!("{} {start}\n", pid.as_raw()).as_bytes(),
-            0o644,
-        )
-    }
-
-    pub fn remove(path: &Path) {
-        let _ = fs::remove_file(path);
-    }
-
-    /// If the daemon recorded in `path` still runs (its supervisor was killed and it is still
-    /// shutting down after its parent-death SIGTERM), waits for it, killing it after `grace`.
-    pub async fn wait_for_previous(path: &Path, grace: Duration) {
-        let Ok(text) = fs::read_to_string(path) else {
-            return;
-        };
-        let mut parts = text.split_whitespace();
-        let (Some(Ok(raw)), Some(recorded)) = (parts.next().map(str::parse::<i32>), parts.next())
-        else {
-            remove(path);
-            return;
-        };
-        let pid = Pid::from_raw(raw);
-        if !is_same_process(pid, recorded) {
-            remove(path);
-            return;
-        }
-        warn!(pid = raw, grace = %crate::config::format_go_duration(grace), "daemon started by a previous cosmovisor is still running; waiting for it to exit");
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = tokio::time::Instant::now() + grace;
-        while is_same_process(pid, recorded) {
-            if tokio::time::Instant::now() >= deadline {
-                warn!(
-                    pid = raw,
-                    "previous daemon did not exit in time, killing it"
-                );
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        info!(pid = raw, "previous daemon exited");
-        remove(path);
-    }
-
-    /// The pid recorded in `path` when that very process (same start time, not a zombie) is
-    /// still alive; read-only (for `status` and `rollback`).
-    #[must_use]
-    pub fn running(path: &Path) -> Option<Pid> {
-        let text = fs::read_to_string(path).ok()?;
-        let mut parts = text.split_whitespace();
-        let pid = Pid::from_raw(parts.next()?.parse::<i32>().ok()?);
-        let recorded = parts.next()?;
-        is_same_process(pid, recorded).then_some(pid)
-    }
-
-    fn is_same_process(pid: Pid, recorded_start: &str) -> bool {
-        match start_time(pid) {
-            // A zombie still has its stat; it no longer holds any file, so it does not count.
-            Some(start) => start == recorded_start && !is_zombie(pid),
-            None => false,
-        }
-    }
-
-    /// Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot.
-    fn start_time(pid: Pid) -> Option<String> {
-        stat_fields(pid)?.get(19).cloned()
-    }
-
-    fn is_zombie(pid: Pid) -> bool {
-        stat_fields(pid).is_some_and(|fields| fields.first().is_some_and(|state| state == "Z"))
-    }
-
-    /// The fields of /proc/<pid>/stat after the command name (state is the first).
-    fn stat_fields(pid: Pid) -> Option<Vec<String>> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        Some(after_name.split_whitespace().map(str::to_owned).collect())
-    }
-}
+pub mod pid_file;

@@ -5,16 +5,22 @@
 //! relaunch, not just the first one (Go forwards only the first SIGTERM/SIGQUIT per launch and
 //! lets SIGINT kill cosmovisor, orphaning the node).
 //!
-//! The daemon stays in our process group, as with Go cosmovisor, so a terminal's Ctrl-C or
-//! systemd's `KillMode=control-group` reaches it directly as well; the duplicate our forwarding
-//! adds is harmless for Cosmos SDK nodes, which act on the first signal and ignore the rest.
+//! Process groups: when our stdin is not a terminal (systemd, scripts, containers) the daemon
+//! leads its own process group, so its whole tree can be stopped with one `killpg` and nothing
+//! reaches it but what we forward: every signal arrives exactly once. When stdin is a terminal,
+//! the daemon stays in our (foreground) group so it can still read the terminal (a keyring
+//! passphrase prompt; a background group would be stopped by SIGTTIN). Ctrl-C then reaches the
+//! daemon and us at once, so SIGINT is *not* forwarded in that case ([`already_delivered`]), or
+//! the daemon would see it twice; every other signal is forwarded as usual. Its leftover
+//! descendants are then found as our adopted children (we are a child subreaper).
+//!
 //! SIGTERM, SIGINT and SIGQUIT also mean "cosmovisor should stop": no upgrade is started after
 //! one, and an upgrade in progress stops at the next safe point (its journal resumes it).
 
 use std::future::poll_fn;
 use std::task::Poll;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The signals we forward, in the order they are polled.
@@ -33,6 +39,20 @@ pub fn is_termination(signal: Signal) -> bool {
     matches!(signal, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
 }
 
+/// Whether the daemon gets its own process group: only when our stdin is not a terminal.
+#[must_use]
+pub fn daemon_gets_own_group() -> bool {
+    !std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+/// Whether `signal`, received by cosmovisor, has already reached the daemon on its own: a
+/// terminal's SIGINT goes to the whole foreground group, which a daemon without its own group
+/// shares with us.
+#[must_use]
+pub fn already_delivered(signal: Signal, daemon_has_own_group: bool) -> bool {
+    signal == Signal::SIGINT && !daemon_has_own_group
+}
+
 /// Listeners for [`FORWARDED`], created once and polled by the one event loop.
 pub struct Signals {
     streams: Vec<(Signal, tokio::signal::unix::Signal)>,
@@ -40,7 +60,18 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers. Must run inside the tokio runtime.
+    ///
+    /// The signals are unblocked first: a parent may have left them blocked, and the mask
+    /// survives fork and exec (our own PID 1 init blocks them before it starts the supervisor);
+    /// a blocked SIGTERM would never reach us, a blocked SIGCHLD would leave adopted orphans
+    /// unreaped, and the daemon would inherit the mask.
     pub fn install() -> std::io::Result<Signals> {
+        let mut mask = SigSet::empty();
+        for sig in FORWARDED {
+            mask.add(sig);
+        }
+        mask.add(Signal::SIGCHLD);
+        mask.thread_unblock().map_err(std::io::Error::from)?;
         let mut streams = Vec::with_capacity(FORWARDED.len());
         for sig in FORWARDED {
             streams.push((sig, signal(SignalKind::from_raw(sig as i32))?));

@@ -2,9 +2,14 @@
 //!
 //! It owns the daemon, the plan watcher, the daemon's upgrade-line channel and the signal
 //! listeners, and `select!`s over them: the daemon's exit, a plan in `upgrade-info.json`, an
-//! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it stops
-//! the daemon gracefully, journals the upgrade and hands it to `upgrade.rs`, then relaunches the
-//! daemon with the same arguments.
+//! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it journals
+//! the upgrade, stops the daemon gracefully and hands the upgrade to `upgrade.rs`, then
+//! relaunches the daemon with the same arguments.
+//!
+//! The daemon's output is a hint, never an authority (SPEC §5): an upgrade line only makes us
+//! read `upgrade-info.json` at once, and only a plan in that file is applied; a line the file
+//! does not confirm within [`LINE_SETTLE`] earns one warning and nothing else. A halt line counts
+//! for a queued manual upgrade only once the daemon has exited on its own after printing it.
 //!
 //! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
 //! killed, and applies a plan already pending on disk (the node halted at the height, then the
@@ -18,9 +23,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::batch;
 use crate::config::Config;
@@ -29,23 +33,25 @@ use crate::journal::Journal;
 use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
-use crate::plan::{self, Applied, Notice, Plan};
-use crate::process::{Daemon, Launch, pid_file};
+use crate::output::Hints;
+use crate::plan::{self, Applied, LinePlan, Plan};
+use crate::process::{self, Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
 use crate::upgrade::{self, Outcome};
 use crate::watcher::{self, Watcher};
 
-/// After an `UPGRADE … NEEDED` line, how long we wait for `upgrade-info.json` (x/upgrade writes
-/// it just before logging the line; its `info` is complete, the line's is cut at a space).
+/// After an `UPGRADE … NEEDED` line, how long `upgrade-info.json` has to confirm it (x/upgrade
+/// writes the file just before logging the line) before we warn and let the node run on.
 const LINE_SETTLE: Duration = Duration::from_secs(2);
+
+/// How long what a pass-through command leaves behind has between SIGTERM and SIGKILL (there is
+/// no `DAEMON_SHUTDOWN_GRACE` at hand for `version` and pass-through runs).
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
 
 /// Why one run of the daemon ended.
 enum Ending {
     /// The daemon exited on its own (or after a forwarded signal).
-    Exited {
-        status: ExitStatus,
-        line_plan: Option<Plan>,
-    },
+    Exited(ExitStatus),
     /// A plan to apply was found while the daemon runs.
     Upgrade(Plan),
 }
@@ -70,9 +76,10 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
     layout::check_home(&layout)?;
     check_runnable(&layout)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let lock_path = layout.lock_file();
+    process::become_subreaper();
+    let lock_path = layout.root().to_path_buf();
     let lock = SupervisorLock::try_acquire(&lock_path)
-        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let mut supervisor = Supervisor {
         cfg,
         layout,
@@ -113,11 +120,8 @@ impl Supervisor<'_> {
             watcher.set_applied(applied_of(&plan));
         }
 
-        let (line_tx, mut line_rx) = mpsc::unbounded_channel();
         let mut restart = false;
         loop {
-            // Notices from an earlier run of the daemon are stale now.
-            while line_rx.try_recv().is_ok() {}
             let manual = batch::next_due(
                 &self.layout.batch_file(),
                 watcher.applied(),
@@ -131,27 +135,24 @@ impl Supervisor<'_> {
                 }
                 None => self.args.to_vec(),
             };
-            let mut daemon = self.launch(&args, &line_tx)?;
+            let (mut daemon, mut hints) = self.launch(&args)?;
             self.metrics.daemon_started(restart);
             restart = true;
-            let (ending, terminated_by) = self
-                .watch(&mut daemon, &mut watcher, &mut line_rx, manual.as_ref())
-                .await?;
+            let (ending, terminated_by) = self.watch(&mut daemon, &mut watcher, &mut hints).await?;
             let (plan, journal) = match ending {
-                Ending::Exited { status, line_plan } => {
+                Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.drain_output().await;
+                    daemon.finish(self.cfg.shutdown_grace).await;
                     // The node may have written the plan just before dying (Go checks too),
-                    // or reported its halt at a manual upgrade's height as it exited.
+                    // or reported its halt at a manual upgrade's height before it exited.
                     let plan = if terminated_by.is_some() {
                         None
                     } else {
                         watcher
                             .check_now()
                             .await
-                            .or(line_plan)
-                            .or_else(|| halted_for(&mut line_rx, manual.as_ref()))
+                            .or_else(|| halted_for(&hints, manual.as_ref()))
                     };
                     match plan {
                         Some(plan) => {
@@ -164,15 +165,22 @@ impl Supervisor<'_> {
                 Ending::Upgrade(plan) => {
                     // Journaled before the stop: a cosmovisor killed while the node shuts down
                     // resumes this upgrade (after waiting for that node) instead of starting the
-                    // old binary again, which would run past the height.
-                    let journal = Journal::record(&plan, &self.layout)?;
+                    // old binary again, which would run past the height. A journal that cannot
+                    // be written (disk full) still stops the node first: never orphan it.
+                    let journaled = Journal::record(&plan, &self.layout);
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
                     let (status, stop_signal) = daemon
                         .stop(self.cfg.shutdown_grace, &mut self.signals)
                         .await?;
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.drain_output().await;
+                    daemon.finish(self.cfg.shutdown_grace).await;
+                    let journal = journaled.with_context(|| {
+                        format!(
+                            "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
+                            plan.name, plan.height
+                        )
+                    })?;
                     if let Some(sig) = stop_signal.or(terminated_by) {
                         // Stop as asked; the next start carries the journaled upgrade out.
                         return Ok(exit::from_signal(sig));
@@ -275,11 +283,7 @@ impl Supervisor<'_> {
     }
 
     /// Starts the binary `current` points at.
-    fn launch(
-        &self,
-        args: &[OsString],
-        lines: &mpsc::UnboundedSender<Notice>,
-    ) -> anyhow::Result<Daemon> {
+    fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints)> {
         let version_dir = self.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
@@ -287,19 +291,16 @@ impl Supervisor<'_> {
         let env = crate::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
-        let daemon = Daemon::spawn(
-            &Launch {
-                bin: &bin,
-                args,
-                cwd: None,
-                env,
-            },
-            lines,
-        )?;
+        let (daemon, hints) = Daemon::spawn(&Launch {
+            bin: &bin,
+            args,
+            cwd: None,
+            env,
+        })?;
         if let Err(err) = pid_file::write(&self.layout.daemon_pid_file(), daemon.pid()) {
             warn!(error = %err, "cannot record the daemon's pid");
         }
-        Ok(daemon)
+        Ok((daemon, hints))
     }
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
@@ -308,14 +309,15 @@ impl Supervisor<'_> {
         &mut self,
         daemon: &mut Daemon,
         watcher: &mut Watcher,
-        lines: &mut mpsc::UnboundedReceiver<Notice>,
-        manual: Option<&Plan>,
+        hints: &mut Hints,
     ) -> anyhow::Result<(Ending, Option<Signal>)> {
         let recase = !self.cfg.disable_recase;
-        let mut line_plan: Option<(Plan, Instant)> = None;
+        // An upgrade line waiting for the file to confirm it, and until when.
+        let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
+        let mut orphan_exits = child_exits()?;
         loop {
-            let settle_deadline = line_plan.as_ref().map(|(_, deadline)| *deadline);
+            let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
             let settled = async {
                 match settle_deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -325,47 +327,43 @@ impl Supervisor<'_> {
             tokio::select! {
                 status = daemon.wait() => {
                     let status = status.context("cannot wait for the daemon")?;
-                    let line_plan = line_plan.map(|(plan, _)| plan);
-                    return Ok((Ending::Exited { status, line_plan }, terminated_by));
+                    return Ok((Ending::Exited(status), terminated_by));
                 }
                 plan = watcher.next(), if terminated_by.is_none() => {
                     return Ok((Ending::Upgrade(plan), None));
                 }
-                Some(notice) = lines.recv() => {
-                    if line_plan.is_some() || terminated_by.is_some() {
+                Some(line) = hints.upgrade_lines.recv(), if terminated_by.is_none() => {
+                    // Only a hint: look at the file now; its plan is the one applied.
+                    if let Some(plan) = watcher.check_now().await {
+                        return Ok((Ending::Upgrade(plan), None));
+                    }
+                    if unconfirmed.is_some() {
                         continue;
                     }
-                    let line = match notice {
-                        Notice::Upgrade(line) => line,
-                        Notice::Halted(height) => {
-                            if let Some(plan) = manual.filter(|plan| height >= plan.height) {
-                                info!(name = %plan.name, height, "node halted at the manual upgrade height");
-                                return Ok((Ending::Upgrade(plan.clone()), None));
-                            }
-                            continue;
-                        }
-                    };
                     match Plan::from_line(&line, recase) {
                         Ok(plan) if watcher.wants(&plan) => {
-                            info!(name = %plan.name, height = plan.height, "upgrade line seen on the daemon's output");
-                            line_plan = Some((plan, Instant::now() + LINE_SETTLE));
+                            info!(name = %plan.name, height = plan.height, "upgrade line seen on the daemon's output; waiting for upgrade-info.json to confirm it");
+                            unconfirmed = Some((line, Instant::now() + LINE_SETTLE));
                         }
                         Ok(_) => {}
-                        Err(err) => warn!(error = %err, "ignoring an invalid upgrade line on the daemon's output"),
+                        Err(err) => debug!(error = %err, "ignoring an invalid upgrade line on the daemon's output"),
                     }
                 }
                 () = settled => {
-                    if let Some((plan, _)) = line_plan.take() {
-                        let plan = watcher.check_now().await.unwrap_or(plan);
+                    if let Some(plan) = watcher.check_now().await {
                         return Ok((Ending::Upgrade(plan), None));
+                    }
+                    if let Some((line, _)) = unconfirmed.take() {
+                        warn!(name = %line.name, height = line.height, file = %self.layout.upgrade_info_file().display(), "upgrade line on the daemon's output not confirmed by the plan file within {}; ignoring it, the node keeps running", crate::config::format_go_duration(LINE_SETTLE));
                     }
                 }
                 sig = self.signals.recv() => {
-                    daemon.signal(sig);
+                    daemon.forward(sig);
                     if signals::is_termination(sig) && terminated_by.is_none() {
                         terminated_by = Some(sig);
                     }
                 }
+                _ = orphan_exits.recv() => daemon.reap_orphans(),
             }
         }
     }
@@ -390,16 +388,14 @@ fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A manual plan whose halt the daemon reported on its way out (still in the channel).
-fn halted_for(lines: &mut mpsc::UnboundedReceiver<Notice>, manual: Option<&Plan>) -> Option<Plan> {
+/// The manual plan whose height the daemon reported halting at before it exited on its own.
+fn halted_for(hints: &Hints, manual: Option<&Plan>) -> Option<Plan> {
     let plan = manual?;
-    while let Ok(notice) = lines.try_recv() {
-        if matches!(notice, Notice::Halted(height) if height >= plan.height) {
-            info!(name = %plan.name, height = plan.height, "node halted at the manual upgrade height");
-            return Some(plan.clone());
-        }
-    }
-    None
+    let height = hints
+        .halt_height()
+        .filter(|&height| height >= plan.height)?;
+    info!(name = %plan.name, height, "node halted at the manual upgrade height");
+    Some(plan.clone())
 }
 
 fn applied_of(plan: &Plan) -> Applied {
@@ -407,6 +403,12 @@ fn applied_of(plan: &Plan) -> Applied {
         name: Some(plan.name.as_str().to_owned()),
         height: plan.height,
     }
+}
+
+/// SIGCHLD: a child of ours exited (the daemon, or an orphan of its tree we adopted as subreaper).
+fn child_exits() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+        .context("cannot listen for SIGCHLD")
 }
 
 /// Runs `<daemon> <args>` once with output passing through and signals forwarded (for
@@ -417,6 +419,7 @@ pub async fn run_plain(
     env: Vec<(OsString, OsString)>,
 ) -> anyhow::Result<ExitStatus> {
     let mut signals = Signals::install().context("cannot install signal handlers")?;
+    process::become_subreaper();
     run_forwarding(bin, args, env, &mut signals).await
 }
 
@@ -427,20 +430,22 @@ async fn run_forwarding(
     env: Vec<(OsString, OsString)>,
     signals: &mut Signals,
 ) -> anyhow::Result<ExitStatus> {
-    let (line_tx, _line_rx) = mpsc::unbounded_channel();
     let launch = Launch {
         bin,
         args,
         cwd: None,
         env,
     };
-    let mut daemon = Daemon::spawn(&launch, &line_tx)?;
+    // Without upgrade handling, the output's hints go unread.
+    let (mut daemon, _hints) = Daemon::spawn(&launch)?;
+    let mut orphan_exits = child_exits()?;
     let status = loop {
         tokio::select! {
             status = daemon.wait() => break status.context("cannot wait for the daemon")?,
-            sig = signals.recv() => daemon.signal(sig),
+            sig = signals.recv() => daemon.forward(sig),
+            _ = orphan_exits.recv() => daemon.reap_orphans(),
         }
     };
-    daemon.drain_output().await;
+    daemon.finish(LEFTOVER_GRACE).await;
     Ok(status)
 }

@@ -109,13 +109,13 @@ pub fn run(config_file: Option<&Path>, request: &Request<'_>) -> anyhow::Result<
     let cfg = crate::commands::info::load_checked(config_file)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     layout::check_home(&layout)?;
-    let lock_path = layout.lock_file();
-    let Some(_lock) = SupervisorLock::try_acquire(&lock_path)
-        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?
+    let lock_path = layout.root();
+    let Some(_lock) = SupervisorLock::try_acquire(lock_path)
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?
     else {
         return Err(RollbackError::SupervisorRunning {
-            pid: lock::holder(&lock_path),
-            lock: lock_path,
+            pid: lock::holder(lock_path),
+            lock: lock_path.to_path_buf(),
         }
         .into());
     };

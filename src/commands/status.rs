@@ -231,7 +231,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         }
     };
     let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
-    let supervisor_pid = crate::lock::holder(&layout.lock_file());
+    let supervisor_pid = crate::lock::holder(layout.root());
     Status {
         cosmovisor_version: crate::commands::version::VERSION,
         home: layout.home().to_path_buf(),

@@ -8,6 +8,8 @@ mod config_errors;
 mod doctor;
 mod download;
 mod hostile_files;
+mod hostile_output;
+mod hostile_process;
 mod init;
 mod manual;
 mod ops;

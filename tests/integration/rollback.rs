@@ -116,7 +116,7 @@ fn refused_while_a_supervisor_runs() {
         out.errors(),
         [format!(
             "a cosmovisor supervises this home ({} is locked by pid {}): stop it first (for example `systemctl stop cosmovisor`)",
-            home.root().join(".supervisor.lock").display(),
+            home.root().display(),
             running.pid
         )],
         "{out}"
@@ -178,9 +178,10 @@ fn refused_while_the_daemon_runs_or_an_upgrade_is_under_way() {
     let home = upgraded();
     // A live process recorded as the daemon (this test process: same pid and start time).
     let pid = std::process::id();
+    let boot_id = read(&PathBuf::from("/proc/sys/kernel/random/boot_id"));
     fs::write(
         home.root().join(".daemon.pid"),
-        format!("{pid} {}\n", start_time(pid)),
+        format!("{pid} {} {}\n", start_time(pid), boot_id.trim()),
     )
     .expect("write pid file");
     let out = home.cosmovisor(["rollback", "--yes"]).run();

@@ -135,6 +135,10 @@ fn shows_the_journal_and_a_running_node() {
     home.set_current("genesis");
     let running = home.cosmovisor(["run", "start"]).spawn();
     home.wait_for_event("ready v1");
+    // cosmovisor records the daemon's pid just after starting it: the daemon can be faster.
+    crate::support::wait_until("the daemon's pid file", crate::support::DEADLINE, || {
+        home.root().join(".daemon.pid").exists()
+    });
     let status = json(&home);
     assert_eq!(status["daemon"]["running"], true, "{status:#}");
     assert!(status["daemon"]["pid"].is_i64());

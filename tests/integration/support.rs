@@ -384,6 +384,7 @@ pub struct Cosmovisor {
     description: String,
     stdin: Option<Vec<u8>>,
     tree_root: Option<PathBuf>,
+    discard_stdout: bool,
 }
 
 impl Cosmovisor {
@@ -400,6 +401,7 @@ impl Cosmovisor {
             description: format!("cosmovisor {args:?}"),
             stdin: None,
             tree_root: None,
+            discard_stdout: false,
         }
     }
 
@@ -422,6 +424,7 @@ impl Cosmovisor {
             description: format!("{wrapper:?} {args:?}"),
             stdin: None,
             tree_root: None,
+            discard_stdout: false,
         }
     }
 
@@ -442,6 +445,13 @@ impl Cosmovisor {
         self
     }
 
+    /// Sends its stdout (the daemon's, passed through) to `/dev/null` instead of collecting it,
+    /// for tests that pipe hundreds of megabytes through.
+    pub fn discard_stdout(mut self) -> Cosmovisor {
+        self.discard_stdout = true;
+        self
+    }
+
     fn tree_of(mut self, root: &Path) -> Cosmovisor {
         self.tree_root = Some(root.to_path_buf());
         self
@@ -455,7 +465,11 @@ impl Cosmovisor {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
+            .stdout(if self.discard_stdout {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped());
         let mut child = self.command.spawn().expect("spawn cosmovisor");
         if let Some(bytes) = self.stdin.take() {
@@ -464,12 +478,12 @@ impl Cosmovisor {
                 let _ = stdin.write_all(&bytes);
             });
         }
-        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stdout = child.stdout.take().map(collect);
         let stderr = collect(child.stderr.take().expect("stderr"));
         Running {
             pid: Pid::from_raw(i32::try_from(child.id()).expect("pid")),
             child: Some(child),
-            stdout: Some(stdout),
+            stdout,
             stderr: Some(stderr),
             description: self.description,
             tree_root: self.tree_root,

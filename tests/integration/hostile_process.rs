@@ -1,0 +1,284 @@
+//! Failures never orphan the node and there is never a second supervisor: a journal that cannot
+//! be written still stops the daemon gracefully, the lock survives `rm`, the daemon's
+//! descendants die with it, and a stale pid file from another boot is never acted on.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{FakeDaemon, Home};
+
+fn alive(pid: i32) -> bool {
+    // A zombie has been killed already; only its parent's wait is missing.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name.split_whitespace().next().map(|s| s != "Z")
+        })
+        .unwrap_or(false)
+}
+
+fn read_pid(path: &Path) -> i32 {
+    fs::read_to_string(path).unwrap().trim().parse().unwrap()
+}
+
+/// A tmpfs mounted over a folder for the life of the test.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount (the test needs root)");
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Writes zeros until the file system is full.
+    fn fill(&self) {
+        let mut filler = fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_still_stops_and_reaps_the_daemon() {
+    let home = Home::new("simd");
+    let tmpfs = Tmpfs::mount(&home.root(), "1m");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .raw(r"trap 'ev TERM; sleep 0.3; ev stopped; exit 0' TERM")
+            .raw(r#"echo $$ > "$DAEMON_HOME/daemon-pid""#)
+            .request_upgrade("v2", 20)
+            .block(),
+    )
+    .upgrade("v2", &FakeDaemon::new().ready("v2").block());
+    tmpfs.fill();
+    let out = home.cosmovisor(["run", "start"]).run();
+    out.assert_code(5);
+    // The daemon had finished stopping before cosmovisor exited: it was stopped and reaped,
+    // not left to a parent-death signal.
+    assert_eq!(home.events(), ["ready v1", "TERM", "stopped"], "{out}");
+    assert!(!alive(read_pid(&home.path().join("daemon-pid"))));
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].starts_with("upgrade v2 at height 20 not started: the node was stopped")
+            && errors[0].contains("upgrade-journal.json")
+            && errors[0].contains("No space left"),
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+}
+
+#[test]
+fn deleting_the_lock_file_does_not_make_a_second_supervisor() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    let first = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("ready v1");
+    let _ = fs::remove_file(home.root().join(".supervisor.lock"));
+    let second = home.cosmovisor(["run", "start"]).spawn();
+    second.wait_for_log("another cosmovisor supervises this home");
+    home.wait_for_events("ready v1", 2);
+    let rollback = home.cosmovisor(["rollback", "--yes"]).run();
+    rollback.assert_code(8);
+    assert!(
+        rollback.errors()[0].starts_with("a cosmovisor supervises this home"),
+        "{rollback}"
+    );
+    assert!(
+        rollback.errors()[0].contains(&format!("locked by pid {}", first.pid)),
+        "{rollback}"
+    );
+    second.signal(Signal::SIGTERM);
+    second.wait().assert_code(0);
+    first.signal(Signal::SIGTERM);
+    first.wait().assert_code(0);
+}
+
+#[test]
+fn the_daemons_descendants_do_not_outlive_it() {
+    let home = Home::new("simd");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .raw(r#"sh -c 'trap "" TERM; exec sleep 3600' &"#)
+            .raw(r#"echo $! > "$DAEMON_HOME/grandchild-pid""#)
+            .event("spawned")
+            .block(),
+    );
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_SHUTDOWN_GRACE", "300ms")
+        .stop_after(&home, "spawned");
+    let grandchild = read_pid(&home.path().join("grandchild-pid"));
+    let survived = alive(grandchild);
+    let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
+    out.assert_code(0);
+    assert!(
+        !survived,
+        "the daemon's child {grandchild} outlived cosmovisor\n{out}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{grandchild}")).exists(),
+        "the daemon's child {grandchild} was not reaped"
+    );
+}
+
+/// Field 22 of /proc/<pid>/stat, as the pid file records it.
+fn start_time(pid: u32) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.split_whitespace().nth(19).unwrap().to_owned()
+}
+
+#[test]
+fn a_pid_file_from_another_boot_is_never_signalled() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    let mut unrelated = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = unrelated.id();
+    fs::write(
+        home.root().join(".daemon.pid"),
+        format!(
+            "{pid} {} 00000000-0000-4000-8000-000000000000\n",
+            start_time(pid)
+        ),
+    )
+    .unwrap();
+    let out = home
+        .cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v1");
+    let untouched = unrelated.try_wait().unwrap().is_none();
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    out.assert_code(0);
+    assert!(
+        untouched,
+        "cosmovisor signalled an unrelated process\n{out}"
+    );
+    out.stderr_lacks("daemon started by a previous cosmovisor is still running");
+}
+
+/// The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, …
+fn stat_fields(pid: i32) -> Vec<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect()
+}
+
+/// (parent, process group) of the daemon that recorded its pid in `daemon-pid`.
+fn daemon_parent_and_group(home: &Home) -> (i32, i32) {
+    let daemon = read_pid(&home.path().join("daemon-pid"));
+    let fields = stat_fields(daemon);
+    (fields[0], fields[1])
+}
+
+fn daemon_recording_its_pid() -> FakeDaemon {
+    FakeDaemon::new()
+        .raw(r#"echo $$ > "$DAEMON_HOME/daemon-pid""#)
+        .ready("v1")
+        .block()
+}
+
+#[test]
+fn without_a_terminal_the_daemon_leads_its_own_group_and_gets_ctrl_c_once() {
+    let home = Home::new("simd");
+    home.genesis(&daemon_recording_its_pid());
+    let running = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("ready v1");
+    let daemon = read_pid(&home.path().join("daemon-pid"));
+    let (parent, group) = daemon_parent_and_group(&home);
+    assert_eq!(parent, running.pid.as_raw());
+    assert_eq!(group, daemon, "the daemon leads its own process group");
+    // A signal to cosmovisor's whole group (what a terminal's Ctrl-C does) reaches the daemon
+    // only through our forwarding: once.
+    nix::sys::signal::killpg(running.pid, Signal::SIGINT).unwrap();
+    let out = running.wait();
+    out.assert_code(0);
+    assert_eq!(home.events(), ["ready v1", "INT"], "{out}");
+}
+
+#[test]
+fn on_a_terminal_the_daemon_shares_the_foreground_group_and_ctrl_c_is_not_forwarded() {
+    let home = Home::new("simd");
+    home.genesis(&daemon_recording_its_pid());
+    let mut command = format!("exec {}", crate::support::COSMOVISOR);
+    command.push_str(" run start");
+    // `script` runs the command on a new pseudo-terminal; bytes on its stdin are typed there.
+    let mut script = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_clear()
+        .envs(home.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("run script (util-linux)");
+    home.wait_for_event("ready v1");
+    let (parent, group) = daemon_parent_and_group(&home);
+    assert_eq!(
+        group,
+        stat_fields(parent)[1],
+        "the daemon shares cosmovisor's (foreground) group"
+    );
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), b"\x03").unwrap();
+    crate::support::wait_until("cosmovisor to exit", crate::support::DEADLINE, || {
+        script.try_wait().unwrap().is_some()
+    });
+    let status = script.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "events: {:?}", home.events());
+    assert_eq!(home.events(), ["ready v1", "INT"]);
+}
+
+#[test]
+fn the_daemons_descendants_do_not_outlive_an_upgrade() {
+    let home = Home::new("simd");
+    home.genesis(
+        &FakeDaemon::new()
+            .ready("v1")
+            .raw(r#"sh -c 'trap "" TERM; exec sleep 3600' &"#)
+            .raw(r#"echo $! > "$DAEMON_HOME/grandchild-pid""#)
+            .request_upgrade("v2", 20)
+            .block(),
+    )
+    .upgrade("v2", &crate::support::upgraded_daemon("v2", &[0]));
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_SHUTDOWN_GRACE", "300ms")
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    home.wait_for_event("ready v2");
+    let grandchild = read_pid(&home.path().join("grandchild-pid"));
+    let survived = alive(grandchild);
+    let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    assert!(
+        !survived,
+        "v1's child {grandchild} outlived the upgrade\n{out}"
+    );
+}
