@@ -217,7 +217,7 @@ impl Body {
                 Ok(None) => Ok(false),
                 Err(err) => Err(DownloadError::Network {
                     url: url.to_owned(),
-                    err: err.to_string(),
+                    err: network_reason(err),
                 }),
             },
             Body::File(file) => {
@@ -426,7 +426,7 @@ impl Fetcher<'_> {
                             format_go_duration(self.idle)
                         ))
                     })?
-                    .map_err(|err| network(err.to_string()))?;
+                    .map_err(|err| network(network_reason(err)))?;
                 let status = response.status();
                 if status.is_server_error() {
                     return Err(network(format!("HTTP {}", status.as_u16())));
@@ -591,6 +591,20 @@ fn client() -> Result<reqwest::Client, DownloadError> {
             url: String::new(),
             err: err.to_string(),
         })
+}
+
+/// What went wrong in a request, with its causes ("connection refused") but without the URL
+/// reqwest puts in its message: that one is not redacted.
+fn network_reason(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut reason = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(inner) = cause {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    plan_info::redact(&reason)
 }
 
 fn read_head(file: &Path) -> Result<Vec<u8>, Stop> {

@@ -566,3 +566,21 @@ fn credentials_in_urls_never_reach_a_log_line_or_an_error() {
         assert!(!doctor.stderr().contains(secret), "{doctor}");
     }
 }
+
+#[test]
+fn credentials_never_reach_a_network_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://bob:hunter2@127.0.0.1:{port}/simd?access_token=tok789");
+    let home = home_requesting(&binaries(&[("any", url)]));
+    let out = assert_download_fails(
+        &home,
+        &format!("cannot download http://bob:***@127.0.0.1:{port}/simd?access_token=***"),
+    );
+    for secret in ["hunter2", "tok789"] {
+        out.stderr_lacks(secret);
+    }
+}
