@@ -1,6 +1,8 @@
 //! What kind of executable a file is, from its first bytes: an ELF binary for some machine, a
-//! `#!` script, or something else. Used by `doctor` to catch an upgrade binary built for another
-//! architecture before the upgrade height. Pure: the caller reads the bytes.
+//! `#!` script, or something else, and whether this machine can run it ([`refusal`]). The C
+//! library's `execvp` hands a file that is neither to `/bin/sh`, so an HTML error page or an
+//! empty download would "run"; everything we install or start is checked with [`refusal`]
+//! first. Pure: the caller reads the bytes.
 
 /// The ELF `e_machine` numbers we name (from the System V ABI registry).
 const MACHINES: &[(u16, &str)] = &[
@@ -71,6 +73,45 @@ pub fn host_machine() -> Option<u16> {
         .map(|(number, _)| *number)
 }
 
+/// How many first bytes [`refusal`] needs, and how many of them it shows.
+pub const HEAD_LEN: usize = 64;
+/// How many first bytes a refusal quotes.
+const SHOWN: usize = 32;
+
+/// Why a file whose first bytes are `head` (of `size` bytes in all) cannot run on this machine,
+/// or `None` when it can: an ELF binary for this machine (any ELF when the host's `e_machine` is
+/// unknown) or a `#!` script.
+#[must_use]
+pub fn refusal(head: &[u8], size: u64) -> Option<String> {
+    match kind(head) {
+        Kind::Script => None,
+        Kind::Elf { machine } => match host_machine() {
+            Some(host) if host != machine => Some(format!(
+                "it is built for {}, this host is {}",
+                machine_name(machine),
+                machine_name(host)
+            )),
+            _ => None,
+        },
+        Kind::Unknown if size == 0 => Some("an empty file".to_owned()),
+        Kind::Unknown => Some(format!(
+            "{size} bytes starting with \"{}\" is neither an ELF binary nor a script starting with #!",
+            escape(&head[..head.len().min(SHOWN)])
+        )),
+    }
+}
+
+/// Bytes as printable ASCII: `\n`, `\"`, `\x7f` and so on for the rest, so a hostile file
+/// cannot put control characters on a terminal.
+#[must_use]
+pub fn escape(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|byte| std::ascii::escape_default(*byte))
+        .map(char::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +137,25 @@ mod tests {
         assert_eq!(kind(b"MZ\x90\x00"), Kind::Unknown);
         assert_eq!(machine_name(183), "aarch64");
         assert_eq!(machine_name(9999), "machine 9999");
+    }
+
+    #[test]
+    fn refuses_what_would_fall_back_to_the_shell() {
+        assert_eq!(refusal(b"#!/bin/sh\n", 10), None);
+        assert_eq!(refusal(b"", 0).as_deref(), Some("an empty file"));
+        assert_eq!(
+            refusal(b"<html>\n\x1b[31m", 900).as_deref(),
+            Some(
+                "900 bytes starting with \"<html>\\n\\x1b[31m\" is neither an ELF binary nor a script starting with #!"
+            )
+        );
+        if let Some(host) = host_machine() {
+            let [low, high] = host.to_le_bytes();
+            assert_eq!(refusal(&header(1, [low, high]), 1000), None);
+            let other = if host == 62 { [183, 0] } else { [62, 0] };
+            let why = refusal(&header(1, other), 1000).unwrap_or_default();
+            assert!(why.starts_with("it is built for "), "{why}");
+        }
     }
 
     #[test]

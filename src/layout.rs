@@ -326,13 +326,20 @@ pub enum BinaryError {
     Missing { path: PathBuf },
     #[error("binary {} is not a regular file", path.display())]
     NotRegular { path: PathBuf },
+    #[error(
+        "binary {} is not an executable for this machine: {why}; replace it with the build for this machine",
+        path.display()
+    )]
+    NotForThisMachine { path: PathBuf, why: String },
     #[error("binary {} is not executable (fix: chmod 755 {})", path.display(), path.display())]
     NotExecutable { path: PathBuf },
     #[error("cannot inspect binary {}: {err}", path.display())]
     Io { path: PathBuf, err: String },
 }
 
-/// Checks that `path` (links followed) is a regular file with an execute bit set.
+/// Checks that `path` (links followed) is a regular file this machine can execute (see
+/// [`check_format`]) with an execute bit set. The format comes first, so a caller that adds a
+/// missing execute bit never makes a text file runnable.
 pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
@@ -353,12 +360,51 @@ pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
             path: path.to_path_buf(),
         });
     }
+    check_format(path)?;
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(BinaryError::NotExecutable {
             path: path.to_path_buf(),
         });
     }
     Ok(())
+}
+
+/// Checks that the regular file at `path` is an ELF binary for this machine or a `#!` script
+/// (anything else the C library would hand to `/bin/sh`). A file we may execute but not read
+/// (mode `0711`) cannot be inspected and passes: the kernel decides at `exec`.
+pub fn check_format(path: &Path) -> Result<(), BinaryError> {
+    use std::io::Read;
+    let io_err = |err: &dyn std::fmt::Display| BinaryError::Io {
+        path: path.to_path_buf(),
+        err: err.to_string(),
+    };
+    let file = match crate::bounded_read::open_regular(path) {
+        Ok(file) => file,
+        Err(crate::bounded_read::ReadError::Missing(path)) => {
+            return Err(BinaryError::Missing { path });
+        }
+        Err(crate::bounded_read::ReadError::NotRegular { path, .. }) => {
+            return Err(BinaryError::NotRegular { path });
+        }
+        Err(crate::bounded_read::ReadError::Io { source, .. })
+            if source.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            return Ok(());
+        }
+        Err(err) => return Err(io_err(&err)),
+    };
+    let size = file.metadata().map_err(|err| io_err(&err))?.len();
+    let mut head = Vec::with_capacity(crate::elf::HEAD_LEN);
+    file.take(crate::elf::HEAD_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|err| io_err(&err))?;
+    match crate::elf::refusal(&head, size) {
+        None => Ok(()),
+        Some(why) => Err(BinaryError::NotForThisMachine {
+            path: path.to_path_buf(),
+            why,
+        }),
+    }
 }
 
 /// Adds `a+x` to a regular file, as Go v1.5+ `EnsureBinary` does.
@@ -741,6 +787,17 @@ mod tests {
         ));
         make_executable(&bin).unwrap();
         assert_eq!(check_binary(&bin), Ok(()));
+        fs::write(&bin, b"<html>").unwrap();
+        assert!(matches!(
+            check_binary(&bin),
+            Err(BinaryError::NotForThisMachine { .. })
+        ));
+        fs::write(&bin, b"").unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            matches!(check_binary(&bin), Err(BinaryError::NotForThisMachine { why, .. }) if why == "an empty file"),
+            "the format is checked before the execute bit"
+        );
         assert!(matches!(
             check_binary(tmp.path()),
             Err(BinaryError::NotRegular { .. })

@@ -93,6 +93,17 @@ impl Signals {
         .await
     }
 
+    /// The next termination signal ([`is_termination`]); others that arrive meanwhile are
+    /// dropped (for the waits where no daemon runs to forward them to). Cancel-safe.
+    pub async fn next_termination(&mut self) -> Signal {
+        loop {
+            let sig = self.recv().await;
+            if is_termination(sig) {
+                return sig;
+            }
+        }
+    }
+
     /// A signal that has already arrived, without waiting.
     pub fn try_recv(&mut self) -> Option<Signal> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

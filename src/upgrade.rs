@@ -130,11 +130,14 @@ pub async fn carry_out(
     if matches!(layout::check_binary(&bin), Err(BinaryError::Missing { .. }))
         && cfg.allow_download_binaries
     {
-        tokio::select! {
-            result = crate::download::download_upgrade(cfg, layout, &plan) => {
-                result.map_err(|err| UpgradeError::Download { name: plan.name.to_string(), err: Box::new(err) })?;
-            }
-            sig = wait_for_termination(signals) => return Ok(Outcome::Interrupted(sig)),
+        let fetched = crate::download::download_upgrade(cfg, layout, &plan, signals)
+            .await
+            .map_err(|err| UpgradeError::Download {
+                name: plan.name.to_string(),
+                err: Box::new(err),
+            })?;
+        if let crate::download::Fetched::Interrupted(sig) = fetched {
+            return Ok(Outcome::Interrupted(sig));
         }
     }
     ensure_binary(layout, &plan, &bin)?;
@@ -527,12 +530,7 @@ fn switch(layout: &Layout, plan: &Plan, version_dir: &Path) -> Result<(), Upgrad
 
 /// Waits for the next termination signal (other signals are ignored here: no daemon runs).
 async fn wait_for_termination(signals: &mut Signals) -> Signal {
-    loop {
-        let sig = signals.recv().await;
-        if signals::is_termination(sig) {
-            return sig;
-        }
-    }
+    signals.next_termination().await
 }
 
 /// A termination signal that already arrived, if any, without waiting.

@@ -26,12 +26,16 @@ struct Found {
 ///
 /// Looked for, in order: `bin/<name>` then `<name>` at the root; the same two inside the root's
 /// only folder (files beside it are allowed); and, as Go's file mode does, the archive's only
-/// file whatever its name. `lib/` comes from the folder the binary was found in. On error `out`
-/// is removed again.
+/// file whatever its name. `lib/` comes from the folder the binary was found in. Every link in
+/// `out` must then resolve inside it ([`super::check_links_inside`]). On error `out` is removed
+/// again.
 pub fn arrange(unpacked: &Path, name: &str, out: &Path) -> Result<(), ArchiveError> {
     check_name(name)?;
     let found = find_binary(unpacked, name)?;
-    place(&found, name, out)
+    place(&found, name, out)?;
+    super::check_links_inside(out).inspect_err(|_| {
+        let _ = fs::remove_dir_all(out);
+    })
 }
 
 /// Moves a raw download to `out/bin/<name>` (mode 0o755); `out` must not exist yet.
@@ -302,7 +306,14 @@ mod tests {
         let scratch = Scratch::new();
         let file = scratch.write("download", b"raw");
         assert_eq!(
-            unpack(Kind::Raw, &file, &scratch.dest(), &Limits::default()).unwrap_err(),
+            unpack(
+                Kind::Raw,
+                &file,
+                &scratch.dest(),
+                &Limits::default(),
+                &AtomicBool::new(false),
+            )
+            .unwrap_err(),
             ArchiveError::NotArchive {
                 archive: file.clone()
             }

@@ -100,7 +100,13 @@ impl Scratch {
     }
     pub(super) fn unpack(&self, kind: Kind, file: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
         let archive = self.write(file, bytes);
-        unpack(kind, &archive, &self.dest(), &Limits::default())
+        unpack(
+            kind,
+            &archive,
+            &self.dest(),
+            &Limits::default(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
     }
     pub(super) fn dest_is_empty(&self) -> bool {
         fs::read_dir(self.dest()).unwrap().next().is_none()

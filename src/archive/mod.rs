@@ -17,7 +17,7 @@ mod fixtures;
 mod unpack;
 
 pub use arrange::{arrange, arrange_raw};
-pub use unpack::unpack;
+pub use unpack::{check_links_inside, unpack};
 
 /// What a downloaded file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,18 @@ pub enum ArchiveError {
     NotRegular { path: PathBuf },
     #[error("daemon name {0:?} cannot name a file in bin/")]
     BadName(String),
+    #[error(
+        "refusing the version folder {}: {} is a symbolic link to {target:?}, which resolves outside it; nothing was installed",
+        root.display(),
+        link.display()
+    )]
+    LinkOutside {
+        root: PathBuf,
+        link: PathBuf,
+        target: String,
+    },
+    #[error("unpacking {} was stopped by a signal", archive.display())]
+    Cancelled { archive: PathBuf },
     #[error("cannot write {}: {err}", path.display())]
     Io { path: PathBuf, err: String },
 }

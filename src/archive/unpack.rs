@@ -1,7 +1,10 @@
 //! Unpacking a tar, tar.gz or zip archive into an empty staging folder, trusting nothing in it:
 //! entries that would land outside the folder (`..`, absolute paths, links pointing out, writes
 //! through links), device and fifo entries, and archives bigger than [`Limits`] are refused, the
-//! whole archive with them, and whatever was written is removed again.
+//! whole archive with them, and whatever was written is removed again. A zip entry that writes
+//! more than it declares is cut off, a cancel flag stops the work between two pieces, and one
+//! `syncfs` at the end makes it all durable (an fsync per file made 100 000 tiny entries take
+//! 55 s). [`check_links_inside`] is the same link rule for any finished folder.
 //!
 //! It does not decide what a file is (`detect`, in `mod.rs`) nor look for the binary in what was
 //! unpacked (`arrange.rs`).
@@ -15,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{ArchiveError, Kind, Limits, io_error};
 
@@ -26,13 +30,16 @@ use super::{ArchiveError, Kind, Limits, io_error};
 /// file unpacked before them; device, fifo and unknown entries. Permissions are `mode & 0o777`
 /// with owner read/write added for files and owner rwx for folders (never setuid, setgid or
 /// sticky); owners and times are not restored. [`Limits`] apply to the sizes the headers declare
-/// and to the bytes actually written. On any error everything written under `dest` is removed
-/// and `dest` is left empty.
+/// and to the bytes actually written, and a zip entry may not write more than it declares.
+/// Setting `cancel` stops the work at the next entry or 64 KiB piece with
+/// [`ArchiveError::Cancelled`]. On success everything is on disk (one `syncfs`); on any error
+/// everything written under `dest` is removed and `dest` is left empty.
 pub fn unpack(
     kind: Kind,
     archive: &Path,
     dest: &Path,
     limits: &Limits,
+    cancel: &AtomicBool,
 ) -> Result<(), ArchiveError> {
     let mut listing = fs::read_dir(dest).map_err(|_| ArchiveError::DestNotEmpty {
         dest: dest.to_path_buf(),
@@ -52,6 +59,7 @@ pub fn unpack(
         written: 0,
         links: Vec::new(),
         over_cap: Rc::new(Cell::new(false)),
+        cancel,
     };
     let result = match kind {
         Kind::Raw => {
@@ -71,10 +79,17 @@ pub fn unpack(
         Kind::Tar => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
         Kind::Zip => open(archive).and_then(|file| unpacker.unpack_zip(file)),
     };
+    let result = result.and_then(|()| sync_filesystem(dest));
     if result.is_err() {
         clear_dir(dest);
     }
     result
+}
+
+/// Flushes the file system that holds `dir`: one call for every file just written.
+fn sync_filesystem(dir: &Path) -> Result<(), ArchiveError> {
+    let handle = fs::File::open(dir).map_err(io_error(dir))?;
+    nix::unistd::syncfs(&handle).map_err(|errno| io_error(dir)(errno.into()))
 }
 
 fn open(archive: &Path) -> Result<fs::File, ArchiveError> {
@@ -117,7 +132,7 @@ struct PendingLink {
     target: Vec<u8>,
 }
 
-struct Unpacker {
+struct Unpacker<'a> {
     archive: PathBuf,
     kind: Kind,
     dest: PathBuf,
@@ -128,6 +143,7 @@ struct Unpacker {
     links: Vec<PendingLink>,
     /// Set when the decompressed stream grew past its cap (see [`CappedReader`]).
     over_cap: Rc<Cell<bool>>,
+    cancel: &'a AtomicBool,
 }
 
 fn file_mode(mode: u32) -> u32 {
@@ -138,7 +154,7 @@ fn dir_mode(mode: u32) -> u32 {
     mode & 0o777 | 0o700
 }
 
-impl Unpacker {
+impl Unpacker<'_> {
     fn bad(&self, entry: &[u8], reason: impl Into<String>) -> ArchiveError {
         ArchiveError::BadEntry {
             archive: self.archive.clone(),
@@ -165,7 +181,17 @@ impl Unpacker {
         }
     }
 
+    fn check_cancel(&self) -> Result<(), ArchiveError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(ArchiveError::Cancelled {
+                archive: self.archive.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn count_entry(&mut self, declared_size: u64) -> Result<(), ArchiveError> {
+        self.check_cancel()?;
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(ArchiveError::TooManyEntries {
@@ -205,12 +231,6 @@ impl Unpacker {
             }
         }
         Ok(parts)
-    }
-
-    fn join(&self, parts: &[OsString]) -> PathBuf {
-        let mut path = self.dest.clone();
-        path.extend(parts);
-        path
     }
 
     /// Makes the folders above an entry, refusing to go through anything but real folders.
@@ -260,12 +280,15 @@ impl Unpacker {
         Ok(self.parent_dir(entry, parts)?.join(last))
     }
 
+    /// Writes one file entry. `declared` is the size a zip entry's headers give: writing more
+    /// is refused (a tar entry's reader cannot give more than its header says).
     fn write_file(
         &mut self,
         entry: &[u8],
         parts: &[OsString],
         data: &mut dyn Read,
         mode: u32,
+        declared: Option<u64>,
     ) -> Result<(), ArchiveError> {
         let path = self.last_path(entry, parts)?;
         self.clear_slot(entry, &path)?;
@@ -276,13 +299,22 @@ impl Unpacker {
             .open(&path)
             .map_err(io_error(&path))?;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut this_entry = 0u64;
         loop {
+            self.check_cancel()?;
             let read = match data.read(&mut buf) {
                 Ok(0) => break,
                 Ok(read) => read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(self.corrupt(err)),
             };
+            this_entry += read as u64;
+            if let Some(declared) = declared.filter(|declared| this_entry > *declared) {
+                return Err(self.bad(
+                    entry,
+                    format!("writes more than the {declared} bytes it declares"),
+                ));
+            }
             self.written = self.written.saturating_add(read as u64);
             if self.written > self.limits.max_total_bytes {
                 return Err(self.too_large());
@@ -290,7 +322,6 @@ impl Unpacker {
             file.write_all(&buf[..read]).map_err(io_error(&path))?;
         }
         file.set_permissions(fs::Permissions::from_mode(file_mode(mode)))
-            .and_then(|()| file.sync_all())
             .map_err(io_error(&path))
     }
 
@@ -402,7 +433,7 @@ impl Unpacker {
         for link in &self.links {
             let mut stack = link.parent.clone();
             let mut hops = 0;
-            if !self.resolves_inside(&mut stack, &link.target, &mut hops) {
+            if !resolves_inside(&self.dest, &mut stack, &link.target, &mut hops) {
                 return Err(ArchiveError::BadEntry {
                     archive: self.archive.clone(),
                     entry: link.entry.clone(),
@@ -414,41 +445,6 @@ impl Unpacker {
             }
         }
         Ok(())
-    }
-
-    fn resolves_inside(&self, stack: &mut Vec<OsString>, target: &[u8], hops: &mut u32) -> bool {
-        if target.starts_with(b"/") {
-            return false;
-        }
-        for part in target.split(|byte| *byte == b'/') {
-            match part {
-                b"" | b"." => {}
-                b".." => {
-                    if stack.pop().is_none() {
-                        return false;
-                    }
-                }
-                name => {
-                    stack.push(OsStr::from_bytes(name).to_owned());
-                    let path = self.join(stack);
-                    let is_link =
-                        fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink());
-                    if is_link {
-                        *hops += 1;
-                        let Ok(next) = fs::read_link(&path) else {
-                            return false;
-                        };
-                        stack.pop();
-                        if *hops > 40
-                            || !self.resolves_inside(stack, next.as_os_str().as_bytes(), hops)
-                        {
-                            return false;
-                        }
-                    }
-                }
-            }
-        }
-        true
     }
 
     fn unpack_tar<R: Read>(&mut self, reader: R) -> Result<(), ArchiveError> {
@@ -480,7 +476,7 @@ impl Unpacker {
             if kind.is_dir() || (kind.is_file() && path.ends_with(b"/")) {
                 self.make_dir(&path, &parts, mode)?;
             } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
-                self.write_file(&path, &parts, &mut entry, mode)?;
+                self.write_file(&path, &parts, &mut entry, mode, None)?;
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let Some(target) = entry.link_name_bytes().map(std::borrow::Cow::into_owned) else {
                     return Err(self.bad(&path, "is a link without a target"));
@@ -552,7 +548,14 @@ impl Unpacker {
                 S_IFDIR => self.make_dir(&path, &parts, mode.unwrap_or(0o755))?,
                 _ if path.ends_with(b"/") => self.make_dir(&path, &parts, mode.unwrap_or(0o755))?,
                 0 | S_IFREG => {
-                    self.write_file(&path, &parts, &mut entry, mode.unwrap_or(0o644))?;
+                    let declared = entry.size();
+                    self.write_file(
+                        &path,
+                        &parts,
+                        &mut entry,
+                        mode.unwrap_or(0o644),
+                        Some(declared),
+                    )?;
                 }
                 other => {
                     let what = match other {
@@ -571,6 +574,79 @@ impl Unpacker {
         }
         self.check_links()
     }
+}
+
+/// Whether `target`, a link's target read in the folder `stack` (names under `root`), resolves
+/// inside `root`, following the links it meets (at most 40, as the kernel does).
+fn resolves_inside(root: &Path, stack: &mut Vec<OsString>, target: &[u8], hops: &mut u32) -> bool {
+    if target.starts_with(b"/") {
+        return false;
+    }
+    for part in target.split(|byte| *byte == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+            }
+            name => {
+                stack.push(OsStr::from_bytes(name).to_owned());
+                let mut path = root.to_path_buf();
+                path.extend(stack.iter());
+                let is_link =
+                    fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink());
+                if is_link {
+                    *hops += 1;
+                    let Ok(next) = fs::read_link(&path) else {
+                        return false;
+                    };
+                    stack.pop();
+                    if *hops > 40
+                        || !resolves_inside(root, stack, next.as_os_str().as_bytes(), hops)
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Every symbolic link under `root` (a finished version folder) must resolve inside it: an
+/// archive's `release/lib/up -> ../..` stays inside what was unpacked, but no longer once
+/// `release/lib` became the version folder's `lib/`.
+pub fn check_links_inside(root: &Path) -> Result<(), ArchiveError> {
+    let mut folders = vec![Vec::<OsString>::new()];
+    while let Some(folder) = folders.pop() {
+        let mut path = root.to_path_buf();
+        path.extend(folder.iter());
+        for entry in fs::read_dir(&path).map_err(io_error(&path))? {
+            let entry = entry.map_err(io_error(&path))?;
+            let kind = entry.file_type().map_err(io_error(&entry.path()))?;
+            if kind.is_dir() {
+                let mut inner = folder.clone();
+                inner.push(entry.file_name());
+                folders.push(inner);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path()).map_err(io_error(&entry.path()))?;
+                let mut stack = folder.clone();
+                let mut hops = 0;
+                if !resolves_inside(root, &mut stack, target.as_os_str().as_bytes(), &mut hops) {
+                    let mut link = PathBuf::new();
+                    link.extend(folder.iter());
+                    link.push(entry.file_name());
+                    return Err(ArchiveError::LinkOutside {
+                        root: root.to_path_buf(),
+                        link,
+                        target: target.to_string_lossy().into_owned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `target`, read from a folder `depth` levels below the root, stays inside the root
@@ -822,7 +898,14 @@ mod tests {
             ] {
                 let scratch = Scratch::new();
                 let archive = scratch.write(file, &bytes);
-                let err = unpack(kind, &archive, &scratch.dest(), &limits).unwrap_err();
+                let err = unpack(
+                    kind,
+                    &archive,
+                    &scratch.dest(),
+                    &limits,
+                    &AtomicBool::new(false),
+                )
+                .unwrap_err();
                 let want = match &want {
                     ArchiveError::TooLarge { limit, .. } => ArchiveError::TooLarge {
                         archive: archive.clone(),
@@ -862,10 +945,21 @@ mod tests {
             max_total_bytes: 100,
             max_entries: 10,
         };
-        let err = unpack(Kind::Zip, &archive, &scratch.dest(), &limits).unwrap_err();
-        assert!(
-            matches!(err, ArchiveError::TooLarge { limit: 100, .. }),
-            "the bytes written are counted, not the declared size: {err:?}"
+        let err = unpack(
+            Kind::Zip,
+            &archive,
+            &scratch.dest(),
+            &limits,
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing archive {}: entry \"big\" writes more than the 1 bytes it declares; nothing was unpacked",
+                archive.display()
+            ),
+            "an entry is cut off at its declared size"
         );
         assert!(scratch.dest_is_empty());
 
@@ -894,10 +988,11 @@ mod tests {
             written: 0,
             links: Vec::new(),
             over_cap: Rc::new(Cell::new(false)),
+            cancel: &AtomicBool::new(false),
         };
         let parts = [OsString::from("f")];
         let err = unpacker
-            .write_file(b"f", &parts, &mut &[1u8; 11][..], 0o644)
+            .write_file(b"f", &parts, &mut &[1u8; 11][..], 0o644, None)
             .unwrap_err();
         assert!(
             matches!(err, ArchiveError::TooLarge { limit: 10, .. }),

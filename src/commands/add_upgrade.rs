@@ -193,9 +193,20 @@ fn refuse_under_way(layout: &Layout, cfg: &Config, name: &UpgradeName) -> anyhow
     }
 }
 
+/// The file to stage must be a regular file this machine can execute (an ELF binary for it or a
+/// `#!` script): anything else the C library would run with `/bin/sh`.
 fn check_executable(path: &Path) -> Result<(), ArgumentError> {
     match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_file() => layout::check_format(path).map_err(|err| {
+            let err = match err {
+                layout::BinaryError::NotForThisMachine { why, .. } => why,
+                other => other.to_string(),
+            };
+            ArgumentError::Executable {
+                path: path.to_path_buf(),
+                err,
+            }
+        }),
         Ok(_) => Err(ArgumentError::Executable {
             path: path.to_path_buf(),
             err: "not a regular file".into(),

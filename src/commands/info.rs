@@ -33,7 +33,8 @@ pub fn load_checked(config_file: Option<&Path>) -> Result<Config, ConfigErrors> 
     }
 }
 
-/// Prints `data/upgrade-info.json` as it is (text) or as a validated plan (JSON).
+/// Prints `data/upgrade-info.json` as it is (text) or as a validated plan (JSON), with the
+/// credentials of its URLs hidden (`plan_info::redact`).
 pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
     let cfg = Config::load(config_file)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
@@ -55,7 +56,10 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
     };
     match output {
         OutputFormat::Text => {
-            stdout.write_all(&bytes).context("cannot write to stdout")?;
+            let text = crate::plan_info::redact(&String::from_utf8_lossy(&bytes));
+            stdout
+                .write_all(text.as_bytes())
+                .context("cannot write to stdout")?;
             writeln!(stdout).context("cannot write to stdout")?;
         }
         OutputFormat::Json => {
@@ -65,7 +69,7 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
                 "name": plan.name.as_str(),
                 "raw_name": plan.raw_name,
                 "height": plan.height,
-                "info": plan.info,
+                "info": crate::plan_info::redact(&plan.info),
                 "upgrade_dir": layout.upgrade_dir(&plan.name),
             });
             writeln!(stdout, "{value}").context("cannot write to stdout")?;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tracing::info;
 
+use crate::download::Fetched;
 use crate::exit;
 use crate::grpc;
 use crate::layout::{self, Layout, UpgradeName};
@@ -31,12 +32,18 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<u8> {
         info!(path = %bin.display(), "upgrade binary already staged");
         return Ok(exit::OK);
     }
-    let installed = crate::download::download_upgrade(&cfg, &layout, &plan)
+    let mut signals = crate::signals::Signals::install()?;
+    let fetched = crate::download::download_upgrade(&cfg, &layout, &plan, &mut signals)
         .await
         .map_err(|err| crate::upgrade::UpgradeError::Download {
             name: plan.name.to_string(),
             err: Box::new(err),
         })?;
-    info!(name = %plan.name, height = plan.height, path = %installed.display(), "Upgrade preparation complete");
-    Ok(exit::OK)
+    match fetched {
+        Fetched::Installed(installed) => {
+            info!(name = %plan.name, height = plan.height, path = %installed.display(), "Upgrade preparation complete");
+            Ok(exit::OK)
+        }
+        Fetched::Interrupted(sig) => Ok(exit::from_signal(sig)),
+    }
 }

@@ -150,7 +150,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Some(PendingPlan {
                 name: plan.name.as_str().to_owned(),
                 height: plan.height,
-                info: plan.info.clone(),
+                info: crate::plan_info::redact(&plan.info),
                 would_trigger: applied.is_superseded_by(&plan),
                 binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,

@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::{
-    COSMOVISOR_BACKUP_KEEP, DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_RESTART_DELAY,
-    DAEMON_SHUTDOWN_GRACE,
+    COSMOVISOR_BACKUP_KEEP, COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, DAEMON_NAME, DAEMON_POLL_INTERVAL,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE,
 };
 
 const DURATION_HINT: &str = "a Go duration such as 300ms or 1m30s";
@@ -123,6 +123,7 @@ fn positive_hint(var: &str) -> &'static str {
         DAEMON_RESTART_DELAY => "unset it to disable the delay",
         DAEMON_SHUTDOWN_GRACE => "unset it to use the default of 30s",
         DAEMON_POLL_INTERVAL => "unset it to use the default of 300ms",
+        COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT => "unset it to use the default of 60s",
         _ => "unset it to keep all backups",
     }
 }

@@ -51,6 +51,7 @@ pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
 pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
 pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
+pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
 
 /// is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,8 @@ pub struct Config {
     pub backup_mode: BackupMode,
     /// Where `run` serves Prometheus metrics (`GET /metrics`); `None`: no metrics endpoint.
     pub metrics_addr: Option<SocketAddr>,
+    /// A download that receives less than 1 KiB in this long fails as stalled (default 60s).
+    pub download_idle_timeout: Duration,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.

@@ -15,10 +15,10 @@ use super::error::TIME_FORMAT_HINT;
 use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
-    COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR, COSMOVISOR_TIMEFORMAT_LOGS, Config,
-    ConfigError, ConfigErrors, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
-    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
-    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
+    COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors, DAEMON_ALLOW_DOWNLOAD_BINARIES,
+    DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
+    DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
     DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
@@ -26,6 +26,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// The shortest `DAEMON_POLL_INTERVAL` accepted.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_GRPC_ADDRESS: &str = "localhost:9090";
 const FILE_DURATION_TYPE: &str = "a duration string like '300ms' or an integer of nanoseconds";
 const FILE_DURATION_VALUE: &str =
@@ -318,6 +319,10 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         };
         let backup_mode = self.backup_mode();
         let metrics_addr = self.metrics_addr();
+        let download_idle_timeout = self.duration(
+            COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
+            DEFAULT_DOWNLOAD_IDLE_TIMEOUT,
+        );
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -392,6 +397,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             log_format,
             backup_mode,
             metrics_addr,
+            download_idle_timeout,
         })
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::{
     COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
-    COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR, COSMOVISOR_TIMEFORMAT_LOGS, Config,
-    DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
-    DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
-    DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
-    DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
+    COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
+    COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
+    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
+    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
 };
 
 impl Config {
@@ -73,6 +73,10 @@ impl Config {
             (
                 COSMOVISOR_METRICS_ADDR,
                 self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            (
+                COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
+                format_go_duration(self.download_idle_timeout),
             ),
         ];
         let derived = [
@@ -150,6 +154,10 @@ impl Config {
             "cosmovisor_backup_mode",
             toml_string(self.backup_mode.name()),
         ));
+        lines.push((
+            "cosmovisor_download_idle_timeout",
+            duration(self.download_idle_timeout),
+        ));
         if let Some(addr) = self.metrics_addr {
             lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
         }
@@ -189,7 +197,8 @@ mod tests {
                     cosmovisor_disable_logs = false\ncosmovisor_color_logs = true\n\
                     cosmovisor_timeformat_logs = 'kitchen'\ncosmovisor_custom_preupgrade = ''\n\
                     cosmovisor_disable_recase = false\ncosmovisor_log_format = 'console'\n\
-                    cosmovisor_backup_mode = 'copy'\n";
+                    cosmovisor_backup_mode = 'copy'\n\
+                    cosmovisor_download_idle_timeout = '1m0s'\n";
         assert_eq!(defaults().to_toml(), want);
         assert_eq!(from_file(want, &[]), Ok(defaults()));
         let odd = Config {
@@ -214,6 +223,7 @@ mod tests {
             log_format: LogFormat::Json,
             backup_mode: BackupMode::Checkpoint,
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
+            download_idle_timeout: Duration::from_millis(250),
         };
         let text = odd.to_toml();
         assert!(

@@ -24,7 +24,7 @@ const DETAIL: &str = "Configurable Values:
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: copy
-  COSMOVISOR_METRICS_ADDR: \nDerived Values:
+  COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s\nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -56,6 +56,7 @@ COSMOVISOR_BACKUP_KEEP=2 => COSMOVISOR_BACKUP_KEEP: 2
 COSMOVISOR_LOG_FORMAT=JSON => COSMOVISOR_LOG_FORMAT: json
 COSMOVISOR_METRICS_ADDR=127.0.0.1:9102 => COSMOVISOR_METRICS_ADDR: 127.0.0.1:9102
 COSMOVISOR_METRICS_ADDR=[::1]:9102 => COSMOVISOR_METRICS_ADDR: [::1]:9102
+COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=250ms => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 250ms
 ";
 
 /// `VAR=value => the one exact error` (only that variable set besides home and name).
@@ -89,6 +90,7 @@ COSMOVISOR_BACKUP_KEEP=all => COSMOVISOR_BACKUP_KEEP: invalid integer "all" (exp
 COSMOVISOR_LOG_FORMAT=xml => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
 COSMOVISOR_METRICS_ADDR=localhost:9102 => COSMOVISOR_METRICS_ADDR: invalid address "localhost:9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
 COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=0s => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: must be greater than 0, got "0s" (unset it to use the default of 60s)
 "#;
 
 /// `one line added to a valid config.toml => the one exact error`.
@@ -175,6 +177,7 @@ pub(super) fn defaults() -> Config {
         log_format: LogFormat::Console,
         backup_mode: BackupMode::Copy,
         metrics_addr: None,
+        download_idle_timeout: Duration::from_secs(60),
     }
 }
 
@@ -285,6 +288,7 @@ fn all_bad_collects_every_error_in_order() {
         COSMOVISOR_LOG_FORMAT,
         COSMOVISOR_BACKUP_MODE,
         COSMOVISOR_METRICS_ADDR,
+        COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
         DAEMON_NAME,
         DAEMON_HOME,
         DAEMON_DATA_BACKUP_DIR,
@@ -298,7 +302,7 @@ fn all_bad_collects_every_error_in_order() {
         .filter_map(|m| m.split([':', ' ']).next())
         .collect();
     assert_eq!(vars, order);
-    assert_eq!(got.len(), 19);
+    assert_eq!(got.len(), 20);
     assert_eq!(err.to_string(), got.join("\n"));
 }
 

@@ -477,6 +477,7 @@ fn config_file_durations_and_environment_overrides() {
   COSMOVISOR_LOG_FORMAT: console
   COSMOVISOR_BACKUP_MODE: copy
   COSMOVISOR_METRICS_ADDR: {empty}
+  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -553,6 +554,7 @@ fn config_prints_the_detail_string() {
   COSMOVISOR_LOG_FORMAT: console
   COSMOVISOR_BACKUP_MODE: copy
   COSMOVISOR_METRICS_ADDR: {empty}
+  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -614,6 +616,7 @@ fn config_prints_every_value_set() {
   COSMOVISOR_LOG_FORMAT: json
   COSMOVISOR_BACKUP_MODE: checkpoint
   COSMOVISOR_METRICS_ADDR: {empty}
+  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades

@@ -8,7 +8,7 @@ use crate::support::{FakeDaemon, Home, Server, platform, sha256, tar, zip};
 
 /// The new version's binary: answers pre-upgrade, records its `LD_LIBRARY_PATH`, runs until
 /// stopped.
-fn v2_script() -> Vec<u8> {
+pub fn v2_script() -> Vec<u8> {
     FakeDaemon::new()
         .pre_upgrade("v2", &[0])
         .raw(r#"printf 'ld %s\n' "${LD_LIBRARY_PATH:-}" >> "$DAEMON_HOME/events""#)
@@ -19,7 +19,7 @@ fn v2_script() -> Vec<u8> {
 }
 
 /// A home whose genesis daemon asks for upgrade `v2` with `info`.
-fn home_requesting(info: &str) -> Home {
+pub fn home_requesting(info: &str) -> Home {
     let home = Home::new("simd");
     let info = info.replace('\\', "\\\\").replace('"', "\\\"");
     home.genesis(&FakeDaemon::new().ready("v1").raw(&format!(
@@ -28,7 +28,7 @@ fn home_requesting(info: &str) -> Home {
     home
 }
 
-fn binaries(entries: &[(&str, String)]) -> String {
+pub fn binaries(entries: &[(&str, String)]) -> String {
     let map: serde_json::Map<String, serde_json::Value> = entries
         .iter()
         .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
@@ -36,7 +36,7 @@ fn binaries(entries: &[(&str, String)]) -> String {
     serde_json::json!({ "binaries": map }).to_string()
 }
 
-fn with_downloads(home: &Home) -> crate::support::Cosmovisor {
+pub fn with_downloads(home: &Home) -> crate::support::Cosmovisor {
     home.cosmovisor(["run", "start"])
         .env("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true")
 }
@@ -57,7 +57,7 @@ fn assert_upgraded(home: &Home) {
 }
 
 /// No staging folder is left under upgrades/.
-fn assert_nothing_staged(home: &Home) {
+pub fn assert_nothing_staged(home: &Home) {
     let leftovers: Vec<String> = fs::read_dir(home.root().join("upgrades"))
         .map(|entries| {
             entries
@@ -75,7 +75,7 @@ fn assert_nothing_staged(home: &Home) {
 }
 
 /// Runs and expects the download to fail: exit 5, the error naming `needle`, no upgrades/v2.
-fn assert_download_fails(home: &Home, needle: &str) -> crate::support::Output {
+pub fn assert_download_fails(home: &Home, needle: &str) -> crate::support::Output {
     let out = with_downloads(home).run();
     out.assert_code(5);
     assert_eq!(out.errors().len(), 1, "{out}");

@@ -42,6 +42,8 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             );
             return;
         }
+        // Told apart below, with the fix for each kind.
+        Err(layout::BinaryError::NotForThisMachine { .. }) => {}
         Err(err) => {
             report.fail(
                 format!("{label}: {err}"),

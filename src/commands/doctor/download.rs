@@ -51,11 +51,11 @@ fn source(cfg: &Config, plan: &Plan) -> Result<Found, InfoError> {
         Info::Binaries(map) => {
             let url = map.url_for(&plan_info::platform())?;
             let source = plan_info::parse_source(url, must_have_checksum)?;
-            Ok(Found::Binary(source.original))
+            Ok(Found::Binary(source.shown))
         }
         Info::Reference(url) => {
             let source = plan_info::parse_source(&url, must_have_checksum)?;
-            Ok(Found::List(source.original))
+            Ok(Found::List(source.shown))
         }
     }
 }

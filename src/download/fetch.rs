@@ -1,0 +1,326 @@
+//! Fetching the bytes of one source into a file, trusting nothing the other side sends: a
+//! connect timeout, the idle rule (less than 1 KiB in `COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT` is a
+//! stall, which a plain "no byte for N seconds" timeout misses for a server that trickles),
+//! size caps checked against `Content-Length` before the body and again while it streams, local
+//! sources opened only as regular files, the checksum computed on the way, network failures
+//! retried with back-off, and a termination signal ending any wait at once.
+//!
+//! What to fetch and what to do with the file (unpacking, installing) is `download/mod.rs`.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{DownloadError, Stop, io_err};
+use crate::bounded_read::ReadError;
+use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
+use crate::plan_info::{self, Checksum, Location, Source};
+use crate::progress::Progress;
+use crate::signals::Signals;
+
+/// Attempts for one URL when the network fails (connection refused, reset, stalled, HTTP 5xx).
+const ATTEMPTS: u32 = 4;
+/// The first back-off; it doubles after each failed attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How long establishing a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A download that receives fewer bytes than this in one idle window is stalled: a server that
+/// trickles a byte a second never trips a plain "no byte for N seconds" timeout.
+const MIN_PROGRESS: u64 = 1024;
+/// Size of one read from a local source.
+const LOCAL_CHUNK: usize = 1 << 20;
+
+/// A cap on what one fetch may bring, and how messages name it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cap {
+    bytes: u64,
+    shown: &'static str,
+    what: &'static str,
+}
+
+/// Node binaries are 100-300 MB and release archives with their libraries a little more; 4 GiB
+/// leaves room for ten times that and still stops an endless body long before a disk is full.
+pub(super) const BINARY_CAP: Cap = Cap {
+    bytes: 4 << 30,
+    shown: "4 GiB",
+    what: "a binary or archive",
+};
+/// A reference URL's `{"binaries":…}` list is a few hundred bytes.
+pub(super) const DOCUMENT_CAP: Cap = Cap {
+    bytes: 1 << 20,
+    shown: "1 MiB",
+    what: "a reference document",
+};
+
+/// One download's HTTP client, idle rule and the signals that stop it.
+pub(super) struct Fetcher<'a> {
+    client: reqwest::Client,
+    idle: Duration,
+    signals: &'a mut Signals,
+}
+
+/// Where the bytes of one fetch come from.
+enum Body {
+    Http(reqwest::Response),
+    File(tokio::fs::File),
+}
+
+impl Body {
+    /// The next piece into `buf` (cleared first); `false` at the end.
+    async fn next(&mut self, url: &str, buf: &mut Vec<u8>) -> Result<bool, DownloadError> {
+        buf.clear();
+        match self {
+            Body::Http(response) => match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    buf.extend_from_slice(&chunk);
+                    Ok(true)
+                }
+                Ok(None) => Ok(false),
+                Err(err) => Err(DownloadError::Network {
+                    url: url.to_owned(),
+                    err: network_reason(err),
+                }),
+            },
+            Body::File(file) => {
+                buf.resize(LOCAL_CHUNK, 0);
+                let read = file.read(buf).await.map_err(|err| DownloadError::Network {
+                    url: url.to_owned(),
+                    err: err.to_string(),
+                })?;
+                buf.truncate(read);
+                Ok(read > 0)
+            }
+        }
+    }
+}
+
+impl<'a> Fetcher<'a> {
+    pub(super) fn new(
+        idle: Duration,
+        signals: &'a mut Signals,
+    ) -> Result<Fetcher<'a>, DownloadError> {
+        Ok(Fetcher {
+            client: client()?,
+            idle,
+            signals,
+        })
+    }
+
+    /// The next termination signal (see [`Signals::next_termination`]).
+    pub(super) async fn next_termination(&mut self) -> nix::sys::signal::Signal {
+        self.signals.next_termination().await
+    }
+
+    /// Streams `source` into `dest`, hashing on the way, retrying network failures.
+    pub(super) async fn fetch_to_file(
+        &mut self,
+        source: &Source,
+        dest: &Path,
+        cap: Cap,
+    ) -> Result<u64, Stop> {
+        let mut attempt = 1;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.fetch_once(source, dest, cap).await {
+                Err(Stop::Failed(DownloadError::Network { url, err })) if attempt < ATTEMPTS => {
+                    warn!(url = %url, error = %err, attempt, retry_in = %format_go_duration(backoff), "download failed, retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
+                    }
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Opens the source: an HTTP response whose status and `Content-Length` are acceptable, or
+    /// a regular local file within the cap.
+    async fn open(&mut self, source: &Source, cap: Cap) -> Result<(Body, Option<u64>), Stop> {
+        let url = &source.shown;
+        let too_big = |who, size| {
+            Stop::Failed(DownloadError::Announced {
+                url: url.clone(),
+                who,
+                size,
+                limit: cap.shown,
+                what: cap.what,
+            })
+        };
+        match &source.location {
+            Location::File(path) => {
+                let local = |err| {
+                    Stop::Failed(DownloadError::Local {
+                        url: url.clone(),
+                        err,
+                    })
+                };
+                let file = crate::bounded_read::open_regular(path).map_err(local)?;
+                let size = file
+                    .metadata()
+                    .map_err(|source| {
+                        local(ReadError::Io {
+                            path: path.clone(),
+                            source,
+                        })
+                    })?
+                    .len();
+                if size > cap.bytes {
+                    return Err(too_big("the file holds", size));
+                }
+                Ok((Body::File(tokio::fs::File::from_std(file)), Some(size)))
+            }
+            Location::Http(address) => {
+                let network = |err: String| {
+                    Stop::Failed(DownloadError::Network {
+                        url: url.clone(),
+                        err,
+                    })
+                };
+                let request = self.client.get(address).send();
+                let response = tokio::select! {
+                    response = tokio::time::timeout(self.idle, request) => response,
+                    sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
+                };
+                let response = response
+                    .map_err(|_| {
+                        network(format!(
+                            "no response within {} ({COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT})",
+                            format_go_duration(self.idle)
+                        ))
+                    })?
+                    .map_err(|err| network(network_reason(err)))?;
+                let status = response.status();
+                if status.is_server_error() {
+                    return Err(network(format!("HTTP {}", status.as_u16())));
+                }
+                if !status.is_success() {
+                    return Err(DownloadError::Status {
+                        url: url.clone(),
+                        status: status.as_u16(),
+                    }
+                    .into());
+                }
+                let length = response.content_length();
+                if let Some(size) = length.filter(|size| *size > cap.bytes) {
+                    return Err(too_big("the server announces", size));
+                }
+                Ok((Body::Http(response), length))
+            }
+        }
+    }
+
+    async fn fetch_once(&mut self, source: &Source, dest: &Path, cap: Cap) -> Result<u64, Stop> {
+        let url = &source.shown;
+        let (mut body, total) = self.open(source, cap).await?;
+        let mut file = fs::File::create(dest).map_err(io_err("cannot create", dest))?;
+        let mut hasher = source.checksum.as_ref().map(Checksum::hasher);
+        let mut progress = Progress::new("download", total);
+        let mut done = 0u64;
+        let mut buf = Vec::new();
+        // The idle rule: each window of `idle` must bring at least MIN_PROGRESS bytes (a local
+        // file on a hung network mount is held to it too).
+        let mut window_end = Instant::now() + self.idle;
+        let mut window_bytes = 0u64;
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(window_end, body.next(url, &mut buf)) => next,
+                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
+            };
+            let more = match next {
+                Ok(more) => more?,
+                Err(_elapsed) => {
+                    self.check_window(url, window_bytes)?;
+                    window_end = Instant::now() + self.idle;
+                    window_bytes = 0;
+                    continue;
+                }
+            };
+            if !more {
+                break;
+            }
+            done += buf.len() as u64;
+            if done > cap.bytes {
+                return Err(DownloadError::TooLarge {
+                    url: url.clone(),
+                    limit: cap.shown,
+                    what: cap.what,
+                }
+                .into());
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf);
+            }
+            file.write_all(&buf).map_err(io_err("cannot write", dest))?;
+            progress.update(done);
+            window_bytes += buf.len() as u64;
+            if Instant::now() >= window_end {
+                self.check_window(url, window_bytes)?;
+                window_end = Instant::now() + self.idle;
+                window_bytes = 0;
+            }
+        }
+        file.sync_all().map_err(io_err("cannot sync", dest))?;
+        if let (Some(hasher), Some(expected)) = (hasher, source.checksum.as_ref()) {
+            let actual = hasher.finish();
+            if actual != *expected {
+                return Err(DownloadError::Checksum {
+                    url: url.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                }
+                .into());
+            }
+            info!(url = %url, checksum = %expected, "checksum verified");
+        }
+        progress.finish();
+        Ok(done)
+    }
+
+    /// Fails as stalled when an idle window brought fewer than [`MIN_PROGRESS`] bytes.
+    fn check_window(&self, url: &str, window_bytes: u64) -> Result<(), Stop> {
+        if window_bytes >= MIN_PROGRESS {
+            return Ok(());
+        }
+        Err(DownloadError::Network {
+            url: url.to_owned(),
+            err: format!(
+                "stalled: fewer than 1 KiB arrived in {} ({COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT})",
+                format_go_duration(self.idle)
+            ),
+        }
+        .into())
+    }
+}
+
+fn client() -> Result<reqwest::Client, DownloadError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("cosmovisor-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| DownloadError::Network {
+            url: String::new(),
+            err: err.to_string(),
+        })
+}
+
+/// What went wrong in a request, with its causes ("connection refused") but without the URL
+/// reqwest puts in its message: that one is not redacted.
+fn network_reason(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut reason = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(inner) = cause {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    plan_info::redact(&reason)
+}

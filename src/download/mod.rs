@@ -1,0 +1,334 @@
+//! Fetching an upgrade's binary named in its plan (`DAEMON_ALLOW_DOWNLOAD_BINARIES=true`).
+//!
+//! Only this platform's entry (or `any`) is fetched — Go v1.5+ fetched every platform's first.
+//! The checksum is computed while the bytes stream to disk, never by a second read. Everything
+//! lands in a staging folder `upgrades/.<name>.download-<pid>/` and is renamed into
+//! `upgrades/<name>/` only once it is complete, verified, unpacked and checked to be an
+//! executable for this machine, so a failed download leaves nothing behind and the next try
+//! starts clean (Go left a partial folder that blocked every retry). Network failures are
+//! retried with back-off; HTTP 4xx and checksum mismatches are not.
+//!
+//! Nothing the server or the plan sends is trusted (SPEC §5): the bytes are fetched under
+//! timeouts and size caps (`fetch.rs`), the unpacking is bounded and cancellable, what is
+//! installed must be an executable for this machine, and a termination signal ends any step at
+//! once (the staging folder is removed). URLs are shown only through [`plan_info::redact`].
+//! Unpacking and the archive safety rules are `archive/`; parsing the plan's `info` and URLs is
+//! `plan_info.rs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use crate::archive::{self, ArchiveError, Kind, Limits};
+use crate::bounded_read::ReadError;
+use crate::config::Config;
+use crate::layout::{self, BinaryError, Layout};
+use crate::plan::Plan;
+use crate::plan_info::{self, Info, InfoError, Source};
+use crate::signals::Signals;
+
+mod fetch;
+
+use fetch::{BINARY_CAP, DOCUMENT_CAP, Fetcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("upgrade {name:?}: {err}")]
+    Info { name: String, err: InfoError },
+    #[error("cannot download {url}: {err}")]
+    Network { url: String, err: String },
+    #[error("cannot download {url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    Checksum {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot download {url}: {err}")]
+    Local { url: String, err: ReadError },
+    #[error(
+        "cannot download {url}: {who} {size} bytes, more than the {limit} limit for {what}; check the URL in the plan"
+    )]
+    Announced {
+        url: String,
+        who: &'static str,
+        size: u64,
+        limit: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "cannot download {url}: it is larger than the {limit} limit for {what}; check the URL in the plan"
+    )]
+    TooLarge {
+        url: String,
+        limit: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "refusing the download from {url}: it is not an executable for this machine: {why}; fix the URL in the plan or stage the binary with `cosmovisor add-upgrade`"
+    )]
+    NotExecutable { url: String, why: String },
+    #[error("{what} {}: {err}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    #[error("{url}: {err}")]
+    Archive { url: String, err: ArchiveError },
+}
+
+/// How a download ended, when it did not fail.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The binary is installed at this path.
+    Installed(PathBuf),
+    /// A termination signal stopped it; nothing was installed and the staging folder is gone.
+    Interrupted(Signal),
+}
+
+/// Why a step stopped early: a failure, or a termination signal.
+enum Stop {
+    Failed(DownloadError),
+    Interrupted(Signal),
+}
+
+impl From<DownloadError> for Stop {
+    fn from(err: DownloadError) -> Stop {
+        Stop::Failed(err)
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Stop + 'a {
+    move |err| {
+        Stop::Failed(DownloadError::Io {
+            what,
+            path: path.to_path_buf(),
+            err,
+        })
+    }
+}
+
+/// Downloads, verifies and installs the binary of `plan` into `upgrades/<name>/`. A termination
+/// signal from `signals` stops it at once (nothing installed, staging removed).
+pub async fn download_upgrade(
+    cfg: &Config,
+    layout: &Layout,
+    plan: &Plan,
+    signals: &mut Signals,
+) -> Result<Fetched, DownloadError> {
+    let target = layout.upgrade_dir(&plan.name);
+    let staging = layout.upgrades_dir().join(format!(
+        ".{}.download-{}",
+        plan.name.dir_name(),
+        std::process::id()
+    ));
+    remove_stale_staging(&layout.upgrades_dir(), &plan.name.dir_name());
+    fs::create_dir_all(&staging).map_err(|err| DownloadError::Io {
+        what: "cannot create",
+        path: staging.clone(),
+        err,
+    })?;
+    let mut fetcher = Fetcher::new(cfg.download_idle_timeout, signals)?;
+    let result = resolve_and_install(&mut fetcher, cfg, layout, plan, &staging, &target).await;
+    let _ = fs::remove_dir_all(&staging);
+    match result {
+        Ok(()) => {
+            info!(name = %plan.name, path = %target.display(), "downloading binary complete");
+            Ok(Fetched::Installed(layout.bin_in(&target)))
+        }
+        Err(Stop::Interrupted(sig)) => {
+            warn!(signal = %sig, name = %plan.name, "download stopped by a signal; nothing was installed");
+            Ok(Fetched::Interrupted(sig))
+        }
+        Err(Stop::Failed(err)) => Err(err),
+    }
+}
+
+/// Finds this platform's URL (fetching a reference document if needed) and installs from it.
+async fn resolve_and_install(
+    fetcher: &mut Fetcher<'_>,
+    cfg: &Config,
+    layout: &Layout,
+    plan: &Plan,
+    staging: &Path,
+    target: &Path,
+) -> Result<(), Stop> {
+    let info_err = |err| {
+        Stop::Failed(DownloadError::Info {
+            name: plan.name.to_string(),
+            err,
+        })
+    };
+    let binaries = match plan_info::classify(&plan.info).map_err(info_err)? {
+        Info::Binaries(map) => map,
+        Info::Reference(url) => {
+            let source =
+                plan_info::parse_source(&url, cfg.download_must_have_checksum).map_err(info_err)?;
+            info!(url = %source.shown, "fetching the upgrade's binary list");
+            let document = staging.join("binaries.json");
+            fetcher
+                .fetch_to_file(&source, &document, DOCUMENT_CAP)
+                .await?;
+            let bytes = fs::read(&document).map_err(io_err("cannot read", &document))?;
+            plan_info::parse_binaries(&bytes).map_err(info_err)?
+        }
+    };
+    let url = binaries
+        .url_for(&plan_info::platform())
+        .map_err(info_err)?
+        .to_owned();
+    let source =
+        plan_info::parse_source(&url, cfg.download_must_have_checksum).map_err(info_err)?;
+    install(fetcher, &source, layout.daemon_name(), staging, target).await
+}
+
+async fn install(
+    fetcher: &mut Fetcher<'_>,
+    source: &Source,
+    daemon: &str,
+    staging: &Path,
+    target: &Path,
+) -> Result<(), Stop> {
+    let file = staging.join("download");
+    info!(url = %source.shown, "no upgrade binary found, beginning to download it");
+    fetcher.fetch_to_file(source, &file, BINARY_CAP).await?;
+
+    let head = read_head(&file)?;
+    let kind = archive::detect(&source.original, &head);
+    let version = staging.join("version");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut work = {
+        let daemon = daemon.to_owned();
+        let cancel = Arc::clone(&cancel);
+        let (file, version) = (file.clone(), version.clone());
+        let unpacked = staging.join("unpacked");
+        tokio::task::spawn_blocking(move || -> Result<(), ArchiveError> {
+            if matches!(kind, Kind::Raw) {
+                return archive::arrange_raw(&file, &daemon, &version);
+            }
+            fs::create_dir(&unpacked).map_err(|err| ArchiveError::Io {
+                path: unpacked.clone(),
+                err: err.to_string(),
+            })?;
+            archive::unpack(kind, &file, &unpacked, &Limits::default(), &cancel)?;
+            archive::arrange(&unpacked, &daemon, &version)
+        })
+    };
+    let mut interrupted = None;
+    let joined = loop {
+        tokio::select! {
+            joined = &mut work => break joined,
+            sig = fetcher.next_termination(), if interrupted.is_none() => {
+                // The unpacking stops at its next piece; wait for it so nothing writes
+                // into the staging folder once it is removed.
+                cancel.store(true, Ordering::Relaxed);
+                interrupted = Some(sig);
+            }
+        }
+    };
+    if let Some(sig) = interrupted {
+        return Err(Stop::Interrupted(sig));
+    }
+    joined
+        .map_err(|err| DownloadError::Io {
+            what: "cannot unpack",
+            path: file.clone(),
+            err: std::io::Error::other(err),
+        })?
+        .map_err(|err| DownloadError::Archive {
+            url: source.shown.clone(),
+            err,
+        })?;
+
+    let bin = version.join("bin").join(daemon);
+    match layout::check_format(&bin) {
+        Ok(()) => {}
+        Err(BinaryError::NotForThisMachine { why, .. }) => {
+            return Err(DownloadError::NotExecutable {
+                url: source.shown.clone(),
+                why,
+            }
+            .into());
+        }
+        Err(err) => {
+            return Err(DownloadError::Io {
+                what: "cannot inspect",
+                path: bin,
+                err: std::io::Error::other(err.to_string()),
+            }
+            .into());
+        }
+    }
+    move_into_place(&version, target)
+}
+
+/// Renames the staged version folder to `upgrades/<name>`. When that folder already exists (an
+/// operator made it, without the binary) the staged `bin/` and `lib/` are moved into it.
+fn move_into_place(version: &Path, target: &Path) -> Result<(), Stop> {
+    if target.exists() {
+        merge_into(version, target)?;
+    } else {
+        fs::rename(version, target).map_err(io_err("cannot move the download to", target))?;
+    }
+    if let Some(parent) = target.parent() {
+        crate::layout::sync_dir(parent).map_err(io_err("cannot sync", parent))?;
+    }
+    Ok(())
+}
+
+/// Moves the staged `bin/` entries and a `lib/` (unless one exists) into an existing folder.
+fn merge_into(version: &Path, target: &Path) -> Result<(), Stop> {
+    let (from_bin, to_bin) = (version.join("bin"), target.join("bin"));
+    crate::layout::create_dir_all_durable(&to_bin).map_err(io_err("cannot create", &to_bin))?;
+    for entry in fs::read_dir(&from_bin).map_err(io_err("cannot read", &from_bin))? {
+        let entry = entry.map_err(io_err("cannot read", &from_bin))?;
+        let to = to_bin.join(entry.file_name());
+        fs::rename(entry.path(), &to).map_err(io_err("cannot move the download to", &to))?;
+    }
+    let (from_lib, to_lib) = (version.join("lib"), target.join("lib"));
+    if from_lib.exists() {
+        if to_lib.exists() {
+            warn!(path = %to_lib.display(), "keeping the existing lib/ folder");
+        } else {
+            fs::rename(&from_lib, &to_lib)
+                .map_err(io_err("cannot move the download to", &to_lib))?;
+        }
+    }
+    // The renames above are durable only once both folders are.
+    for dir in [&to_bin, target] {
+        crate::layout::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
+    }
+    Ok(())
+}
+
+/// Removes staging folders of earlier attempts for this upgrade (ours or a crashed one's).
+fn remove_stale_staging(upgrades: &Path, dir_name: &str) {
+    let prefix = format!(".{dir_name}.download-");
+    let Ok(entries) = fs::read_dir(upgrades) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(&prefix))
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn read_head(file: &Path) -> Result<Vec<u8>, Stop> {
+    use std::io::Read;
+    let mut head = vec![0u8; 512];
+    let mut f = fs::File::open(file).map_err(io_err("cannot read", file))?;
+    let n = f.read(&mut head).map_err(io_err("cannot read", file))?;
+    head.truncate(n);
+    Ok(head)
+}
