@@ -202,7 +202,7 @@ fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, curren
             return;
         }
         Ok(Some(plan)) => report.pass(format!(
-            "pending plan {} at height {} is already applied",
+            "data/upgrade-info.json: plan {} at height {} is already applied",
             plan.name, plan.height
         )),
         Ok(None) => {}

@@ -51,6 +51,99 @@ pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
 pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
 pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
+/// Read by `log.rs` alone, not part of [`Config`].
+pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
+
+/// Every variable cosmovisor reads, in the README's order, with its default and meaning: the one
+/// list the manual page's ENVIRONMENT section and `doctor`'s comparison of the shell with a
+/// systemd unit are made from.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        DAEMON_HOME,
+        "required: absolute path of the node home (the daemon's --home)",
+    ),
+    (
+        DAEMON_NAME,
+        "required: file name of the daemon binary, e.g. panacead",
+    ),
+    (
+        DAEMON_ALLOW_DOWNLOAD_BINARIES,
+        "false: download the upgrade binary named in the plan when it is not staged",
+    ),
+    (
+        DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
+        "false: refuse download URLs without ?checksum=",
+    ),
+    (
+        DAEMON_RESTART_AFTER_UPGRADE,
+        "true: relaunch the daemon after an upgrade (else exit 0)",
+    ),
+    (
+        DAEMON_RESTART_DELAY,
+        "off: wait this long after the daemon stopped, before the backup",
+    ),
+    (
+        DAEMON_SHUTDOWN_GRACE,
+        "30s: time between SIGTERM and SIGKILL when stopping the daemon",
+    ),
+    (
+        DAEMON_POLL_INTERVAL,
+        "300ms: how often upgrade-info.json is polled without inotify (10ms at least)",
+    ),
+    (
+        DAEMON_DATA_BACKUP_DIR,
+        "$DAEMON_HOME: where backups of data/ go",
+    ),
+    (
+        UNSAFE_SKIP_BACKUP,
+        "false: do not back up data/ before upgrading",
+    ),
+    (
+        DAEMON_PREUPGRADE_MAX_RETRIES,
+        "0: how often pre-upgrade is retried when it exits 31",
+    ),
+    (
+        DAEMON_GRPC_ADDRESS,
+        "localhost:9090: the node's gRPC address (prepare-upgrade)",
+    ),
+    (
+        COSMOVISOR_DISABLE_LOGS,
+        "false: no cosmovisor log lines at all",
+    ),
+    (
+        COSMOVISOR_COLOR_LOGS,
+        "true: ANSI colours in our log lines when stderr is a terminal; true set in the environment forces them",
+    ),
+    (
+        COSMOVISOR_TIMEFORMAT_LOGS,
+        "kitchen: timestamp layout of our log lines (empty: none)",
+    ),
+    (
+        COSMOVISOR_CUSTOM_PREUPGRADE,
+        "off: script under $DAEMON_HOME/cosmovisor/ run before the switch",
+    ),
+    (
+        COSMOVISOR_DISABLE_RECASE,
+        "false: keep the plan name's case for the folder",
+    ),
+    (
+        COSMOVISOR_BACKUP_KEEP,
+        "all: keep only the N newest complete backups",
+    ),
+    (
+        COSMOVISOR_LOG_FORMAT,
+        "console: json for one JSON object per log line",
+    ),
+    (
+        COSMOVISOR_BACKUP_MODE,
+        "copy: checkpoint hard-links the immutable table files of LevelDB/Pebble stores",
+    ),
+    (
+        COSMOVISOR_METRICS_ADDR,
+        "off: address such as 127.0.0.1:9102 where run serves Prometheus metrics",
+    ),
+    (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
+];
 
 /// is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -228,8 +228,13 @@ fn man_page_is_clean_and_complete() {
         "refers to manual pages that do not exist\n{page}"
     );
     let section = |name: &str| {
+        let heading = if name.contains(' ') {
+            format!(".SH \"{name}\"\n")
+        } else {
+            format!(".SH {name}\n")
+        };
         let start = page
-            .find(&format!(".SH {name}\n"))
+            .find(&heading)
             .unwrap_or_else(|| panic!("no {name} section\n{page}"));
         let rest = &page[start + 4..];
         rest[..rest.find(".SH ").unwrap_or(rest.len())].to_owned()
@@ -292,7 +297,10 @@ fn an_applied_plan_is_not_called_pending() {
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("no pending line\n{status}"));
     assert!(
-        pending.trim_start_matches("pending:").trim().starts_with("none"),
+        pending
+            .trim_start_matches("pending:")
+            .trim()
+            .starts_with("none"),
         "{status}"
     );
     let doctor = home.cosmovisor(["doctor"]).run();
@@ -361,7 +369,10 @@ fn version_without_configuration_prefixes_every_line() {
 #[test]
 fn mock_node_help_prints_its_usage() {
     for flag in ["--help", "-h", "help"] {
-        let out = Command::new(MOCK_NODE).arg(flag).output().expect("mock-node");
+        let out = Command::new(MOCK_NODE)
+            .arg(flag)
+            .output()
+            .expect("mock-node");
         assert!(out.status.success(), "{flag}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("Usage: mock-node "), "{flag}: {text}");
