@@ -331,9 +331,17 @@ impl Config {
         Reader::new(vars, Some((path, &table))).read()
     }
 
-    /// The only I/O entry point: reads `std::env` (and the file when `config_file` is Some).
+    /// The I/O entry point: reads `std::env` (and the file when `config_file` is Some).
     pub fn load(config_file: Option<&Path>) -> Result<Config, ConfigErrors> {
-        let env = |var: &str| std::env::var_os(var);
+        Config::load_with(config_file, |var: &str| std::env::var_os(var))
+    }
+
+    /// Like [`Config::load`] with another environment than the process's (`doctor --unit`: the
+    /// one a systemd unit gives).
+    pub fn load_with(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigErrors> {
         match config_file {
             None => Config::from_vars(env),
             Some(path) => {
@@ -372,7 +380,7 @@ impl Config {
 }
 
 /// Why a config file could not be read, without its path (the error names it already).
-fn read_reason(err: &crate::bounded_read::ReadError) -> String {
+pub(crate) fn read_reason(err: &crate::bounded_read::ReadError) -> String {
     use crate::bounded_read::ReadError;
     match err {
         ReadError::Missing(_) => "No such file or directory".to_owned(),
