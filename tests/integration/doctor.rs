@@ -1,6 +1,7 @@
 //! `cosmovisor doctor`: one ✓/✗ line per check, exact ✗ lines for what operators get wrong, exit 7
 //! when anything fails.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,15 +17,9 @@ pub fn shipped_unit() -> PathBuf {
 /// `extra` (the doctor reads the configuration from the unit), written into the home.
 pub fn shipped_unit_for(home: &Home, extra: &[(&str, &str)]) -> PathBuf {
     let text = fs::read_to_string(shipped_unit()).expect("shipped unit");
-    let mut env = String::new();
-    for (var, value) in home.env().iter().filter(|(var, _)| var != "PATH") {
-        env.push_str(&format!(
-            "Environment=\"{var}={}\"\n",
-            value.to_string_lossy()
-        ));
-    }
+    let mut env = env_lines(home);
     for (var, value) in extra {
-        env.push_str(&format!("Environment=\"{var}={value}\"\n"));
+        let _ = writeln!(env, "Environment=\"{var}={value}\"");
     }
     let mut unit = String::new();
     for line in text.lines() {
@@ -42,11 +37,11 @@ pub fn shipped_unit_for(home: &Home, extra: &[(&str, &str)]) -> PathBuf {
 
 /// `Environment=` lines giving the unit the test home's environment.
 fn env_lines(home: &Home) -> String {
-    home.env()
-        .iter()
-        .filter(|(var, _)| var != "PATH")
-        .map(|(var, value)| format!("Environment=\"{var}={}\"\n", value.to_string_lossy()))
-        .collect()
+    let mut lines = String::new();
+    for (var, value) in home.env().iter().filter(|(var, _)| var != "PATH") {
+        let _ = writeln!(lines, "Environment=\"{var}={}\"", value.to_string_lossy());
+    }
+    lines
 }
 
 /// A daemon that answers `version` with `v2.0.0` (and otherwise blocks).

@@ -294,8 +294,7 @@ fn an_applied_plan_is_not_called_pending() {
         .stdout()
         .lines()
         .find(|line| line.starts_with("pending:"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("no pending line\n{status}"));
+        .map_or_else(|| panic!("no pending line\n{status}"), str::to_owned);
     assert!(
         pending
             .trim_start_matches("pending:")
