@@ -148,7 +148,7 @@ fn title_first(page: &str) -> String {
     out
 }
 
-/// Non-ASCII characters as groff's `\[uXXXX]` escapes, so `groff -ww` has nothing to warn about
+/// Non-ASCII characters as groff's `\[u2026]`-style escapes, so `groff -ww` has nothing to warn about
 /// whatever the input encoding it assumes.
 fn ascii_only(page: &str) -> String {
     let mut out = String::with_capacity(page.len());
