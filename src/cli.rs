@@ -132,7 +132,8 @@ pub enum Command {
     /// Check the setup and the next upgrade before its height; one line per check, exit 7 when
     /// one fails. Changes nothing.
     #[command(
-        after_help = "Checks the configuration, the home, `current`, the pending plan (or every \
+        after_help = "Checks the configuration (with --unit: the one the unit's Environment= \
+                      and EnvironmentFile= give, compared with the shell's), the home, `current`, the pending plan (or every \
                       staged upgrade): folder name, binary present, executable, built for this \
                       machine, shared libraries (ldd), `<bin> version`; free space for the \
                       backup; the daemon's --home; the systemd unit's stop settings."

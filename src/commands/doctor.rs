@@ -3,7 +3,8 @@
 //! `✗ <what is wrong> — fix: <what to do>`; the exit code is 0 when every check passed and
 //! [`exit::DOCTOR_FAILED`] otherwise.
 //!
-//! What is checked, in order: the configuration; the home (`cosmovisor/`, `data/`); `current`
+//! What is checked, in order: the configuration (with `--unit`, the one the unit's environment
+//! gives, and whether the shell's differs from it); the home (`cosmovisor/`, `data/`); `current`
 //! and its binary; the upgrade journal; the next upgrade — the pending plan in
 //! `data/upgrade-info.json`, or else every staged upgrade never switched to — (its folder under
 //! the recase rules, its binary: present, regular, executable, built for this machine, shared
