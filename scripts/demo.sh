@@ -4,11 +4,14 @@
 # backs up data/, runs the new binary's pre-upgrade, switches `current` and restarts the node on
 # the new version, which then halts by itself at --halt-height so the demo ends on its own.
 #
+# The first run compiles the release binaries: about 4 minutes on 2 cores (seconds afterwards).
+#
 # Usage: scripts/demo.sh            (home in a new temp folder)
 #        DEMO_HOME=/tmp/x scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== building cosmovisor and the mock node (release): the first run compiles everything, about 4 minutes on 2 cores"
 cargo build --release --locked --bins
 bin=$PWD/target/release
 

@@ -129,10 +129,11 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Check the setup and the next upgrade before its height; one ✓/✗ line per check, exit 7
-    /// when one fails. Changes nothing.
+    /// Check the setup and the next upgrade before its height; one line per check, exit 7 when
+    /// one fails. Changes nothing.
     #[command(
-        after_help = "Checks the configuration, the home, `current`, the pending plan (or every \
+        after_help = "Checks the configuration (with --unit: the one the unit's Environment= \
+                      and EnvironmentFile= give, compared with the shell's), the home, `current`, the pending plan (or every \
                       staged upgrade): folder name, binary present, executable, built for this \
                       machine, shared libraries (ldd), `<bin> version`; free space for the \
                       backup; the daemon's --home; the systemd unit's stop settings."
@@ -204,6 +205,10 @@ pub enum Dispatch {
         config: Option<PathBuf>,
         implicit: bool,
     },
+    /// `--version` or `-V` as the first word: our version.
+    Version,
+    /// `help <word>` for a word that is not ours: explain that it runs the daemon as `run <word>`.
+    HelpImplicitRun { word: String },
     /// One of our other commands (or help): parse with clap.
     Clap,
 }
@@ -216,6 +221,16 @@ pub fn dispatch(args: &[OsString]) -> Dispatch {
         return Dispatch::Clap;
     };
     let first = first.to_string_lossy();
+    if first == "--version" || first == "-V" {
+        return Dispatch::Version;
+    }
+    if first == "help" {
+        let word = args.get(1).map(|w| w.to_string_lossy().into_owned());
+        if let Some(word) = word.filter(|w| !w.starts_with('-') && !COMMANDS.contains(&w.as_str()))
+        {
+            return Dispatch::HelpImplicitRun { word };
+        }
+    }
     if first == "run" {
         let (config, args) = take_config_flag(&args[1..]);
         return Dispatch::Run {
@@ -294,6 +309,16 @@ mod tests {
             }
         );
         assert_eq!(dispatch(&os(&["version"])), Dispatch::Clap);
+        assert_eq!(dispatch(&os(&["--version"])), Dispatch::Version);
+        assert_eq!(dispatch(&os(&["-V"])), Dispatch::Version);
+        assert_eq!(
+            dispatch(&os(&["help", "start"])),
+            Dispatch::HelpImplicitRun {
+                word: "start".into()
+            }
+        );
+        assert_eq!(dispatch(&os(&["help", "doctor"])), Dispatch::Clap);
+        assert_eq!(dispatch(&os(&["help"])), Dispatch::Clap);
         assert_eq!(dispatch(&os(&["--help"])), Dispatch::Clap);
         assert_eq!(dispatch(&os(&[])), Dispatch::Clap);
     }

@@ -41,6 +41,44 @@ pub const CANNOT_EXECUTE: u8 = 126;
 /// The daemon binary was not found (shell convention).
 pub const NOT_FOUND: u8 = 127;
 
+/// Every code above with its meaning, for the manual page's EXIT STATUS section (README "Exit
+/// codes" says the same). A new code goes here too.
+pub const OWN_CODES: &[(u8, &str)] = &[
+    (
+        OK,
+        "success; or an upgrade done with DAEMON_RESTART_AFTER_UPGRADE=false",
+    ),
+    (INTERNAL, "an unexpected failure of cosmovisor itself"),
+    (USAGE, "command-line usage error"),
+    (
+        CONFIG,
+        "invalid environment or config.toml; nothing was started or changed",
+    ),
+    (
+        LAYOUT,
+        "unusable home: missing cosmovisor/ or data/, bad current, missing or non-executable current binary",
+    ),
+    (
+        UPGRADE_FAILED,
+        "an upgrade step failed (binary missing, backup, custom script, pre-upgrade); the daemon is stopped, current unchanged, and the next start resumes it",
+    ),
+    (
+        DOCTOR_FAILED,
+        "doctor found at least one problem (each is a failed check on stdout)",
+    ),
+    (
+        HOME_BUSY,
+        "rollback or add-upgrade --force refused: a supervisor holds the lock, the daemon still runs, or an upgrade is under way; nothing changed",
+    ),
+    (CANNOT_EXECUTE, "the daemon binary could not be executed"),
+    (NOT_FOUND, "the daemon binary was not found"),
+];
+
+/// What the codes not in [`OWN_CODES`] mean.
+pub const PASSED_THROUGH: &str = "Otherwise the daemon's own exit code when it exited on its own, \
+     or 128 + N when it died by signal N; 128 + N also when cosmovisor itself stopped on signal N \
+     during an upgrade (e.g. 143 for SIGTERM).";
+
 /// Maps the daemon's exit status to ours: the code itself, or `128 + signal`.
 #[must_use]
 pub fn from_status(status: ExitStatus) -> u8 {

@@ -322,8 +322,13 @@ pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
 /// Why a daemon binary cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BinaryError {
-    #[error("binary {} does not exist", path.display())]
-    Missing { path: PathBuf },
+    #[error("binary {} does not exist: {}", path.display(), missing_hint(path, holds.as_ref()))]
+    Missing {
+        path: PathBuf,
+        /// What the binary's folder holds instead (a few names, sorted; `None` when the folder
+        /// cannot be read): a `DAEMON_NAME` typo shows here.
+        holds: Option<Vec<String>>,
+    },
     #[error("binary {} is not a regular file", path.display())]
     NotRegular { path: PathBuf },
     #[error(
@@ -337,6 +342,55 @@ pub enum BinaryError {
     Io { path: PathBuf, err: String },
 }
 
+/// How many of the names found next to a missing binary its error lists.
+const HOLDS_LISTED: usize = 5;
+
+/// The fix for a missing binary: what its folder holds instead (a `DAEMON_NAME` typo), or that
+/// the binary is to be put there.
+fn missing_hint(path: &Path, holds: Option<&Vec<String>>) -> String {
+    let dir = path.parent().unwrap_or(path);
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let holds = match holds {
+        Some(holds) if !holds.is_empty() => holds,
+        _ => {
+            let state = if holds.is_some() {
+                "is empty"
+            } else {
+                "is missing or unreadable"
+            };
+            return format!(
+                "{} {state} (put the {name} binary there, chmod 755)",
+                dir.display()
+            );
+        }
+    };
+    let more = if holds.len() > HOLDS_LISTED {
+        ", …"
+    } else {
+        ""
+    };
+    format!(
+        "{} holds {}{more} (is DAEMON_NAME={name} a typo?)",
+        dir.display(),
+        holds[..holds.len().min(HOLDS_LISTED)].join(", ")
+    )
+}
+
+/// The names in `dir`, sorted; `None` when it cannot be read. One more than [`HOLDS_LISTED`]
+/// at most are kept, so a hint can say there are more.
+fn folder_names(dir: &Path) -> Option<Vec<String>> {
+    let entries = fs::read_dir(dir).ok()?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.truncate(HOLDS_LISTED + 1);
+    Some(names)
+}
+
 /// Checks that `path` (links followed) is a regular file this machine can execute (see
 /// [`check_format`]) with an execute bit set. The format comes first, so a caller that adds a
 /// missing execute bit never makes a text file runnable.
@@ -346,6 +400,7 @@ pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(BinaryError::Missing {
                 path: path.to_path_buf(),
+                holds: path.parent().and_then(folder_names),
             });
         }
         Err(err) => {
@@ -381,7 +436,8 @@ pub fn check_format(path: &Path) -> Result<(), BinaryError> {
     let file = match crate::bounded_read::open_regular(path) {
         Ok(file) => file,
         Err(crate::bounded_read::ReadError::Missing(path)) => {
-            return Err(BinaryError::Missing { path });
+            let holds = path.parent().and_then(folder_names);
+            return Err(BinaryError::Missing { path, holds });
         }
         Err(crate::bounded_read::ReadError::NotRegular { path, .. }) => {
             return Err(BinaryError::NotRegular { path });

@@ -36,7 +36,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 const MODULE: &str = "cosmovisor";
 
 /// Internal knob: lowest level that is logged (default `info`). Read once by [`init`].
-pub const LEVEL_ENV: &str = "COSMOVISOR_LOG_LEVEL";
+pub const LEVEL_ENV: &str = crate::config::COSMOVISOR_LOG_LEVEL;
 
 /// Shape of our log lines (`COSMOVISOR_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,15 @@ pub struct Settings {
     pub time_pattern: Option<&'static str>,
     /// `COSMOVISOR_LOG_FORMAT`.
     pub format: Format,
+}
+
+/// Whether our lines get colours: `COSMOVISOR_COLOR_LOGS=true` set in the environment forces
+/// them; otherwise the configured value (default true, and what `init` writes to `config.toml`)
+/// applies only when stderr is a terminal, so journald, pipes and files get no escape codes.
+#[must_use]
+pub fn use_color(configured: bool, env_value: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+    let forced = env_value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    forced || (configured && terminal)
 }
 
 /// Installs the global subscriber, writing to stderr.
@@ -672,6 +681,20 @@ mod tests {
         assert_eq!(
             out,
             "INF i module=cosmovisor\nWRN w module=cosmovisor\nERR e module=cosmovisor\n"
+        );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_unless_forced() {
+        use std::ffi::OsStr;
+        assert!(!use_color(true, None, false), "default, not a terminal");
+        assert!(use_color(true, None, true), "default, a terminal");
+        assert!(use_color(true, Some(OsStr::new("TRUE")), false), "forced");
+        assert!(!use_color(false, Some(OsStr::new("false")), true), "off");
+        assert!(!use_color(false, None, true), "off in config.toml");
+        assert!(
+            !use_color(true, Some(OsStr::new("")), false),
+            "empty is unset"
         );
     }
 

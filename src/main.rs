@@ -2,6 +2,7 @@
 //! it to the documented exit code (`exit.rs`).
 
 use std::ffi::OsString;
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -25,6 +26,10 @@ fn main() -> ExitCode {
             config,
             implicit,
         } => run(config.as_deref(), &args, implicit),
+        Dispatch::Version => finish(commands::version::print_own()),
+        Dispatch::HelpImplicitRun { word } => {
+            finish(commands::completion::explain_implicit_run(&word))
+        }
         Dispatch::Clap => {
             let cli = match Cli::try_parse_from(
                 std::iter::once(OsString::from("cosmovisor")).chain(args),
@@ -160,7 +165,11 @@ fn init_logging(config_file: Option<&Path>) {
 fn init_logging_with(cfg: &Config) {
     let _ = log::init(log::Settings {
         disabled: cfg.disable_logs,
-        color: cfg.color_logs,
+        color: log::use_color(
+            cfg.color_logs,
+            std::env::var_os(config::COSMOVISOR_COLOR_LOGS).as_deref(),
+            std::io::stderr().is_terminal(),
+        ),
         time_pattern: cfg.time_format.strftime(),
         format: match cfg.log_format {
             config::LogFormat::Console => log::Format::Console,

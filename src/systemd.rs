@@ -1,8 +1,9 @@
-//! Reading the stop settings of a systemd unit that runs cosmovisor, for `doctor`: `ExecStart=`,
-//! `KillSignal=`, `KillMode=` and `TimeoutStopSec=` (or `TimeoutSec=`) in `[Service]`, with the
-//! unit's drop-ins (`<unit>.d/*.conf`) applied in order, and systemd's time-span syntax.
+//! Reading the settings of a systemd unit that runs cosmovisor, for `doctor`: `ExecStart=`,
+//! `KillSignal=`, `KillMode=`, `TimeoutStopSec=` (or `TimeoutSec=`), `Environment=` and
+//! `EnvironmentFile=` in `[Service]`, with the unit's drop-ins (`<unit>.d/*.conf`) applied in
+//! order; systemd's quoting rules, environment-file syntax and time-span syntax.
 //!
-//! Pure parsing plus one function that reads the files; deciding what is wrong is the doctor's.
+//! Pure parsing plus the functions that read the files; deciding what is wrong is the doctor's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,43 +21,199 @@ pub struct StopSettings {
     pub timeout_stop: Option<String>,
     /// `Environment=` assignments, in order (a later one wins).
     pub environment: Vec<(String, String)>,
+    /// `EnvironmentFile=` entries, in order.
+    pub environment_files: Vec<EnvironmentFile>,
+}
+
+/// One `EnvironmentFile=` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentFile {
+    pub path: String,
+    /// Written with a `-` prefix: a missing file is not an error.
+    pub optional: bool,
 }
 
 impl StopSettings {
-    /// The value the unit gives an environment variable, if any.
+    /// The value the unit's `Environment=` lines give a variable, if any.
     #[must_use]
     pub fn env(&self, var: &str) -> Option<&str> {
-        self.environment
-            .iter()
-            .rev()
-            .find(|(key, _)| key == var)
-            .map(|(_, value)| value.as_str())
+        lookup(&self.environment, var)
     }
 }
 
-/// The `VAR=value` words of an `Environment=` line; a word may be double-quoted.
-fn assignments(value: &str) -> Vec<(String, String)> {
+/// The value of `var` in assignments where a later one wins.
+#[must_use]
+pub fn lookup<'a>(assignments: &'a [(String, String)], var: &str) -> Option<&'a str> {
+    assignments
+        .iter()
+        .rev()
+        .find(|(key, _)| key == var)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The C-style escape `\<c>` as systemd unquotes it (`\n`, `\t`, …; any other character stands
+/// for itself).
+fn unescape(c: char) -> char {
+    match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        'a' => '\u{7}',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'v' => '\u{b}',
+        's' => ' ',
+        '0' => '\0',
+        other => other,
+    }
+}
+
+/// The words of a setting, split the way systemd does for `Environment=`: whitespace separates
+/// words; double or single quotes (anywhere in a word) keep whitespace; a backslash escapes the
+/// next character.
+fn words(value: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
-    let mut quoted = false;
-    for c in value.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', _) => {
+                if let Some(next) = chars.next() {
+                    word.push(unescape(next));
+                }
+                in_word = true;
+            }
+            (q, Some(open)) if q == open => quote = None,
+            (c, Some(_)) => word.push(c),
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (c, None) if c.is_whitespace() => {
+                if in_word {
                     words.push(std::mem::take(&mut word));
+                    in_word = false;
                 }
             }
-            c => word.push(c),
+            (c, None) => {
+                word.push(c);
+                in_word = true;
+            }
         }
     }
-    if !word.is_empty() {
+    if in_word {
         words.push(word);
     }
     words
+}
+
+/// The `VAR=value` words of an `Environment=` line (words without `=` are ignored, as systemd
+/// ignores them with a warning).
+fn assignments(value: &str) -> Vec<(String, String)> {
+    words(value)
         .into_iter()
         .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .filter(|(key, _)| !key.is_empty())
         .collect()
+}
+
+/// The assignments of an environment file, as systemd reads `EnvironmentFile=`: `KEY=VALUE`
+/// lines; blank lines and lines starting with `#` or `;` are skipped; whitespace around the key
+/// and around an unquoted value is dropped; a value may be double-quoted (`\"`, `\\`, `\$` and
+/// `` \` `` escapes) or single-quoted (literal); a backslash at the end of a line continues it.
+#[must_use]
+pub fn parse_environment_file(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut logical = String::new();
+    for raw in text.lines() {
+        if let Some(part) = raw.strip_suffix('\\').filter(|part| !part.ends_with('\\')) {
+            logical.push_str(part);
+            continue;
+        }
+        logical.push_str(raw);
+        let line = std::mem::take(&mut logical);
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            continue;
+        }
+        out.push((key.to_owned(), env_file_value(value.trim())));
+    }
+    out
+}
+
+/// One value of an environment file (already trimmed), unquoted.
+fn env_file_value(value: &str) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\'', Some('\'')) | ('"', Some('"')) => quote = None,
+            (c, Some('\'')) => out.push(c),
+            ('\\', Some(_)) => match chars.next() {
+                Some(next @ ('"' | '\\' | '$' | '`')) => out.push(next),
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => out.push('\\'),
+            },
+            ('\\', None) => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            ('"' | '\'', None) => quote = Some(c),
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The environment systemd gives the service: its `Environment=` assignments, then those of its
+/// `EnvironmentFile=`s in order (files override `Environment=`, as systemd documents). Each
+/// required file that cannot be read is an error naming it and why; a missing optional (`-`)
+/// file is skipped.
+#[must_use]
+pub fn environment(settings: &StopSettings) -> (Vec<(String, String)>, Vec<EnvironmentFileError>) {
+    let mut env = settings.environment.clone();
+    let mut errors = Vec::new();
+    for file in &settings.environment_files {
+        let path = Path::new(&file.path);
+        if !path.is_absolute() {
+            errors.push(EnvironmentFileError::NotAbsolute {
+                path: file.path.clone(),
+            });
+            continue;
+        }
+        match crate::bounded_read::read_capped_string(path, crate::bounded_read::DOCUMENT_CAP) {
+            Ok(text) => env.extend(parse_environment_file(&text)),
+            Err(err) if err.is_missing() && file.optional => {}
+            Err(err) => errors.push(EnvironmentFileError::Unreadable {
+                path: file.path.clone(),
+                reason: crate::config::read_reason(&err),
+            }),
+        }
+    }
+    (env, errors)
+}
+
+/// Why an `EnvironmentFile=` gives the service nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentFileError {
+    /// systemd ignores a relative path.
+    NotAbsolute { path: String },
+    /// A required file that cannot be read: systemd refuses to start the unit.
+    Unreadable { path: String, reason: String },
 }
 
 /// Applies the `[Service]` assignments of one unit file (or drop-in) over `settings`.
@@ -92,7 +249,20 @@ pub fn apply(settings: &mut StopSettings, text: &str) {
             "KillSignal" => settings.kill_signal = Some(value),
             "KillMode" => settings.kill_mode = Some(value),
             "TimeoutStopSec" | "TimeoutSec" => settings.timeout_stop = Some(value),
+            // An empty assignment resets the list, as in systemd.
+            "Environment" if value.is_empty() => settings.environment.clear(),
             "Environment" => settings.environment.extend(assignments(&value)),
+            "EnvironmentFile" if value.is_empty() => settings.environment_files.clear(),
+            "EnvironmentFile" => {
+                let (optional, path) = match value.strip_prefix('-') {
+                    Some(path) => (true, path),
+                    None => (false, value.as_str()),
+                };
+                settings.environment_files.push(EnvironmentFile {
+                    path: path.to_owned(),
+                    optional,
+                });
+            }
             _ => {}
         }
     }
@@ -221,6 +391,69 @@ mod tests {
     }
 
     #[test]
+    fn environment_quoting_like_systemd() {
+        let assigned = |v: &str| assignments(v);
+        assert_eq!(
+            assigned(r#"A=1 "B=x y" 'C=it"s' D="q r"s E=a\ b F=\"g\" noequals"#),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x y".into()),
+                ("C".into(), "it\"s".into()),
+                ("D".into(), "q rs".into()),
+                ("E".into(), "a b".into()),
+                ("F".into(), "\"g\"".into()),
+            ]
+        );
+        assert_eq!(
+            parse_environment_file(
+                "# c\n; c\n\n  A = 1 \nB=\"x \\\"y\\\" $z\"\nC='a \\ b'\nD=one\\\ntwo\nnoequals\n"
+            ),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x \"y\" $z".into()),
+                ("C".into(), "a \\ b".into()),
+                ("D".into(), "onetwo".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_files_override_and_optional_ones_may_be_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("env");
+        std::fs::write(&file, "A=from-file\n").unwrap();
+        let mut settings = StopSettings::default();
+        apply(
+            &mut settings,
+            &format!(
+                "[Service]\nEnvironmentFile={}\nEnvironment=A=inline B=2\nEnvironmentFile=-/nonexistent/x\n",
+                file.display()
+            ),
+        );
+        let (env, errors) = environment(&settings);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(lookup(&env, "A"), Some("from-file"));
+        assert_eq!(lookup(&env, "B"), Some("2"));
+        apply(
+            &mut settings,
+            "[Service]\nEnvironmentFile=/nonexistent/y\nEnvironment=\n",
+        );
+        let (env, errors) = environment(&settings);
+        assert_eq!(
+            errors,
+            vec![EnvironmentFileError::Unreadable {
+                path: "/nonexistent/y".to_owned(),
+                reason: "No such file or directory".to_owned()
+            }]
+        );
+        assert_eq!(
+            lookup(&env, "B"),
+            None,
+            "an empty Environment= resets the list"
+        );
+    }
+
+    #[test]
     fn reads_service_section_and_drop_ins() {
         let tmp = tempfile::tempdir().unwrap();
         let unit = tmp.path().join("node.service");
@@ -239,6 +472,7 @@ mod tests {
                 kill_mode: None,
                 timeout_stop: Some("20".into()),
                 environment: vec![("A".into(), "1".into()), ("B".into(), "x y".into())],
+                environment_files: Vec::new(),
             }
         );
         assert_eq!(settings.env("B"), Some("x y"));

@@ -226,7 +226,7 @@ fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
 fn ensure_binary(layout: &Layout, plan: &Plan, bin: &Path) -> Result<(), UpgradeError> {
     match layout::check_binary(bin) {
         Ok(()) => Ok(()),
-        Err(BinaryError::Missing { path }) => Err(UpgradeError::BinaryMissing {
+        Err(BinaryError::Missing { path, .. }) => Err(UpgradeError::BinaryMissing {
             name: plan.name.to_string(),
             height: plan.height,
             path,

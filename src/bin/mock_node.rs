@@ -113,19 +113,48 @@ enum AfterUpgrade {
     KeepRunning,
 }
 
+/// What `mock-node --help` prints.
+const USAGE: &str = "\
+Usage: mock-node <command> [flags]
+
+A test and demo double of a Cosmos SDK node binary (not production code). Install it as
+cosmovisor/<version>/bin/$DAEMON_NAME; its behaviour comes from <version>/mock-node.json (every
+field optional: version, block_time_ms, upgrade {name, height, info}, after_upgrade exit|keep-running,
+pre_upgrade_exit, shutdown_ms, ignore_term, ldb_every, ldb_bytes, fail_start).
+
+Commands:
+  start [--home <dir>] [--halt-height <h>] [--unsafe-skip-upgrades <h>...]
+                  produce blocks in <home>/data; write upgrade-info.json and halt at the upgrade
+  version [--long] [--output json]
+                  print the configured version
+  pre-upgrade     exit with the next code of pre_upgrade_exit
+  echo-args       print the arguments, one per line
+  cat-stdin       copy stdin to stdout
+  help, --help, -h
+                  print this text
+
+The home is --home, else $DAEMON_HOME; everything it does is appended to <home>/mock-events.log.
+";
+
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        die("no command given (expected version, start, pre-upgrade, echo-args or cat-stdin)");
+        die(
+            "no command given (expected version, start, pre-upgrade, echo-args or cat-stdin; see mock-node --help)",
+        );
     };
     let code = match command.as_str() {
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            0
+        }
         "version" => cmd_version(&load_config(), rest),
         "pre-upgrade" => cmd_pre_upgrade(&load_config(), rest),
         "start" => cmd_start(load_config(), rest),
         "echo-args" => cmd_echo_args(rest),
         "cat-stdin" => cmd_cat_stdin(),
         other => {
-            eprintln!("unknown command {other:?}");
+            eprintln!("unknown command {other:?} (see mock-node --help)");
             1
         }
     };

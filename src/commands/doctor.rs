@@ -3,7 +3,8 @@
 //! `✗ <what is wrong> — fix: <what to do>`; the exit code is 0 when every check passed and
 //! [`exit::DOCTOR_FAILED`] otherwise.
 //!
-//! What is checked, in order: the configuration; the home (`cosmovisor/`, `data/`); `current`
+//! What is checked, in order: the configuration (with `--unit`, the one the unit's environment
+//! gives, and whether the shell's differs from it); the home (`cosmovisor/`, `data/`); `current`
 //! and its binary; the upgrade journal; the next upgrade — the pending plan in
 //! `data/upgrade-info.json`, or else every staged upgrade never switched to — (its folder under
 //! the recase rules, its binary: present, regular, executable, built for this machine, shared
@@ -74,17 +75,8 @@ fn check_all(
     unit: Option<&Path>,
     args: &[OsString],
 ) {
-    let cfg = match Config::load(config_file) {
-        Ok(cfg) => cfg,
-        Err(errors) => {
-            for error in errors.0 {
-                report.fail(
-                    error.to_string(),
-                    "correct it in the environment or config.toml",
-                );
-            }
-            return;
-        }
+    let Some(cfg) = load_config(report, config_file, unit) else {
+        return;
     };
     let fs_errors = cfg.check_filesystem();
     if fs_errors.is_empty() {
@@ -118,6 +110,47 @@ fn check_all(
     host::check_backup_space(report, &cfg, &layout);
     host::check_home_argument(report, &cfg, args);
     host::check_units(report, &cfg, unit);
+}
+
+/// The configuration the node runs with: with `--unit`, from the environment the unit gives
+/// (its `Environment=` and `EnvironmentFile=`s, not the shell's, which is compared with it);
+/// else from the shell's. Every configuration error is a failed check.
+fn load_config(
+    report: &mut Report,
+    config_file: Option<&Path>,
+    unit: Option<&Path>,
+) -> Option<Config> {
+    let unit_env =
+        unit.and_then(|path| host::unit_environment(report, path).map(|env| (path, env)));
+    let (loaded, fix) = match &unit_env {
+        Some((path, env)) => (
+            Config::load_with(config_file, |var| {
+                crate::systemd::lookup(env, var).map(OsString::from)
+            }),
+            format!(
+                "set it in the unit {} (Environment= or EnvironmentFile=)",
+                path.display()
+            ),
+        ),
+        None => (
+            Config::load(config_file),
+            "correct it in the environment or config.toml".to_owned(),
+        ),
+    };
+    match loaded {
+        Ok(cfg) => Some(cfg),
+        Err(errors) => {
+            for error in errors.0 {
+                match &unit_env {
+                    Some((path, _)) => {
+                        report.fail(format!("unit {}: {error}", path.display()), &fix);
+                    }
+                    None => report.fail(error.to_string(), &fix),
+                }
+            }
+            None
+        }
+    }
 }
 
 /// `current` points at an existing version folder whose binary can run; returns that folder.
@@ -202,7 +235,7 @@ fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, curren
             return;
         }
         Ok(Some(plan)) => report.pass(format!(
-            "pending plan {} at height {} is already applied",
+            "data/upgrade-info.json: plan {} at height {} is already applied",
             plan.name, plan.height
         )),
         Ok(None) => {}

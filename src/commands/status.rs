@@ -289,26 +289,24 @@ pub fn text(status: &Status) -> String {
     );
     line(
         "pending:",
-        status.pending_plan.as_ref().map_or_else(
-            || "none".to_owned(),
-            |p| {
-                format!(
-                    "{} at height {} ({}; binary {})",
-                    p.name,
-                    p.height,
-                    if p.would_trigger {
-                        "will be applied"
-                    } else {
-                        "already applied"
-                    },
-                    if p.binary_staged {
-                        "staged"
-                    } else {
-                        "NOT staged"
-                    }
-                )
-            },
-        ),
+        match &status.pending_plan {
+            None => "none".to_owned(),
+            // The node's file still holds the plan `current` already applied: nothing is pending.
+            Some(p) if !p.would_trigger => format!(
+                "none (data/upgrade-info.json holds {} at height {}, already applied)",
+                p.name, p.height
+            ),
+            Some(p) => format!(
+                "{} at height {} (will be applied; binary {})",
+                p.name,
+                p.height,
+                if p.binary_staged {
+                    "staged"
+                } else {
+                    "NOT staged"
+                }
+            ),
+        },
     );
     let queue: Vec<String> = status
         .manual_upgrades

@@ -40,16 +40,17 @@ async fn text(
     cosmovisor_only: bool,
     args: &[OsString],
 ) -> anyhow::Result<u8> {
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "cosmovisor version: {VERSION}").context("cannot write to stdout")?;
-    stdout.flush().context("cannot write to stdout")?;
+    print_own()?;
     if cosmovisor_only {
         return Ok(exit::OK);
     }
     let (bin, env) = match daemon_binary(config_file) {
         Ok(found) => found,
         Err(err) => {
-            eprintln!("cannot run the daemon's version command: {err:#}");
+            // A configuration error is one line per problem: each gets the prefix.
+            for line in format!("{err:#}").lines() {
+                eprintln!("cannot run the daemon's version command: {line}");
+            }
             return Ok(exit::OK);
         }
     };
@@ -57,6 +58,14 @@ async fn text(
     daemon_args.extend_from_slice(args);
     let status = crate::supervise::run_plain(&bin, &daemon_args, env).await?;
     Ok(exit::from_status(status))
+}
+
+/// Our version line (also `cosmovisor --version` / `-V`).
+pub fn print_own() -> anyhow::Result<u8> {
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "cosmovisor version: {VERSION}").context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    Ok(exit::OK)
 }
 
 async fn json_output(config_file: Option<&Path>, cosmovisor_only: bool) -> anyhow::Result<u8> {

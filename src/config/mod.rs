@@ -52,6 +52,103 @@ pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
 pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
+/// Read by `log.rs` alone, not part of [`Config`].
+pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
+
+/// Every variable cosmovisor reads, in the README's order, with its default and meaning: the one
+/// list the manual page's ENVIRONMENT section and `doctor`'s comparison of the shell with a
+/// systemd unit are made from.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        DAEMON_HOME,
+        "required: absolute path of the node home (the daemon's --home)",
+    ),
+    (
+        DAEMON_NAME,
+        "required: file name of the daemon binary, e.g. panacead",
+    ),
+    (
+        DAEMON_ALLOW_DOWNLOAD_BINARIES,
+        "false: download the upgrade binary named in the plan when it is not staged",
+    ),
+    (
+        DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
+        "false: refuse download URLs without ?checksum=",
+    ),
+    (
+        DAEMON_RESTART_AFTER_UPGRADE,
+        "true: relaunch the daemon after an upgrade (else exit 0)",
+    ),
+    (
+        DAEMON_RESTART_DELAY,
+        "off: wait this long after the daemon stopped, before the backup",
+    ),
+    (
+        DAEMON_SHUTDOWN_GRACE,
+        "30s: time between SIGTERM and SIGKILL when stopping the daemon",
+    ),
+    (
+        DAEMON_POLL_INTERVAL,
+        "300ms: how often upgrade-info.json is polled without inotify (10ms at least)",
+    ),
+    (
+        DAEMON_DATA_BACKUP_DIR,
+        "$DAEMON_HOME: where backups of data/ go",
+    ),
+    (
+        UNSAFE_SKIP_BACKUP,
+        "false: do not back up data/ before upgrading",
+    ),
+    (
+        DAEMON_PREUPGRADE_MAX_RETRIES,
+        "0: how often pre-upgrade is retried when it exits 31",
+    ),
+    (
+        DAEMON_GRPC_ADDRESS,
+        "localhost:9090: the node's gRPC address (prepare-upgrade)",
+    ),
+    (
+        COSMOVISOR_DISABLE_LOGS,
+        "false: no cosmovisor log lines at all",
+    ),
+    (
+        COSMOVISOR_COLOR_LOGS,
+        "true: ANSI colours in our log lines when stderr is a terminal; true set in the environment forces them",
+    ),
+    (
+        COSMOVISOR_TIMEFORMAT_LOGS,
+        "kitchen: timestamp layout of our log lines (empty: none)",
+    ),
+    (
+        COSMOVISOR_CUSTOM_PREUPGRADE,
+        "off: script under $DAEMON_HOME/cosmovisor/ run before the switch",
+    ),
+    (
+        COSMOVISOR_DISABLE_RECASE,
+        "false: keep the plan name's case for the folder",
+    ),
+    (
+        COSMOVISOR_BACKUP_KEEP,
+        "all: keep only the N newest complete backups",
+    ),
+    (
+        COSMOVISOR_LOG_FORMAT,
+        "console: json for one JSON object per log line",
+    ),
+    (
+        COSMOVISOR_BACKUP_MODE,
+        "copy: checkpoint hard-links the immutable table files of LevelDB/Pebble stores",
+    ),
+    (
+        COSMOVISOR_METRICS_ADDR,
+        "off: address such as 127.0.0.1:9102 where run serves Prometheus metrics",
+    ),
+    (
+        COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
+        "60s: a download that receives less than 1 KiB in this long fails as stalled",
+    ),
+    (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
+];
 
 /// is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,9 +338,17 @@ impl Config {
         Reader::new(vars, Some((path, &table))).read()
     }
 
-    /// The only I/O entry point: reads `std::env` (and the file when `config_file` is Some).
+    /// The I/O entry point: reads `std::env` (and the file when `config_file` is Some).
     pub fn load(config_file: Option<&Path>) -> Result<Config, ConfigErrors> {
-        let env = |var: &str| std::env::var_os(var);
+        Config::load_with(config_file, |var: &str| std::env::var_os(var))
+    }
+
+    /// Like [`Config::load`] with another environment than the process's (`doctor --unit`: the
+    /// one a systemd unit gives).
+    pub fn load_with(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigErrors> {
         match config_file {
             None => Config::from_vars(env),
             Some(path) => {
@@ -282,7 +387,7 @@ impl Config {
 }
 
 /// Why a config file could not be read, without its path (the error names it already).
-fn read_reason(err: &crate::bounded_read::ReadError) -> String {
+pub(crate) fn read_reason(err: &crate::bounded_read::ReadError) -> String {
     use crate::bounded_read::ReadError;
     match err {
         ReadError::Missing(_) => "No such file or directory".to_owned(),

@@ -737,7 +737,14 @@ fn current_binary_missing() {
     fs::create_dir_all(home.genesis_dir().join("bin")).unwrap();
     home.set_current("genesis");
     let bin = home.genesis_dir().join("bin").join("simd");
-    assert_layout_error(&home, &format!("binary {} does not exist", show(&bin)));
+    assert_layout_error(
+        &home,
+        &format!(
+            "binary {} does not exist: {} is empty (put the simd binary there, chmod 755)",
+            show(&bin),
+            show(&home.genesis_dir().join("bin"))
+        ),
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `cosmovisor doctor`: one ✓/✗ line per check, exact ✗ lines for what operators get wrong, exit 7
 //! when anything fails.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,37 @@ use crate::support::{FakeDaemon, Home, Output, platform};
 /// The unit we ship; it must pass the doctor's checks.
 pub fn shipped_unit() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/cosmovisor.service")
+}
+
+/// The unit we ship, with its `Environment=` lines replaced by the test home's environment plus
+/// `extra` (the doctor reads the configuration from the unit), written into the home.
+pub fn shipped_unit_for(home: &Home, extra: &[(&str, &str)]) -> PathBuf {
+    let text = fs::read_to_string(shipped_unit()).expect("shipped unit");
+    let mut env = env_lines(home);
+    for (var, value) in extra {
+        let _ = writeln!(env, "Environment=\"{var}={value}\"");
+    }
+    let mut unit = String::new();
+    for line in text.lines() {
+        if !line.starts_with("Environment=") {
+            unit.push_str(line);
+            unit.push('\n');
+        } else if !env.is_empty() {
+            unit.push_str(&std::mem::take(&mut env));
+        }
+    }
+    let path = home.path().join("cosmovisor.service");
+    fs::write(&path, unit).expect("write unit");
+    path
+}
+
+/// `Environment=` lines giving the unit the test home's environment.
+fn env_lines(home: &Home) -> String {
+    let mut lines = String::new();
+    for (var, value) in home.env().iter().filter(|(var, _)| var != "PATH") {
+        let _ = writeln!(lines, "Environment=\"{var}={}\"", value.to_string_lossy());
+    }
+    lines
 }
 
 /// A daemon that answers `version` with `v2.0.0` (and otherwise blocks).
@@ -32,7 +64,7 @@ fn healthy() -> Home {
 
 fn doctor(home: &Home, args: &[&str]) -> Output {
     let mut all = vec!["doctor", "--unit"];
-    let unit = shipped_unit();
+    let unit = shipped_unit_for(home, &[]);
     all.push(unit.to_str().expect("utf-8 path"));
     all.extend_from_slice(args);
     home.cosmovisor(all).run()
@@ -121,12 +153,9 @@ fn wrong_case_folder_with_recase_off() {
         .upgrade("v2", &versioned("v2"));
     home.set_current("genesis");
     home.write_plan("V2", 10);
+    let unit = shipped_unit_for(&home, &[("COSMOVISOR_DISABLE_RECASE", "true")]);
     let out = home
-        .cosmovisor([
-            "doctor",
-            "--unit",
-            shipped_unit().to_str().expect("test setup"),
-        ])
+        .cosmovisor(["doctor", "--unit", unit.to_str().expect("test setup")])
         .env("COSMOVISOR_DISABLE_RECASE", "true")
         .run();
     out.assert_code(7);
@@ -212,7 +241,10 @@ fn bad_systemd_unit_and_home_argument() {
     let unit = home.path().join("node.service");
     fs::write(
         &unit,
-        "[Service]\nExecStart=/usr/bin/cosmovisor run start\nKillSignal=SIGKILL\nTimeoutStopSec=8\nKillMode=none\n",
+        format!(
+            "[Service]\nExecStart=/usr/bin/cosmovisor run start\n{}KillSignal=SIGKILL\nTimeoutStopSec=8\nKillMode=none\n",
+            env_lines(&home)
+        ),
     )
     .expect("test setup");
     let out = home
@@ -237,7 +269,7 @@ fn bad_systemd_unit_and_home_argument() {
                 "✗ systemd unit {u}: KillSignal=SIGKILL kills the node without a graceful stop — fix: set KillSignal=SIGTERM"
             ),
             format!(
-                "✗ systemd unit {u}: TimeoutStopSec=8 is shorter than DAEMON_SHUTDOWN_GRACE (5s) + 5s: systemd would SIGKILL the node while it stops — fix: set TimeoutStopSec=10s or more (or lower DAEMON_SHUTDOWN_GRACE)"
+                "✗ systemd unit {u}: TimeoutStopSec=8 is shorter than the unit's DAEMON_SHUTDOWN_GRACE (5s) + 5s: systemd would SIGKILL the node while it stops — fix: set TimeoutStopSec=10s or more (or lower DAEMON_SHUTDOWN_GRACE)"
             ),
             format!(
                 "✗ systemd unit {u}: KillMode=none leaves the node running when the service stops — fix: set KillMode=mixed"
@@ -299,7 +331,11 @@ fn unresolved_shared_libraries() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = home
-        .cosmovisor(["doctor", "--unit", shipped_unit().to_str().expect("utf-8")])
+        .cosmovisor([
+            "doctor",
+            "--unit",
+            shipped_unit_for(&home, &[]).to_str().expect("utf-8"),
+        ])
         .env("PATH", path)
         .run();
     out.assert_code(7);
@@ -319,11 +355,15 @@ fn unit_grace_is_the_units_own() {
     let unit = home.path().join("node.service");
     fs::write(
         &unit,
-        "[Service]\nExecStart=/usr/bin/cosmovisor run start\nEnvironment=\"DAEMON_SHUTDOWN_GRACE=60s\" DAEMON_NAME=simd\nTimeoutStopSec=1min\nKillMode=mixed\n",
+        format!(
+            "[Service]\nExecStart=/usr/bin/cosmovisor run start\n{}Environment=\"DAEMON_SHUTDOWN_GRACE=60s\" DAEMON_NAME=simd\nTimeoutStopSec=1min\nKillMode=mixed\n",
+            env_lines(&home)
+        ),
     )
     .expect("write unit");
     let out = home
         .cosmovisor(["doctor", "--unit", unit.to_str().expect("utf-8")])
+        .env("DAEMON_SHUTDOWN_GRACE", "60s")
         .run();
     out.assert_code(7);
     assert_eq!(
@@ -352,12 +392,11 @@ fn plan_to_download(info: &str) -> Home {
 }
 
 fn doctor_with_downloads(home: &Home, env: &[(&str, &str)]) -> Output {
+    let mut unit_env = vec![("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true")];
+    unit_env.extend_from_slice(env);
+    let unit = shipped_unit_for(home, &unit_env);
     let mut command = home
-        .cosmovisor([
-            "doctor",
-            "--unit",
-            shipped_unit().to_str().expect("test setup"),
-        ])
+        .cosmovisor(["doctor", "--unit", unit.to_str().expect("test setup")])
         .env("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true");
     for (var, value) in env {
         command = command.env(var, value);

@@ -24,7 +24,7 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             "{label}: binary {} is present and executable",
             bin.display()
         )),
-        Err(layout::BinaryError::Missing { path }) => {
+        Err(layout::BinaryError::Missing { path, .. }) => {
             report.fail(
                 format!("{label}: binary {} is missing", path.display()),
                 format!(

@@ -112,6 +112,62 @@ pub(super) fn check_home_argument(report: &mut Report, cfg: &Config, args: &[OsS
     }
 }
 
+/// The environment the unit at `path` gives the node, with a failed check for each
+/// `EnvironmentFile=` that gives nothing and one when the shell's variables differ from it (the
+/// commands an operator runs by hand would act on another home or name). `None` when the unit
+/// cannot be read ([`check_units`] says so).
+pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(String, String)>> {
+    let settings = systemd::read(path).ok()?;
+    let name = format!("systemd unit {}", path.display());
+    let (env, errors) = systemd::environment(&settings);
+    for error in errors {
+        match error {
+            systemd::EnvironmentFileError::NotAbsolute { path } => report.fail(
+                format!("{name}: EnvironmentFile={path} is not an absolute path: systemd ignores it"),
+                "write the file's absolute path",
+            ),
+            systemd::EnvironmentFileError::Unreadable { path, reason } => report.fail(
+                format!("{name}: EnvironmentFile={path} cannot be read: {reason}"),
+                format!(
+                    "create it, or write EnvironmentFile=-{path} if it is optional (systemd refuses to start the unit without it)"
+                ),
+            ),
+        }
+    }
+    let mut differences = Vec::new();
+    let mut shell_sets_any = false;
+    for (var, _) in crate::config::VARIABLES {
+        let Some(shell) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        shell_sets_any = true;
+        let shell = shell.to_string_lossy();
+        let unit_value = systemd::lookup(&env, var);
+        if unit_value != Some(shell.as_ref()) {
+            differences.push(format!(
+                "{var}={shell} (the unit: {})",
+                unit_value.unwrap_or("unset")
+            ));
+        }
+    }
+    if !differences.is_empty() {
+        report.fail(
+            format!(
+                "the shell's environment differs from unit {}: {}",
+                path.display(),
+                differences.join(", ")
+            ),
+            "commands run by hand (add-upgrade, status, rollback) use the shell's values: set them as the unit does, or unset them",
+        );
+    } else if shell_sets_any {
+        report.pass(format!(
+            "the shell's environment agrees with unit {}",
+            path.display()
+        ));
+    }
+    Some(env)
+}
+
 pub(super) fn check_units(report: &mut Report, cfg: &Config, unit: Option<&Path>) {
     let units = if let Some(path) = unit {
         vec![path.to_path_buf()]
