@@ -11,6 +11,7 @@ mod hostile_files;
 mod init;
 mod manual;
 mod ops;
+mod parity11;
 mod rollback;
 mod run;
 mod status;
