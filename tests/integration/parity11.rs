@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::support::{Home, upgraded_daemon, v1_requesting};
+use crate::support::{FakeDaemon, Home, upgraded_daemon, v1_requesting};
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -82,4 +82,130 @@ fn retention_keeps_the_backup_taken_last() {
         "{}",
         home.tree()
     );
+}
+
+/// A v2 daemon whose `pre-upgrade` runs `body` (shell), then runs until stopped.
+fn v2_with_pre_upgrade(body: &str) -> FakeDaemon {
+    FakeDaemon::new()
+        .raw(&format!(
+            r#"if [ "${{1:-}}" = pre-upgrade ]; then {body}; fi"#
+        ))
+        .ready("v2")
+        .block()
+}
+
+/// Lines of our stderr that are exactly `text`: the hook's own output passed through raw.
+fn raw_lines(out: &crate::support::Output, text: &str) -> usize {
+    out.stderr().lines().filter(|line| *line == text).count()
+}
+
+/// Our first log line containing `text`.
+fn log_line(out: &crate::support::Output, text: &str) -> String {
+    let stderr = out.stderr();
+    let line = stderr.lines().find(|line| line.contains(text));
+    assert!(line.is_some(), "no line with {text:?}: {out}");
+    line.unwrap().to_owned()
+}
+
+#[test]
+fn failed_pre_upgrade_shows_its_stdout_and_stderr_in_the_error() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 3)).upgrade(
+        "v2",
+        &v2_with_pre_upgrade("echo pu-out; echo pu-err >&2; exit 30"),
+    );
+    let out = home.cosmovisor(["run", "start"]).run();
+    out.assert_code(5);
+    assert_eq!(
+        out.errors(),
+        vec![
+            r#"upgrade "v2": pre-upgrade command failed : exit status 30 (stdout: "pu-out", stderr: "pu-err")"#
+        ],
+        "{out}"
+    );
+    assert_eq!(raw_lines(&out, "pu-err"), 0, "{out}");
+}
+
+#[test]
+fn successful_pre_upgrade_logs_its_stdout_and_keeps_stderr_off_ours() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 3)).upgrade(
+        "v2",
+        &v2_with_pre_upgrade("echo pu-ok; echo pu-warn >&2; exit 0"),
+    );
+    let out = home
+        .cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    let result = log_line(&out, "pre-upgrade result");
+    assert!(result.contains("result=pu-ok"), "{result}");
+    assert!(result.contains("stderr=pu-warn"), "{result}");
+    assert_eq!(raw_lines(&out, "pu-warn"), 0, "{out}");
+}
+
+#[test]
+fn pre_upgrade_output_is_capped_to_its_end() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 3)).upgrade(
+        "v2",
+        &v2_with_pre_upgrade(
+            "head -c 300000 /dev/zero | tr '\\0' x >&2; echo END-MARK >&2; exit 30",
+        ),
+    );
+    let out = home.cosmovisor(["run", "start"]).run();
+    out.assert_code(5);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", &out.stderr()[..2000]);
+    assert!(
+        errors[0].ends_with(r#"END-MARK")"#),
+        "{}",
+        &errors[0][..200]
+    );
+    assert!(
+        errors[0].contains("stderr (last 65536 bytes): \"xxx"),
+        "{}",
+        &errors[0][..200]
+    );
+    assert!(errors[0].len() < 70_000, "{} bytes", errors[0].len());
+    assert!(out.stderr().len() < 80_000, "{} bytes", out.stderr().len());
+    assert_eq!(raw_lines(&out, "END-MARK"), 0);
+}
+
+#[test]
+fn custom_pre_upgrade_output_is_captured() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 12))
+        .upgrade("v2", &upgraded_daemon("v2", &[0]));
+    let script = home.root().join("hook.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\necho hook-out\necho hook-err >&2\nexit 4\n",
+    )
+    .unwrap();
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
+        .run();
+    out.assert_code(5);
+    assert_eq!(
+        out.errors(),
+        vec![format!(
+            r#"upgrade "v2": COSMOVISOR_CUSTOM_PREUPGRADE {}: exited with exit status 4 (stdout: "hook-out", stderr: "hook-err")"#,
+            script.display()
+        )],
+        "{out}"
+    );
+    assert_eq!(raw_lines(&out, "hook-err"), 0, "{out}");
+
+    // On success its stdout is the result, its stderr a field of the same line.
+    fs::write(&script, "#!/bin/sh\necho hook-ok\necho hook-note >&2\n").unwrap();
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    let result = log_line(&out, "COSMOVISOR_CUSTOM_PREUPGRADE result");
+    assert!(result.contains("result=hook-ok"), "{result}");
+    assert!(result.contains("stderr=hook-note"), "{result}");
+    assert_eq!(raw_lines(&out, "hook-note"), 0, "{out}");
 }
