@@ -209,3 +209,80 @@ fn custom_pre_upgrade_output_is_captured() {
     assert!(result.contains("stderr=hook-note"), "{result}");
     assert_eq!(raw_lines(&out, "hook-note"), 0, "{out}");
 }
+
+/// The error of every command but `init` when `DAEMON_HOME` has no `cosmovisor/` folder.
+fn no_root_error(home: &Home) -> String {
+    format!(
+        "cannot stat home dir {}: No such file or directory (DAEMON_HOME={} has no cosmovisor/ \
+         folder: check DAEMON_HOME, or set the home up with `cosmovisor init <path to simd>`)",
+        home.root().display(),
+        home.path().display()
+    )
+}
+
+#[test]
+fn a_home_without_cosmovisor_is_refused_by_every_command_but_init() {
+    let home = Home::blank("simd");
+    fs::create_dir(home.data()).unwrap();
+    let bin = home.path().join("new-simd");
+    fs::write(&bin, FakeDaemon::new().exit(0).script()).unwrap();
+    let bin = bin.display().to_string();
+    let list = format!("v2:{bin}:30");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["config"],
+        vec!["status"],
+        vec!["status", "--output", "json"],
+        vec!["show-upgrade-info"],
+        vec!["add-upgrade", "v2", &bin],
+        vec!["add-upgrade", "v2", &bin, "--upgrade-height", "30"],
+        vec!["add-batch-upgrade", "--upgrade-list", &list],
+        vec!["prepare-upgrade"],
+        vec!["rollback", "--yes"],
+        vec!["run", "start"],
+        vec!["start"],
+    ];
+    for args in commands {
+        let out = home.cosmovisor(args.clone()).run();
+        out.assert_code(4);
+        assert_eq!(out.errors(), [no_root_error(&home)], "{args:?}: {out}");
+        assert!(!home.root().exists(), "{args:?} created {}", home.tree());
+    }
+
+    // `init` is how the folder comes to be.
+    home.cosmovisor(["init", bin.as_str()]).run().assert_code(0);
+    assert!(home.root().join("genesis/bin/simd").is_file());
+    home.cosmovisor(["config"]).run().assert_code(0);
+}
+
+#[test]
+fn an_empty_backup_dir_in_config_toml_is_an_error() {
+    let home = Home::new("simd");
+    let file = home.root().join("config.toml");
+    fs::write(
+        &file,
+        format!(
+            "daemon_home = '{}'\ndaemon_name = 'simd'\ndaemon_data_backup_dir = ''\n",
+            home.path().display()
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let out = home
+        .cosmovisor(["config", "--cosmovisor-config", file.as_str()])
+        .run();
+    out.assert_code(3);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "DAEMON_DATA_BACKUP_DIR must not be empty (config file {file}: set \
+             daemon_data_backup_dir to an absolute folder, or remove the key to back up into \
+             DAEMON_HOME)"
+        )],
+        "{out}"
+    );
+    // With backups off the folder is not needed, as in Go.
+    home.cosmovisor(["config", "--cosmovisor-config", file.as_str()])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .run()
+        .assert_code(0);
+}
