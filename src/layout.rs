@@ -286,9 +286,11 @@ pub enum LayoutError {
         genesis: PathBuf,
         name: String,
     },
+    /// Parity: Go's `init` says `the path "<dir>" already exists but is not a directory` and
+    /// `<path> is not a regular file`.
     #[error(
-        "{} already exists but is not a {expected}: move it away and run `cosmovisor init` again",
-        path.display()
+        "{}: move it away and run `cosmovisor init` again",
+        in_the_way(path, expected)
     )]
     InTheWay {
         path: PathBuf,
@@ -296,6 +298,17 @@ pub enum LayoutError {
     },
     #[error("cannot read {}: {err}", path.display())]
     Io { path: PathBuf, err: String },
+}
+
+fn in_the_way(path: &Path, expected: &str) -> String {
+    if expected == "directory" {
+        format!(
+            "the path \"{}\" already exists but is not a directory",
+            path.display()
+        )
+    } else {
+        format!("{} is not a {expected}", path.display())
+    }
 }
 
 /// Checks that `$DAEMON_HOME/cosmovisor` is a folder (every command but `init` needs it),

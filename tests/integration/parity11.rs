@@ -286,3 +286,128 @@ fn an_empty_backup_dir_in_config_toml_is_an_error() {
         .run()
         .assert_code(0);
 }
+
+/// A fake daemon binary outside the home, for `init`.
+fn source_binary(home: &Home) -> PathBuf {
+    let bin = home.path().join("src-simd");
+    fs::write(&bin, FakeDaemon::new().exit(0).script()).unwrap();
+    bin
+}
+
+#[test]
+fn init_logs_upstreams_lines() {
+    let home = Home::blank("simd");
+    let src = source_binary(&home);
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(0);
+    let (bin_dir, bin) = (
+        home.genesis_dir().join("bin"),
+        home.genesis_dir().join("bin/simd"),
+    );
+    for line in [
+        "checking on the genesis/bin directory".to_owned(),
+        format!(
+            "creating directory (and any parents): \"{}\"",
+            bin_dir.display()
+        ),
+        "checking on the genesis/bin executable".to_owned(),
+        format!("copying executable into place: \"{}\"", bin.display()),
+        format!("making sure \"{}\" is executable", bin.display()),
+        "checking on the current symlink and creating it if needed".to_owned(),
+        format!("the current symlink points to: \"{}\"", bin.display()),
+        format!(
+            "cosmovisor config.toml created at: {}",
+            home.root().join("config.toml").display()
+        ),
+    ] {
+        out.stderr_contains(&format!(" INF {line}"));
+    }
+
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(0)
+        .stderr_contains(&format!(
+            " INF the \"{}\" directory already exists",
+            bin_dir.display()
+        ))
+        .stderr_contains(&format!(
+            " INF the \"{}\" file already exists",
+            bin.display()
+        ));
+}
+
+#[test]
+fn init_validation_errors_use_upstreams_text() {
+    let home = Home::blank("simd");
+    let out = home.cosmovisor(["init", ""]).run();
+    out.assert_code(2);
+    assert_eq!(out.errors(), ["no <path to executable> provided"], "{out}");
+
+    let src = source_binary(&home);
+    let bin_dir = home.genesis_dir().join("bin");
+    fs::create_dir_all(home.genesis_dir()).unwrap();
+    fs::write(&bin_dir, "").unwrap();
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(4);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "the path \"{}\" already exists but is not a directory: move it away and run \
+             `cosmovisor init` again",
+            bin_dir.display()
+        )],
+        "{out}"
+    );
+
+    fs::remove_file(&bin_dir).unwrap();
+    let bin = bin_dir.join("simd");
+    fs::create_dir_all(&bin).unwrap();
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(4);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "{} is not a regular file: move it away and run `cosmovisor init` again",
+            bin.display()
+        )],
+        "{out}"
+    );
+}
+
+#[test]
+fn invalid_plans_use_upstreams_messages() {
+    let home = Home::new("simd");
+    let file = home.data().join("upgrade-info.json");
+    for (content, message) in [
+        (
+            "{}",
+            "invalid upgrade-info.json content: name cannot be empty",
+        ),
+        (
+            r#"{"height": 1}"#,
+            "invalid upgrade-info.json content: name cannot be empty",
+        ),
+        (
+            r#"{"name": "upgrade2"}"#,
+            "invalid upgrade-info.json content: height must be greater than 0 (plan \"upgrade2\" \
+             has height 0)",
+        ),
+        (
+            r#"{"name": "upgrade1", "heigh": "123"}"#,
+            "invalid upgrade-info.json content: height must be greater than 0 (plan \"upgrade1\" \
+             has height 0)",
+        ),
+    ] {
+        fs::write(&file, content).unwrap();
+        let out = home
+            .cosmovisor(["show-upgrade-info", "--output", "json"])
+            .run();
+        assert_eq!(
+            out.errors(),
+            [format!(
+                "{} is not a valid upgrade plan: {message}",
+                file.display()
+            )],
+            "{content}: {out}"
+        );
+    }
+}
