@@ -248,6 +248,12 @@ fn a_home_without_cosmovisor_is_refused_by_every_command_but_init() {
         assert!(!home.root().exists(), "{args:?} created {}", home.tree());
     }
 
+    // `version` still answers (exit 0, for tooling), naming the missing folder.
+    let out = home.cosmovisor(["version"]).run();
+    out.assert_code(0).stdout_contains("cosmovisor version: ");
+    out.stderr_contains(&no_root_error(&home));
+    assert!(!home.root().exists(), "version created {}", home.tree());
+
     // `init` is how the folder comes to be.
     home.cosmovisor(["init", bin.as_str()]).run().assert_code(0);
     assert!(home.root().join("genesis/bin/simd").is_file());
