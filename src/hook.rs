@@ -177,7 +177,7 @@ mod tests {
     fn keeps_the_last_bytes_of_a_long_stream() {
         let mut captured = Captured::default();
         for _ in 0..100 {
-            captured.push(&[b'x'; 4096]);
+            captured.push(&[b'y'; 4096]);
         }
         captured.push(b"the end\n");
         captured.keep_last();
@@ -187,7 +187,7 @@ mod tests {
             captured
                 .describe("stderr")
                 .unwrap()
-                .starts_with("stderr (last 65536 bytes): \"xxx")
+                .starts_with("stderr (last 65536 bytes): \"yyy")
         );
     }
 

@@ -149,7 +149,7 @@ fn pre_upgrade_output_is_capped_to_its_end() {
     home.genesis(&v1_requesting("v2", 3)).upgrade(
         "v2",
         &v2_with_pre_upgrade(
-            "head -c 300000 /dev/zero | tr '\\0' x >&2; echo END-MARK >&2; exit 30",
+            "head -c 300000 /dev/zero | tr '\\0' y >&2; echo END-MARK >&2; exit 30",
         ),
     );
     let out = home.cosmovisor(["run", "start"]).run();
@@ -162,7 +162,7 @@ fn pre_upgrade_output_is_capped_to_its_end() {
         &errors[0][..200]
     );
     assert!(
-        errors[0].contains("stderr (last 65536 bytes): \"xxx"),
+        errors[0].contains("stderr (last 65536 bytes): \"yyy"),
         "{}",
         &errors[0][..200]
     );
