@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Datelike;
 use nix::sys::signal::Signal;
@@ -207,6 +207,10 @@ pub async fn take(
         err,
     };
     fs::rename(&paths.partial, &paths.target).map_err(at)?;
+    // The copy gave the folder data/'s mtime; status shows the age of the backup itself.
+    fs::File::open(&paths.target)
+        .and_then(|folder| folder.set_modified(SystemTime::now()))
+        .map_err(at)?;
     if let Some(dir) = paths.target.parent() {
         crate::layout::sync_dir(dir).map_err(at)?;
     }
@@ -220,29 +224,86 @@ pub async fn take(
     })
 }
 
-/// Keeps the `keep` newest complete backups in `backup_dir` (by modification time, which the
-/// final rename sets) and removes the others; returns what it removed. Staging folders and
-/// anything not named `data-backup-*` are never touched.
+/// Keeps the `keep` backups taken last in `backup_dir` (by [`taken_order`]) and removes the
+/// others; returns what it removed. Staging folders, and folders whose names we do not write
+/// (`data-backup-<Y>-<M>-<D>[.<n>]`), are never touched.
 pub fn prune(backup_dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
-    let mut backups = Vec::new();
-    for entry in fs::read_dir(backup_dir)? {
-        let entry = entry?;
-        let is_backup = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(PREFIX));
-        if is_backup && entry.file_type()?.is_dir() {
-            backups.push((entry.metadata()?.modified()?, entry.path()));
-        }
-    }
-    backups.sort();
+    let backups: Vec<Complete> = list(backup_dir)?
+        .into_iter()
+        .filter(|backup| backup.order.is_some())
+        .collect();
     let excess = backups.len().saturating_sub(keep);
     let mut removed = Vec::new();
-    for (_, path) in backups.into_iter().take(excess) {
-        fs::remove_dir_all(&path)?;
-        removed.push(path);
+    for backup in backups.into_iter().take(excess) {
+        fs::remove_dir_all(&backup.path)?;
+        removed.push(backup.path);
     }
     Ok(removed)
+}
+
+/// When a backup was taken, as its name records it: the local date, then the `.N` of a second
+/// backup on the same day. `None` for names we do not write. The folder's mtime cannot say this:
+/// the copy gives it `data/`'s own mtime, which can be years old.
+#[must_use]
+pub fn taken_order(name: &str) -> Option<(i32, u32, u32, u32)> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (date, seq) = match rest.split_once('.') {
+        Some((date, seq)) => (date, number(seq)?),
+        None => (rest, 1),
+    };
+    let mut parts = date.split('-');
+    let year = number(parts.next()?)?;
+    let month = number(parts.next()?)?;
+    let day = number(parts.next()?)?;
+    if parts.next().is_some() {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    Some((i32::try_from(year).ok()?, month, day, seq))
+}
+
+fn number(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A complete backup folder (`data-backup-*`, never a hidden staging one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Complete {
+    pub path: PathBuf,
+    /// [`taken_order`] of its name.
+    pub order: Option<(i32, u32, u32, u32)>,
+    /// Set to the time the backup was taken when we take it.
+    pub modified: SystemTime,
+}
+
+/// The complete backups in `dir`, oldest first: folders whose names we do not write come first
+/// (by mtime), then ours by [`taken_order`]. A missing `dir` has none.
+pub fn list(dir: &Path) -> io::Result<Vec<Complete>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut backups = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !name.starts_with(PREFIX) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        backups.push(Complete {
+            order: taken_order(&name),
+            modified: entry.metadata()?.modified()?,
+            path: entry.path(),
+        });
+    }
+    backups.sort_by_key(|backup| (backup.order, backup.modified));
+    Ok(backups)
 }
 
 /// Removes a staging folder left by an unfinished backup (ours, or one from before a crash).
@@ -270,6 +331,37 @@ mod tests {
         fs::create_dir(&first.target).unwrap();
         let second = choose_paths(tmp.path(), day);
         assert_eq!(second.target, tmp.path().join("data-backup-2024-8-5.2"));
+    }
+
+    #[test]
+    fn names_give_the_order_backups_were_taken_in() {
+        let mut names = [
+            "data-backup-2024-10-1",
+            "data-backup-2024-9-30.2",
+            "data-backup-2024-9-30.10",
+            "data-backup-2024-9-30",
+            "data-backup-2023-12-31",
+        ];
+        names.sort_by_key(|name| taken_order(name));
+        assert_eq!(
+            names,
+            [
+                "data-backup-2023-12-31",
+                "data-backup-2024-9-30",
+                "data-backup-2024-9-30.2",
+                "data-backup-2024-9-30.10",
+                "data-backup-2024-10-1",
+            ]
+        );
+        for theirs in [
+            "data-backup-before-fork",
+            "data-backup-2024-13-1",
+            "data-backup-2024-1-1.x",
+            "data-backup-2024-1-1-1",
+            "data-backup-+2024-1-1",
+        ] {
+            assert_eq!(taken_order(theirs), None, "{theirs}");
+        }
     }
 
     #[test]
@@ -329,14 +421,17 @@ mod tests {
         {
             let dir = tmp.path().join(name);
             fs::create_dir(&dir).unwrap();
+            // Mtimes in reverse: the copy gives each backup data/'s, which says nothing.
             let time = std::time::SystemTime::UNIX_EPOCH
-                + std::time::Duration::from_secs(1_000 + i as u64);
+                + std::time::Duration::from_secs(1_000 - i as u64);
             fs::File::open(&dir).unwrap().set_modified(time).unwrap();
         }
         fs::create_dir(tmp.path().join(".data-backup-2024-9-2.partial")).unwrap();
+        fs::create_dir(tmp.path().join("data-backup-before-fork")).unwrap();
         fs::create_dir(tmp.path().join("data")).unwrap();
         let removed = prune(tmp.path(), 2).unwrap();
         assert_eq!(removed, vec![tmp.path().join("data-backup-2024-8-5")]);
+        assert!(tmp.path().join("data-backup-before-fork").exists());
         assert!(tmp.path().join(".data-backup-2024-9-2.partial").exists());
         assert!(tmp.path().join("data").exists());
         assert!(prune(tmp.path(), 5).unwrap().is_empty());

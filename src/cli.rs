@@ -77,7 +77,14 @@ pub enum Command {
     /// Initialise a cosmovisor home: copy the genesis binary, create `current`, write config.toml.
     Init {
         /// Path to the daemon binary to use as genesis.
-        #[arg(value_name = "PATH_TO_EXECUTABLE")]
+        // An empty path reaches `init`, which answers with Go's `no <path to executable> provided`.
+        #[arg(
+            value_name = "PATH_TO_EXECUTABLE",
+            value_parser = clap::builder::TypedValueParser::map(
+                clap::builder::OsStringValueParser::new(),
+                PathBuf::from
+            )
+        )]
         path: PathBuf,
     },
     /// Print the configuration cosmovisor would use (after validating it).

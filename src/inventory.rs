@@ -8,7 +8,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use crate::layout::{Layout, UpgradeName};
 use crate::plan::{self, Applied, Plan};
@@ -154,39 +153,9 @@ pub fn binary_state(path: &Path) -> BinaryState {
     }
 }
 
-/// A complete backup folder (`data-backup-*`, never the hidden staging ones).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backup {
-    pub path: PathBuf,
-    pub modified: SystemTime,
-}
-
-/// The newest complete backup in `dir` by modification time (the final rename sets it).
-pub fn newest_backup(dir: &Path) -> io::Result<Option<Backup>> {
-    let mut newest: Option<Backup> = None;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let is_backup = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(crate::backup::PREFIX));
-        if !is_backup || !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let modified = entry.metadata()?.modified()?;
-        if newest.as_ref().is_none_or(|b| modified > b.modified) {
-            newest = Some(Backup {
-                path: entry.path(),
-                modified,
-            });
-        }
-    }
-    Ok(newest)
+/// The complete backup taken last in `dir` (see [`crate::backup::list`]).
+pub fn newest_backup(dir: &Path) -> io::Result<Option<crate::backup::Complete>> {
+    Ok(crate::backup::list(dir)?.pop())
 }
 
 /// The apparent size in bytes of every regular file under `path` (symbolic links not followed),
@@ -280,7 +249,9 @@ mod tests {
             let dir = tmp.path().join(name);
             fs::create_dir(&dir).unwrap();
             fs::write(dir.join("f"), vec![0u8; 10 * (i + 1)]).unwrap();
-            let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100 + i as u64);
+            // The older backup has the newer mtime: the name says which was taken last.
+            let time =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(200 - i as u64);
             fs::File::open(&dir).unwrap().set_modified(time).unwrap();
         }
         fs::create_dir(tmp.path().join(".data-backup-2024-1-2.partial")).unwrap();

@@ -233,10 +233,12 @@ impl Layout {
 /// Why the home cannot be used as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
+    /// Parity: Go's `validate()` fails with `cannot stat home dir: <err>` for every command but
+    /// `init`; a mistyped `DAEMON_HOME` must not be filled with new folders.
     #[error(
-        "{} does not exist: create it with `cosmovisor init <path to {name}>` or `mkdir -p {}`",
+        "cannot stat home dir {}: No such file or directory (DAEMON_HOME={} has no cosmovisor/ folder: check DAEMON_HOME, or set the home up with `cosmovisor init <path to {name}>`)",
         path.display(),
-        path.display()
+        path.parent().unwrap_or(path).display()
     )]
     RootMissing { path: PathBuf, name: String },
     #[error("{} is not a directory: move it away and run `cosmovisor init`", path.display())]
@@ -278,9 +280,11 @@ pub enum LayoutError {
         genesis: PathBuf,
         name: String,
     },
+    /// Parity: Go's `init` says `the path "<dir>" already exists but is not a directory` and
+    /// `<path> is not a regular file`.
     #[error(
-        "{} already exists but is not a {expected}: move it away and run `cosmovisor init` again",
-        path.display()
+        "{}: move it away and run `cosmovisor init` again",
+        in_the_way(path, expected)
     )]
     InTheWay {
         path: PathBuf,
@@ -290,23 +294,40 @@ pub enum LayoutError {
     Io { path: PathBuf, err: String },
 }
 
-/// Checks that the home has the folders a `run` needs, changing nothing.
-pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
+fn in_the_way(path: &Path, expected: &str) -> String {
+    if expected == "directory" {
+        format!(
+            "the path \"{}\" already exists but is not a directory",
+            path.display()
+        )
+    } else {
+        format!("{} is not a {expected}", path.display())
+    }
+}
+
+/// Checks that `$DAEMON_HOME/cosmovisor` is a folder (every command but `init` needs it),
+/// changing nothing.
+pub fn check_root(layout: &Layout) -> Result<(), LayoutError> {
     let root = layout.root();
     match fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(LayoutError::RootNotDir {
-                path: root.to_path_buf(),
-            });
-        }
-        Err(_) => {
-            return Err(LayoutError::RootMissing {
-                path: root.to_path_buf(),
-                name: layout.daemon_name().to_owned(),
-            });
-        }
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(LayoutError::RootNotDir {
+            path: root.to_path_buf(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(LayoutError::RootMissing {
+            path: root.to_path_buf(),
+            name: layout.daemon_name().to_owned(),
+        }),
+        Err(err) => Err(LayoutError::Io {
+            path: root.to_path_buf(),
+            err: err.to_string(),
+        }),
     }
+}
+
+/// Checks that the home has the folders a `run` needs, changing nothing.
+pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
+    check_root(layout)?;
     let data = layout.data_dir();
     match fs::metadata(&data) {
         Ok(meta) if meta.is_dir() => Ok(()),

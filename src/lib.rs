@@ -16,6 +16,7 @@ pub mod elf;
 pub mod exit;
 pub mod fault;
 pub mod grpc;
+pub mod hook;
 pub mod inventory;
 pub mod journal;
 pub mod layout;

@@ -135,7 +135,7 @@ fn command(cli: Cli) -> u8 {
 fn run(config_file: Option<&Path>, args: &[OsString], implicit: bool) -> u8 {
     let cfg = match commands::info::load_checked(config_file) {
         Ok(cfg) => cfg,
-        Err(errors) => return finish(Err(errors.into())),
+        Err(err) => return finish(Err(err)),
     };
     init_logging_with(&cfg);
     if implicit {

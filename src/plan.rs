@@ -32,9 +32,12 @@ pub enum PlanError {
     Empty,
     #[error("upgrade plan is not valid JSON: {0}")]
     Malformed(String),
-    #[error("upgrade plan has no name")]
+    // Parity: Go's texts (`parseUpgradeInfoFile` wrapping x/upgrade's `ValidateBasic`).
+    #[error("invalid upgrade-info.json content: name cannot be empty")]
     NoName,
-    #[error("upgrade plan {name:?} has height {height}, which must be greater than 0")]
+    #[error(
+        "invalid upgrade-info.json content: height must be greater than 0 (plan {name:?} has height {height})"
+    )]
     BadHeight { name: String, height: i64 },
     #[error(
         "upgrade plan {name:?} is time-based ({time}); time-based upgrades have been deprecated in the SDK"
@@ -336,8 +339,18 @@ mod tests {
             (b"", "upgrade plan is empty"),
             (b"  \n", "upgrade plan is empty"),
             (b"{\"name\":\"x\",\"hei", "upgrade plan is not valid JSON"),
-            (b"{\"height\":5}", "upgrade plan has no name"),
-            (b"{\"name\":\"x\"}", "upgrade plan \"x\" has height 0"),
+            (
+                b"{\"height\":5}",
+                "invalid upgrade-info.json content: name cannot be empty",
+            ),
+            (
+                b"{}",
+                "invalid upgrade-info.json content: name cannot be empty",
+            ),
+            (
+                b"{\"name\":\"x\"}",
+                "height must be greater than 0 (plan \"x\" has height 0)",
+            ),
             (b"{\"name\":\"x\",\"height\":-3}", "has height -3"),
             (b"{\"name\":\"x\",\"height\":\"5\"}", "not valid JSON"),
             (b"[1,2]", "not valid JSON"),

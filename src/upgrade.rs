@@ -24,7 +24,7 @@
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use nix::sys::signal::Signal;
 use tokio::process::Command;
@@ -33,6 +33,7 @@ use tracing::{error, info, warn};
 use crate::backup::{self, Taken};
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::config::{Config, format_go_duration};
+use crate::hook;
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
 use crate::metrics::Metrics;
@@ -349,19 +350,23 @@ async fn run_custom_pre_upgrade(
     command
         .arg(&plan.raw_name)
         .arg(plan.height.to_string())
-        .current_dir(layout.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    let (status, stdout, interrupted) = run_hook(command, signals)
+        .current_dir(layout.home());
+    let finished = hook::run(command, signals)
         .await
         .map_err(|err| fail(err.to_string()))?;
-    if let Some(sig) = interrupted {
+    if let Some(sig) = finished.interrupted {
         return Ok(Some(sig));
     }
-    if !status.success() {
-        return Err(fail(format!("exited with {}", describe(status))));
+    let output = &finished.output;
+    if !finished.status.success() {
+        return Err(fail(format!(
+            "exited with {}{}",
+            describe(finished.status),
+            output.describe()
+        )));
     }
-    info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %stdout.trim_end(), "COSMOVISOR_CUSTOM_PREUPGRADE result");
+    let stderr = output.stderr.text();
+    info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %output.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "COSMOVISOR_CUSTOM_PREUPGRADE result");
     Ok(None)
 }
 
@@ -390,8 +395,12 @@ pub fn classify(status: ExitStatus) -> PreUpgradeOutcome {
 pub enum PreUpgradeError {
     #[error("pre-upgrade command failed : {0}")]
     Failed(String),
-    #[error("pre-upgrade command failed. reached max attempt of retries - {0}")]
-    RetriesExhausted(u32),
+    #[error("pre-upgrade command failed. reached max attempt of retries - {max}{output}")]
+    RetriesExhausted {
+        max: u32,
+        /// The last attempt's output ([`hook::Output::describe`]).
+        output: String,
+    },
     #[error("cannot run pre-upgrade: {0}")]
     Spawn(io::Error),
 }
@@ -405,7 +414,10 @@ pub enum PreUpgradeEnd {
 
 /// One attempt's result, as the retry policy sees it.
 pub enum Attempt {
-    Exited(ExitStatus),
+    Exited {
+        status: ExitStatus,
+        output: hook::Output,
+    },
     Interrupted(Signal),
 }
 
@@ -416,11 +428,22 @@ pub async fn run_with_retries(
 ) -> Result<PreUpgradeEnd, PreUpgradeError> {
     let mut number = 1;
     loop {
-        let status = match attempt(number).await.map_err(PreUpgradeError::Spawn)? {
-            Attempt::Exited(status) => status,
+        let (status, output) = match attempt(number).await.map_err(PreUpgradeError::Spawn)? {
+            Attempt::Exited { status, output } => (status, output),
             Attempt::Interrupted(sig) => return Ok(PreUpgradeEnd::Interrupted(sig)),
         };
-        match classify(status) {
+        let outcome = classify(status);
+        if matches!(
+            outcome,
+            PreUpgradeOutcome::Success | PreUpgradeOutcome::NotImplemented
+        ) {
+            // Parity: Go logs the hook's stdout as `result`; its stderr (Go drops it) is a field
+            // too. A failure shows both in its error instead.
+            let stderr = output.stderr.text();
+            info!(result = %output.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "pre-upgrade result");
+        }
+        let output = output.describe();
+        match outcome {
             PreUpgradeOutcome::Success => {
                 info!("pre-upgrade successful. continuing the upgrade.");
                 return Ok(PreUpgradeEnd::Done);
@@ -430,11 +453,21 @@ pub async fn run_with_retries(
                 return Ok(PreUpgradeEnd::Done);
             }
             PreUpgradeOutcome::Retry if number <= max_retries => {
-                error!(error = %describe(status), attempt = number, "pre-upgrade command failed. retrying");
+                error!(error = %format!("{}{output}", describe(status)), attempt = number, "pre-upgrade command failed. retrying");
                 number += 1;
             }
-            PreUpgradeOutcome::Retry => return Err(PreUpgradeError::RetriesExhausted(max_retries)),
-            PreUpgradeOutcome::Failed => return Err(PreUpgradeError::Failed(describe(status))),
+            PreUpgradeOutcome::Retry => {
+                return Err(PreUpgradeError::RetriesExhausted {
+                    max: max_retries,
+                    output,
+                });
+            }
+            PreUpgradeOutcome::Failed => {
+                return Err(PreUpgradeError::Failed(format!(
+                    "{}{output}",
+                    describe(status)
+                )));
+            }
         }
     }
 }
@@ -448,67 +481,18 @@ async fn run_pre_upgrade(
 ) -> io::Result<Attempt> {
     info!(path = %bin.display(), attempt, "running pre-upgrade");
     let mut command = Command::new(bin);
-    command
-        .arg("pre-upgrade")
-        .current_dir(home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+    command.arg("pre-upgrade").current_dir(home);
     if let Some((key, value)) = env {
         command.env(key, value);
     }
-    let (status, stdout, interrupted) = run_hook(command, signals).await?;
-    if let Some(sig) = interrupted {
+    let finished = hook::run(command, signals).await?;
+    if let Some(sig) = finished.interrupted {
         return Ok(Attempt::Interrupted(sig));
     }
-    info!(result = %stdout.trim_end(), "pre-upgrade result");
-    Ok(Attempt::Exited(status))
-}
-
-/// Runs a hook process to its end, capturing its stdout (stderr passes through) and forwarding
-/// signals to it; reports the first termination signal that arrived meanwhile.
-async fn run_hook(
-    mut command: Command,
-    signals: &mut Signals,
-) -> io::Result<(ExitStatus, String, Option<Signal>)> {
-    use tokio::io::AsyncReadExt;
-    crate::process::set_parent_death_signal(&mut command);
-    let mut child = command.spawn()?;
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(nix::unistd::Pid::from_raw);
-    let mut stdout = child.stdout.take();
-    let mut captured = Vec::new();
-    let read_all = async {
-        if let Some(out) = stdout.as_mut() {
-            let _ = out.read_to_end(&mut captured).await;
-        }
-    };
-    tokio::pin!(read_all);
-    let mut read_done = false;
-    let mut interrupted = None;
-    let status = loop {
-        tokio::select! {
-            () = &mut read_all, if !read_done => read_done = true,
-            status = child.wait() => break status?,
-            sig = signals.recv() => {
-                if signals::is_termination(sig) && interrupted.is_none() {
-                    interrupted = Some(sig);
-                }
-                if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(pid, sig);
-                }
-            }
-        }
-    };
-    if !read_done {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_all).await;
-    }
-    Ok((
-        status,
-        String::from_utf8_lossy(&captured).into_owned(),
-        interrupted,
-    ))
+    Ok(Attempt::Exited {
+        status: finished.status,
+        output: finished.output,
+    })
 }
 
 /// Records the plan in the version folder, then points `current` at it.
@@ -556,7 +540,10 @@ mod tests {
     use super::*;
 
     fn exited(code: i32) -> Attempt {
-        Attempt::Exited(ExitStatus::from_raw(code << 8))
+        Attempt::Exited {
+            status: ExitStatus::from_raw(code << 8),
+            output: hook::Output::default(),
+        }
     }
 
     async fn scripted(max: u32, codes: &[i32]) -> (Result<PreUpgradeEnd, PreUpgradeError>, usize) {

@@ -22,21 +22,31 @@ pub fn config(config_file: Option<&Path>) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// Loads the configuration with the filesystem checks upstream does at load time.
-pub fn load_checked(config_file: Option<&Path>) -> Result<Config, ConfigErrors> {
-    let cfg = Config::load(config_file)?;
+/// Loads the configuration with the filesystem checks upstream does at load time: the home has a
+/// `cosmovisor/` folder (first: a mistyped home also misses the default backup folder), and the
+/// backup folder exists. Every command but `init` and `doctor` starts here.
+pub fn load_checked(config_file: Option<&Path>) -> anyhow::Result<Config> {
+    let cfg = load_home(config_file)?;
     let errors = cfg.check_filesystem();
     if errors.is_empty() {
         Ok(cfg)
     } else {
-        Err(ConfigErrors(errors))
+        Err(ConfigErrors(errors).into())
     }
+}
+
+/// Loads the configuration and checks that the home has a `cosmovisor/` folder, for the
+/// read-only commands that work without a backup folder (`status`, `show-upgrade-info`).
+pub fn load_home(config_file: Option<&Path>) -> anyhow::Result<Config> {
+    let cfg = Config::load(config_file)?;
+    crate::layout::check_root(&Layout::new(&cfg.home, &cfg.name))?;
+    Ok(cfg)
 }
 
 /// Prints `data/upgrade-info.json` as it is (text) or as a validated plan (JSON), with the
 /// credentials of its URLs hidden (`plan_info::redact`).
 pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
-    let cfg = Config::load(config_file)?;
+    let cfg = load_home(config_file)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let path = layout.upgrade_info_file();
     let mut stdout = std::io::stdout();

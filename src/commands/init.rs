@@ -5,7 +5,7 @@
 //! existing one is kept), made executable, `current` pointed at genesis (an existing valid link
 //! is kept), and `config.toml` written from the environment. An existing `config.toml` is only
 //! replaced after a "y" at an interactive prompt; without a terminal it is kept (Go blocks on
-//! stdin there).
+//! stdin there). Its log lines are Go's texts (paths quoted as Go's `%q` does).
 
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -28,9 +28,15 @@ pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> 
     let bin_dir = layout.genesis_dir().join("bin");
     info!("checking on the genesis/bin directory");
     if bin_dir.is_dir() {
-        info!(dir = %bin_dir.display(), "the genesis/bin directory already exists");
+        info!(
+            "the {:?} directory already exists",
+            bin_dir.display().to_string()
+        );
     } else {
-        info!(dir = %bin_dir.display(), "creating directory (and any parents)");
+        info!(
+            "creating directory (and any parents): {:?}",
+            bin_dir.display().to_string()
+        );
         layout::create_dir_all_durable(&bin_dir)
             .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     }
@@ -38,12 +44,21 @@ pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> 
     let genesis_bin = layout.genesis_bin();
     info!("checking on the genesis/bin executable");
     if genesis_bin.exists() {
-        info!(path = %genesis_bin.display(), "the genesis binary already exists, keeping it");
+        info!(
+            "the {:?} file already exists",
+            genesis_bin.display().to_string()
+        );
     } else {
-        info!(path = %genesis_bin.display(), "copying executable into place");
+        info!(
+            "copying executable into place: {:?}",
+            genesis_bin.display().to_string()
+        );
         copy_binary(executable, &genesis_bin)?;
     }
-    info!(path = %genesis_bin.display(), "making sure the genesis binary is executable");
+    info!(
+        "making sure {:?} is executable",
+        genesis_bin.display().to_string()
+    );
     if layout::check_binary(&genesis_bin).is_err() {
         layout::make_executable(&genesis_bin)
             .with_context(|| format!("cannot make {} executable", genesis_bin.display()))?;
@@ -61,7 +76,10 @@ pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> 
         }
         Err(err) => return Err(err.into()),
     };
-    info!(path = %layout.bin_in(&current).display(), "the current symlink points to");
+    info!(
+        "the current symlink points to: {:?}",
+        layout.bin_in(&current).display().to_string()
+    );
 
     write_config(&cfg, &layout.config_file())?;
     info!(root = %root.display(), "cosmovisor home initialised");
@@ -163,7 +181,7 @@ fn write_config(cfg: &Config, path: &Path) -> anyhow::Result<()> {
     }
     layout::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    info!(path = %path.display(), "cosmovisor config.toml created");
+    info!("cosmovisor config.toml created at: {}", path.display());
     Ok(())
 }
 

@@ -97,7 +97,7 @@ pub struct Running {
 }
 
 pub fn run(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
-    let cfg = crate::config::Config::load(config_file)?;
+    let cfg = crate::commands::info::load_home(config_file)?;
     let status = gather(&Layout::new(&cfg.home, &cfg.name), &cfg);
     let mut stdout = std::io::stdout();
     match output {

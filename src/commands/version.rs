@@ -16,7 +16,6 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::cli::OutputFormat;
-use crate::config::Config;
 use crate::exit;
 use crate::layout::{self, Layout};
 
@@ -106,7 +105,7 @@ async fn app_version(config_file: Option<&Path>) -> anyhow::Result<Value> {
 fn daemon_binary(
     config_file: Option<&Path>,
 ) -> anyhow::Result<(PathBuf, Vec<(OsString, OsString)>)> {
-    let cfg = Config::load(config_file)?;
+    let cfg = crate::commands::info::load_home(config_file)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let version_dir = match layout.current_dir() {
         Err(layout::LayoutError::CurrentMissing { .. }) => layout.genesis_dir(),

@@ -78,6 +78,11 @@ pub enum ConfigError {
     )]
     BackupDirMissing { value: String, reason: String },
     #[error(
+        "DAEMON_DATA_BACKUP_DIR must not be empty (config file {}: set daemon_data_backup_dir to an absolute folder, or remove the key to back up into DAEMON_HOME)",
+        path.display()
+    )]
+    BackupDirEmpty { path: PathBuf },
+    #[error(
         "config file {}: cannot read it: {reason} (check the --cosmovisor-config path)",
         path.display()
     )]

@@ -253,6 +253,33 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
+    /// `DAEMON_DATA_BACKUP_DIR`; defaults to the home, whose own errors are reported apart.
+    fn data_backup_dir(&mut self, home: &Path, unsafe_skip_backup: bool) -> PathBuf {
+        match self.text(DAEMON_DATA_BACKUP_DIR) {
+            Text::Set(s) if !s.is_empty() => {
+                if !unsafe_skip_backup && !Path::new(&s).is_absolute() {
+                    let value = s.clone();
+                    self.errors.push(ConfigError::NotAbsolute {
+                        var: DAEMON_DATA_BACKUP_DIR,
+                        value,
+                    });
+                }
+                PathBuf::from(s)
+            }
+            // Parity: Go's validate() rejects an empty backup dir in config.toml (only env mode
+            // defaults it to the home). Text::Set("") comes only from the file here.
+            Text::Set(_) if !unsafe_skip_backup => {
+                if let Some((path, _)) = self.file {
+                    self.errors.push(ConfigError::BackupDirEmpty {
+                        path: path.to_path_buf(),
+                    });
+                }
+                home.to_path_buf()
+            }
+            _ => home.to_path_buf(),
+        }
+    }
+
     fn time_format(&mut self) -> TimeFormat {
         let var = COSMOVISOR_TIMEFORMAT_LOGS;
         match self.raw(var) {
@@ -358,20 +385,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 PathBuf::new()
             }
         };
-        // Defaults to home, whose own errors were reported above.
-        let data_backup_dir = match self.non_empty(DAEMON_DATA_BACKUP_DIR) {
-            Some(s) => {
-                if !unsafe_skip_backup && !Path::new(&s).is_absolute() {
-                    let value = s.clone();
-                    self.errors.push(ConfigError::NotAbsolute {
-                        var: DAEMON_DATA_BACKUP_DIR,
-                        value,
-                    });
-                }
-                PathBuf::from(s)
-            }
-            None => home.clone(),
-        };
+        let data_backup_dir = self.data_backup_dir(&home, unsafe_skip_backup);
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }

@@ -372,8 +372,19 @@ fn file_with_env_override() {
 fn file_zero_durations_and_missing_keys_give_defaults() {
     let text = "daemon_home = '/h'\ndaemon_name = 'simd'\ndaemon_restart_delay = 0\n\
                 daemon_shutdown_grace = 0\ndaemon_poll_interval = '0s'\n\
-                daemon_data_backup_dir = ''\ncosmovisor_custom_preupgrade = ''\n";
+                cosmovisor_custom_preupgrade = ''\n";
     assert_eq!(from_file(text, &[]), Ok(defaults()));
+    // Parity: Go rejects an empty backup dir in the file, unless backups are off.
+    let text = "daemon_home = '/h'\ndaemon_name = 'simd'\ndaemon_data_backup_dir = ''\n";
+    assert_eq!(
+        messages(from_file(text, &[])),
+        [
+            "DAEMON_DATA_BACKUP_DIR must not be empty (config file /h/cosmovisor/config.toml: set \
+          daemon_data_backup_dir to an absolute folder, or remove the key to back up into \
+          DAEMON_HOME)"
+        ]
+    );
+    assert!(from_file(text, &[(UNSAFE_SKIP_BACKUP, "true")]).is_ok());
     let text = "daemon_home = '/h'\nDAEMON_NAME = 'simd'\ndaemon_shutdown_grace = 300000000\n\
                 daemon_poll_interval = '1h2m'\ncosmovisor_timeformat_logs = ''\n";
     let want = Config {

@@ -654,8 +654,10 @@ fn missing_cosmovisor_dir() {
     assert_layout_error(
         &home,
         &format!(
-            "{root} does not exist: create it with `cosmovisor init <path to simd>` or \
-             `mkdir -p {root}`"
+            "cannot stat home dir {root}: No such file or directory (DAEMON_HOME={} has no \
+             cosmovisor/ folder: check DAEMON_HOME, or set the home up with \
+             `cosmovisor init <path to simd>`)",
+            show(home.path())
         ),
     );
 }

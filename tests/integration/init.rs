@@ -253,7 +253,8 @@ fn cosmovisor_as_a_plain_file_is_refused() {
 /// The message when `genesis/bin` is a file.
 fn genesis_bin_dir_error(home: &Home) -> String {
     format!(
-        "{} already exists but is not a directory: move it away and run `cosmovisor init` again",
+        "the path \"{}\" already exists but is not a directory: move it away and run \
+         `cosmovisor init` again",
         show(&home.genesis_dir().join("bin"))
     )
 }
@@ -261,7 +262,7 @@ fn genesis_bin_dir_error(home: &Home) -> String {
 /// The message when `genesis/bin/<name>` is not a regular file.
 fn genesis_bin_error(home: &Home) -> String {
     format!(
-        "{} already exists but is not a regular file: move it away and run `cosmovisor init` again",
+        "{} is not a regular file: move it away and run `cosmovisor init` again",
         show(&genesis_bin(home))
     )
 }

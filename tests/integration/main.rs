@@ -15,6 +15,7 @@ mod hostile_process;
 mod init;
 mod manual;
 mod ops;
+mod parity11;
 mod rollback;
 mod run;
 mod status;
