@@ -21,14 +21,17 @@ if [ -w /dev/shm ]; then
     export TMPDIR=/dev/shm
 fi
 cargo +nightly fuzz build
+triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
+echo "== built from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ../src ../Cargo.toml . || echo ' (with uncommitted changes)')"
 mkdir -p target
 for target in "${targets[@]}"; do
     grown="target/corpus/$target"
-    mkdir -p "$grown"
+    mkdir -p "$grown" "artifacts/$target"
     log="target/$target.log"
     echo "== $target: $seconds s (log: fuzz/$log)"
-    if ! cargo +nightly fuzz run "$target" "$grown" "corpus/$target" -- \
-        -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+    # The binary built above, run directly: editing the tree during a long run changes nothing.
+    if ! "target/$triple/release/$target" -artifact_prefix="artifacts/$target/" \
+        -max_total_time="$seconds" -print_final_stats=1 "$grown" "corpus/$target" >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "== $target: CRASH (see fuzz/artifacts/$target/)" >&2
         exit 1
