@@ -10,6 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::bounded_read;
 use crate::layout::{Layout, UpgradeName};
 use crate::plan::{self, Applied, Plan};
 use crate::watcher;
@@ -121,12 +122,12 @@ pub fn case_variant(layout: &Layout, dir_name: &str) -> Option<String> {
 /// The pending plan in `data/upgrade-info.json`: `Ok(None)` when there is none.
 pub fn pending_plan(layout: &Layout, recase: bool) -> Result<Option<Plan>, String> {
     let path = layout.upgrade_info_file();
-    match fs::read(&path) {
+    match bounded_read::read_capped(&path, bounded_read::DOCUMENT_CAP) {
         Ok(bytes) => plan::parse(&bytes, recase)
             .map(Some)
             .map_err(|err| format!("{}: {err}", path.display())),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        Err(err) if err.is_missing() => Ok(None),
+        Err(err) => Err(err.to_string()),
     }
 }
 

@@ -7,6 +7,7 @@ mod backup;
 mod config_errors;
 mod doctor;
 mod download;
+mod hostile_metrics;
 mod init;
 mod manual;
 mod ops;
