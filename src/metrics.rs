@@ -12,8 +12,8 @@
 //! (an excess connection is closed as soon as it is accepted, so a flood holds no descriptors),
 //! a request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_REQUEST`] bytes, a
 //! connection lives at most [`CONNECTION_TIMEOUT`] and serves one request, and the files read
-//! for a scrape are read with a size cap on the blocking pool, never on the runtime thread that
-//! forwards signals.
+//! for a scrape are read with a size cap on the blocking pool (at most [`MAX_RENDERS`] threads),
+//! never on the runtime thread that forwards signals.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -44,6 +44,9 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one connection may last in all, reading the answer included.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrapes rendered at once on the blocking pool; a slot is held until the render returns, so
+/// a read that hangs can never take more than these threads.
+pub const MAX_RENDERS: usize = 4;
 /// How long the accept loop pauses after a failed accept (out of descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -208,6 +211,7 @@ struct Scrape {
     metrics: Arc<Metrics>,
     layout: Layout,
     recase: bool,
+    renders: Arc<Semaphore>,
 }
 
 /// Binds `addr` and serves `/metrics` on the current runtime.
@@ -223,6 +227,7 @@ pub async fn serve(
         metrics,
         layout,
         recase,
+        renders: Arc::new(Semaphore::new(MAX_RENDERS)),
     };
     Ok(Server {
         task: tokio::spawn(accept_loop(listener, scrape)),
@@ -295,8 +300,16 @@ async fn answer(request: &Request<Incoming>, scrape: Scrape) -> Response<String>
     }
     match request.uri().path() {
         "/metrics" => {
+            let Ok(slot) = Arc::clone(&scrape.renders).try_acquire_owned() else {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: other scrapes are being answered\n".to_owned(),
+                );
+            };
             let rendered = tokio::task::spawn_blocking(move || {
-                scrape.metrics.render(&scrape.layout, scrape.recase)
+                let body = scrape.metrics.render(&scrape.layout, scrape.recase);
+                drop(slot);
+                body
             })
             .await;
             match rendered {
@@ -359,5 +372,51 @@ mod tests {
         }
         assert!(text.contains("cosmovisor_info{version=\"v"));
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    /// A FIFO at `data/upgrade-info.json` (nobody writing it) must neither freeze the runtime
+    /// that serves the endpoint nor the scrape: the plan is read non-blocking, off that thread.
+    #[test]
+    fn a_fifo_plan_file_does_not_block_a_scrape() {
+        use std::io::{Read, Write};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path(), "simd");
+        std::fs::create_dir_all(layout.genesis_dir()).unwrap();
+        std::fs::create_dir_all(layout.data_dir()).unwrap();
+        layout.set_current(&layout.genesis_dir()).unwrap();
+        nix::unistd::mkfifo(&layout.upgrade_info_file(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap();
+        let (started, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _server = serve(addr, Arc::default(), layout, true).await.unwrap();
+                started.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        ready.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        client
+            .read_to_string(&mut answer)
+            .expect("an answer within 5 s");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.contains("\ncosmovisor_pending_upgrade_height 0\n"),
+            "{answer}"
+        );
     }
 }
