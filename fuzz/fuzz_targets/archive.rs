@@ -34,9 +34,17 @@ fuzz_target!(|data: &[u8]| {
         .map(|entry| entry.expect("an entry").file_name())
         .collect();
     beside.sort();
-    assert_eq!(beside, ["archive", "dest"], "something was created outside dest");
+    assert_eq!(
+        beside,
+        ["archive", "dest"],
+        "something was created outside dest"
+    );
     if result.is_err() {
-        assert_eq!(fs::read_dir(&dest).expect("list dest").count(), 0, "dest not emptied");
+        assert_eq!(
+            fs::read_dir(&dest).expect("list dest").count(),
+            0,
+            "dest not emptied"
+        );
     }
     check_links(&dest, &dest);
 });
@@ -54,8 +62,8 @@ fn walk(root: &Path, dir: &Path) {
         let meta = fs::symlink_metadata(&path).expect("stat an entry");
         if meta.file_type().is_symlink() {
             let resolved = fs::canonicalize(&path).unwrap_or_else(|_| {
-                let parent = fs::canonicalize(path.parent().expect("a parent"))
-                    .expect("canonical parent");
+                let parent =
+                    fs::canonicalize(path.parent().expect("a parent")).expect("canonical parent");
                 normalise(&parent.join(fs::read_link(&path).expect("read a link")))
             });
             assert!(

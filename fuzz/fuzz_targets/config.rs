@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = config.detail_string();
     }
     let text = String::from_utf8_lossy(toml_part);
-    if let Ok(config) = Config::from_file_and_vars(Path::new("/h/cosmovisor/config.toml"), &text, vars) {
+    if let Ok(config) =
+        Config::from_file_and_vars(Path::new("/h/cosmovisor/config.toml"), &text, vars)
+    {
         let _ = config.to_toml();
         let _ = config.detail_string();
     }

@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.height, parsed.height);
         assert_eq!(again.info, parsed.info);
         let applied = plan::applied_from_record(Some(&parsed.to_record_json()));
-        assert!(!applied.is_superseded_by(&parsed), "a plan never supersedes itself");
+        assert!(
+            !applied.is_superseded_by(&parsed),
+            "a plan never supersedes itself"
+        );
     }
 });
