@@ -374,18 +374,8 @@ mod tests {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
-    /// A FIFO at `data/upgrade-info.json` (nobody writing it) must neither freeze the runtime
-    /// that serves the endpoint nor the scrape: the plan is read non-blocking, off that thread.
-    #[test]
-    fn a_fifo_plan_file_does_not_block_a_scrape() {
-        use std::io::{Read, Write};
-
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = Layout::new(tmp.path(), "simd");
-        std::fs::create_dir_all(layout.genesis_dir()).unwrap();
-        std::fs::create_dir_all(layout.data_dir()).unwrap();
-        layout.set_current(&layout.genesis_dir()).unwrap();
-        nix::unistd::mkfifo(&layout.upgrade_info_file(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    /// Serves `layout` on a runtime of its own thread; returns the address.
+    fn spawn_server(layout: Layout) -> SocketAddr {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .unwrap();
@@ -402,21 +392,73 @@ mod tests {
             });
         });
         ready.recv_timeout(Duration::from_secs(10)).unwrap();
+        addr
+    }
+
+    /// Sends `request` and reads the whole answer (at most 5 s).
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        client
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        client
-            .read_to_string(&mut answer)
-            .expect("an answer within 5 s");
+        // The server may answer and close before a large request is fully sent.
+        let _ = client.write_all(request);
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn home() -> (tempfile::TempDir, Layout) {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path(), "simd");
+        std::fs::create_dir_all(layout.genesis_dir()).unwrap();
+        std::fs::create_dir_all(layout.data_dir()).unwrap();
+        layout.set_current(&layout.genesis_dir()).unwrap();
+        (tmp, layout)
+    }
+
+    /// A FIFO at `data/upgrade-info.json` (nobody writing it) must neither freeze the runtime
+    /// that serves the endpoint nor the scrape: the plan is read non-blocking, off that thread.
+    #[test]
+    fn a_fifo_plan_file_does_not_block_a_scrape() {
+        let (_tmp, layout) = home();
+        nix::unistd::mkfifo(&layout.upgrade_info_file(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let addr = spawn_server(layout);
+        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(
             answer.contains("\ncosmovisor_pending_upgrade_height 0\n"),
             "{answer}"
+        );
+    }
+
+    #[test]
+    fn answers_head_other_methods_and_oversized_requests() {
+        let (_tmp, layout) = home();
+        let addr = spawn_server(layout);
+        let head = exchange(addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+        let post = exchange(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let missing = exchange(addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        huge.resize(huge.len() + 2 * MAX_REQUEST, b'a');
+        huge.extend_from_slice(b"\r\n\r\n");
+        let refused = exchange(addr, &huge);
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431 "),
+            "{refused}"
         );
     }
 }
