@@ -9,6 +9,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::bounded_read;
 use crate::layout::{Layout, UpgradeName};
 use crate::plan::{self, Applied, Plan};
 use crate::watcher;
@@ -120,7 +121,7 @@ pub fn case_variant(layout: &Layout, dir_name: &str) -> Option<String> {
 /// The pending plan in `data/upgrade-info.json`: `Ok(None)` when there is none.
 pub fn pending_plan(layout: &Layout, recase: bool) -> Result<Option<Plan>, String> {
     let path = layout.upgrade_info_file();
-    match crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP) {
+    match bounded_read::read_capped(&path, bounded_read::DOCUMENT_CAP) {
         Ok(bytes) => plan::parse(&bytes, recase)
             .map(Some)
             .map_err(|err| format!("{}: {err}", path.display())),

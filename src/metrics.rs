@@ -1,33 +1,54 @@
-//! The optional Prometheus endpoint of `cosmovisor run` (`COSMOVISOR_METRICS_ADDR`): a tiny
-//! HTTP/1.1 responder for `GET /metrics`, and the counters the supervisor updates.
+//! The optional Prometheus endpoint of `cosmovisor run` (`COSMOVISOR_METRICS_ADDR`): an HTTP/1.1
+//! server (hyper) for `GET /metrics`, and the counters the supervisor updates.
 //!
 //! The supervisor owns the state and writes it through [`Metrics`] (atomics, so the server task
 //! only ever reads); the server runs as one task on the supervisor's runtime, whose handle
-//! ([`Server`]) aborts it when dropped. Values that can be read from the home at any time (the
-//! version `current` points at, the pending plan and whether its binary is staged) are read at
-//! scrape time rather than tracked, so they are never stale.
+//! ([`Server`]) aborts it, and every connection, when dropped. Values that can be read from the
+//! home at any time (the version `current` points at, the pending plan and whether its binary is
+//! staged) are read at scrape time rather than tracked, so they are never stale.
 //!
-//! Not a general HTTP server: one request per connection, `Connection: close`, requests larger
-//! than 8 KiB or slower than 5 s are dropped.
+//! Anyone who can reach the port is untrusted (SPEC §5), so the endpoint can never cost the node
+//! more than a bounded share of its resources: at most [`MAX_CONNECTIONS`] connections are open
+//! (an excess connection is closed as soon as it is accepted, so a flood holds no descriptors),
+//! a request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_REQUEST`] bytes, a
+//! connection lives at most [`CONNECTION_TIMEOUT`] and serves one request, and the files read
+//! for a scrape are read with a size cap on the blocking pool (at most [`MAX_RENDERS`] threads),
+//! never on the runtime thread that forwards signals.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::inventory;
 use crate::layout::{self, Layout};
 
-/// The largest request head we read.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long one client may take to send its request and read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The longest request head we read (hyper's smallest buffer).
+pub const MAX_REQUEST: usize = 8 * 1024;
+/// How long a client may take to send its request head, from the moment it connects.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one connection may last in all, reading the answer included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrapes rendered at once on the blocking pool; a slot is held until the render returns, so
+/// a read that hangs can never take more than these threads.
+pub const MAX_RENDERS: usize = 4;
+/// How long the accept loop pauses after a failed accept (out of descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the supervisor records; every field is a plain atomic.
 #[derive(Debug, Default)]
@@ -184,6 +205,15 @@ impl Drop for Server {
     }
 }
 
+/// What every connection needs to answer a scrape.
+#[derive(Clone)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    layout: Layout,
+    recase: bool,
+    renders: Arc<Semaphore>,
+}
+
 /// Binds `addr` and serves `/metrics` on the current runtime.
 pub async fn serve(
     addr: SocketAddr,
@@ -193,99 +223,118 @@ pub async fn serve(
 ) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
     info!(addr = %listener.local_addr()?, "serving metrics on /metrics");
-    let task = tokio::spawn(async move {
-        let mut clients = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let body = Arc::clone(&metrics);
-                        let layout = layout.clone();
-                        clients.spawn(async move {
-                            let answer = tokio::time::timeout(
-                                CLIENT_TIMEOUT,
-                                answer(stream, &body, &layout, recase),
-                            );
-                            if let Ok(Err(err)) = answer.await {
-                                debug!(error = %err, "metrics client failed");
-                            }
-                        });
+    let scrape = Scrape {
+        metrics,
+        layout,
+        recase,
+        renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+    };
+    Ok(Server {
+        task: tokio::spawn(accept_loop(listener, scrape)),
+    })
+}
+
+/// Accepts connections for ever, each served by its own task while a slot is free. Each kind
+/// of trouble (out of slots, failing accepts) is logged once until it clears.
+async fn accept_loop(listener: TcpListener, scrape: Scrape) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut clients = JoinSet::new();
+    let mut refusing = false;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    failing = false;
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        drop(stream);
+                        if !refusing {
+                            warn!(%peer, limit = MAX_CONNECTIONS, "too many metrics connections; closing new ones until some end");
+                            refusing = true;
+                        }
+                        continue;
+                    };
+                    refusing = false;
+                    let scrape = scrape.clone();
+                    clients.spawn(async move {
+                        serve_connection(stream, scrape).await;
+                        drop(slot);
+                    });
+                }
+                Err(err) => {
+                    if !failing {
+                        warn!(error = %err, "cannot accept a metrics connection; retrying");
+                        failing = true;
                     }
-                    Err(err) => {
-                        warn!(error = %err, "cannot accept a metrics connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = clients.join_next(), if !clients.is_empty() => {}
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, scrape: Scrape) {
+    let service = service_fn(move |request| {
+        let scrape = scrape.clone();
+        async move { Ok::<_, Infallible>(answer(&request, scrape).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_REQUEST)
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => debug!(error = %err, "metrics client failed"),
+        Err(_) => debug!("metrics client cut off after {CONNECTION_TIMEOUT:?}"),
+    }
+}
+
+async fn answer(request: &Request<Incoming>, scrape: Scrape) -> Response<String> {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, String::new());
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let Ok(slot) = Arc::clone(&scrape.renders).try_acquire_owned() else {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: other scrapes are being answered\n".to_owned(),
+                );
+            };
+            let rendered = tokio::task::spawn_blocking(move || {
+                let body = scrape.metrics.render(&scrape.layout, scrape.recase);
+                drop(slot);
+                body
+            })
+            .await;
+            match rendered {
+                Ok(body) => text(StatusCode::OK, body),
+                Err(err) => {
+                    warn!(error = %err, "cannot render the metrics");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                }
             }
         }
-    });
-    Ok(Server { task })
-}
-
-async fn answer(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    layout: &Layout,
-    recase: bool,
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.len() > MAX_REQUEST {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "",
-                false,
-            )
-            .await;
-        }
-    }
-    let request_line = String::from_utf8_lossy(&head);
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let body = metrics.render(layout, recase);
-            respond(&mut stream, "200 OK", &body, method == "HEAD").await
-        }
-        ("GET" | "HEAD", "/") => {
-            respond(
-                &mut stream,
-                "200 OK",
-                "cosmovisor: see /metrics\n",
-                method == "HEAD",
-            )
-            .await
-        }
-        ("GET" | "HEAD", _) => respond(&mut stream, "404 Not Found", "not found\n", false).await,
-        _ => respond(&mut stream, "405 Method Not Allowed", "", false).await,
+        "/" => text(StatusCode::OK, "cosmovisor: see /metrics\n".to_owned()),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
     }
 }
 
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    body: &str,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+/// A plain-text answer (hyper adds `Content-Length`, `Connection: close`, and leaves the body
+/// out for `HEAD`).
+fn text(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    if !head_only {
-        out.push_str(body);
-    }
-    stream.write_all(out.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }
 
 #[cfg(test)]
@@ -323,5 +372,93 @@ mod tests {
         }
         assert!(text.contains("cosmovisor_info{version=\"v"));
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    /// Serves `layout` on a runtime of its own thread; returns the address.
+    fn spawn_server(layout: Layout) -> SocketAddr {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap();
+        let (started, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _server = serve(addr, Arc::default(), layout, true).await.unwrap();
+                started.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        ready.recv_timeout(Duration::from_secs(10)).unwrap();
+        addr
+    }
+
+    /// Sends `request` and reads the whole answer (at most 5 s).
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // The server may answer and close before a large request is fully sent.
+        let _ = client.write_all(request);
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn home() -> (tempfile::TempDir, Layout) {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path(), "simd");
+        std::fs::create_dir_all(layout.genesis_dir()).unwrap();
+        std::fs::create_dir_all(layout.data_dir()).unwrap();
+        layout.set_current(&layout.genesis_dir()).unwrap();
+        (tmp, layout)
+    }
+
+    /// A FIFO at `data/upgrade-info.json` (nobody writing it) must neither freeze the runtime
+    /// that serves the endpoint nor the scrape: the plan is read non-blocking, off that thread.
+    #[test]
+    fn a_fifo_plan_file_does_not_block_a_scrape() {
+        let (_tmp, layout) = home();
+        nix::unistd::mkfifo(&layout.upgrade_info_file(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let addr = spawn_server(layout);
+        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.contains("\ncosmovisor_pending_upgrade_height 0\n"),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn answers_head_other_methods_and_oversized_requests() {
+        let (_tmp, layout) = home();
+        let addr = spawn_server(layout);
+        let head = exchange(addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+        let post = exchange(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let missing = exchange(addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        huge.resize(huge.len() + 2 * MAX_REQUEST, b'a');
+        huge.extend_from_slice(b"\r\n\r\n");
+        let refused = exchange(addr, &huge);
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431 "),
+            "{refused}"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod download;
 mod friction;
 mod hostile_download;
 mod hostile_files;
+mod hostile_metrics;
 mod hostile_output;
 mod hostile_process;
 mod init;
