@@ -9,14 +9,22 @@
 //! The daemon's output is a hint, never an authority (SPEC §5): an upgrade line only makes us
 //! read `upgrade-info.json` at once, and only a plan in that file is applied; a line the file
 //! does not confirm within [`LINE_SETTLE`] earns one warning and nothing else. A halt line counts
-//! for a queued manual upgrade only once the daemon has exited on its own after printing it.
+//! for a queued manual upgrade once the daemon has exited on its own after printing it, or, for a
+//! node that keeps running after its halt (SDK 0.50), once the node's RPC confirms its height.
+//!
+//! A change of the manual-upgrade queue while the node runs is acted on at once: when the queue's
+//! lowest height is not the `--halt-height` the node runs with, the node is restarted gracefully
+//! with the right one (unless its RPC says it is already past that height). A plan in
+//! `upgrade-info.json` that can never be applied stops the node and cosmovisor with an error.
 //!
 //! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
 //! killed, and applies a plan already pending on disk (the node halted at the height, then the
 //! operator restarted cosmovisor).
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +32,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::batch;
 use crate::config::Config;
@@ -33,12 +41,13 @@ use crate::journal::Journal;
 use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
+use crate::node_rpc::{self, RpcError};
 use crate::output::Hints;
 use crate::plan::{self, Applied, LinePlan, Plan};
 use crate::process::{self, Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
 use crate::upgrade::{self, Outcome};
-use crate::watcher::{self, Watcher};
+use crate::watcher::{self, Change, UnusablePlan, Watcher};
 
 /// After an `UPGRADE … NEEDED` line, how long `upgrade-info.json` has to confirm it (x/upgrade
 /// writes the file just before logging the line) before we warn and let the node run on.
@@ -48,12 +57,33 @@ const LINE_SETTLE: Duration = Duration::from_secs(2);
 /// no `DAEMON_SHUTDOWN_GRACE` at hand for `version` and pass-through runs).
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
 
+/// How long to wait before asking the node's RPC again when it could not be reached while the
+/// node claims its halt at a manual upgrade's height.
+const RPC_RETRY: Duration = Duration::from_secs(5);
+
 /// Why one run of the daemon ended.
 enum Ending {
     /// The daemon exited on its own (or after a forwarded signal).
     Exited(ExitStatus),
     /// A plan to apply was found while the daemon runs.
     Upgrade(Plan),
+    /// The manual-upgrade queue asks for another `--halt-height` than the daemon runs with.
+    Restart,
+    /// `upgrade-info.json` holds a plan that can never be applied.
+    Unusable(UnusablePlan),
+}
+
+/// The node's answer to "what is your height", on its way.
+type HeightAnswer = Pin<Box<dyn Future<Output = Result<i64, RpcError>>>>;
+
+/// What a change of the manual-upgrade queue asks of the running node.
+enum QueueVerdict {
+    /// It already runs with the right halt height (or none can be added to its command).
+    Nothing,
+    /// The queue no longer asks for the halt height it runs with.
+    Restart,
+    /// The queue asks for a lower halt height: restart unless the node is already past it.
+    RestartUnlessPassed(Plan),
 }
 
 /// What to do after an upgrade attempt.
@@ -107,12 +137,13 @@ impl Supervisor<'_> {
         let current = self.current_dir()?;
         let mut watcher = Watcher::new(
             &self.layout.upgrade_info_file(),
+            &self.layout.batch_file(),
             self.cfg.poll_interval,
             !self.cfg.disable_recase,
             skip,
             watcher::read_applied(&current),
         );
-        if let Some(plan) = watcher.check_now().await {
+        if let Some(plan) = watcher.check_now().await? {
             info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
             if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
                 return Ok(code);
@@ -122,23 +153,22 @@ impl Supervisor<'_> {
 
         let mut restart = false;
         loop {
-            let manual = batch::next_due(
+            let mut manual = batch::next_due(
                 &self.layout.batch_file(),
                 watcher.applied(),
                 !self.cfg.disable_recase,
             )?;
-            let args = match &manual {
-                Some(plan) => {
-                    let args = batch::with_halt_height(self.args, plan.height);
-                    info!(name = %plan.name, height = plan.height, halt_height_added = args.is_some(), "manual upgrade scheduled; the node halts at its height");
-                    args.unwrap_or_else(|| self.args.to_vec())
-                }
-                None => self.args.to_vec(),
-            };
+            let args = halt_args(self.args, manual.as_ref());
+            if let Some(plan) = &manual {
+                let added = args.len() > self.args.len();
+                info!(name = %plan.name, height = plan.height, halt_height_added = added, "manual upgrade scheduled; the node halts at its height");
+            }
             let (mut daemon, mut hints) = self.launch(&args)?;
             self.metrics.daemon_started(restart);
             restart = true;
-            let (ending, terminated_by) = self.watch(&mut daemon, &mut watcher, &mut hints).await?;
+            let (ending, terminated_by) = self
+                .watch(&mut daemon, &mut watcher, &mut hints, &mut manual, &args)
+                .await?;
             let (plan, journal) = match ending {
                 Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
@@ -151,7 +181,7 @@ impl Supervisor<'_> {
                     } else {
                         watcher
                             .check_now()
-                            .await
+                            .await?
                             .or_else(|| halted_for(&hints, manual.as_ref()))
                     };
                     match plan {
@@ -169,12 +199,7 @@ impl Supervisor<'_> {
                     // be written (disk full) still stops the node first: never orphan it.
                     let journaled = Journal::record(&plan, &self.layout);
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let (status, stop_signal) = daemon
-                        .stop(self.cfg.shutdown_grace, &mut self.signals)
-                        .await?;
-                    self.metrics.daemon_exited(exit::from_status(status));
-                    pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.finish(self.cfg.shutdown_grace).await;
+                    let stop_signal = self.stop_daemon(&mut daemon).await?;
                     let journal = journaled.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
@@ -187,6 +212,17 @@ impl Supervisor<'_> {
                     }
                     (plan, journal)
                 }
+                Ending::Restart => {
+                    if let Some(sig) = self.stop_daemon(&mut daemon).await?.or(terminated_by) {
+                        return Ok(exit::from_signal(sig));
+                    }
+                    continue;
+                }
+                Ending::Unusable(unusable) => {
+                    error!(file = %unusable.file.display(), error = %unusable.err, "upgrade plan can never be applied; stopping the node");
+                    self.stop_daemon(&mut daemon).await?;
+                    return Err(unusable.into());
+                }
             };
             let next = self.upgrade(journal).await?;
             if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
@@ -197,6 +233,60 @@ impl Supervisor<'_> {
                 Next::Exit(code) => return Ok(code),
             }
         }
+    }
+
+    /// Stops the daemon gracefully and reaps it; returns the termination signal that arrived
+    /// meanwhile, if any.
+    async fn stop_daemon(&mut self, daemon: &mut Daemon) -> anyhow::Result<Option<Signal>> {
+        let (status, stop_signal) = daemon
+            .stop(self.cfg.shutdown_grace, &mut self.signals)
+            .await?;
+        self.metrics.daemon_exited(exit::from_status(status));
+        pid_file::remove(&self.layout.daemon_pid_file());
+        daemon.finish(self.cfg.shutdown_grace).await;
+        Ok(stop_signal)
+    }
+
+    /// Judges a change of the manual-upgrade queue against the daemon running with `args` for
+    /// `manual`.
+    fn on_queue_change(
+        &self,
+        watcher: &Watcher,
+        manual: &mut Option<Plan>,
+        args: &[OsString],
+    ) -> QueueVerdict {
+        let queue = self.layout.batch_file();
+        let due = match batch::next_due(&queue, watcher.applied(), !self.cfg.disable_recase) {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(error = %err, "cannot use the changed manual upgrade queue; the node keeps running as it was started");
+                return QueueVerdict::Nothing;
+            }
+        };
+        if halt_args(self.args, due.as_ref()) == args {
+            *manual = due;
+            return QueueVerdict::Nothing;
+        }
+        let running_for = manual.as_ref().map(|plan| plan.height);
+        match due {
+            Some(plan) if running_for.is_none_or(|height| plan.height < height) => {
+                QueueVerdict::RestartUnlessPassed(plan)
+            }
+            Some(plan) => {
+                info!(name = %plan.name, height = plan.height, "the manual upgrade queue changed: the node's next manual upgrade is now at a greater height; restarting the node with --halt-height {}", plan.height);
+                QueueVerdict::Restart
+            }
+            None => {
+                info!("the manual upgrade queue no longer holds the upgrade the node halts for; restarting the node without that --halt-height");
+                QueueVerdict::Restart
+            }
+        }
+    }
+
+    /// Asks the node's RPC for its height, as a future the event loop polls.
+    fn ask_height(&self) -> HeightAnswer {
+        let rpc = self.cfg.node_rpc.clone();
+        Box::pin(async move { node_rpc::latest_height(&rpc).await })
     }
 
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
@@ -305,22 +395,40 @@ impl Supervisor<'_> {
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
     /// first termination signal that was forwarded, if any.
+    #[allow(clippy::too_many_lines)] // one select over every event source, as in STYLE 3.1
     async fn watch(
         &mut self,
         daemon: &mut Daemon,
         watcher: &mut Watcher,
         hints: &mut Hints,
+        manual: &mut Option<Plan>,
+        args: &[OsString],
     ) -> anyhow::Result<(Ending, Option<Signal>)> {
         let recase = !self.cfg.disable_recase;
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
+        // The node claimed its halt at the manual plan's height and runs on: the RPC question
+        // that would confirm it, and when to ask again after the RPC could not be reached.
+        let mut halt_check: Option<HeightAnswer> = None;
+        let mut ask_again_at: Option<Instant> = None;
+        let mut rpc_warned = false;
+        // A lower halt height asked for by the queue, waiting for the node's height.
+        let mut restart_check: Option<(Plan, HeightAnswer)> = None;
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
-            let settled = async {
-                match settle_deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+            let settled = sleep_until_some(settle_deadline);
+            let ask_again = sleep_until_some(ask_again_at);
+            let halt_answer = async {
+                match halt_check.as_mut() {
+                    Some(answer) => answer.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let restart_answer = async {
+                match restart_check.as_mut() {
+                    Some((_, answer)) => answer.await,
                     None => std::future::pending().await,
                 }
             };
@@ -329,13 +437,72 @@ impl Supervisor<'_> {
                     let status = status.context("cannot wait for the daemon")?;
                     return Ok((Ending::Exited(status), terminated_by));
                 }
-                plan = watcher.next(), if terminated_by.is_none() => {
-                    return Ok((Ending::Upgrade(plan), None));
+                change = watcher.next(), if terminated_by.is_none() => match change {
+                    Change::Plan(plan) => return Ok((Ending::Upgrade(plan), None)),
+                    Change::Unusable(unusable) => return Ok((Ending::Unusable(unusable), None)),
+                    Change::Queue => match self.on_queue_change(watcher, manual, args) {
+                        QueueVerdict::Nothing => {}
+                        QueueVerdict::Restart => return Ok((Ending::Restart, None)),
+                        QueueVerdict::RestartUnlessPassed(plan) => {
+                            restart_check = Some((plan, self.ask_height()));
+                        }
+                    },
+                },
+                answer = restart_answer => {
+                    let Some((plan, _)) = restart_check.take() else { continue };
+                    match answer {
+                        Ok(latest) if latest >= plan.height => {
+                            error!(name = %plan.name, height = plan.height, node_height = latest, "missed manual upgrade {} at height {}, last known height is {latest}; the node keeps running without halting for it: remove it from the manual upgrade queue ({}), and schedule it again above height {latest} if it is still wanted", plan.name, plan.height, self.layout.batch_file().display());
+                        }
+                        Ok(latest) => {
+                            info!(name = %plan.name, height = plan.height, node_height = latest, "manual upgrade added while the node runs: restarting the node with --halt-height {}", plan.height);
+                            return Ok((Ending::Restart, None));
+                        }
+                        Err(err) => {
+                            warn!(name = %plan.name, height = plan.height, error = %err, "manual upgrade added while the node runs: restarting the node with --halt-height {}; its height could not be checked (COSMOVISOR_NODE_RPC)", plan.height);
+                            return Ok((Ending::Restart, None));
+                        }
+                    }
+                }
+                height = hints.halts.next(), if terminated_by.is_none() => {
+                    if manual.as_ref().is_some_and(|plan| height >= plan.height) && halt_check.is_none() {
+                        debug!(height, "the node claims its halt; asking its RPC for its height");
+                        ask_again_at = None;
+                        halt_check = Some(self.ask_height());
+                    }
+                }
+                () = ask_again => {
+                    ask_again_at = None;
+                    halt_check = Some(self.ask_height());
+                }
+                answer = halt_answer => {
+                    halt_check = None;
+                    let Some(plan) = manual.clone() else { continue };
+                    match answer {
+                        Ok(latest) if latest >= plan.height => {
+                            info!(name = %plan.name, height = plan.height, node_height = latest, "node halted at the manual upgrade height and keeps running; its RPC confirms the height");
+                            return Ok((Ending::Upgrade(plan), None));
+                        }
+                        Ok(latest) => {
+                            info!(name = %plan.name, height = plan.height, node_height = latest, "a halt line on the daemon's output is not confirmed by the node's RPC; ignoring it");
+                        }
+                        Err(err) => {
+                            if rpc_warned {
+                                debug!(error = %err, "the node's RPC still cannot be reached");
+                            } else {
+                                warn!(name = %plan.name, height = plan.height, error = %err, "the node claims its halt at the manual upgrade height, but its height cannot be checked (COSMOVISOR_NODE_RPC); waiting for the node to exit, and asking again every {}", crate::config::format_go_duration(RPC_RETRY));
+                                rpc_warned = true;
+                            }
+                            ask_again_at = Some(Instant::now() + RPC_RETRY);
+                        }
+                    }
                 }
                 Some(line) = hints.upgrade_lines.recv(), if terminated_by.is_none() => {
                     // Only a hint: look at the file now; its plan is the one applied.
-                    if let Some(plan) = watcher.check_now().await {
-                        return Ok((Ending::Upgrade(plan), None));
+                    match watcher.check_now().await {
+                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(None) => {}
+                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
                     }
                     if unconfirmed.is_some() {
                         continue;
@@ -350,8 +517,10 @@ impl Supervisor<'_> {
                     }
                 }
                 () = settled => {
-                    if let Some(plan) = watcher.check_now().await {
-                        return Ok((Ending::Upgrade(plan), None));
+                    match watcher.check_now().await {
+                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(None) => {}
+                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
                     }
                     if let Some((line, _)) = unconfirmed.take() {
                         warn!(name = %line.name, height = line.height, file = %self.layout.upgrade_info_file().display(), "upgrade line on the daemon's output not confirmed by the plan file within {}; ignoring it, the node keeps running", crate::config::format_go_duration(LINE_SETTLE));
@@ -386,6 +555,22 @@ impl Supervisor<'_> {
 fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
     layout::check_binary(&layout.bin_in(&layout.version_to_run()?))?;
     Ok(())
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The daemon's arguments for a launch while `manual` is the next manual upgrade:
+/// `--halt-height` added for a `start` (see [`batch::with_halt_height`]).
+fn halt_args(args: &[OsString], manual: Option<&Plan>) -> Vec<OsString> {
+    manual
+        .and_then(|plan| batch::with_halt_height(args, plan.height))
+        .unwrap_or_else(|| args.to_vec())
 }
 
 /// The manual plan whose height the daemon reported halting at before it exited on its own.
