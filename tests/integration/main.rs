@@ -13,6 +13,7 @@ mod hostile_output;
 mod hostile_process;
 mod init;
 mod manual;
+mod manual_live;
 mod ops;
 mod rollback;
 mod run;
