@@ -1,4 +1,4 @@
-//! The node's height from its CometBFT RPC (`COSMOVISOR_NODE_RPC`, `GET <rpc>/status`,
+//! The node's height from its `CometBFT` RPC (`COSMOVISOR_NODE_RPC`, `GET <rpc>/status`,
 //! `result.sync_info.latest_block_height`).
 //!
 //! The answer is state the node keeps, which transactions and peers cannot forge the way they can
@@ -78,7 +78,7 @@ pub async fn latest_height(rpc: &str) -> Result<i64, RpcError> {
     parse_status(&body).map_err(|reason| RpcError::Malformed { url, reason })
 }
 
-/// `result.sync_info.latest_block_height` of a `status` answer (a string, as CometBFT writes
+/// `result.sync_info.latest_block_height` of a `status` answer (a string, as `CometBFT` writes
 /// 64-bit integers in JSON).
 fn parse_status(body: &[u8]) -> Result<i64, String> {
     let answer: Answer = serde_json::from_slice(body).map_err(|err| err.to_string())?;
@@ -135,7 +135,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(&format!("cannot reach the node's RPC at http://127.0.0.1:{port}/status")),
+            err.contains(&format!(
+                "cannot reach the node's RPC at http://127.0.0.1:{port}/status"
+            )),
             "{err}"
         );
     }

@@ -277,7 +277,9 @@ impl Supervisor<'_> {
                 QueueVerdict::Restart
             }
             None => {
-                info!("the manual upgrade queue no longer holds the upgrade the node halts for; restarting the node without that --halt-height");
+                info!(
+                    "the manual upgrade queue no longer holds the upgrade the node halts for; restarting the node without that --halt-height"
+                );
                 QueueVerdict::Restart
             }
         }
@@ -395,7 +397,10 @@ impl Supervisor<'_> {
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
     /// first termination signal that was forwarded, if any.
-    #[allow(clippy::too_many_lines)] // one select over every event source, as in STYLE 3.1
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one select over every event source: the loop owns them all"
+    )]
     async fn watch(
         &mut self,
         daemon: &mut Daemon,

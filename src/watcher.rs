@@ -342,7 +342,10 @@ fn drain_events(inotify: &Inotify, names: &[&std::ffi::OsStr]) -> Events {
         }
         for event in events {
             if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
-                || event.name.as_deref().is_some_and(|name| names.contains(&name))
+                || event
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| names.contains(&name))
             {
                 seen.relevant = true;
             }

@@ -8,7 +8,7 @@
 //! and records everything it does in `$DAEMON_HOME/mock-events.log` so that
 //! tests can synchronise on it.
 //!
-//! With `start --rpc.laddr tcp://127.0.0.1:<port>` it answers CometBFT's RPC
+//! With `start --rpc.laddr tcp://127.0.0.1:<port>` it answers `CometBFT`'s RPC
 //! `GET /status` with its height (`result.sync_info.latest_block_height`).
 //!
 //! Its behaviour is configured by `mock-node.json`, read from the parent of the
@@ -19,10 +19,10 @@ use std::env;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process;
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -34,7 +34,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 use serde::Deserialize;
 
-/// The goleveldb stores of a CometBFT/Cosmos SDK node.
+/// The goleveldb stores of a `CometBFT`/Cosmos SDK node.
 const STORES: [&str; 4] = ["application.db", "blockstore.db", "state.db", "tx_index.db"];
 /// The stores that get new immutable table files every `ldb_every` blocks.
 const TABLE_STORES: [&str; 2] = ["application.db", "blockstore.db"];

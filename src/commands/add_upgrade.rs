@@ -3,7 +3,7 @@
 //! before).
 //!
 //! A height the node has already passed is refused before anything is changed; the node's height
-//! comes from its CometBFT RPC (`COSMOVISOR_NODE_RPC`). When the RPC cannot be reached the plan
+//! comes from its `CometBFT` RPC (`COSMOVISOR_NODE_RPC`). When the RPC cannot be reached the plan
 //! is queued with a warning saying the height could not be checked. After queueing, the command
 //! says what will happen: a running supervisor (it holds the home's lock) restarts the node with
 //! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
@@ -164,18 +164,18 @@ fn tell_what_happens(
         );
         return Ok(());
     }
-    match lock::holder(layout.root()) {
-        Some(pid) => info!(
+    if let Some(pid) = lock::holder(layout.root()) {
+        info!(
             supervisor_pid = pid,
             "the running node will be restarted with --halt-height {} (unless it already runs with it) and upgraded to {} when it halts there",
             next.height,
             next.name
-        ),
-        None => info!(
+        );
+    } else {
+        info!(
             "no cosmovisor supervises this home now: the next `cosmovisor run start` starts the node with --halt-height {} and upgrades it to {} when it halts there",
-            next.height,
-            next.name
-        ),
+            next.height, next.name
+        );
     }
     Ok(())
 }

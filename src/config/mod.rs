@@ -54,7 +54,7 @@ pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
 pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
 
-/// The node's CometBFT RPC when `COSMOVISOR_NODE_RPC` is unset (CometBFT's default `rpc.laddr`).
+/// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset (`CometBFT`'s default `rpc.laddr`).
 pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
 
 /// is valid.
@@ -89,7 +89,7 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// A download that receives less than 1 KiB in this long fails as stalled (default 60s).
     pub download_idle_timeout: Duration,
-    /// The node's CometBFT RPC (`http(s)://host:port`), asked for the node's height only to refuse
+    /// The node's `CometBFT` RPC (`http(s)://host:port`), asked for the node's height only to refuse
     /// or confirm, never to trigger anything.
     pub node_rpc: String,
 }

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::manual::{mock_home, starts, wait_for_mock_event};
-use crate::support::{FakeDaemon, Home, MOCK_NODE};
+use crate::support::{Home, MOCK_NODE};
 
 /// A loopback port nothing listens on right now, for the mock node's RPC.
 fn free_port() -> u16 {
@@ -72,8 +72,9 @@ fn a_manual_upgrade_added_while_the_node_runs_happens_at_its_height() {
     wait_for_mock_event(&home, &format!("block {next_ten}"));
     running.signal(Signal::SIGTERM);
     let out = running.wait();
-    out.assert_code(0)
-        .stderr_contains("manual upgrade added while the node runs: restarting the node with --halt-height");
+    out.assert_code(0).stderr_contains(
+        "manual upgrade added while the node runs: restarting the node with --halt-height",
+    );
     // v1 was restarted once with the halt height, committed exactly up to it, and v2 went on
     // from the next height.
     let starts = starts(&home);
@@ -82,7 +83,10 @@ fn a_manual_upgrade_added_while_the_node_runs_happens_at_its_height() {
     assert!(starts[1].starts_with("start v1 height="), "{starts:?}");
     assert_eq!(
         starts[2..],
-        [format!("halt {height}"), format!("start v2 height={height}")],
+        [
+            format!("halt {height}"),
+            format!("start v2 height={height}")
+        ],
         "{out}"
     );
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
@@ -103,7 +107,12 @@ fn add_upgrade_refuses_a_height_the_node_has_passed_and_warns_when_it_cannot_tel
     let port = free_port();
     let rpc = format!("http://127.0.0.1:{port}");
     let running = home
-        .cosmovisor(["run", "start", "--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
+        .cosmovisor([
+            "run",
+            "start",
+            "--rpc.laddr",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
         .spawn();
     wait_for_mock_event(&home, "block 10");
     let out = home
@@ -118,7 +127,9 @@ fn add_upgrade_refuses_a_height_the_node_has_passed_and_warns_when_it_cannot_tel
         "{out}"
     );
     assert!(
-        errors[0].contains(&format!("(the node's RPC at {rpc}): choose a height above ")),
+        errors[0].contains(&format!(
+            "(the node's RPC at {rpc}): choose a height above "
+        )),
         "{out}"
     );
     assert!(!home.upgrade_dir("v2").exists(), "nothing staged");
@@ -154,7 +165,12 @@ fn a_node_that_keeps_running_after_its_halt_is_upgraded_once_its_rpc_confirms_th
     mock_version(&home, "v2", &json!({}));
     let port = free_port();
     let running = home
-        .cosmovisor(["run", "start", "--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
+        .cosmovisor([
+            "run",
+            "start",
+            "--rpc.laddr",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
         .env("UNSAFE_SKIP_BACKUP", "true")
         .env("COSMOVISOR_NODE_RPC", format!("http://127.0.0.1:{port}"))
         .spawn();
@@ -191,7 +207,10 @@ fn a_node_that_keeps_running_after_its_halt_is_upgraded_once_its_rpc_confirms_th
 fn a_halt_line_the_rpc_does_not_confirm_upgrades_nothing() {
     // The node runs on below the height while its output claims the halt: the RPC disagrees.
     let home = Home::new("panacead");
-    home.mock(&home.genesis_dir(), &json!({"version": "v1", "block_time_ms": 30}));
+    home.mock(
+        &home.genesis_dir(),
+        &json!({"version": "v1", "block_time_ms": 30}),
+    );
     home.mock(&home.upgrade_dir("v2"), &json!({"version": "v2"}));
     fs::write(
         home.data().join("upgrade-info.json.batch"),
@@ -213,7 +232,12 @@ fn a_halt_line_the_rpc_does_not_confirm_upgrades_nothing() {
     fs::rename(&script, &bin).unwrap();
     fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let running = home
-        .cosmovisor(["run", "start", "--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
+        .cosmovisor([
+            "run",
+            "start",
+            "--rpc.laddr",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
         .env("COSMOVISOR_NODE_RPC", format!("http://127.0.0.1:{port}"))
         .spawn();
     running.wait_for_log("is not confirmed by the node's RPC");
@@ -242,7 +266,10 @@ fn a_plan_that_can_never_be_applied_stops_the_node_and_later_starts_fail_the_sam
         "{out}"
     );
     let events = fs::read_to_string(home.path().join("mock-events.log")).unwrap();
-    assert!(events.contains("upgrade-needed .. 5\nsignal TERM\nexit 0\n"), "{events}");
+    assert!(
+        events.contains("upgrade-needed .. 5\nsignal TERM\nexit 0\n"),
+        "{events}"
+    );
 
     // The plan is still there: the next start fails the same way at once, without the node.
     let again = home.cosmovisor(["run", "start"]).run();
@@ -254,21 +281,6 @@ fn a_plan_that_can_never_be_applied_stops_the_node_and_later_starts_fail_the_sam
         .filter(|line| line.starts_with("start "))
         .count();
     assert_eq!(starts, 1, "the node was not started again");
-}
-
-#[test]
-fn a_plan_named_300_bytes_stops_the_node_with_exit_5() {
-    let home = Home::new("simd");
-    let name = "a".repeat(300);
-    home.genesis(&FakeDaemon::new().ready("v1").request_upgrade(&name, 7).block());
-    let out = home.cosmovisor(["run", "start"]).run();
-    out.assert_code(5);
-    assert!(
-        out.errors()[0].contains("holds an upgrade plan that can never be applied: upgrade name \"aaaa"),
-        "{out}"
-    );
-    assert!(out.errors()[0].contains("longer than 255 bytes"), "{out}");
-    assert_eq!(home.events(), ["ready v1", "TERM"]);
 }
 
 fn mock_version_genesis(home: &Home, extra: &serde_json::Value) {
