@@ -16,15 +16,14 @@
 //! lowest height is not the `--halt-height` the node runs with, the node is restarted gracefully
 //! with the right one (unless its RPC says it is already past that height). A plan in
 //! `upgrade-info.json` that can never be applied stops the node and cosmovisor with an error.
+//! Those decisions about manual upgrades, and the questions to the node's RPC, are `manual.rs`.
 //!
 //! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
 //! killed, and applies a plan already pending on disk (the node halted at the height, then the
 //! operator restarted cosmovisor).
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +33,8 @@ use nix::sys::signal::Signal;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use manual::{HeightChecks, Verdict, halt_args, halted_for};
+
 use crate::batch;
 use crate::config::Config;
 use crate::exit;
@@ -41,13 +42,14 @@ use crate::journal::Journal;
 use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
-use crate::node_rpc::{self, RpcError};
 use crate::output::Hints;
 use crate::plan::{self, Applied, LinePlan, Plan};
 use crate::process::{self, Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
 use crate::upgrade::{self, Outcome};
 use crate::watcher::{self, Change, UnusablePlan, Watcher};
+
+mod manual;
 
 /// After an `UPGRADE … NEEDED` line, how long `upgrade-info.json` has to confirm it (x/upgrade
 /// writes the file just before logging the line) before we warn and let the node run on.
@@ -56,10 +58,6 @@ const LINE_SETTLE: Duration = Duration::from_secs(2);
 /// How long what a pass-through command leaves behind has between SIGTERM and SIGKILL (there is
 /// no `DAEMON_SHUTDOWN_GRACE` at hand for `version` and pass-through runs).
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
-
-/// How long to wait before asking the node's RPC again when it could not be reached while the
-/// node claims its halt at a manual upgrade's height.
-const RPC_RETRY: Duration = Duration::from_secs(5);
 
 /// Why one run of the daemon ended.
 enum Ending {
@@ -71,19 +69,6 @@ enum Ending {
     Restart,
     /// `upgrade-info.json` holds a plan that can never be applied.
     Unusable(UnusablePlan),
-}
-
-/// The node's answer to "what is your height", on its way.
-type HeightAnswer = Pin<Box<dyn Future<Output = Result<i64, RpcError>>>>;
-
-/// What a change of the manual-upgrade queue asks of the running node.
-enum QueueVerdict {
-    /// It already runs with the right halt height (or none can be added to its command).
-    Nothing,
-    /// The queue no longer asks for the halt height it runs with.
-    Restart,
-    /// The queue asks for a lower halt height: restart unless the node is already past it.
-    RestartUnlessPassed(Plan),
 }
 
 /// What to do after an upgrade attempt.
@@ -247,50 +232,6 @@ impl Supervisor<'_> {
         Ok(stop_signal)
     }
 
-    /// Judges a change of the manual-upgrade queue against the daemon running with `args` for
-    /// `manual`.
-    fn on_queue_change(
-        &self,
-        watcher: &Watcher,
-        manual: &mut Option<Plan>,
-        args: &[OsString],
-    ) -> QueueVerdict {
-        let queue = self.layout.batch_file();
-        let due = match batch::next_due(&queue, watcher.applied(), !self.cfg.disable_recase) {
-            Ok(due) => due,
-            Err(err) => {
-                warn!(error = %err, "cannot use the changed manual upgrade queue; the node keeps running as it was started");
-                return QueueVerdict::Nothing;
-            }
-        };
-        if halt_args(self.args, due.as_ref()) == args {
-            *manual = due;
-            return QueueVerdict::Nothing;
-        }
-        let running_for = manual.as_ref().map(|plan| plan.height);
-        match due {
-            Some(plan) if running_for.is_none_or(|height| plan.height < height) => {
-                QueueVerdict::RestartUnlessPassed(plan)
-            }
-            Some(plan) => {
-                info!(name = %plan.name, height = plan.height, "the manual upgrade queue changed: the node's next manual upgrade is now at a greater height; restarting the node with --halt-height {}", plan.height);
-                QueueVerdict::Restart
-            }
-            None => {
-                info!(
-                    "the manual upgrade queue no longer holds the upgrade the node halts for; restarting the node without that --halt-height"
-                );
-                QueueVerdict::Restart
-            }
-        }
-    }
-
-    /// Asks the node's RPC for its height, as a future the event loop polls.
-    fn ask_height(&self) -> HeightAnswer {
-        let rpc = self.cfg.node_rpc.clone();
-        Box::pin(async move { node_rpc::latest_height(&rpc).await })
-    }
-
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
     /// the upgrade in the journal.
     async fn resume(&mut self, skip: &[i64]) -> anyhow::Result<Next> {
@@ -397,10 +338,6 @@ impl Supervisor<'_> {
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
     /// first termination signal that was forwarded, if any.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one select over every event source: the loop owns them all"
-    )]
     async fn watch(
         &mut self,
         daemon: &mut Daemon,
@@ -410,33 +347,21 @@ impl Supervisor<'_> {
         args: &[OsString],
     ) -> anyhow::Result<(Ending, Option<Signal>)> {
         let recase = !self.cfg.disable_recase;
+        let queue = self.layout.batch_file();
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
-        // The node claimed its halt at the manual plan's height and runs on: the RPC question
-        // that would confirm it, and when to ask again after the RPC could not be reached.
-        let mut halt_check: Option<HeightAnswer> = None;
-        let mut ask_again_at: Option<Instant> = None;
-        let mut rpc_warned = false;
-        // A lower halt height asked for by the queue, waiting for the node's height.
-        let mut restart_check: Option<(Plan, HeightAnswer)> = None;
+        let mut checks = HeightChecks::new(&self.cfg.node_rpc);
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
-            let settled = sleep_until_some(settle_deadline);
-            let ask_again = sleep_until_some(ask_again_at);
-            let halt_answer = async {
-                match halt_check.as_mut() {
-                    Some(answer) => answer.await,
+            let settled = async {
+                match settle_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
                     None => std::future::pending().await,
                 }
             };
-            let restart_answer = async {
-                match restart_check.as_mut() {
-                    Some((_, answer)) => answer.await,
-                    None => std::future::pending().await,
-                }
-            };
+            let verdict = checks.next(manual.as_ref(), &queue);
             tokio::select! {
                 status = daemon.wait() => {
                     let status = status.context("cannot wait for the daemon")?;
@@ -445,62 +370,21 @@ impl Supervisor<'_> {
                 change = watcher.next(), if terminated_by.is_none() => match change {
                     Change::Plan(plan) => return Ok((Ending::Upgrade(plan), None)),
                     Change::Unusable(unusable) => return Ok((Ending::Unusable(unusable), None)),
-                    Change::Queue => match self.on_queue_change(watcher, manual, args) {
-                        QueueVerdict::Nothing => {}
-                        QueueVerdict::Restart => return Ok((Ending::Restart, None)),
-                        QueueVerdict::RestartUnlessPassed(plan) => {
-                            restart_check = Some((plan, self.ask_height()));
+                    Change::Queue => {
+                        let applied = watcher.applied().clone();
+                        let verdict = checks.queue_changed(&queue, &applied, recase, self.args, args, manual);
+                        if let Some(ending) = ending_for(verdict) {
+                            return Ok((ending, None));
                         }
-                    },
+                    }
                 },
-                answer = restart_answer => {
-                    let Some((plan, _)) = restart_check.take() else { continue };
-                    match answer {
-                        Ok(latest) if latest >= plan.height => {
-                            error!(name = %plan.name, height = plan.height, node_height = latest, "missed manual upgrade {} at height {}, last known height is {latest}; the node keeps running without halting for it: remove it from the manual upgrade queue ({}), and schedule it again above height {latest} if it is still wanted", plan.name, plan.height, self.layout.batch_file().display());
-                        }
-                        Ok(latest) => {
-                            info!(name = %plan.name, height = plan.height, node_height = latest, "manual upgrade added while the node runs: restarting the node with --halt-height {}", plan.height);
-                            return Ok((Ending::Restart, None));
-                        }
-                        Err(err) => {
-                            warn!(name = %plan.name, height = plan.height, error = %err, "manual upgrade added while the node runs: restarting the node with --halt-height {}; its height could not be checked (COSMOVISOR_NODE_RPC)", plan.height);
-                            return Ok((Ending::Restart, None));
-                        }
+                verdict = verdict, if terminated_by.is_none() => {
+                    if let Some(ending) = ending_for(verdict) {
+                        return Ok((ending, None));
                     }
                 }
                 height = hints.halts.next(), if terminated_by.is_none() => {
-                    if manual.as_ref().is_some_and(|plan| height >= plan.height) && halt_check.is_none() {
-                        debug!(height, "the node claims its halt; asking its RPC for its height");
-                        ask_again_at = None;
-                        halt_check = Some(self.ask_height());
-                    }
-                }
-                () = ask_again => {
-                    ask_again_at = None;
-                    halt_check = Some(self.ask_height());
-                }
-                answer = halt_answer => {
-                    halt_check = None;
-                    let Some(plan) = manual.clone() else { continue };
-                    match answer {
-                        Ok(latest) if latest >= plan.height => {
-                            info!(name = %plan.name, height = plan.height, node_height = latest, "node halted at the manual upgrade height and keeps running; its RPC confirms the height");
-                            return Ok((Ending::Upgrade(plan), None));
-                        }
-                        Ok(latest) => {
-                            info!(name = %plan.name, height = plan.height, node_height = latest, "a halt line on the daemon's output is not confirmed by the node's RPC; ignoring it");
-                        }
-                        Err(err) => {
-                            if rpc_warned {
-                                debug!(error = %err, "the node's RPC still cannot be reached");
-                            } else {
-                                warn!(name = %plan.name, height = plan.height, error = %err, "the node claims its halt at the manual upgrade height, but its height cannot be checked (COSMOVISOR_NODE_RPC); waiting for the node to exit, and asking again every {}", crate::config::format_go_duration(RPC_RETRY));
-                                rpc_warned = true;
-                            }
-                            ask_again_at = Some(Instant::now() + RPC_RETRY);
-                        }
-                    }
+                    checks.halt_claimed(height, manual.as_ref());
                 }
                 Some(line) = hints.upgrade_lines.recv(), if terminated_by.is_none() => {
                     // Only a hint: look at the file now; its plan is the one applied.
@@ -562,30 +446,13 @@ fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sleeps until `deadline`, or for ever without one.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// How a run of the daemon ends for a verdict about the manual-upgrade queue, if it does.
+fn ending_for(verdict: Verdict) -> Option<Ending> {
+    match verdict {
+        Verdict::Nothing => None,
+        Verdict::Restart => Some(Ending::Restart),
+        Verdict::Upgrade(plan) => Some(Ending::Upgrade(plan)),
     }
-}
-
-/// The daemon's arguments for a launch while `manual` is the next manual upgrade:
-/// `--halt-height` added for a `start` (see [`batch::with_halt_height`]).
-fn halt_args(args: &[OsString], manual: Option<&Plan>) -> Vec<OsString> {
-    manual
-        .and_then(|plan| batch::with_halt_height(args, plan.height))
-        .unwrap_or_else(|| args.to_vec())
-}
-
-/// The manual plan whose height the daemon reported halting at before it exited on its own.
-fn halted_for(hints: &Hints, manual: Option<&Plan>) -> Option<Plan> {
-    let plan = manual?;
-    let height = hints
-        .halt_height()
-        .filter(|&height| height >= plan.height)?;
-    info!(name = %plan.name, height, "node halted at the manual upgrade height");
-    Some(plan.clone())
 }
 
 fn applied_of(plan: &Plan) -> Applied {
