@@ -3,8 +3,9 @@
 //! cannot (SPEC §5):
 //!
 //! * before restarting the node with a lower `--halt-height` the queue asks for: is the node
-//!   already past it? Then the plan is reported as missed and the node is left alone (a node
-//!   restarted below its height would halt at once and be upgraded at the wrong height);
+//!   already past it? Then the plan is reported as missed, taken out of the queue, and the node is
+//!   left alone (a node started with a halt height below its own would halt at once and be
+//!   upgraded at the wrong height, now or at the next start);
 //! * a halt line at the manual plan's height from a node that keeps running (SDK 0.50's
 //!   `FinalizeBlock` error does not end the process): the upgrade goes ahead only when the node's
 //!   height is at least the plan's. An RPC that cannot be reached is asked again every
@@ -219,7 +220,13 @@ impl HeightChecks {
 fn judge_restart(plan: &Plan, answer: Result<i64, RpcError>, queue: &Path) -> Option<Verdict> {
     match answer {
         Ok(latest) if latest >= plan.height => {
-            error!(name = %plan.name, height = plan.height, node_height = latest, "missed manual upgrade {} at height {}, last known height is {latest}; the node keeps running without halting for it: remove it from the manual upgrade queue ({}), and schedule it again above height {latest} if it is still wanted", plan.name, plan.height, queue.display());
+            let removed = match batch::remove(queue, plan) {
+                Ok(()) => "removed it from the manual upgrade queue".to_owned(),
+                Err(err) => format!(
+                    "could not remove it from the manual upgrade queue ({err}): remove it by hand before cosmovisor starts again"
+                ),
+            };
+            error!(name = %plan.name, height = plan.height, node_height = latest, "missed manual upgrade {} at height {}, last known height is {latest}; {removed}; the node keeps running: schedule it again above height {latest} if it is still wanted", plan.name, plan.height);
             None
         }
         Ok(latest) => {

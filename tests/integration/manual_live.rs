@@ -290,3 +290,40 @@ fn mock_version_genesis(home: &Home, extra: &serde_json::Value) {
     }
     home.mock(&home.genesis_dir(), &config);
 }
+
+#[test]
+fn a_queued_height_the_running_node_has_passed_is_reported_and_taken_out_of_the_queue() {
+    let home = Home::new("panacead");
+    mock_version_genesis(&home, &json!({}));
+    home.mock(&home.upgrade_dir("v2"), &json!({"version": "v2"}));
+    let port = free_port();
+    let running = home
+        .cosmovisor([
+            "run",
+            "start",
+            "--rpc.laddr",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .env("COSMOVISOR_NODE_RPC", format!("http://127.0.0.1:{port}"))
+        .spawn();
+    wait_for_mock_event(&home, "block 10");
+    // Written past add-upgrade's check, as by an add-upgrade that could not reach the RPC.
+    let queue = home.data().join("upgrade-info.json.batch");
+    fs::write(
+        &queue,
+        r#"[{"name":"v2","time":"0001-01-01T00:00:00Z","height":3}]"#,
+    )
+    .unwrap();
+    running.wait_for_log("missed manual upgrade v2 at height 3, last known height is ");
+    crate::support::wait_until("the queue without v2", crate::support::DEADLINE, || {
+        !queue.exists()
+    });
+    wait_for_mock_event(&home, "block 20");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0)
+        .stderr_contains("removed it from the manual upgrade queue; the node keeps running")
+        .stderr_lacks("restarting the node");
+    assert_eq!(starts(&home), ["start v1 height=0"], "{out}");
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+}
