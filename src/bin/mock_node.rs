@@ -34,7 +34,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 use serde::Deserialize;
 
-/// The goleveldb stores of a `CometBFT`/Cosmos SDK node.
+/// The goleveldb stores of a CometBFT/Cosmos SDK node.
 const STORES: [&str; 4] = ["application.db", "blockstore.db", "state.db", "tx_index.db"];
 /// The stores that get new immutable table files every `ldb_every` blocks.
 const TABLE_STORES: [&str; 2] = ["application.db", "blockstore.db"];

@@ -42,7 +42,7 @@ fn committed(home: &Home) -> i64 {
 #[test]
 fn a_manual_upgrade_added_while_the_node_runs_happens_at_its_height() {
     let home = Home::new("panacead");
-    // 40 blocks of 100 ms leave the supervisor ample time to restart the node before the height.
+    // 60 blocks of 100 ms leave the supervisor ample time to restart the node before the height.
     mock_version_genesis(&home, &json!({"block_time_ms": 100}));
     let port = free_port();
     let rpc = format!("http://127.0.0.1:{port}");
@@ -53,7 +53,7 @@ fn a_manual_upgrade_added_while_the_node_runs_happens_at_its_height() {
         .env("COSMOVISOR_NODE_RPC", &rpc)
         .spawn();
     wait_for_mock_event(&home, "block 10");
-    let height = committed(&home) + 40;
+    let height = committed(&home) + 60;
     let out = home
         .cosmovisor([
             "add-upgrade",
