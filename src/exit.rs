@@ -17,7 +17,8 @@ pub const OK: u8 = 0;
 /// An unexpected failure of cosmovisor itself (an I/O error not covered below).
 pub const INTERNAL: u8 = 1;
 /// The command line could not be parsed (clap's convention), or an argument names something
-/// unusable (for example `init` with a path that does not exist).
+/// unusable (for example `init` with a path that does not exist, or `add-upgrade` with a height
+/// the node has already reached).
 pub const USAGE: u8 = 2;
 /// The environment or `config.toml` is invalid; nothing was started or changed.
 pub const CONFIG: u8 = 3;
@@ -28,7 +29,9 @@ pub const LAYOUT: u8 = 4;
 /// invalid, the backup or a pre-upgrade step failed. The daemon is stopped, `current` still
 /// points at the old version, and the next start resumes the upgrade from its journal. Also: the
 /// journal or the manual-upgrade queue cannot be used (unreadable, not a regular file, or a journal
-/// naming a backup folder outside `DAEMON_DATA_BACKUP_DIR`); nothing was removed or started.
+/// naming a backup folder outside `DAEMON_DATA_BACKUP_DIR`); nothing was removed or started. And:
+/// `data/upgrade-info.json` holds a complete plan that can never be applied (the daemon was
+/// stopped; every start fails the same way until the file is removed or replaced).
 pub const UPGRADE_FAILED: u8 = 5;
 /// `cosmovisor doctor` found at least one problem (each is a `✗` line on stdout).
 pub const DOCTOR_FAILED: u8 = 7;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use cosmovisor::{
     batch, cli, commands, config, exit, journal, layout, log, pid1, process, supervise, upgrade,
+    watcher,
 };
 use tracing::info;
 
@@ -84,24 +85,24 @@ fn command(cli: Cli) -> u8 {
             upgrade_height,
         } => {
             init_logging(config);
-            finish(commands::add_upgrade::add_upgrade(
+            finish(block_on(commands::add_upgrade::add_upgrade(
                 config,
                 &name,
                 &path,
                 force,
                 upgrade_height,
-            ))
+            )))
         }
         Command::AddBatchUpgrade {
             upgrade_list,
             upgrade_file,
         } => {
             init_logging(config);
-            finish(commands::add_upgrade::add_batch_upgrade(
+            finish(block_on(commands::add_upgrade::add_batch_upgrade(
                 config,
                 &upgrade_list,
                 upgrade_file.as_deref(),
-            ))
+            )))
         }
         Command::PrepareUpgrade => {
             init_logging(config);
@@ -222,6 +223,7 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<upgrade::UpgradeError>()
             || cause.is::<journal::JournalError>()
             || cause.is::<batch::BatchError>()
+            || cause.is::<watcher::UnusablePlan>()
         {
             return exit::UPGRADE_FAILED;
         }

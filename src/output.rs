@@ -41,6 +41,12 @@ const LINE_QUEUE: usize = 16;
 pub struct Hints {
     /// `UPGRADE … NEEDED` lines: reasons to read `data/upgrade-info.json` now.
     pub upgrade_lines: mpsc::Receiver<LinePlan>,
+    /// Halt lines: the heights the node claims to halt at.
+    pub halts: Halts,
+}
+
+/// The halt heights the daemon's output claimed.
+pub struct Halts {
     halt: watch::Receiver<Option<i64>>,
 }
 
@@ -48,7 +54,22 @@ impl Hints {
     /// The height of the last halt line the daemon printed, if any.
     #[must_use]
     pub fn halt_height(&self) -> Option<i64> {
-        *self.halt.borrow()
+        *self.halts.halt.borrow()
+    }
+}
+
+impl Halts {
+    /// Waits for the daemon's next halt line and returns its height (never, once its output has
+    /// ended). Cancel-safe.
+    pub async fn next(&mut self) -> i64 {
+        loop {
+            if self.halt.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if let Some(height) = *self.halt.borrow_and_update() {
+                return height;
+            }
+        }
     }
 }
 
@@ -68,7 +89,7 @@ pub fn hints() -> (HintSender, Hints) {
         HintSender { lines, halt },
         Hints {
             upgrade_lines,
-            halt: halt_rx,
+            halts: Halts { halt: halt_rx },
         },
     )
 }

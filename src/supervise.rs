@@ -9,7 +9,14 @@
 //! The daemon's output is a hint, never an authority (SPEC §5): an upgrade line only makes us
 //! read `upgrade-info.json` at once, and only a plan in that file is applied; a line the file
 //! does not confirm within [`LINE_SETTLE`] earns one warning and nothing else. A halt line counts
-//! for a queued manual upgrade only once the daemon has exited on its own after printing it.
+//! for a queued manual upgrade once the daemon has exited on its own after printing it, or, for a
+//! node that keeps running after its halt (SDK 0.50), once the node's RPC confirms its height.
+//!
+//! A change of the manual-upgrade queue while the node runs is acted on at once: when the queue's
+//! lowest height is not the `--halt-height` the node runs with, the node is restarted gracefully
+//! with the right one (unless its RPC says it is already past that height). A plan in
+//! `upgrade-info.json` that can never be applied stops the node and cosmovisor with an error.
+//! Those decisions about manual upgrades, and the questions to the node's RPC, are `manual.rs`.
 //!
 //! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
 //! killed, and applies a plan already pending on disk (the node halted at the height, then the
@@ -24,7 +31,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+use manual::{HeightChecks, Verdict, halt_args, halted_for};
 
 use crate::batch;
 use crate::config::Config;
@@ -38,7 +47,9 @@ use crate::plan::{self, Applied, LinePlan, Plan};
 use crate::process::{self, Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
 use crate::upgrade::{self, Outcome};
-use crate::watcher::{self, Watcher};
+use crate::watcher::{self, Change, UnusablePlan, Watcher};
+
+mod manual;
 
 /// After an `UPGRADE … NEEDED` line, how long `upgrade-info.json` has to confirm it (x/upgrade
 /// writes the file just before logging the line) before we warn and let the node run on.
@@ -54,6 +65,10 @@ enum Ending {
     Exited(ExitStatus),
     /// A plan to apply was found while the daemon runs.
     Upgrade(Plan),
+    /// The manual-upgrade queue asks for another `--halt-height` than the daemon runs with.
+    Restart,
+    /// `upgrade-info.json` holds a plan that can never be applied.
+    Unusable(UnusablePlan),
 }
 
 /// What to do after an upgrade attempt.
@@ -107,12 +122,13 @@ impl Supervisor<'_> {
         let current = self.current_dir()?;
         let mut watcher = Watcher::new(
             &self.layout.upgrade_info_file(),
+            &self.layout.batch_file(),
             self.cfg.poll_interval,
             !self.cfg.disable_recase,
             skip,
             watcher::read_applied(&current),
         );
-        if let Some(plan) = watcher.check_now().await {
+        if let Some(plan) = watcher.check_now().await? {
             info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
             if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
                 return Ok(code);
@@ -122,23 +138,22 @@ impl Supervisor<'_> {
 
         let mut restart = false;
         loop {
-            let manual = batch::next_due(
+            let mut manual = batch::next_due(
                 &self.layout.batch_file(),
                 watcher.applied(),
                 !self.cfg.disable_recase,
             )?;
-            let args = match &manual {
-                Some(plan) => {
-                    let args = batch::with_halt_height(self.args, plan.height);
-                    info!(name = %plan.name, height = plan.height, halt_height_added = args.is_some(), "manual upgrade scheduled; the node halts at its height");
-                    args.unwrap_or_else(|| self.args.to_vec())
-                }
-                None => self.args.to_vec(),
-            };
+            let args = halt_args(self.args, manual.as_ref());
+            if let Some(plan) = &manual {
+                let added = args.len() > self.args.len();
+                info!(name = %plan.name, height = plan.height, halt_height_added = added, "manual upgrade scheduled; the node halts at its height");
+            }
             let (mut daemon, mut hints) = self.launch(&args)?;
             self.metrics.daemon_started(restart);
             restart = true;
-            let (ending, terminated_by) = self.watch(&mut daemon, &mut watcher, &mut hints).await?;
+            let (ending, terminated_by) = self
+                .watch(&mut daemon, &mut watcher, &mut hints, &mut manual, &args)
+                .await?;
             let (plan, journal) = match ending {
                 Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
@@ -151,7 +166,7 @@ impl Supervisor<'_> {
                     } else {
                         watcher
                             .check_now()
-                            .await
+                            .await?
                             .or_else(|| halted_for(&hints, manual.as_ref()))
                     };
                     match plan {
@@ -169,12 +184,7 @@ impl Supervisor<'_> {
                     // be written (disk full) still stops the node first: never orphan it.
                     let journaled = Journal::record(&plan, &self.layout);
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let (status, stop_signal) = daemon
-                        .stop(self.cfg.shutdown_grace, &mut self.signals)
-                        .await?;
-                    self.metrics.daemon_exited(exit::from_status(status));
-                    pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.finish(self.cfg.shutdown_grace).await;
+                    let stop_signal = self.stop_daemon(&mut daemon).await?;
                     let journal = journaled.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
@@ -187,6 +197,17 @@ impl Supervisor<'_> {
                     }
                     (plan, journal)
                 }
+                Ending::Restart => {
+                    if let Some(sig) = self.stop_daemon(&mut daemon).await?.or(terminated_by) {
+                        return Ok(exit::from_signal(sig));
+                    }
+                    continue;
+                }
+                Ending::Unusable(unusable) => {
+                    error!(file = %unusable.file.display(), error = %unusable.err, "upgrade plan can never be applied; stopping the node");
+                    self.stop_daemon(&mut daemon).await?;
+                    return Err(unusable.into());
+                }
             };
             let next = self.upgrade(journal).await?;
             if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
@@ -197,6 +218,18 @@ impl Supervisor<'_> {
                 Next::Exit(code) => return Ok(code),
             }
         }
+    }
+
+    /// Stops the daemon gracefully and reaps it; returns the termination signal that arrived
+    /// meanwhile, if any.
+    async fn stop_daemon(&mut self, daemon: &mut Daemon) -> anyhow::Result<Option<Signal>> {
+        let (status, stop_signal) = daemon
+            .stop(self.cfg.shutdown_grace, &mut self.signals)
+            .await?;
+        self.metrics.daemon_exited(exit::from_status(status));
+        pid_file::remove(&self.layout.daemon_pid_file());
+        daemon.finish(self.cfg.shutdown_grace).await;
+        Ok(stop_signal)
     }
 
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
@@ -310,12 +343,16 @@ impl Supervisor<'_> {
         daemon: &mut Daemon,
         watcher: &mut Watcher,
         hints: &mut Hints,
+        manual: &mut Option<Plan>,
+        args: &[OsString],
     ) -> anyhow::Result<(Ending, Option<Signal>)> {
         let recase = !self.cfg.disable_recase;
+        let queue = self.layout.batch_file();
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
+        let mut checks = HeightChecks::new(&self.cfg.node_rpc);
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
             let settled = async {
@@ -324,18 +361,37 @@ impl Supervisor<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let verdict = checks.next(manual.as_ref(), &queue);
             tokio::select! {
                 status = daemon.wait() => {
                     let status = status.context("cannot wait for the daemon")?;
                     return Ok((Ending::Exited(status), terminated_by));
                 }
-                plan = watcher.next(), if terminated_by.is_none() => {
-                    return Ok((Ending::Upgrade(plan), None));
+                change = watcher.next(), if terminated_by.is_none() => match change {
+                    Change::Plan(plan) => return Ok((Ending::Upgrade(plan), None)),
+                    Change::Unusable(unusable) => return Ok((Ending::Unusable(unusable), None)),
+                    Change::Queue => {
+                        let applied = watcher.applied().clone();
+                        let verdict = checks.queue_changed(&queue, &applied, recase, self.args, args, manual);
+                        if let Some(ending) = ending_for(verdict) {
+                            return Ok((ending, None));
+                        }
+                    }
+                },
+                verdict = verdict, if terminated_by.is_none() => {
+                    if let Some(ending) = ending_for(verdict) {
+                        return Ok((ending, None));
+                    }
+                }
+                height = hints.halts.next(), if terminated_by.is_none() => {
+                    checks.halt_claimed(height, manual.as_ref());
                 }
                 Some(line) = hints.upgrade_lines.recv(), if terminated_by.is_none() => {
                     // Only a hint: look at the file now; its plan is the one applied.
-                    if let Some(plan) = watcher.check_now().await {
-                        return Ok((Ending::Upgrade(plan), None));
+                    match watcher.check_now().await {
+                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(None) => {}
+                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
                     }
                     if unconfirmed.is_some() {
                         continue;
@@ -350,8 +406,10 @@ impl Supervisor<'_> {
                     }
                 }
                 () = settled => {
-                    if let Some(plan) = watcher.check_now().await {
-                        return Ok((Ending::Upgrade(plan), None));
+                    match watcher.check_now().await {
+                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(None) => {}
+                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
                     }
                     if let Some((line, _)) = unconfirmed.take() {
                         warn!(name = %line.name, height = line.height, file = %self.layout.upgrade_info_file().display(), "upgrade line on the daemon's output not confirmed by the plan file within {}; ignoring it, the node keeps running", crate::config::format_go_duration(LINE_SETTLE));
@@ -388,14 +446,13 @@ fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The manual plan whose height the daemon reported halting at before it exited on its own.
-fn halted_for(hints: &Hints, manual: Option<&Plan>) -> Option<Plan> {
-    let plan = manual?;
-    let height = hints
-        .halt_height()
-        .filter(|&height| height >= plan.height)?;
-    info!(name = %plan.name, height, "node halted at the manual upgrade height");
-    Some(plan.clone())
+/// How a run of the daemon ends for a verdict about the manual-upgrade queue, if it does.
+fn ending_for(verdict: Verdict) -> Option<Ending> {
+    match verdict {
+        Verdict::Nothing => None,
+        Verdict::Restart => Some(Ending::Restart),
+        Verdict::Upgrade(plan) => Some(Ending::Upgrade(plan)),
+    }
 }
 
 fn applied_of(plan: &Plan) -> Applied {

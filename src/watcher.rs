@@ -14,7 +14,12 @@
 //! forwards signals and never grows our memory. Such a problem is warned about once, and again
 //! only when the kind of problem changes; each later look at the same problem is a debug line.
 //!
-//! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights.
+//! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights. A
+//! complete, valid JSON plan that can never be applied (a name that cannot be a folder, a height
+//! of 0, a time-based plan) is not "not yet": it is an [`UnusablePlan`], and the supervisor stops.
+//!
+//! The same watch reports changes of the manual-upgrade queue (`upgrade-info.json.batch`, by its
+//! identity), so the supervisor can make the node halt at a height added while it runs.
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -43,9 +48,35 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// What the watch found.
+#[derive(Debug)]
+pub enum Change {
+    /// A plan to apply now.
+    Plan(Plan),
+    /// The manual-upgrade queue file changed (or appeared, or went away).
+    Queue,
+    /// A complete plan that can never be applied.
+    Unusable(UnusablePlan),
+}
+
+/// `data/upgrade-info.json` holds a complete, valid JSON plan that no upgrade can carry out.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} holds an upgrade plan that can never be applied: {err}; the node was stopped (the chain halts at this upgrade anyway): get the upgrade's instructions for this chain, then remove or replace {} before starting cosmovisor again",
+    file.display(), file.display()
+)]
+pub struct UnusablePlan {
+    pub file: PathBuf,
+    pub err: plan::PlanError,
+}
+
 pub struct Watcher {
     file: PathBuf,
     file_name: std::ffi::OsString,
+    queue: PathBuf,
+    queue_name: std::ffi::OsString,
+    /// The queue file's identity when last reported (`None`: absent).
+    queue_seen: Option<Stamp>,
     recase: bool,
     skip_heights: Vec<i64>,
     applied: Applied,
@@ -64,6 +95,7 @@ impl Watcher {
     #[must_use]
     pub fn new(
         file: &Path,
+        queue: &Path,
         poll_interval: Duration,
         recase: bool,
         skip_heights: Vec<i64>,
@@ -80,6 +112,9 @@ impl Watcher {
         Watcher {
             file: file.to_path_buf(),
             file_name: file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+            queue: queue.to_path_buf(),
+            queue_name: queue.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+            queue_seen: stamp(queue),
             recase,
             skip_heights,
             applied,
@@ -133,23 +168,17 @@ impl Watcher {
         true
     }
 
-    /// Reads the file now, if it changed since the last look, and returns a plan to apply. The
-    /// read runs on the blocking pool; cancelling this future leaves the watcher as it was.
-    pub async fn check_now(&mut self) -> Option<Plan> {
-        let stamp = if let Ok(meta) = fs::metadata(&self.file) {
-            Stamp {
-                ino: meta.ino(),
-                len: meta.len(),
-                mtime: (meta.mtime(), meta.mtime_nsec()),
-                ctime: (meta.ctime(), meta.ctime_nsec()),
-            }
-        } else {
+    /// Reads the file now, if it changed since the last look, and returns a plan to apply, or
+    /// the plan that can never be applied. The read runs on the blocking pool; cancelling this
+    /// future leaves the watcher as it was.
+    pub async fn check_now(&mut self) -> Result<Option<Plan>, UnusablePlan> {
+        let Some(stamp) = stamp(&self.file) else {
             self.last_seen = None;
             self.problem = None;
-            return None;
+            return Ok(None);
         };
         if self.last_seen == Some(stamp) {
-            return None;
+            return Ok(None);
         }
         let read = bounded_read::read_capped_async(self.file.clone(), DOCUMENT_CAP).await;
         let bytes = match read {
@@ -158,27 +187,42 @@ impl Watcher {
                 // Looked at again on the next poll or event, whatever the stamp says.
                 self.last_seen = None;
                 self.report(&err);
-                return None;
+                return Ok(None);
             }
         };
         self.last_seen = Some(stamp);
         self.problem = None;
         match plan::parse(&bytes, self.recase) {
-            Ok(plan) if self.wants(&plan) => Some(plan),
+            Ok(plan) if self.wants(&plan) => Ok(Some(plan)),
             Ok(plan) => {
                 debug!(name = %plan.name, height = plan.height, "upgrade-info.json holds no new plan");
-                None
+                Ok(None)
             }
             // x/upgrade writes the file in place: an empty one is being written right now.
             Err(plan::PlanError::Empty) => {
                 debug!(file = %self.file.display(), "upgrade-info.json is empty; will read it again when it changes");
-                None
+                Ok(None)
             }
-            Err(err) => {
+            // Partial (being written) or garbled: read again when it changes.
+            Err(err @ plan::PlanError::Malformed(_)) => {
                 warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
-                None
+                Ok(None)
             }
+            Err(err) => Err(UnusablePlan {
+                file: self.file.clone(),
+                err,
+            }),
         }
+    }
+
+    /// Whether the manual-upgrade queue file changed since the last call (or since start).
+    fn queue_changed(&mut self) -> bool {
+        let now = stamp(&self.queue);
+        if now == self.queue_seen {
+            return false;
+        }
+        self.queue_seen = now;
+        true
     }
 
     /// Logs a read problem: a warning when it is new, a debug line when it is the same again.
@@ -200,17 +244,24 @@ impl Watcher {
         }
     }
 
-    /// Waits for a plan to apply. Cancel-safe: all progress lives in `self`.
-    pub async fn next(&mut self) -> Plan {
+    /// Waits for a plan to apply, a change of the queue, or an unusable plan. Cancel-safe: all
+    /// progress lives in `self`.
+    pub async fn next(&mut self) -> Change {
         loop {
             if !self.dirty {
                 self.dirty = self.wait_for_change().await;
             }
             if self.dirty {
-                let plan = self.check_now().await;
+                if self.queue_changed() {
+                    // `dirty` stays set: the plan file is read on the next call.
+                    return Change::Queue;
+                }
+                let found = self.check_now().await;
                 self.dirty = false;
-                if let Some(plan) = plan {
-                    return plan;
+                match found {
+                    Ok(Some(plan)) => return Change::Plan(plan),
+                    Ok(None) => {}
+                    Err(unusable) => return Change::Unusable(unusable),
                 }
             }
         }
@@ -224,7 +275,7 @@ impl Watcher {
                 _ = self.ticker.tick() => true,
                 ready = inotify.readable() => match ready {
                     Ok(mut guard) => {
-                        let events = drain_events(&guard.get_inner().0, &self.file_name);
+                        let events = drain_events(&guard.get_inner().0, &[&self.file_name, &self.queue_name]);
                         guard.clear_ready();
                         lost = events.lost;
                         events.relevant || events.lost
@@ -280,7 +331,7 @@ struct Events {
     lost: bool,
 }
 
-fn drain_events(inotify: &Inotify, file_name: &std::ffi::OsStr) -> Events {
+fn drain_events(inotify: &Inotify, names: &[&std::ffi::OsStr]) -> Events {
     let mut seen = Events {
         relevant: false,
         lost: false,
@@ -291,7 +342,10 @@ fn drain_events(inotify: &Inotify, file_name: &std::ffi::OsStr) -> Events {
         }
         for event in events {
             if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
-                || event.name.as_deref() == Some(file_name)
+                || event
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| names.contains(&name))
             {
                 seen.relevant = true;
             }
@@ -305,6 +359,17 @@ fn drain_events(inotify: &Inotify, file_name: &std::ffi::OsStr) -> Events {
         }
     }
     seen
+}
+
+/// The identity of the file at `path`, `None` when it cannot be looked at.
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some(Stamp {
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    })
 }
 
 /// The poll timer: the configured interval without inotify, a slow safety net with it.

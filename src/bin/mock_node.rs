@@ -8,6 +8,9 @@
 //! and records everything it does in `$DAEMON_HOME/mock-events.log` so that
 //! tests can synchronise on it.
 //!
+//! With `start --rpc.laddr tcp://127.0.0.1:<port>` it answers `CometBFT`'s RPC
+//! `GET /status` with its height (`result.sync_info.latest_block_height`).
+//!
 //! Its behaviour is configured by `mock-node.json`, read from the parent of the
 //! directory holding the executable (e.g. `cosmovisor/genesis/mock-node.json`
 //! for `cosmovisor/genesis/bin/panacead`). Every field is optional.
@@ -16,9 +19,12 @@ use std::env;
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -75,6 +81,9 @@ struct Config {
     ldb_every: u64,
     ldb_bytes: usize,
     fail_start: bool,
+    /// At `--halt-height`, keep running without producing blocks (SDK 0.50's
+    /// `FinalizeBlock` error leaves the process up) instead of exiting.
+    halt_keeps_running: bool,
 }
 
 impl Default for Config {
@@ -90,6 +99,7 @@ impl Default for Config {
             ldb_every: 50,
             ldb_bytes: 65536,
             fail_start: false,
+            halt_keeps_running: false,
         }
     }
 }
@@ -349,6 +359,8 @@ struct StartOpts {
     /// 0 means "no halt height", like the SDK.
     halt_height: u64,
     skip_heights: Vec<u64>,
+    /// `--rpc.laddr tcp://<ip>:<port>`: where to answer `GET /status`.
+    rpc_laddr: Option<String>,
 }
 
 impl StartOpts {
@@ -359,6 +371,7 @@ impl StartOpts {
             home: home_dir(args),
             halt_height,
             skip_heights: skip_heights(args),
+            rpc_laddr: flag_value(args, "rpc.laddr"),
         }
     }
 }
@@ -400,6 +413,9 @@ fn cmd_start(cfg: Config, args: &[String]) -> i32 {
         record_event(&opts.home, "exit 1");
         return 1;
     };
+    if let Some(laddr) = &opts.rpc_laddr {
+        serve_rpc(laddr, Arc::clone(&node.committed));
+    }
     node.run(&opts, &signals)
 }
 
@@ -448,6 +464,8 @@ struct Node {
     /// Next table file number, one per store in `TABLE_STORES` order.
     next_table: Vec<u64>,
     height: u64,
+    /// `height`, for the RPC thread.
+    committed: Arc<AtomicU64>,
 }
 
 impl Node {
@@ -476,6 +494,7 @@ impl Node {
             cs_wal,
             next_table,
             height,
+            committed: Arc::new(AtomicU64::new(height)),
         };
         node.mark_opened();
         Some(node)
@@ -577,6 +596,10 @@ impl Node {
         }
         self.commit(h);
         if opts.halt_height > 0 && h >= opts.halt_height {
+            if self.cfg.halt_keeps_running {
+                self.halt_and_stay(h);
+                return Step::Stalled;
+            }
             return Step::Exit(self.halt(h));
         }
         Step::Continue
@@ -624,6 +647,7 @@ impl Node {
         }
         write_validator_state(&self.data, h);
         self.height = h;
+        self.committed.store(h, Ordering::SeqCst);
         log!("INF", "committed state height={h} module=state");
         if h % 10 == 0 {
             event!(&self.home, "block {h}");
@@ -649,6 +673,16 @@ impl Node {
         log!("INF", "halt per configuration height {h} module=server");
         event!(&self.home, "halt {h}");
         self.shutdown(0)
+    }
+
+    /// SDK 0.50: `FinalizeBlock` fails with the halt error and the process
+    /// stays up, producing no more blocks.
+    fn halt_and_stay(&self, h: u64) {
+        log!(
+            "ERR",
+            "CONSENSUS FAILURE!!! err=\"halt per configuration height {h} time 0\" module=consensus"
+        );
+        event!(&self.home, "halt-running {h}");
     }
 
     /// Clean close: LOG `closed`, lock released, then the `exit` event.
@@ -776,4 +810,45 @@ fn table_bytes(h: u64, len: usize) -> Vec<u8> {
 /// A JSON string literal (quoted and escaped).
 fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// `--rpc.laddr`: CometBFT's `GET /status`, height only.
+// ---------------------------------------------------------------------------
+
+/// Answers `GET /status` on `laddr` (`tcp://ip:port`) from a thread, one
+/// request per connection, with the last committed height.
+fn serve_rpc(laddr: &str, committed: Arc<AtomicU64>) {
+    let addr = laddr.strip_prefix("tcp://").unwrap_or(laddr);
+    let listener = TcpListener::bind(addr).or_die(format_args!("binding --rpc.laddr {laddr}"));
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            answer_status(stream, committed.load(Ordering::SeqCst));
+        }
+    });
+}
+
+fn answer_status(mut stream: TcpStream, height: u64) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 << 10 {
+        match io::Read::read(&mut stream, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let (status, body) = if request.starts_with(b"GET /status ") {
+        let body = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":-1,\"result\":{{\"sync_info\":{{\"latest_block_height\":\"{height}\",\"catching_up\":false}}}}}}"
+        );
+        ("200 OK", body)
+    } else {
+        ("404 Not Found", String::from("{}"))
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }

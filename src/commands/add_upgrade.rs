@@ -1,19 +1,26 @@
 //! `add-upgrade` and `add-batch-upgrade`: staging upgrade binaries by hand, and scheduling manual
 //! upgrades at a height (see `batch.rs` for how those happen: at the node's `--halt-height`, never
 //! before).
+//!
+//! A height the node has already passed is refused before anything is changed; the node's height
+//! comes from its `CometBFT` RPC (`COSMOVISOR_NODE_RPC`). When the RPC cannot be reached the plan
+//! is queued with a warning saying the height could not be checked. After queueing, the command
+//! says what will happen: a running supervisor (it holds the home's lock) restarts the node with
+//! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::batch::{self, Entry};
 use crate::config::Config;
 use crate::exit;
 use crate::journal::Journal;
 use crate::layout::{self, Layout, UpgradeName};
+use crate::{lock, node_rpc, watcher};
 
 /// What is wrong with the command's arguments (a usage error: exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,15 @@ pub enum ArgumentError {
     NoList,
     #[error(transparent)]
     Name(#[from] layout::NameError),
+    #[error(
+        "missed manual upgrade {name} at height {height}, last known height is {latest} (the node's RPC at {rpc}): choose a height above {latest}"
+    )]
+    Missed {
+        name: String,
+        height: i64,
+        latest: i64,
+        rpc: String,
+    },
 }
 
 /// `add-upgrade --force` for the upgrade the journal says is under way: its binary may already
@@ -57,7 +73,7 @@ pub struct UnderWayError {
 }
 
 /// `add-upgrade <name> <path> [--force] [--upgrade-height H]`.
-pub fn add_upgrade(
+pub async fn add_upgrade(
     config_file: Option<&Path>,
     name: &str,
     executable: &Path,
@@ -87,6 +103,9 @@ pub fn add_upgrade(
             }
         }
     }
+    if let Some(height) = height {
+        refuse_passed(&cfg, &[(&name, height)]).await?;
+    }
     stage(&layout, &name, executable, force)?;
     if let Some(height) = height {
         let mut entries: Vec<Entry> = batch::load(&queue)?
@@ -96,13 +115,74 @@ pub fn add_upgrade(
         entries.push(Entry::new(name.as_str(), height));
         batch::save(&queue, &entries)?;
         info!(queue = %queue.display(), name = %name, height, "{} upgrade binary will switch at height {height}", name);
+        tell_what_happens(&layout, &cfg, Some(&name))?;
     }
     Ok(exit::OK)
 }
 
+/// Refuses heights the node has already reached (its RPC says so); warns when it cannot tell.
+async fn refuse_passed(cfg: &Config, plans: &[(&UpgradeName, i64)]) -> anyhow::Result<()> {
+    match node_rpc::latest_height(&cfg.node_rpc).await {
+        Ok(latest) => {
+            if let Some((name, height)) = plans.iter().find(|(_, height)| *height <= latest) {
+                return Err(ArgumentError::Missed {
+                    name: name.to_string(),
+                    height: *height,
+                    latest,
+                    rpc: cfg.node_rpc.clone(),
+                }
+                .into());
+            }
+            info!(node_height = latest, rpc = %cfg.node_rpc, "the node has not reached the upgrade height yet");
+        }
+        Err(err) => {
+            warn!(error = %err, "the node's height could not be checked (COSMOVISOR_NODE_RPC); queueing the upgrade anyway: make sure the node has not reached its height");
+        }
+    }
+    Ok(())
+}
+
+/// Says what the queue now makes happen for the plan `added` (or the queue's first): at once (a
+/// supervisor runs) or at the next start.
+fn tell_what_happens(
+    layout: &Layout,
+    cfg: &Config,
+    added: Option<&UpgradeName>,
+) -> anyhow::Result<()> {
+    let applied = layout
+        .version_to_run()
+        .map(|dir| watcher::read_applied(&dir))
+        .unwrap_or_default();
+    let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase)? else {
+        warn!("no queued manual upgrade is newer than the applied one; none will happen");
+        return Ok(());
+    };
+    if let Some(added) = added.filter(|added| !next.name.same_as(added.as_str())) {
+        info!(
+            "{added} is queued after {} at height {}: the node halts and upgrades there first",
+            next.name, next.height
+        );
+        return Ok(());
+    }
+    if let Some(pid) = lock::holder(layout.root()) {
+        info!(
+            supervisor_pid = pid,
+            "the running node will be restarted with --halt-height {} (unless it already runs with it) and upgraded to {} when it halts there",
+            next.height,
+            next.name
+        );
+    } else {
+        info!(
+            "no cosmovisor supervises this home now: the next `cosmovisor run start` starts the node with --halt-height {} and upgrades it to {} when it halts there",
+            next.height, next.name
+        );
+    }
+    Ok(())
+}
+
 /// `add-batch-upgrade --upgrade-list n:path:h,… | --upgrade-file <csv>`: stages every binary
 /// (replacing existing ones, as Go does) and replaces the queue with these plans.
-pub fn add_batch_upgrade(
+pub async fn add_batch_upgrade(
     config_file: Option<&Path>,
     list: &[String],
     file: Option<&Path>,
@@ -133,6 +213,11 @@ pub fn add_batch_upgrade(
         check_executable(executable)?;
         refuse_under_way(&layout, &cfg, name)?;
     }
+    let heights: Vec<(&UpgradeName, i64)> = planned
+        .iter()
+        .map(|(name, _, height)| (name, *height))
+        .collect();
+    refuse_passed(&cfg, &heights).await?;
     let mut entries = Vec::new();
     for (name, executable, height) in &planned {
         stage(&layout, name, executable, true)?;
@@ -141,6 +226,7 @@ pub fn add_batch_upgrade(
     let queue = layout.batch_file();
     batch::save(&queue, &entries)?;
     info!(queue = %queue.display(), upgrades = entries.len(), "manual upgrades scheduled");
+    tell_what_happens(&layout, &cfg, None)?;
     Ok(exit::OK)
 }
 

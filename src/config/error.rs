@@ -73,6 +73,11 @@ pub enum ConfigError {
     )]
     InvalidMetricsAddr { value: String },
     #[error(
+        "COSMOVISOR_NODE_RPC: invalid URL {value:?} (expected the node's CometBFT RPC such as \
+         http://127.0.0.1:26657, or empty for that default)"
+    )]
+    InvalidNodeRpc { value: String },
+    #[error(
         "DAEMON_DATA_BACKUP_DIR must be an existing directory, got {value:?}: {reason} \
          (create it or point it elsewhere)"
     )]

@@ -52,6 +52,10 @@ pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
 pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
+pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
+
+/// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset (`CometBFT`'s default `rpc.laddr`).
+pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
 /// Read by `log.rs` alone, not part of [`Config`].
 pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
 
@@ -147,6 +151,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
         "60s: a download that receives less than 1 KiB in this long fails as stalled",
     ),
+    (
+        COSMOVISOR_NODE_RPC,
+        "http://127.0.0.1:26657: the node's CometBFT RPC, asked for its height (never to trigger)",
+    ),
     (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
 ];
 
@@ -182,6 +190,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// A download that receives less than 1 KiB in this long fails as stalled (default 60s).
     pub download_idle_timeout: Duration,
+    /// The node's `CometBFT` RPC (`http(s)://host:port`), asked for the node's height only to refuse
+    /// or confirm, never to trigger anything.
+    pub node_rpc: String,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.

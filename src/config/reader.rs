@@ -16,10 +16,11 @@ use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors, DAEMON_ALLOW_DOWNLOAD_BINARIES,
-    DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
-    DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors,
+    DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
+    DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
+    DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
+    DAEMON_SHUTDOWN_GRACE, DEFAULT_NODE_RPC, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -321,6 +322,26 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         None
     }
 
+    /// `COSMOVISOR_NODE_RPC`: an `http://` or `https://` URL with a host; unset or empty gives
+    /// the default.
+    fn node_rpc(&mut self) -> String {
+        let Some(value) = self.non_empty(COSMOVISOR_NODE_RPC) else {
+            return DEFAULT_NODE_RPC.to_owned();
+        };
+        let url = value.trim().trim_end_matches('/').to_owned();
+        match url::Url::parse(&url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
+            {
+                url
+            }
+            _ => {
+                self.errors.push(ConfigError::InvalidNodeRpc { value });
+                DEFAULT_NODE_RPC.to_owned()
+            }
+        }
+    }
+
     pub(super) fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
         let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
@@ -350,6 +371,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
             DEFAULT_DOWNLOAD_IDLE_TIMEOUT,
         );
+        let node_rpc = self.node_rpc();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -412,6 +434,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             backup_mode,
             metrics_addr,
             download_idle_timeout,
+            node_rpc,
         })
     }
 }

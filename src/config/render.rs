@@ -12,10 +12,11 @@ use super::{
     COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
-    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
-    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES,
+    DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
+    DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, DEFAULT_NODE_RPC, UNSAFE_SKIP_BACKUP,
+    format_go_duration,
 };
 
 impl Config {
@@ -78,6 +79,7 @@ impl Config {
                 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
                 format_go_duration(self.download_idle_timeout),
             ),
+            (COSMOVISOR_NODE_RPC, self.node_rpc.clone()),
         ];
         let derived = [
             ("Root Dir", show(&root)),
@@ -161,6 +163,9 @@ impl Config {
         if let Some(addr) = self.metrics_addr {
             lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
         }
+        if self.node_rpc != DEFAULT_NODE_RPC {
+            lines.push(("cosmovisor_node_rpc", toml_string(&self.node_rpc)));
+        }
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -224,10 +229,13 @@ mod tests {
             backup_mode: BackupMode::Checkpoint,
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             download_idle_timeout: Duration::from_millis(250),
+            node_rpc: "https://rpc.example:443".into(),
         };
         let text = odd.to_toml();
         assert!(
-            text.ends_with("\ncosmovisor_metrics_addr = '0.0.0.0:9102'\n"),
+            text.ends_with(
+                "\ncosmovisor_metrics_addr = '0.0.0.0:9102'\ncosmovisor_node_rpc = 'https://rpc.example:443'\n"
+            ),
             "{text}"
         );
         assert!(text.contains("\ncosmovisor_backup_keep = 3\n"), "{text}");

@@ -24,7 +24,8 @@ const DETAIL: &str = "Configurable Values:
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: copy
-  COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s\nDerived Values:
+  COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
+  COSMOVISOR_NODE_RPC: http://127.0.0.1:26657\nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -57,6 +58,8 @@ COSMOVISOR_LOG_FORMAT=JSON => COSMOVISOR_LOG_FORMAT: json
 COSMOVISOR_METRICS_ADDR=127.0.0.1:9102 => COSMOVISOR_METRICS_ADDR: 127.0.0.1:9102
 COSMOVISOR_METRICS_ADDR=[::1]:9102 => COSMOVISOR_METRICS_ADDR: [::1]:9102
 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=250ms => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 250ms
+COSMOVISOR_NODE_RPC=http://10.0.0.5:26657/ => COSMOVISOR_NODE_RPC: http://10.0.0.5:26657
+COSMOVISOR_NODE_RPC=https://rpc.example.org => COSMOVISOR_NODE_RPC: https://rpc.example.org
 ";
 
 /// `VAR=value => the one exact error` (only that variable set besides home and name).
@@ -90,6 +93,8 @@ COSMOVISOR_BACKUP_KEEP=all => COSMOVISOR_BACKUP_KEEP: invalid integer "all" (exp
 COSMOVISOR_LOG_FORMAT=xml => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
 COSMOVISOR_METRICS_ADDR=localhost:9102 => COSMOVISOR_METRICS_ADDR: invalid address "localhost:9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
 COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+COSMOVISOR_NODE_RPC=127.0.0.1:26657 => COSMOVISOR_NODE_RPC: invalid URL "127.0.0.1:26657" (expected the node's CometBFT RPC such as http://127.0.0.1:26657, or empty for that default)
+COSMOVISOR_NODE_RPC=tcp://127.0.0.1:26657 => COSMOVISOR_NODE_RPC: invalid URL "tcp://127.0.0.1:26657" (expected the node's CometBFT RPC such as http://127.0.0.1:26657, or empty for that default)
 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=0s => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: must be greater than 0, got "0s" (unset it to use the default of 60s)
 "#;
 
@@ -178,6 +183,7 @@ pub(super) fn defaults() -> Config {
         backup_mode: BackupMode::Copy,
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
+        node_rpc: "http://127.0.0.1:26657".into(),
     }
 }
 

@@ -478,6 +478,7 @@ fn config_file_durations_and_environment_overrides() {
   COSMOVISOR_BACKUP_MODE: copy
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
+  COSMOVISOR_NODE_RPC: http://127.0.0.1:26657
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -555,6 +556,7 @@ fn config_prints_the_detail_string() {
   COSMOVISOR_BACKUP_MODE: copy
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
+  COSMOVISOR_NODE_RPC: http://127.0.0.1:9
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -590,6 +592,7 @@ fn config_prints_every_value_set() {
         .env("COSMOVISOR_BACKUP_KEEP", "2")
         .env("COSMOVISOR_LOG_FORMAT", "JSON")
         .env("COSMOVISOR_BACKUP_MODE", "Checkpoint")
+        .env("COSMOVISOR_NODE_RPC", "https://rpc.example:26657/")
         .run();
     out.assert_code(0);
     let empty = "";
@@ -617,6 +620,7 @@ fn config_prints_every_value_set() {
   COSMOVISOR_BACKUP_MODE: checkpoint
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
+  COSMOVISOR_NODE_RPC: https://rpc.example:26657
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades

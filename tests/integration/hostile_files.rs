@@ -188,31 +188,34 @@ fn journal_naming_a_folder_outside_the_home_is_refused() {
     assert!(journal.is_file(), "{out}");
 }
 
-/// A plan name that cannot be a folder (over 255 bytes) is refused when the plan is read: one
-/// warning, the node keeps running, and no journal is left to block later starts.
+/// A plan name that cannot be a folder (over 255 bytes) can never be applied: the node is stopped
+/// gracefully, cosmovisor exits 5 naming the plan, no journal is left, and a later start fails the
+/// same way at once without starting the node (which would only halt at the plan again).
 #[test]
-fn plan_name_too_long_for_a_folder_fails_once_without_a_journal() {
+fn plan_name_too_long_for_a_folder_stops_the_node_without_a_journal() {
     let home = Home::new("simd");
     let name = "a".repeat(300);
     home.genesis(
         &FakeDaemon::new()
             .ready("v1")
             .request_upgrade(&name, 10)
-            .event("requested")
             .block(),
     );
-    let running = home.cosmovisor(["run", "start"]).spawn();
-    home.wait_for_event("requested");
-    running.wait_for_log("longer than 255 bytes");
-    running.signal(Signal::SIGTERM);
-    let out = running.wait();
-    out.assert_code(0);
-    assert_eq!(warnings(&out.stderr(), "longer than 255 bytes"), 1, "{out}");
+    let out = home.cosmovisor(["run", "start"]).run();
+    out.assert_code(5);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].contains("holds an upgrade plan that can never be applied: upgrade name \"aaaa"),
+        "{out}"
+    );
+    assert!(errors[0].contains("longer than 255 bytes"), "{out}");
+    assert_eq!(home.events(), ["ready v1", "TERM"]);
     assert!(!home.root().join("upgrade-journal.json").exists(), "{out}");
-    let again = home
-        .cosmovisor(["run", "start"])
-        .stop_after(&home, "ready v1");
-    again.assert_code(0);
+    let again = home.cosmovisor(["run", "start"]).run();
+    again.assert_code(5);
+    assert_eq!(again.errors(), errors);
+    assert_eq!(home.events(), ["ready v1", "TERM"]);
     assert!(!home.root().join("upgrade-journal.json").exists());
 }
 

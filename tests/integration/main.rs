@@ -15,6 +15,7 @@ mod hostile_output;
 mod hostile_process;
 mod init;
 mod manual;
+mod manual_live;
 mod ops;
 mod parity11;
 mod rollback;

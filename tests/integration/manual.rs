@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::support::{FakeDaemon, Home, MOCK_NODE, Server, sha256};
 
-fn mock_home() -> Home {
+pub(crate) fn mock_home() -> Home {
     let home = Home::new("panacead");
     home.mock(
         &home.genesis_dir(),
@@ -21,7 +21,7 @@ fn mock_home() -> Home {
 }
 
 /// The version and start height of every `start` event of the mock node, in order.
-fn starts(home: &Home) -> Vec<String> {
+pub(crate) fn starts(home: &Home) -> Vec<String> {
     fs::read_to_string(home.path().join("mock-events.log"))
         .unwrap_or_default()
         .lines()
@@ -41,7 +41,7 @@ fn run_mock_until(home: &Home, event: &str) -> crate::support::Output {
     running.wait()
 }
 
-fn wait_for_mock_event(home: &Home, event: &str) {
+pub(crate) fn wait_for_mock_event(home: &Home, event: &str) {
     crate::support::wait_until(
         &format!("mock event {event:?}"),
         crate::support::DEADLINE,

@@ -207,6 +207,8 @@ impl Home {
             ("DAEMON_POLL_INTERVAL".into(), "50ms".into()),
             ("DAEMON_SHUTDOWN_GRACE".into(), "5s".into()),
             ("COSMOVISOR_COLOR_LOGS".into(), "false".into()),
+            // Nothing answers there: tests that want a node RPC start the mock node's.
+            ("COSMOVISOR_NODE_RPC".into(), "http://127.0.0.1:9".into()),
             ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
         ]
     }
