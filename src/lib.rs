@@ -23,6 +23,7 @@ pub mod layout;
 pub mod lock;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pid1;
 pub mod plan;

@@ -33,6 +33,7 @@ use crate::journal::Journal;
 use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
+use crate::notify;
 use crate::output::Hints;
 use crate::plan::{self, Applied, LinePlan, Plan};
 use crate::process::{self, Daemon, Launch, pid_file};
@@ -88,7 +89,13 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         metrics: Arc::default(),
     };
     if let Some(_held) = lock {
-        supervisor.supervise().await
+        notify::init();
+        let result = supervisor.supervise().await;
+        if let Err(err) = &result {
+            notify::failed(&format!("{err:#}"));
+        }
+        notify::stopping();
+        result
     } else {
         info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
@@ -98,7 +105,11 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
 impl Supervisor<'_> {
     async fn supervise(&mut self) -> anyhow::Result<u8> {
         let _metrics_server = self.serve_metrics().await;
-        pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
+        notify::keep_alive(pid_file::wait_for_previous(
+            &self.layout.daemon_pid_file(),
+            self.cfg.shutdown_grace,
+        ))
+        .await;
         let skip = plan::skip_heights(self.args);
         if let Next::Exit(code) = self.resume(&skip).await? {
             return Ok(code);
@@ -135,7 +146,8 @@ impl Supervisor<'_> {
                 }
                 None => self.args.to_vec(),
             };
-            let (mut daemon, mut hints) = self.launch(&args)?;
+            let (mut daemon, mut hints, version) = self.launch(&args)?;
+            notify::running(&self.cfg.name, &version, !restart);
             self.metrics.daemon_started(restart);
             restart = true;
             let (ending, terminated_by) = self.watch(&mut daemon, &mut watcher, &mut hints).await?;
@@ -168,10 +180,7 @@ impl Supervisor<'_> {
                     // old binary again, which would run past the height. A journal that cannot
                     // be written (disk full) still stops the node first: never orphan it.
                     let journaled = Journal::record(&plan, &self.layout);
-                    info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let (status, stop_signal) = daemon
-                        .stop(self.cfg.shutdown_grace, &mut self.signals)
-                        .await?;
+                    let (status, stop_signal) = self.stop_for(&plan, &mut daemon).await?;
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
                     daemon.finish(self.cfg.shutdown_grace).await;
@@ -199,6 +208,23 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Stops the daemon (gracefully) to apply `plan`; see [`Daemon::stop`].
+    async fn stop_for(
+        &mut self,
+        plan: &Plan,
+        daemon: &mut Daemon,
+    ) -> std::io::Result<(ExitStatus, Option<Signal>)> {
+        info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
+        notify::stopping_node(
+            &format!(
+                "upgrade {} at height {}: stopping {}",
+                plan.name, plan.height, self.cfg.name
+            ),
+            self.cfg.shutdown_grace,
+        );
+        notify::keep_alive(daemon.stop(self.cfg.shutdown_grace, &mut self.signals)).await
+    }
+
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
     /// the upgrade in the journal.
     async fn resume(&mut self, skip: &[i64]) -> anyhow::Result<Next> {
@@ -221,13 +247,13 @@ impl Supervisor<'_> {
     /// Carries out the upgrade `journal` records.
     async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
         let name = journal.plan.name.clone();
-        let outcome = upgrade::carry_out(
+        let outcome = notify::keep_alive(upgrade::carry_out(
             self.cfg,
             &self.layout,
             &mut self.signals,
             journal,
             &self.metrics,
-        )
+        ))
         .await?;
         if outcome == Outcome::Switched {
             self.metrics.upgrade_done();
@@ -282,8 +308,8 @@ impl Supervisor<'_> {
         Ok(dir)
     }
 
-    /// Starts the binary `current` points at.
-    fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints)> {
+    /// Starts the binary `current` points at; also returns that version's name.
+    fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints, String)> {
         let version_dir = self.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
@@ -300,7 +326,8 @@ impl Supervisor<'_> {
         if let Err(err) = pid_file::write(&self.layout.daemon_pid_file(), daemon.pid()) {
             warn!(error = %err, "cannot record the daemon's pid");
         }
-        Ok((daemon, hints))
+        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        Ok((daemon, hints, version))
     }
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
@@ -316,6 +343,7 @@ impl Supervisor<'_> {
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
+        let mut watchdog = notify::Watchdog::new();
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
             let settled = async {
@@ -361,9 +389,12 @@ impl Supervisor<'_> {
                     daemon.forward(sig);
                     if signals::is_termination(sig) && terminated_by.is_none() {
                         terminated_by = Some(sig);
+                        notify::stopping_node(&format!("stopping {} ({sig})", self.cfg.name), self.cfg.shutdown_grace);
+                        notify::stopping();
                     }
                 }
                 _ = orphan_exits.recv() => daemon.reap_orphans(),
+                () = watchdog.due() => watchdog.ping(),
             }
         }
     }

@@ -15,6 +15,7 @@ mod hostile_output;
 mod hostile_process;
 mod init;
 mod manual;
+mod notify;
 mod ops;
 mod parity11;
 mod rollback;
