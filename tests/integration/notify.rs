@@ -239,3 +239,92 @@ fn a_failed_upgrade_is_the_last_status() {
         "{lines:#?}"
     );
 }
+
+/// `doctor --unit` lines about the notify settings of `unit`, for `home`.
+fn doctor_notify_lines(home: &Home, unit: &Path) -> Vec<String> {
+    let out = home
+        .cosmovisor(["doctor", "--unit", unit.to_str().unwrap()])
+        .run();
+    out.stdout()
+        .lines()
+        .filter(|line| {
+            ["Type=", "WatchdogSec", "NotifyAccess"]
+                .iter()
+                .any(|k| line.contains(k))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The shipped unit with its notify settings replaced by `settings`.
+fn unit_with(home: &Home, settings: &str) -> PathBuf {
+    let path = crate::doctor::shipped_unit_for(home, &[]);
+    let mut text = String::new();
+    for line in std::fs::read_to_string(&path).unwrap().lines() {
+        let notify_setting = ["Type=", "WatchdogSec=", "NotifyAccess="]
+            .iter()
+            .any(|k| line.starts_with(k));
+        if !notify_setting {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    std::fs::write(
+        &path,
+        text.replace("[Service]\n", &format!("[Service]\n{settings}")),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn doctor_checks_the_units_notify_settings() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    let unit = crate::doctor::shipped_unit_for(&home, &[]);
+    let u = unit.display();
+    assert_eq!(
+        doctor_notify_lines(&home, &unit),
+        [
+            format!(
+                "✓ systemd unit {u}: Type=notify (systemctl status shows the node's version and upgrade steps)"
+            ),
+            format!("✓ systemd unit {u}: NotifyAccess=main"),
+            format!("✓ systemd unit {u}: WatchdogSec=2min restarts a frozen cosmovisor"),
+        ]
+    );
+
+    let unit = unit_with(&home, "Type=simple\nNotifyAccess=none\nWatchdogSec=10s\n");
+    let out = home
+        .cosmovisor(["doctor", "--unit", unit.to_str().unwrap()])
+        .run();
+    out.assert_code(7);
+    assert_eq!(
+        doctor_notify_lines(&home, &unit),
+        [
+            format!(
+                "! systemd unit {u}: Type=simple: systemd cannot tell when the node runs nor show an upgrade in progress — hint: set Type=notify (cosmovisor sends READY=1 and STATUS=)"
+            ),
+            format!(
+                "✗ systemd unit {u}: NotifyAccess=none makes systemd ignore cosmovisor's READY=1 and watchdog pings: the start times out — fix: set NotifyAccess=main"
+            ),
+            format!(
+                "✗ systemd unit {u}: WatchdogSec=10s is shorter than 30s: a slow disk during an upgrade could get the service restarted mid-step — fix: set WatchdogSec=2min"
+            ),
+        ],
+        "{out}"
+    );
+
+    let unit = unit_with(&home, "Type=notify\n");
+    assert_eq!(
+        doctor_notify_lines(&home, &unit),
+        [
+            format!(
+                "✓ systemd unit {u}: Type=notify (systemctl status shows the node's version and upgrade steps)"
+            ),
+            format!(
+                "! systemd unit {u}: no WatchdogSec: a frozen cosmovisor is not restarted — hint: set WatchdogSec=2min"
+            ),
+        ]
+    );
+}
