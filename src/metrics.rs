@@ -59,9 +59,21 @@ pub struct Metrics {
     daemon_up: AtomicBool,
     backup_duration_micros: AtomicU64,
     backup_bytes: AtomicU64,
+    start_time_seconds: AtomicU64,
+    download_enabled: AtomicBool,
 }
 
 impl Metrics {
+    /// The supervisor started now; `download_enabled`: `DAEMON_ALLOW_DOWNLOAD_BINARIES`.
+    pub fn supervisor_started(&self, download_enabled: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.start_time_seconds.store(now, Ordering::Relaxed);
+        self.download_enabled
+            .store(download_enabled, Ordering::Relaxed);
+    }
+
     /// The daemon was started (`restart`: not its first start under this supervisor).
     pub fn daemon_started(&self, restart: bool) {
         self.daemon_up.store(true, Ordering::Relaxed);
@@ -114,7 +126,7 @@ impl Metrics {
             self.backup_duration_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0;
         let mut out = String::with_capacity(2048);
         let version = crate::commands::version::VERSION;
-        let rows: [(&str, &str, &str, String); 10] = [
+        let rows: [(&str, &str, &str, String); 12] = [
             (
                 "cosmovisor_info",
                 "gauge",
@@ -175,6 +187,21 @@ impl Metrics {
                 "1 while the daemon runs.",
                 format!(" {}", u8::from(self.daemon_up.load(Ordering::Relaxed))),
             ),
+            (
+                "cosmovisor_start_time_seconds",
+                "gauge",
+                "When this cosmovisor started (Unix time); a change is a restart.",
+                format!(" {}", self.start_time_seconds.load(Ordering::Relaxed)),
+            ),
+            (
+                "cosmovisor_download_enabled",
+                "gauge",
+                "1 when DAEMON_ALLOW_DOWNLOAD_BINARIES lets cosmovisor fetch an upgrade's binary.",
+                format!(
+                    " {}",
+                    u8::from(self.download_enabled.load(Ordering::Relaxed))
+                ),
+            ),
         ];
         for (name, kind, help, sample) in rows {
             let _ = write!(
@@ -182,8 +209,35 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{sample}\n"
             );
         }
+        let name = "cosmovisor_upgrade_phase_timestamp_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} While an upgrade is under way: when it reached its phase (Unix time).\n# TYPE {name} gauge\n"
+        );
+        if let Some((upgrade, phase, since)) = upgrade_phase(layout) {
+            let _ = writeln!(
+                out,
+                "{name}{{name=\"{}\",phase=\"{phase}\"}} {since}",
+                label(&upgrade)
+            );
+        }
         out
     }
+}
+
+/// The upgrade the journal records (name, phase, when the journal was last written), if one is
+/// under way.
+fn upgrade_phase(layout: &Layout) -> Option<(String, &'static str, u64)> {
+    let path = layout.journal_file();
+    let bytes = crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP).ok()?;
+    let journal: crate::journal::Journal = serde_json::from_slice(&bytes).ok()?;
+    let since = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some((journal.plan.name, journal.phase.name(), since))
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -350,6 +404,7 @@ mod tests {
         layout.set_current(&layout.genesis_dir()).unwrap();
         std::fs::write(layout.upgrade_info_file(), r#"{"name":"v2","height":42}"#).unwrap();
         let metrics = Metrics::default();
+        metrics.supervisor_started(true);
         metrics.daemon_started(false);
         metrics.daemon_exited(143);
         metrics.daemon_started(true);
@@ -366,10 +421,29 @@ mod tests {
             "cosmovisor_daemon_restarts_total 1",
             "cosmovisor_daemon_last_exit_code 143",
             "cosmovisor_daemon_up 1",
+            "cosmovisor_download_enabled 1",
             "# TYPE cosmovisor_upgrades_total counter",
+            "# TYPE cosmovisor_upgrade_phase_timestamp_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        assert!(
+            !text.contains("cosmovisor_start_time_seconds 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cosmovisor_upgrade_phase_timestamp_seconds{"),
+            "no upgrade under way: {text}"
+        );
+        let plan = crate::plan::parse(br#"{"name":"v2","height":42}"#, true).unwrap();
+        crate::journal::Journal::record(&plan, &layout).unwrap();
+        let text = metrics.render(&layout, true);
+        assert!(
+            text.contains(
+                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"stopped\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("cosmovisor_info{version=\"v"));
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

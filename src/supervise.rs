@@ -104,6 +104,8 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
 
 impl Supervisor<'_> {
     async fn supervise(&mut self) -> anyhow::Result<u8> {
+        self.metrics
+            .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
         notify::keep_alive(pid_file::wait_for_previous(
             &self.layout.daemon_pid_file(),
