@@ -64,6 +64,38 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The metrics alert rules need about the supervisor itself and an upgrade under way (whose
+    /// sample exists only while the journal does).
+    fn render_supervisor(&self, out: &mut String, layout: &Layout) {
+        write_row(
+            out,
+            "cosmovisor_start_time_seconds",
+            "gauge",
+            "When this cosmovisor started (Unix time); a change is a restart.",
+            &format!(" {}", self.start_time_seconds.load(Ordering::Relaxed)),
+        );
+        write_row(
+            out,
+            "cosmovisor_download_enabled",
+            "gauge",
+            "1 when DAEMON_ALLOW_DOWNLOAD_BINARIES lets cosmovisor fetch an upgrade's binary.",
+            &format!(
+                " {}",
+                u8::from(self.download_enabled.load(Ordering::Relaxed))
+            ),
+        );
+        let phase = upgrade_phase(layout).map(|(upgrade, phase, since)| {
+            format!("{{name=\"{}\",phase=\"{phase}\"}} {since}", label(&upgrade))
+        });
+        write_row(
+            out,
+            "cosmovisor_upgrade_phase_timestamp_seconds",
+            "gauge",
+            "While an upgrade is under way: when it reached its phase (Unix time).",
+            phase.as_deref().unwrap_or_default(),
+        );
+    }
+
     /// The supervisor started now; `download_enabled`: `DAEMON_ALLOW_DOWNLOAD_BINARIES`.
     pub fn supervisor_started(&self, download_enabled: bool) {
         let now = std::time::SystemTime::now()
@@ -126,7 +158,7 @@ impl Metrics {
             self.backup_duration_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0;
         let mut out = String::with_capacity(2048);
         let version = crate::commands::version::VERSION;
-        let rows: [(&str, &str, &str, String); 12] = [
+        let rows: [(&str, &str, &str, String); 10] = [
             (
                 "cosmovisor_info",
                 "gauge",
@@ -187,41 +219,21 @@ impl Metrics {
                 "1 while the daemon runs.",
                 format!(" {}", u8::from(self.daemon_up.load(Ordering::Relaxed))),
             ),
-            (
-                "cosmovisor_start_time_seconds",
-                "gauge",
-                "When this cosmovisor started (Unix time); a change is a restart.",
-                format!(" {}", self.start_time_seconds.load(Ordering::Relaxed)),
-            ),
-            (
-                "cosmovisor_download_enabled",
-                "gauge",
-                "1 when DAEMON_ALLOW_DOWNLOAD_BINARIES lets cosmovisor fetch an upgrade's binary.",
-                format!(
-                    " {}",
-                    u8::from(self.download_enabled.load(Ordering::Relaxed))
-                ),
-            ),
         ];
         for (name, kind, help, sample) in rows {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{sample}\n"
-            );
+            write_row(&mut out, name, kind, help, &sample);
         }
-        let name = "cosmovisor_upgrade_phase_timestamp_seconds";
-        let _ = write!(
-            out,
-            "# HELP {name} While an upgrade is under way: when it reached its phase (Unix time).\n# TYPE {name} gauge\n"
-        );
-        if let Some((upgrade, phase, since)) = upgrade_phase(layout) {
-            let _ = writeln!(
-                out,
-                "{name}{{name=\"{}\",phase=\"{phase}\"}} {since}",
-                label(&upgrade)
-            );
-        }
+        self.render_supervisor(&mut out, layout);
         out
+    }
+}
+
+/// One metric in the text exposition: its help, its type and one sample (`sample` starts with
+/// its labels or a space; empty: no sample).
+fn write_row(out: &mut String, name: &str, kind: &str, help: &str, sample: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    if !sample.is_empty() {
+        let _ = writeln!(out, "{name}{sample}");
     }
 }
 

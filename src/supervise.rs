@@ -88,18 +88,18 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         signals,
         metrics: Arc::default(),
     };
-    if let Some(_held) = lock {
-        notify::init();
-        let result = supervisor.supervise().await;
-        if let Err(err) = &result {
-            notify::failed(&format!("{err:#}"));
-        }
-        notify::stopping();
-        result
+    notify::init();
+    let result = if let Some(_held) = lock {
+        supervisor.supervise().await
     } else {
         info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
+    };
+    if let Err(err) = &result {
+        notify::failed(&format!("{err:#}"));
     }
+    notify::stopping();
+    result
 }
 
 impl Supervisor<'_> {
@@ -157,7 +157,7 @@ impl Supervisor<'_> {
                 Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.finish(self.cfg.shutdown_grace).await;
+                    notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
                     // The node may have written the plan just before dying (Go checks too),
                     // or reported its halt at a manual upgrade's height before it exited.
                     let plan = if terminated_by.is_some() {
@@ -185,7 +185,7 @@ impl Supervisor<'_> {
                     let (status, stop_signal) = self.stop_for(&plan, &mut daemon).await?;
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.finish(self.cfg.shutdown_grace).await;
+                    notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
                     let journal = journaled.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
@@ -409,6 +409,8 @@ impl Supervisor<'_> {
         let env = crate::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
+        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))
     }
@@ -472,11 +474,13 @@ async fn run_forwarding(
     // Without upgrade handling, the output's hints go unread.
     let (mut daemon, _hints) = Daemon::spawn(&launch)?;
     let mut orphan_exits = child_exits()?;
+    let mut watchdog = notify::Watchdog::new();
     let status = loop {
         tokio::select! {
             status = daemon.wait() => break status.context("cannot wait for the daemon")?,
             sig = signals.recv() => daemon.forward(sig),
             _ = orphan_exits.recv() => daemon.reap_orphans(),
+            () = watchdog.due() => watchdog.ping(),
         }
     };
     daemon.finish(LEFTOVER_GRACE).await;

@@ -328,3 +328,29 @@ fn doctor_checks_the_units_notify_settings() {
         ]
     );
 }
+
+#[test]
+fn a_pass_through_run_is_ready_and_pings_too() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().raw(r#"if [ "$1" = start ]; then printf 'ready\n' >> "$DAEMON_HOME/events"; trap 'exit 0' TERM; while :; do sleep 30 >/dev/null 2>&1 & wait $!; done; fi"#).raw("sleep 1").say("queried").exit(0));
+    let supervisor = home.cosmovisor(["run", "start"]).spawn();
+    home.wait_for_event("ready");
+    let socket = NotifySocket::bind();
+    home.cosmovisor(["run", "status"])
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("WATCHDOG_USEC", "100000")
+        .run()
+        .assert_code(0)
+        .stderr_contains("another cosmovisor supervises this home");
+    wait_until("STOPPING=1", DEADLINE, || socket.count("STOPPING=1") == 1);
+    let lines = socket.lines();
+    let ready = position(&lines, 0, "READY=1");
+    assert_eq!(
+        lines[ready + 1],
+        "STATUS=running simd (genesis)",
+        "{lines:#?}"
+    );
+    // The query runs for a second: pings are due every 50ms.
+    position(&lines, ready, "WATCHDOG=1");
+    drop(supervisor);
+}
