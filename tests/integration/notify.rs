@@ -11,6 +11,7 @@ use crate::support::{DEADLINE, FakeDaemon, Home, v1_requesting, wait_until};
 
 /// A bound notify socket; a thread collects every datagram it receives, in order.
 struct NotifySocket {
+    /// What `NOTIFY_SOCKET` is set to.
     path: PathBuf,
     received: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
@@ -24,6 +25,20 @@ impl NotifySocket {
             .unwrap();
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
+        NotifySocket::collect(socket, path, dir)
+    }
+
+    /// An abstract socket (`@name`, Linux), as systemd may pass.
+    fn bind_abstract() -> NotifySocket {
+        use std::os::linux::net::SocketAddrExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("cosmovisor-test-{}", dir.path().display());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        NotifySocket::collect(socket, PathBuf::from(format!("@{name}")), dir)
+    }
+
+    fn collect(socket: UnixDatagram, path: PathBuf, dir: tempfile::TempDir) -> NotifySocket {
         let received = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::clone(&received);
         thread::spawn(move || {
@@ -353,4 +368,23 @@ fn a_pass_through_run_is_ready_and_pings_too() {
     // The query runs for a second: pings are due every 50ms.
     position(&lines, ready, "WATCHDOG=1");
     drop(supervisor);
+}
+
+#[test]
+fn an_abstract_notify_socket_is_reached() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").exit(0));
+    let socket = NotifySocket::bind_abstract();
+    home.cosmovisor(["run", "start"])
+        .env("NOTIFY_SOCKET", &socket.path)
+        .run()
+        .assert_code(0);
+    wait_until("STOPPING=1", DEADLINE, || socket.count("STOPPING=1") == 1);
+    let lines = socket.lines();
+    let ready = position(&lines, 0, "READY=1");
+    assert_eq!(
+        lines[ready + 1],
+        "STATUS=running simd (genesis)",
+        "{lines:#?}"
+    );
 }
