@@ -24,6 +24,7 @@ pub mod lock;
 pub mod log;
 pub mod metrics;
 pub mod node_rpc;
+pub mod notify;
 pub mod output;
 pub mod pid1;
 pub mod plan;

@@ -59,9 +59,53 @@ pub struct Metrics {
     daemon_up: AtomicBool,
     backup_duration_micros: AtomicU64,
     backup_bytes: AtomicU64,
+    start_time_seconds: AtomicU64,
+    download_enabled: AtomicBool,
 }
 
 impl Metrics {
+    /// The metrics alert rules need about the supervisor itself and an upgrade under way (whose
+    /// sample exists only while the journal does).
+    fn render_supervisor(&self, out: &mut String, layout: &Layout) {
+        write_row(
+            out,
+            "cosmovisor_start_time_seconds",
+            "gauge",
+            "When this cosmovisor started (Unix time); a change is a restart.",
+            &format!(" {}", self.start_time_seconds.load(Ordering::Relaxed)),
+        );
+        write_row(
+            out,
+            "cosmovisor_download_enabled",
+            "gauge",
+            "1 when DAEMON_ALLOW_DOWNLOAD_BINARIES lets cosmovisor fetch an upgrade's binary.",
+            &format!(
+                " {}",
+                u8::from(self.download_enabled.load(Ordering::Relaxed))
+            ),
+        );
+        let phase = upgrade_phase(layout).map(|(upgrade, phase, since)| {
+            format!("{{name=\"{}\",phase=\"{phase}\"}} {since}", label(&upgrade))
+        });
+        write_row(
+            out,
+            "cosmovisor_upgrade_phase_timestamp_seconds",
+            "gauge",
+            "While an upgrade is under way: when it reached its phase (Unix time).",
+            phase.as_deref().unwrap_or_default(),
+        );
+    }
+
+    /// The supervisor started now; `download_enabled`: `DAEMON_ALLOW_DOWNLOAD_BINARIES`.
+    pub fn supervisor_started(&self, download_enabled: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.start_time_seconds.store(now, Ordering::Relaxed);
+        self.download_enabled
+            .store(download_enabled, Ordering::Relaxed);
+    }
+
     /// The daemon was started (`restart`: not its first start under this supervisor).
     pub fn daemon_started(&self, restart: bool) {
         self.daemon_up.store(true, Ordering::Relaxed);
@@ -177,13 +221,35 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, sample) in rows {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{sample}\n"
-            );
+            write_row(&mut out, name, kind, help, &sample);
         }
+        self.render_supervisor(&mut out, layout);
         out
     }
+}
+
+/// One metric in the text exposition: its help, its type and one sample (`sample` starts with
+/// its labels or a space; empty: no sample).
+fn write_row(out: &mut String, name: &str, kind: &str, help: &str, sample: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    if !sample.is_empty() {
+        let _ = writeln!(out, "{name}{sample}");
+    }
+}
+
+/// The upgrade the journal records (name, phase, when the journal was last written), if one is
+/// under way.
+fn upgrade_phase(layout: &Layout) -> Option<(String, &'static str, u64)> {
+    let path = layout.journal_file();
+    let bytes = crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP).ok()?;
+    let journal: crate::journal::Journal = serde_json::from_slice(&bytes).ok()?;
+    let since = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some((journal.plan.name, journal.phase.name(), since))
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -350,6 +416,7 @@ mod tests {
         layout.set_current(&layout.genesis_dir()).unwrap();
         std::fs::write(layout.upgrade_info_file(), r#"{"name":"v2","height":42}"#).unwrap();
         let metrics = Metrics::default();
+        metrics.supervisor_started(true);
         metrics.daemon_started(false);
         metrics.daemon_exited(143);
         metrics.daemon_started(true);
@@ -366,10 +433,29 @@ mod tests {
             "cosmovisor_daemon_restarts_total 1",
             "cosmovisor_daemon_last_exit_code 143",
             "cosmovisor_daemon_up 1",
+            "cosmovisor_download_enabled 1",
             "# TYPE cosmovisor_upgrades_total counter",
+            "# TYPE cosmovisor_upgrade_phase_timestamp_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        assert!(
+            !text.contains("cosmovisor_start_time_seconds 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cosmovisor_upgrade_phase_timestamp_seconds{"),
+            "no upgrade under way: {text}"
+        );
+        let plan = crate::plan::parse(br#"{"name":"v2","height":42}"#, true).unwrap();
+        crate::journal::Journal::record(&plan, &layout).unwrap();
+        let text = metrics.render(&layout, true);
+        assert!(
+            text.contains(
+                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"stopped\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("cosmovisor_info{version=\"v"));
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

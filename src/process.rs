@@ -113,6 +113,7 @@ impl Daemon {
         for (key, value) in &launch.env {
             command.env(key, value);
         }
+        crate::notify::keep_from(&mut command);
         let own_group = signals::daemon_gets_own_group();
         if own_group {
             command.process_group(0);

@@ -56,6 +56,9 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
+        if let Some(total) = self.total {
+            crate::notify::progress(done, total);
+        }
         let (rate, eta) = self.rate_and_eta(done);
         if self.bar {
             self.draw(done, rate, eta.as_deref());

@@ -23,6 +23,7 @@
 //! operator restarted cosmovisor).
 
 use std::ffi::OsString;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::journal::Journal;
 use crate::layout::{self, Layout};
 use crate::lock::SupervisorLock;
 use crate::metrics::{self, Metrics};
+use crate::notify;
 use crate::output::Hints;
 use crate::plan::{self, Applied, LinePlan, Plan};
 use crate::process::{self, Daemon, Launch, pid_file};
@@ -102,39 +104,29 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         signals,
         metrics: Arc::default(),
     };
-    if let Some(_held) = lock {
+    notify::init();
+    let result = if let Some(_held) = lock {
         supervisor.supervise().await
     } else {
         info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
+    };
+    if let Err(err) = &result {
+        notify::failed(&format!("{err:#}"));
     }
+    notify::stopping();
+    result
 }
 
 impl Supervisor<'_> {
     async fn supervise(&mut self) -> anyhow::Result<u8> {
+        self.metrics
+            .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
-        pid_file::wait_for_previous(&self.layout.daemon_pid_file(), self.cfg.shutdown_grace).await;
-        let skip = plan::skip_heights(self.args);
-        if let Next::Exit(code) = self.resume(&skip).await? {
-            return Ok(code);
-        }
-
-        let current = self.current_dir()?;
-        let mut watcher = Watcher::new(
-            &self.layout.upgrade_info_file(),
-            &self.layout.batch_file(),
-            self.cfg.poll_interval,
-            !self.cfg.disable_recase,
-            skip,
-            watcher::read_applied(&current),
-        );
-        if let Some(plan) = watcher.check_now().await? {
-            info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
-            if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
-                return Ok(code);
-            }
-            watcher.set_applied(applied_of(&plan));
-        }
+        let mut watcher = match self.start_up().await? {
+            ControlFlow::Continue(watcher) => watcher,
+            ControlFlow::Break(code) => return Ok(code),
+        };
 
         let mut restart = false;
         loop {
@@ -148,7 +140,8 @@ impl Supervisor<'_> {
                 let added = args.len() > self.args.len();
                 info!(name = %plan.name, height = plan.height, halt_height_added = added, "manual upgrade scheduled; the node halts at its height");
             }
-            let (mut daemon, mut hints) = self.launch(&args)?;
+            let (mut daemon, mut hints, version) = self.launch(&args)?;
+            notify::running(&self.cfg.name, &version, !restart);
             self.metrics.daemon_started(restart);
             restart = true;
             let (ending, terminated_by) = self
@@ -158,7 +151,7 @@ impl Supervisor<'_> {
                 Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
-                    daemon.finish(self.cfg.shutdown_grace).await;
+                    notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
                     // The node may have written the plan just before dying (Go checks too),
                     // or reported its halt at a manual upgrade's height before it exited.
                     let plan = if terminated_by.is_some() {
@@ -184,7 +177,11 @@ impl Supervisor<'_> {
                     // be written (disk full) still stops the node first: never orphan it.
                     let journaled = Journal::record(&plan, &self.layout);
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let stop_signal = self.stop_daemon(&mut daemon).await?;
+                    let why = format!(
+                        "upgrade {} at height {}: stopping {}",
+                        plan.name, plan.height, self.cfg.name
+                    );
+                    let stop_signal = self.stop_daemon(&mut daemon, &why).await?;
                     let journal = journaled.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
@@ -198,14 +195,20 @@ impl Supervisor<'_> {
                     (plan, journal)
                 }
                 Ending::Restart => {
-                    if let Some(sig) = self.stop_daemon(&mut daemon).await?.or(terminated_by) {
+                    let why = format!("restarting {} with a new --halt-height", self.cfg.name);
+                    if let Some(sig) = self.stop_daemon(&mut daemon, &why).await?.or(terminated_by)
+                    {
                         return Ok(exit::from_signal(sig));
                     }
                     continue;
                 }
                 Ending::Unusable(unusable) => {
                     error!(file = %unusable.file.display(), error = %unusable.err, "upgrade plan can never be applied; stopping the node");
-                    self.stop_daemon(&mut daemon).await?;
+                    let why = format!(
+                        "stopping {}: the upgrade plan can never be applied",
+                        self.cfg.name
+                    );
+                    self.stop_daemon(&mut daemon, &why).await?;
                     return Err(unusable.into());
                 }
             };
@@ -220,15 +223,52 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Stops the daemon gracefully and reaps it; returns the termination signal that arrived
-    /// meanwhile, if any.
-    async fn stop_daemon(&mut self, daemon: &mut Daemon) -> anyhow::Result<Option<Signal>> {
-        let (status, stop_signal) = daemon
-            .stop(self.cfg.shutdown_grace, &mut self.signals)
-            .await?;
+    /// Before the first launch: waits for a daemon a killed cosmovisor left, resumes the journaled
+    /// upgrade and applies a plan already pending on disk; then the watcher to run with (or the
+    /// exit code when one of those ends the run).
+    async fn start_up(&mut self) -> anyhow::Result<ControlFlow<u8, Watcher>> {
+        notify::keep_alive(pid_file::wait_for_previous(
+            &self.layout.daemon_pid_file(),
+            self.cfg.shutdown_grace,
+        ))
+        .await;
+        let skip = plan::skip_heights(self.args);
+        if let Next::Exit(code) = self.resume(&skip).await? {
+            return Ok(ControlFlow::Break(code));
+        }
+
+        let current = self.current_dir()?;
+        let mut watcher = Watcher::new(
+            &self.layout.upgrade_info_file(),
+            &self.layout.batch_file(),
+            self.cfg.poll_interval,
+            !self.cfg.disable_recase,
+            skip,
+            watcher::read_applied(&current),
+        );
+        if let Some(plan) = watcher.check_now().await? {
+            info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
+            if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
+                return Ok(ControlFlow::Break(code));
+            }
+            watcher.set_applied(applied_of(&plan));
+        }
+        Ok(ControlFlow::Continue(watcher))
+    }
+
+    /// Stops the daemon gracefully and reaps it, telling systemd `why` and keeping its timeouts
+    /// at bay meanwhile; returns the termination signal that arrived meanwhile, if any.
+    async fn stop_daemon(
+        &mut self,
+        daemon: &mut Daemon,
+        why: &str,
+    ) -> anyhow::Result<Option<Signal>> {
+        notify::stopping_node(why, self.cfg.shutdown_grace);
+        let (status, stop_signal) =
+            notify::keep_alive(daemon.stop(self.cfg.shutdown_grace, &mut self.signals)).await?;
         self.metrics.daemon_exited(exit::from_status(status));
         pid_file::remove(&self.layout.daemon_pid_file());
-        daemon.finish(self.cfg.shutdown_grace).await;
+        notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
         Ok(stop_signal)
     }
 
@@ -254,13 +294,13 @@ impl Supervisor<'_> {
     /// Carries out the upgrade `journal` records.
     async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
         let name = journal.plan.name.clone();
-        let outcome = upgrade::carry_out(
+        let outcome = notify::keep_alive(upgrade::carry_out(
             self.cfg,
             &self.layout,
             &mut self.signals,
             journal,
             &self.metrics,
-        )
+        ))
         .await?;
         if outcome == Outcome::Switched {
             self.metrics.upgrade_done();
@@ -315,8 +355,8 @@ impl Supervisor<'_> {
         Ok(dir)
     }
 
-    /// Starts the binary `current` points at.
-    fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints)> {
+    /// Starts the binary `current` points at; also returns that version's name.
+    fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints, String)> {
         let version_dir = self.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
@@ -333,7 +373,8 @@ impl Supervisor<'_> {
         if let Err(err) = pid_file::write(&self.layout.daemon_pid_file(), daemon.pid()) {
             warn!(error = %err, "cannot record the daemon's pid");
         }
-        Ok((daemon, hints))
+        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        Ok((daemon, hints, version))
     }
 
     /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
@@ -353,6 +394,7 @@ impl Supervisor<'_> {
         let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
         let mut checks = HeightChecks::new(&self.cfg.node_rpc);
+        let mut watchdog = notify::Watchdog::new();
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
             let settled = async {
@@ -419,9 +461,12 @@ impl Supervisor<'_> {
                     daemon.forward(sig);
                     if signals::is_termination(sig) && terminated_by.is_none() {
                         terminated_by = Some(sig);
+                        notify::stopping_node(&format!("stopping {} ({sig})", self.cfg.name), self.cfg.shutdown_grace);
+                        notify::stopping();
                     }
                 }
                 _ = orphan_exits.recv() => daemon.reap_orphans(),
+                () = watchdog.due() => watchdog.ping(),
             }
         }
     }
@@ -434,6 +479,8 @@ impl Supervisor<'_> {
         let env = crate::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
+        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))
     }
@@ -496,11 +543,13 @@ async fn run_forwarding(
     // Without upgrade handling, the output's hints go unread.
     let (mut daemon, _hints) = Daemon::spawn(&launch)?;
     let mut orphan_exits = child_exits()?;
+    let mut watchdog = notify::Watchdog::new();
     let status = loop {
         tokio::select! {
             status = daemon.wait() => break status.context("cannot wait for the daemon")?,
             sig = signals.recv() => daemon.forward(sig),
             _ = orphan_exits.recv() => daemon.reap_orphans(),
+            () = watchdog.due() => watchdog.ping(),
         }
     };
     daemon.finish(LEFTOVER_GRACE).await;

@@ -1,5 +1,6 @@
 //! Reading the settings of a systemd unit that runs cosmovisor, for `doctor`: `ExecStart=`,
-//! `KillSignal=`, `KillMode=`, `TimeoutStopSec=` (or `TimeoutSec=`), `Environment=` and
+//! `KillSignal=`, `KillMode=`, `TimeoutStopSec=` (or `TimeoutSec=`), `Type=`, `WatchdogSec=`,
+//! `NotifyAccess=`, `Environment=` and
 //! `EnvironmentFile=` in `[Service]`, with the unit's drop-ins (`<unit>.d/*.conf`) applied in
 //! order; systemd's quoting rules, environment-file syntax and time-span syntax.
 //!
@@ -11,7 +12,7 @@ use std::time::Duration;
 /// systemd's `DefaultTimeoutStopSec` when a unit does not set one.
 pub const DEFAULT_TIMEOUT_STOP: Duration = Duration::from_secs(90);
 
-/// The settings of `[Service]` that decide how the node is stopped.
+/// The settings of `[Service]` that decide how the node is stopped and watched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StopSettings {
     pub exec_start: Option<String>,
@@ -19,6 +20,11 @@ pub struct StopSettings {
     pub kill_mode: Option<String>,
     /// The raw `TimeoutStopSec=` (or `TimeoutSec=`) value.
     pub timeout_stop: Option<String>,
+    /// `Type=` (`simple` when unset).
+    pub service_type: Option<String>,
+    /// The raw `WatchdogSec=` value.
+    pub watchdog: Option<String>,
+    pub notify_access: Option<String>,
     /// `Environment=` assignments, in order (a later one wins).
     pub environment: Vec<(String, String)>,
     /// `EnvironmentFile=` entries, in order.
@@ -249,6 +255,9 @@ pub fn apply(settings: &mut StopSettings, text: &str) {
             "KillSignal" => settings.kill_signal = Some(value),
             "KillMode" => settings.kill_mode = Some(value),
             "TimeoutStopSec" | "TimeoutSec" => settings.timeout_stop = Some(value),
+            "Type" => settings.service_type = Some(value),
+            "WatchdogSec" => settings.watchdog = Some(value),
+            "NotifyAccess" => settings.notify_access = Some(value),
             // An empty assignment resets the list, as in systemd.
             "Environment" if value.is_empty() => settings.environment.clear(),
             "Environment" => settings.environment.extend(assignments(&value)),
@@ -460,7 +469,7 @@ mod tests {
         std::fs::write(
             &unit,
             "[Unit]\nKillSignal=SIGKILL\n[Service]\n# KillMode=none\nExecStart=/usr/bin/cosmovisor \\\n  run start\n\
-             KillSignal=SIGINT\nTimeoutSec=20\nEnvironment=A=1 \"B=x y\"\n[Install]\nWantedBy=multi-user.target\n",
+             KillSignal=SIGINT\nTimeoutSec=20\nEnvironment=A=1 \"B=x y\"\nType=notify\nWatchdogSec=2min\n[Install]\nWantedBy=multi-user.target\n",
         )
         .unwrap();
         let settings = read(&unit).unwrap();
@@ -471,6 +480,9 @@ mod tests {
                 kill_signal: Some("SIGINT".into()),
                 kill_mode: None,
                 timeout_stop: Some("20".into()),
+                service_type: Some("notify".into()),
+                watchdog: Some("2min".into()),
+                notify_access: None,
                 environment: vec![("A".into(), "1".into()), ("B".into(), "x y".into())],
                 environment_files: Vec::new(),
             }
@@ -480,12 +492,13 @@ mod tests {
         std::fs::create_dir(tmp.path().join("node.service.d")).unwrap();
         std::fs::write(
             tmp.path().join("node.service.d/override.conf"),
-            "[Service]\nTimeoutStopSec=2min\nKillMode=none\n",
+            "[Service]\nTimeoutStopSec=2min\nKillMode=none\nNotifyAccess=all\n",
         )
         .unwrap();
         let settings = read(&unit).unwrap();
         assert_eq!(settings.timeout_stop.as_deref(), Some("2min"));
         assert_eq!(settings.kill_mode.as_deref(), Some("none"));
+        assert_eq!(settings.notify_access.as_deref(), Some("all"));
         assert_eq!(units_running_cosmovisor(tmp.path()), vec![unit]);
         assert!(is_sigkill("sigkill") && is_sigkill("9") && !is_sigkill("SIGTERM"));
     }

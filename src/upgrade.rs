@@ -37,6 +37,7 @@ use crate::hook;
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
 use crate::metrics::Metrics;
+use crate::notify;
 use crate::plan::Plan;
 use crate::signals::{self, Signals};
 
@@ -131,6 +132,7 @@ pub async fn carry_out(
     if matches!(layout::check_binary(&bin), Err(BinaryError::Missing { .. }))
         && cfg.allow_download_binaries
     {
+        notify::step(&format!("upgrade {}: downloading the binary", plan.name));
         let fetched = crate::download::download_upgrade(cfg, layout, &plan, signals)
             .await
             .map_err(|err| UpgradeError::Download {
@@ -145,6 +147,11 @@ pub async fn carry_out(
 
     if journal.phase == Phase::Stopped && !cfg.restart_delay.is_zero() {
         info!(delay = %format_go_duration(cfg.restart_delay), "waiting DAEMON_RESTART_DELAY before the backup");
+        notify::step(&format!(
+            "upgrade {}: waiting DAEMON_RESTART_DELAY ({})",
+            plan.name,
+            format_go_duration(cfg.restart_delay)
+        ));
         tokio::select! {
             () = tokio::time::sleep(cfg.restart_delay) => {}
             sig = wait_for_termination(signals) => return Ok(Outcome::Interrupted(sig)),
@@ -167,6 +174,10 @@ pub async fn carry_out(
 
     if journal.phase < Phase::CustomPreUpgradeDone {
         if let Some(script) = &cfg.custom_preupgrade {
+            notify::step(&format!(
+                "upgrade {}: running COSMOVISOR_CUSTOM_PREUPGRADE",
+                plan.name
+            ));
             if let Some(sig) = run_custom_pre_upgrade(layout, signals, &plan, script).await? {
                 return Ok(Outcome::Interrupted(sig));
             }
@@ -177,6 +188,11 @@ pub async fn carry_out(
     if journal.phase < Phase::PreUpgradeDone {
         let env = crate::process::library_path_env(&version_dir);
         let result = run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
+            notify::step(&format!(
+                "upgrade {}: pre-upgrade, try {attempt} of {}",
+                plan.name,
+                u64::from(cfg.preupgrade_max_retries) + 1
+            ));
             run_pre_upgrade(&bin, layout.home(), env.clone(), signals, attempt).await
         })
         .await;
@@ -280,6 +296,7 @@ async fn back_up(
     journal.advance(Phase::BackingUp, &journal_path)?;
 
     info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), "starting to take backup of data directory");
+    notify::step(&format!("upgrade {}: backing up data/", plan.name));
     let (stats, took) = match backup::take(&data, &paths, copy_mode(cfg), total, signals).await {
         Ok(Taken::Done { stats, took }) => (stats, took),
         Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
@@ -351,6 +368,7 @@ async fn run_custom_pre_upgrade(
         .arg(&plan.raw_name)
         .arg(plan.height.to_string())
         .current_dir(layout.home());
+    notify::keep_from(&mut command);
     let finished = hook::run(command, signals)
         .await
         .map_err(|err| fail(err.to_string()))?;
@@ -482,6 +500,7 @@ async fn run_pre_upgrade(
     info!(path = %bin.display(), attempt, "running pre-upgrade");
     let mut command = Command::new(bin);
     command.arg("pre-upgrade").current_dir(home);
+    notify::keep_from(&mut command);
     if let Some((key, value)) = env {
         command.env(key, value);
     }

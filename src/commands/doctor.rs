@@ -43,6 +43,11 @@ impl Report {
         let _ = writeln!(self.out, "✓ {}", what.as_ref());
     }
 
+    /// Worth changing, but nothing breaks: not counted as a problem.
+    pub(crate) fn warn(&mut self, what: impl AsRef<str>, hint: impl AsRef<str>) {
+        let _ = writeln!(self.out, "! {} — hint: {}", what.as_ref(), hint.as_ref());
+    }
+
     pub(crate) fn fail(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
         self.failures += 1;
         let _ = writeln!(self.out, "✗ {} — fix: {}", what.as_ref(), fix.as_ref());

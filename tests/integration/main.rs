@@ -16,6 +16,7 @@ mod hostile_process;
 mod init;
 mod manual;
 mod manual_live;
+mod notify;
 mod ops;
 mod parity11;
 mod rollback;

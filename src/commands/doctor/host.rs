@@ -15,6 +15,9 @@ use crate::systemd;
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
 /// systemd must give cosmovisor at least this much more than `DAEMON_SHUTDOWN_GRACE`.
 const UNIT_MARGIN: Duration = Duration::from_secs(5);
+/// The shortest `WatchdogSec=` we accept: pings come every half of it, and a slow disk may hold
+/// the supervisor's thread for seconds (measuring `data/` before a backup).
+const WATCHDOG_MIN: Duration = Duration::from_secs(30);
 
 /// `data/` plus 10% must fit in the free space of `DAEMON_DATA_BACKUP_DIR`.
 pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Layout) {
@@ -260,6 +263,55 @@ fn check_unit(report: &mut Report, cfg: &Config, path: &Path, explicit: bool) {
         ),
         Some(mode) => report.pass(format!("{name}: KillMode={mode}")),
         None => report.pass(format!("{name}: KillMode=control-group (default)")),
+    }
+    check_notify(report, &name, &settings);
+}
+
+/// `Type=notify`, `NotifyAccess=` and `WatchdogSec=` (see `notify.rs`).
+fn check_notify(report: &mut Report, name: &str, settings: &systemd::StopSettings) {
+    let service_type = settings.service_type.as_deref().unwrap_or("simple");
+    if service_type == "notify" {
+        report.pass(format!(
+            "{name}: Type=notify (systemctl status shows the node's version and upgrade steps)"
+        ));
+    } else {
+        report.warn(
+            format!("{name}: Type={service_type}: systemd cannot tell when the node runs nor show an upgrade in progress"),
+            "set Type=notify (cosmovisor sends READY=1 and STATUS=)",
+        );
+    }
+    match settings.notify_access.as_deref() {
+        Some("none") if service_type == "notify" || settings.watchdog.is_some() => report.fail(
+            format!("{name}: NotifyAccess=none makes systemd ignore cosmovisor's READY=1 and watchdog pings: the start times out"),
+            "set NotifyAccess=main",
+        ),
+        Some(access) => report.pass(format!("{name}: NotifyAccess={access}")),
+        None => {}
+    }
+    let watchdog = settings
+        .watchdog
+        .as_deref()
+        .map(|raw| (raw, systemd::parse_time_span(raw)));
+    match watchdog {
+        Some((raw, Err(err))) => report.fail(
+            format!("{name}: WatchdogSec={raw}: {err}"),
+            "write it like 2min or 120s",
+        ),
+        Some((raw, Ok(Some(every)))) if !every.is_zero() && every < WATCHDOG_MIN => report.fail(
+            format!(
+                "{name}: WatchdogSec={raw} is shorter than {}: a slow disk during an upgrade could get the service restarted mid-step",
+                format_go_duration(WATCHDOG_MIN)
+            ),
+            "set WatchdogSec=2min",
+        ),
+        Some((raw, Ok(Some(every)))) if !every.is_zero() => {
+            report.pass(format!("{name}: WatchdogSec={raw} restarts a frozen cosmovisor"));
+        }
+        _ if service_type == "notify" => report.warn(
+            format!("{name}: no WatchdogSec: a frozen cosmovisor is not restarted"),
+            "set WatchdogSec=2min",
+        ),
+        _ => {}
     }
 }
 
