@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use cosmovisor::archive::{self, Kind, Limits};
 use libfuzzer_sys::fuzz_target;
@@ -27,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         max_total_bytes: 1 << 20,
         max_entries: 256,
     };
-    let result = archive::unpack(kind, &file, &dest, &limits);
+    let never_cancelled = AtomicBool::new(false);
+    let result = archive::unpack(kind, &file, &dest, &limits, &never_cancelled);
 
     let mut beside: Vec<_> = fs::read_dir(outer.path())
         .expect("list the outer folder")
