@@ -102,7 +102,9 @@ pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, Sp
 
 /// Whether copies from `data` into `backup_dir` are reflink clones (same XFS/btrfs file system).
 fn clones(data: &Path, backup_dir: &Path) -> bool {
-    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, XFS_SUPER_MAGIC, statfs};
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, statfs};
+    // XFS's magic ("XFSB"): nix leaves its XFS_SUPER_MAGIC out on musl (the release binaries).
+    const XFS_SUPER_MAGIC: u32 = 0x5846_5342;
     let same_device = match (fs::metadata(data), fs::metadata(backup_dir)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
         _ => false,
@@ -110,7 +112,7 @@ fn clones(data: &Path, backup_dir: &Path) -> bool {
     same_device
         && statfs(backup_dir).is_ok_and(|stat| {
             let kind = stat.filesystem_type();
-            kind == XFS_SUPER_MAGIC || kind == BTRFS_SUPER_MAGIC
+            kind == BTRFS_SUPER_MAGIC || u32::try_from(kind.0).is_ok_and(|k| k == XFS_SUPER_MAGIC)
         })
 }
 
