@@ -87,8 +87,9 @@ echo "== systemd-analyze verify"
 mkdir "$root/units"
 for unit in cosmovisor.service cosmovisor@.service; do
   sed "s|/usr/bin/cosmovisor|$pkg/usr/bin/cosmovisor|g" "$pkg/lib/systemd/system/$unit" >"$root/units/$unit"
-  out=$(MANPATH=$pkg/usr/share/man systemd-analyze verify "$root/units/$unit" 2>&1) \
-    && [[ -z $out ]] || fail "systemd-analyze verify $unit: $out"
+  if ! out=$(MANPATH=$pkg/usr/share/man systemd-analyze verify "$root/units/$unit" 2>&1) || [[ -n $out ]]; then
+    fail "systemd-analyze verify $unit: $out"
+  fi
 done
 
 echo "== cosmovisor doctor --unit on cosmovisor@panacea.service"
