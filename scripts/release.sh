@@ -70,7 +70,7 @@ changelog=$(head -n1 debian/changelog)
 
 for target in "${targets[@]}"; do
   echo "== building cosmovisor $version for $target"
-  rustup target add "$target" >/dev/null
+  rustup target add "$target" >/dev/null || die "could not add the Rust standard library for $target: rustup target add $target"
   triple_env=${target//-/_}
   if [[ $target == aarch64-unknown-linux-musl && $host_target != "$target" ]]; then
     command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 \
