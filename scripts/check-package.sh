@@ -53,6 +53,14 @@ for deb in "${debs[@]}"; do
     dpkg-deb -f "$deb" "${field%%:*}" | grep -qx "${field#*: }" || fail "$deb: control field is not '$field'"
   done
   [[ -z $(dpkg-deb -f "$deb" Depends) ]] || fail "$deb depends on '$(dpkg-deb -f "$deb" Depends)': the static binary needs nothing"
+  # Installing or upgrading the package must never stop, start or restart a node.
+  for script in postinst postrm; do
+    if ! body=$(dpkg-deb -I "$deb" "$script" 2>/dev/null); then
+      fail "$deb has no $script (it runs systemctl daemon-reload)"
+    elif grep -v '^ *#' <<<"$body" | grep -qE 'systemctl [^|]*(start|stop|enable)|deb-systemd-invoke'; then
+      fail "$deb: $script starts, stops or enables a unit: an upgrade must leave running nodes alone"
+    fi
+  done
   listed=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $6}' | sort -k2)
   [[ $listed == "$(sort -k2 <<<"$expected")" ]] \
     || fail "$deb holds other files than expected:$(diff <(sort -k2 <<<"$expected") <(echo "$listed") | grep '^[<>]' | sed 's/^/ /' | tr '\n' ';')"
