@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the Debian packages that scripts/release.sh wrote into dist/: control fields, the exact
-# list of files with their modes, the files themselves (binary, man page, completions, units,
-# example environment), `systemd-analyze verify` of both units against the packaged binary and man
+# Checks the Debian packages that scripts/release.sh wrote into dist/: control fields, maintainer
+# scripts that leave running nodes alone, the exact list of files with their modes, a real
+# `dpkg -i` and `dpkg --purge` (into a private root) of this machine's package, the installed files
+# (binary, man page, completions, units, example environment), `systemd-analyze verify` of both units against the packaged binary and man
 # page, `cosmovisor doctor --unit` on an instance of the template unit, and lintian (no error, no
 # warning; overrides are justified in debian/cosmovisor.lintian-overrides).
 #
@@ -68,9 +69,16 @@ done
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-echo "== contents of $host_deb"
-dpkg-deb -x "$host_deb" "$root/pkg"
+echo "== dpkg -i $host_deb into a private root"
+# A real install (maintainer scripts included) into an empty dpkg database under $pkg; the checks
+# below look at the installed files, and the package is purged at the end.
 pkg=$root/pkg
+mkdir -p "$pkg/var/lib/dpkg/info" "$pkg/var/lib/dpkg/updates"
+touch "$pkg/var/lib/dpkg/status" "$pkg/var/lib/dpkg/available"
+dpkg_root=(dpkg --root="$pkg" --force-script-chrootless --force-not-root --log=/dev/null)
+out=$("${dpkg_root[@]}" -i "$host_deb" 2>&1) || die "dpkg -i $host_deb failed: $out"
+dpkg --root="$pkg" -s cosmovisor 2>/dev/null | grep -qx 'Status: install ok installed' \
+  || fail "dpkg does not list cosmovisor as installed after dpkg -i $host_deb"
 cmp -s "$pkg/usr/bin/cosmovisor" "dist/cosmovisor-$version-$(uname -m)-unknown-linux-musl" \
   || fail "$host_deb: usr/bin/cosmovisor differs from dist/cosmovisor-$version-$(uname -m)-unknown-linux-musl"
 said=$(env -i "$pkg/usr/bin/cosmovisor" version --cosmovisor-only) || fail "the packaged binary does not run"
@@ -116,6 +124,11 @@ fi
 grep -q 'TimeoutStopSec=120 leaves room for DAEMON_SHUTDOWN_GRACE (30s)' <<<"$out" \
   || fail "doctor did not check the template unit's TimeoutStopSec against the example's DAEMON_SHUTDOWN_GRACE:
 $out"
+
+echo "== dpkg --purge cosmovisor"
+out=$("${dpkg_root[@]}" --purge cosmovisor 2>&1) || fail "dpkg --purge cosmovisor failed: $out"
+left=$(cd "$pkg" && find . ! -type d ! -path './var/lib/dpkg/*')
+[[ -z $left ]] || fail "dpkg --purge cosmovisor left files behind: $left"
 
 echo "== lintian"
 out=$(lintian --fail-on error,warning "${debs[@]}" 2>&1) || fail "lintian reports errors or warnings:
