@@ -100,9 +100,12 @@ pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, Sp
     Ok(size)
 }
 
+/// XFS's `f_type` ("XFSB"): nix leaves its `XFS_SUPER_MAGIC` out on musl (the release binaries).
+const XFS_SUPER_MAGIC: u32 = 0x5846_5342;
+
 /// Whether copies from `data` into `backup_dir` are reflink clones (same XFS/btrfs file system).
 fn clones(data: &Path, backup_dir: &Path) -> bool {
-    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, XFS_SUPER_MAGIC, statfs};
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, statfs};
     let same_device = match (fs::metadata(data), fs::metadata(backup_dir)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
         _ => false,
@@ -110,7 +113,7 @@ fn clones(data: &Path, backup_dir: &Path) -> bool {
     same_device
         && statfs(backup_dir).is_ok_and(|stat| {
             let kind = stat.filesystem_type();
-            kind == XFS_SUPER_MAGIC || kind == BTRFS_SUPER_MAGIC
+            kind == BTRFS_SUPER_MAGIC || u32::try_from(kind.0).is_ok_and(|k| k == XFS_SUPER_MAGIC)
         })
 }
 
@@ -317,6 +320,13 @@ pub fn remove_partial(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_env = "gnu")]
+    #[test]
+    fn xfs_magic_is_the_kernels() {
+        let theirs = nix::sys::statfs::XFS_SUPER_MAGIC.0;
+        assert_eq!(u32::try_from(theirs).ok(), Some(XFS_SUPER_MAGIC));
+    }
 
     #[test]
     fn names_are_unique_per_day() {
