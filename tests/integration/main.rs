@@ -7,6 +7,7 @@ mod backup;
 mod config_errors;
 mod doctor;
 mod download;
+mod fast_backup;
 mod friction;
 mod hostile_download;
 mod hostile_files;
