@@ -133,7 +133,7 @@ fn default_backup_survives_compaction_and_restores() {
 #[test]
 fn default_backup_on_another_file_system_is_a_copy() {
     let home = Home::new("simd");
-    let disk = Tmpfs::mount(&home.path().join("other-disk"), "64m");
+    let disk = Tmpfs::mount(&home.path().join("other-disk"), "128m");
     fill(&home.data(), 1 << 20);
     let expected = expected_data(&home, "v2", 49);
     home.genesis(&v1_requesting("v2", 49))
