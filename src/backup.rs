@@ -84,11 +84,10 @@ const MARGIN_BYTES: u64 = 64 << 20;
 #[must_use]
 pub fn resolve(requested: BackupMode, data: &Path, backup_dir: &Path) -> Mode {
     match requested {
-        BackupMode::Copy => Mode::Copy,
         BackupMode::Checkpoint => Mode::Checkpoint,
         BackupMode::Reflink | BackupMode::Auto if clones(data, backup_dir) => Mode::Reflink,
         BackupMode::Auto if same_device(data, backup_dir) => Mode::Checkpoint,
-        BackupMode::Reflink | BackupMode::Auto => Mode::Copy,
+        BackupMode::Copy | BackupMode::Reflink | BackupMode::Auto => Mode::Copy,
     }
 }
 
@@ -455,6 +454,55 @@ mod tests {
         assert_eq!(human(512), "512B");
         assert_eq!(human(1536), "1.5KiB");
         assert_eq!(human(5 << 30), "5.0GiB");
+    }
+
+    #[test]
+    fn auto_links_on_data_s_file_system_and_the_rest_keep_their_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let cloning = clones(&data, tmp.path());
+        let same_fs = if cloning {
+            Mode::Reflink
+        } else {
+            Mode::Checkpoint
+        };
+        assert_eq!(resolve(BackupMode::Auto, &data, tmp.path()), same_fs);
+        assert_eq!(resolve(BackupMode::Copy, &data, tmp.path()), Mode::Copy);
+        assert_eq!(
+            resolve(BackupMode::Checkpoint, &data, tmp.path()),
+            Mode::Checkpoint
+        );
+        let reflink = if cloning { Mode::Reflink } else { Mode::Copy };
+        assert_eq!(resolve(BackupMode::Reflink, &data, tmp.path()), reflink);
+        // /proc is never data/'s file system.
+        assert_eq!(
+            resolve(BackupMode::Auto, &data, Path::new("/proc")),
+            Mode::Copy
+        );
+    }
+
+    #[test]
+    fn records_are_read_back_and_pruned_with_their_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backup = tmp.path().join("data-backup-2024-8-5");
+        fs::create_dir(&backup).unwrap();
+        assert_eq!(read_record(&backup), None);
+        let record = Record {
+            mode: "checkpoint".into(),
+            files: 3,
+            bytes: 300,
+            linked_bytes: 200,
+        };
+        write_record(&backup, &record).unwrap();
+        assert_eq!(read_record(&backup), Some(record));
+        fs::create_dir(tmp.path().join("data-backup-2024-8-6")).unwrap();
+        prune(tmp.path(), 1).unwrap();
+        assert!(
+            !tmp.path()
+                .join(".backup-records/data-backup-2024-8-5.json")
+                .exists()
+        );
     }
 
     #[test]

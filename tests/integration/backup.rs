@@ -251,6 +251,10 @@ fn backups_on_xfs_are_reflink_clones() {
         used < 50 << 20,
         "a 200 MiB backup used {used} bytes: not a reflink clone"
     );
+    let out = home.cosmovisor(["status", "--output", "json"]).run();
+    out.assert_code(0);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["last_backup"]["mode"], "reflink", "{out}");
 }
 
 #[test]

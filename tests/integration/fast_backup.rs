@@ -43,18 +43,24 @@ fn compacting_v2() -> FakeDaemon {
     FakeDaemon::new()
         .raw(r#"if [ "${1:-}" = pre-upgrade ]; then exit 0; fi"#)
         .raw(r#"D="$DAEMON_HOME/data""#)
-        .raw(&format!(r#"rm "$D/{STORE}/000001.ldb" "$D/{STORE}/000002.sst""#))
+        .raw(&format!(
+            r#"rm "$D/{STORE}/000001.ldb" "$D/{STORE}/000002.sst""#
+        ))
         .raw(&format!(r#"printf 'compacted' > "$D/{STORE}/000005.ldb""#))
-        .raw(&format!(r#"printf 'edit 2\n' >> "$D/{STORE}/MANIFEST-000001""#))
-        .raw(&format!(r#"printf 'wal after\n' >> "$D/{STORE}/000004.log""#))
+        .raw(&format!(
+            r#"printf 'edit 2\n' >> "$D/{STORE}/MANIFEST-000001""#
+        ))
+        .raw(&format!(
+            r#"printf 'wal after\n' >> "$D/{STORE}/000004.log""#
+        ))
         .raw(&format!(r#"printf 'more\n' >> "$D/{LOOSE}""#))
         .raw(r#"printf '{"height":"60"}' > "$D/priv_validator_state.json""#)
         .ready("v2")
         .block()
 }
 
-fn ino(path: PathBuf) -> u64 {
-    fs::metadata(&path)
+fn ino(path: &Path) -> u64 {
+    fs::metadata(path)
         .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
         .ino()
 }
@@ -85,7 +91,7 @@ fn default_backup_survives_compaction_and_restores() {
 
     // Linked: the table the compaction kept is one file in data/ and in the backup.
     let kept = format!("{STORE}/000003.ldb");
-    assert_eq!(ino(home.data().join(&kept)), ino(backup.join(&kept)));
+    assert_eq!(ino(&home.data().join(&kept)), ino(&backup.join(&kept)));
     // Copied: everything written in place, and the loose .sst outside a store.
     for file in [
         format!("{STORE}/MANIFEST-000001"),
@@ -93,7 +99,11 @@ fn default_backup_survives_compaction_and_restores() {
         LOOSE.to_owned(),
         "priv_validator_state.json".to_owned(),
     ] {
-        assert_ne!(ino(home.data().join(&file)), ino(backup.join(&file)), "{file}");
+        assert_ne!(
+            ino(&home.data().join(&file)),
+            ino(&backup.join(&file)),
+            "{file}"
+        );
     }
     assert!(
         snapshot(&backup) == expected,
@@ -127,7 +137,10 @@ fn default_backup_survives_compaction_and_restores() {
         })
         .collect();
     want.sort();
-    assert!(restored == want, "rollback --restore-data brings back the pre-upgrade data/");
+    assert!(
+        restored == want,
+        "rollback --restore-data brings back the pre-upgrade data/"
+    );
 }
 
 #[test]
@@ -146,7 +159,9 @@ fn default_backup_on_another_file_system_is_a_copy() {
     let backups: Vec<_> = fs::read_dir(disk.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_dir() && !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .filter(|path| {
+            path.is_dir() && !path.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(snapshot(&backups[0]) == expected);
@@ -185,7 +200,11 @@ fn free_space_check_counts_only_bytes_written() {
     refused
         .assert_code(5)
         .stderr_contains("not enough free space for the backup");
-    assert!(home.backups().is_empty(), "nothing written: {:?}", home.backups());
+    assert!(
+        home.backups().is_empty(),
+        "nothing written: {:?}",
+        home.backups()
+    );
     let mut with_plan = before.clone();
     with_plan.push((
         PathBuf::from("upgrade-info.json"),
