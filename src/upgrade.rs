@@ -290,7 +290,7 @@ async fn back_up(
         Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
         Err(err) => return Err(fail(&paths.target, err.to_string())),
     };
-    metrics.backup_done(took, stats.bytes);
+    metrics.backup_done(took, stats.bytes - stats.linked_bytes);
     info!(
         path = %paths.target.display(),
         files = stats.files,

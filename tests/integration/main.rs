@@ -21,6 +21,7 @@ mod ops;
 mod parity11;
 mod rollback;
 mod run;
+mod startup;
 mod status;
 mod support;
 mod upgrade;
