@@ -23,5 +23,6 @@ mod rollback;
 mod run;
 mod startup;
 mod status;
+mod streaming_download;
 mod support;
 mod upgrade;
