@@ -41,6 +41,31 @@ pub fn unpack(
     limits: &Limits,
     cancel: &AtomicBool,
 ) -> Result<(), ArchiveError> {
+    run(kind, archive, None, dest, limits, cancel)
+}
+
+/// [`unpack`] for a tar or tar.gz read from `input` while it arrives (a download): the same
+/// rules, limits and clean-up. `archive` names it in messages. A zip (whose index is at its end)
+/// cannot be unpacked from a stream.
+pub fn unpack_stream(
+    kind: Kind,
+    archive: &Path,
+    input: &mut dyn Read,
+    dest: &Path,
+    limits: &Limits,
+    cancel: &AtomicBool,
+) -> Result<(), ArchiveError> {
+    run(kind, archive, Some(input), dest, limits, cancel)
+}
+
+fn run(
+    kind: Kind,
+    archive: &Path,
+    input: Option<&mut dyn Read>,
+    dest: &Path,
+    limits: &Limits,
+    cancel: &AtomicBool,
+) -> Result<(), ArchiveError> {
     let mut listing = fs::read_dir(dest).map_err(|_| ArchiveError::DestNotEmpty {
         dest: dest.to_path_buf(),
     })?;
@@ -73,10 +98,24 @@ pub fn unpack(
                 format,
             });
         }
-        Kind::TarGz => open(archive).and_then(|file| {
-            unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
-        }),
-        Kind::Tar => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
+        Kind::TarGz => match input {
+            Some(input) => {
+                unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(input)))
+            }
+            None => open(archive).and_then(|file| {
+                unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+            }),
+        },
+        Kind::Tar => match input {
+            Some(input) => unpacker.unpack_tar(BufReader::new(input)),
+            None => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
+        },
+        Kind::Zip if input.is_some() => {
+            return Err(ArchiveError::Unsupported {
+                archive: archive.to_path_buf(),
+                format: "zip from a stream".to_owned(),
+            });
+        }
         Kind::Zip => open(archive).and_then(|file| unpacker.unpack_zip(file)),
     };
     let result = result.and_then(|()| sync_filesystem(dest));
