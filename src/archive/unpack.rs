@@ -754,6 +754,63 @@ mod tests {
         assert_eq!(mode_of(&dest.join("locked/f")), 0o644);
     }
 
+    #[test]
+    fn a_stream_unpacks_like_a_file_and_is_cleaned_the_same() {
+        let scratch = Scratch::new();
+        let bytes = gzip(&tar_bytes(&[Entry::File(
+            "bin/simd",
+            b"#!/bin/sh\n",
+            0o755,
+        )]));
+        let label = Path::new("simd.tar.gz");
+        let cancel = AtomicBool::new(false);
+        let limits = Limits::default();
+        let mut input: &[u8] = &bytes;
+        unpack_stream(
+            Kind::TarGz,
+            label,
+            &mut input,
+            &scratch.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read(scratch.dest().join("bin/simd")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+
+        let other = Scratch::new();
+        let hostile = tar_bytes(&[
+            Entry::File("ok", b"x", 0o644),
+            Entry::File("../escape", b"x", 0o644),
+        ]);
+        let mut input: &[u8] = &hostile;
+        let err = unpack_stream(
+            Kind::Tar,
+            label,
+            &mut input,
+            &other.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("escape"), "{err}");
+        assert!(other.dest_is_empty());
+
+        let mut input: &[u8] = b"PK";
+        let err = unpack_stream(
+            Kind::Zip,
+            label,
+            &mut input,
+            &other.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ArchiveError::Unsupported { .. }), "{err}");
+    }
+
     fn refused_tar(entries: &[Entry<'_>]) -> ArchiveError {
         let scratch = Scratch::new();
         let err = scratch

@@ -182,13 +182,12 @@ impl<'p> Sink<'p> {
     }
 
     async fn write(&mut self, chunk: Chunk) -> Result<(), Stop> {
-        let path = self.file_path();
+        let target = self.target;
         match &mut self.route {
             Route::Undecided(_) => Ok(()),
-            Route::File(file, _) => {
-                file.write_all(&chunk)
-                    .map_err(io_err("cannot write", &path))
-            }
+            Route::File(file, _) => file
+                .write_all(&chunk)
+                .map_err(|err| io_err("cannot write", &file_path(target))(err)),
             // An unpacker that stopped has its error waiting in its result.
             Route::Unpack(worker) => {
                 worker.send(chunk).await;
@@ -206,9 +205,7 @@ impl<'p> Sink<'p> {
     }
 
     fn file_path(&self) -> PathBuf {
-        match self.target {
-            Target::File(path) | Target::Archive { file: path, .. } => path.to_path_buf(),
-        }
+        file_path(self.target)
     }
 
     /// The body is complete: lets the workers finish and collects the checksum and where the
@@ -275,6 +272,13 @@ impl<'p> Sink<'p> {
                 }
             }
         }
+    }
+}
+
+/// The file a target writes what it does not unpack to.
+fn file_path(target: &Target<'_>) -> PathBuf {
+    match target {
+        Target::File(path) | Target::Archive { file: path, .. } => path.to_path_buf(),
     }
 }
 
