@@ -9,14 +9,13 @@
 //! What to fetch and what to do with the file (unpacking, installing) is `download/mod.rs`.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::sink::{Chunk, Landed, Sink, Target};
+use super::sink::{Landed, Sink, Target};
 use super::{DownloadError, Stop};
 use crate::bounded_read::ReadError;
 use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
@@ -72,27 +71,37 @@ enum Body {
 }
 
 impl Body {
-    /// The next piece; `None` at the end.
-    async fn next(&mut self, url: &str) -> Result<Option<Chunk>, DownloadError> {
+    /// Appends the next piece to `buf`; how many bytes, 0 at the end. Cancel-safe: `buf`
+    /// changes only once a piece has arrived.
+    async fn next_into(&mut self, url: &str, buf: &mut Vec<u8>) -> Result<usize, DownloadError> {
         match self {
-            Body::Http(response) => match response.chunk().await {
-                Ok(chunk) => Ok(chunk.map(|chunk| Arc::from(chunk.as_ref()))),
-                Err(err) => Err(DownloadError::Network {
-                    url: url.to_owned(),
-                    err: network_reason(err),
-                }),
+            Body::Http(response) => loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) if chunk.is_empty() => {}
+                    Ok(Some(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        return Ok(chunk.len());
+                    }
+                    Ok(None) => return Ok(0),
+                    Err(err) => {
+                        return Err(DownloadError::Network {
+                            url: url.to_owned(),
+                            err: network_reason(err),
+                        });
+                    }
+                }
             },
             Body::File(file) => {
-                let mut buf = vec![0; LOCAL_CHUNK];
+                let mut piece = vec![0; LOCAL_CHUNK];
                 let read = file
-                    .read(&mut buf)
+                    .read(&mut piece)
                     .await
                     .map_err(|err| DownloadError::Network {
                         url: url.to_owned(),
                         err: err.to_string(),
                     })?;
-                buf.truncate(read);
-                Ok((read > 0).then(|| Arc::from(buf)))
+                buf.extend_from_slice(&piece[..read]);
+                Ok(read)
             }
         }
     }
@@ -311,11 +320,11 @@ impl<'a> Fetcher<'a> {
         let mut window_bytes = 0u64;
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout_at(window_end, body.next(url)) => next,
+                next = tokio::time::timeout_at(window_end, body.next_into(url, sink.buffer())) => next,
                 sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
             };
-            let chunk = match next {
-                Ok(chunk) => chunk?,
+            let len = match next {
+                Ok(len) => len? as u64,
                 Err(_elapsed) => {
                     self.check_window(url, window_bytes)?;
                     window_end = Instant::now() + self.idle;
@@ -323,10 +332,9 @@ impl<'a> Fetcher<'a> {
                     continue;
                 }
             };
-            let Some(chunk) = chunk else {
+            if len == 0 {
                 return Ok(());
-            };
-            let len = chunk.len() as u64;
+            }
             done += len;
             if done > cap.bytes {
                 return Err(DownloadError::TooLarge {
@@ -337,7 +345,7 @@ impl<'a> Fetcher<'a> {
                 .into());
             }
             tokio::select! {
-                pushed = sink.push(chunk) => pushed?,
+                pushed = sink.flush_full() => pushed?,
                 sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
             }
             progress.update(done);

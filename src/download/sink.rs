@@ -27,9 +27,11 @@ use crate::plan_info::{Checksum, Hasher};
 const QUEUE: usize = 64;
 /// Bytes looked at to tell what the body is (a tar header's magic is at 257).
 const HEAD: usize = 512;
+/// Bytes handed to the workers at once.
+const PIECE: usize = 256 << 10;
 
 /// One piece of the body, shared by the workers.
-pub(super) type Chunk = Arc<[u8]>;
+type Chunk = Arc<Vec<u8>>;
 
 /// Where one fetch puts the body.
 pub(super) enum Target<'p> {
@@ -101,8 +103,8 @@ impl<T: Send + 'static> Worker<T> {
 }
 
 enum Route {
-    /// The first bytes, kept until they say what the body is.
-    Undecided(Vec<u8>),
+    /// Until the first bytes say what the body is.
+    Undecided,
     File(fs::File, Kind),
     Unpack(Worker<Result<(), ArchiveError>>),
 }
@@ -111,6 +113,8 @@ pub(super) struct Sink<'p> {
     target: &'p Target<'p>,
     hasher: Option<Worker<Checksum>>,
     route: Route,
+    /// Bytes not yet handed on.
+    pending: Vec<u8>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -125,35 +129,44 @@ impl<'p> Sink<'p> {
                 fs::File::create(path).map_err(io_err("cannot create", path))?,
                 Kind::Raw,
             ),
-            Target::Archive { .. } => Route::Undecided(Vec::with_capacity(HEAD)),
+            Target::Archive { .. } => Route::Undecided,
         };
         Ok(Sink {
             target,
             hasher,
             route,
+            pending: Vec::with_capacity(PIECE + PIECE / 4),
             cancel: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Takes the next chunk of the body.
-    pub(super) async fn push(&mut self, chunk: Chunk) -> Result<(), Stop> {
+    /// Where the next bytes of the body are appended; [`Sink::flush_full`] hands them on.
+    pub(super) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+
+    /// Hands the buffered bytes to the workers once there are [`PIECE`] of them (fewer, bigger
+    /// hand-overs: each one wakes a thread).
+    pub(super) async fn flush_full(&mut self) -> Result<(), Stop> {
+        if self.pending.len() < PIECE {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        let chunk = Arc::new(std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(PIECE + PIECE / 4),
+        ));
+        if matches!(self.route, Route::Undecided) {
+            self.decide(&chunk[..chunk.len().min(HEAD)])?;
+        }
         if let Some(hasher) = &mut self.hasher {
             if !hasher.send(Arc::clone(&chunk)).await {
                 return Err(self.worker_gone("the checksum worker stopped"));
             }
         }
-        let chunk = match &mut self.route {
-            Route::Undecided(head) => {
-                head.extend_from_slice(&chunk);
-                if head.len() < HEAD {
-                    return Ok(());
-                }
-                let head = std::mem::take(head);
-                self.decide(&head)?;
-                Arc::from(head)
-            }
-            _ => chunk,
-        };
         self.write(chunk).await
     }
 
@@ -184,7 +197,7 @@ impl<'p> Sink<'p> {
     async fn write(&mut self, chunk: Chunk) -> Result<(), Stop> {
         let target = self.target;
         match &mut self.route {
-            Route::Undecided(_) => Ok(()),
+            Route::Undecided => Ok(()),
             Route::File(file, _) => file
                 .write_all(&chunk)
                 .map_err(|err| io_err("cannot write", &file_path(target))(err)),
@@ -211,11 +224,7 @@ impl<'p> Sink<'p> {
     /// The body is complete: lets the workers finish and collects the checksum and where the
     /// body landed. Cancel-safe (a dropped call leaves the workers for [`Sink::abort`]).
     pub(super) async fn finish(&mut self) -> Result<Finished, Stop> {
-        if let Route::Undecided(head) = &mut self.route {
-            let head = std::mem::take(head);
-            self.decide(&head)?;
-            self.write(Arc::from(head)).await?;
-        }
+        self.flush().await?;
         let checksum = match &mut self.hasher {
             Some(hasher) => Some(
                 hasher
@@ -227,7 +236,7 @@ impl<'p> Sink<'p> {
         };
         let path = self.file_path();
         match &mut self.route {
-            Route::Undecided(_) => Err(self.worker_gone("the download was not routed")),
+            Route::Undecided => Err(self.worker_gone("the download was not routed")),
             Route::File(file, kind) => {
                 file.sync_all().map_err(io_err("cannot sync", &path))?;
                 Ok(Finished {
@@ -298,7 +307,7 @@ fn unpack(
 ) -> Result<(), ArchiveError> {
     let mut reader = ChannelReader {
         rx,
-        chunk: Arc::from(Vec::new()),
+        chunk: Arc::new(Vec::new()),
         at: 0,
     };
     let result = archive::unpack_stream(
