@@ -1023,6 +1023,15 @@ fn startup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> 
         "≤ +5 ms",
         Some(o - b <= 5.0),
     );
+    let (o90, b90) = (percentile(&ours, 0.9), percentile(&base, 0.9));
+    report.row(
+        "start-up p90: `cosmovisor run version` vs `<daemon> version`",
+        fmt_ms(o90),
+        format!("{} (direct)", fmt_ms(b90)),
+        format!("+{} ({})", fmt_ms(o90 - b90), fmt_ratio(o90 / b90)),
+        "≤ +5 ms",
+        Some(o90 - b90 <= 5.0),
+    );
     report.note(format!(
         "Start-up: median of {runs} runs each, interleaved, after 3 warm-ups; the daemon is a \
          `#!/bin/sh` script that echoes a version. p90: ours {}, direct {}. CPU time per run (utime+stime of all \
