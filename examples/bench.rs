@@ -11,7 +11,7 @@
 //! latency percentiles), `--backup-gib N` (size of the backed-up `data/`, default 1),
 //! `--skip-backup`, `--tmp DIR` (where homes and files go; default `$TMPDIR` or `/tmp`),
 //! `--cosmovisor PATH` (default: the `cosmovisor` built beside this example), `--only A,B`
-//! (sections: upgrade, throughput, idle, startup, backup, sha256).
+//! (sections: upgrade, throughput, idle, startup, backup, sha256, download).
 //!
 //! This is not production code and is not installed: it lives in `examples/`.
 
@@ -86,13 +86,14 @@ impl Opts {
 }
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "upgrade",
     "throughput",
     "idle",
     "startup",
     "backup",
     "sha256",
+    "download",
 ];
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -126,7 +127,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--runs N] [--backup-gib N] [--skip-backup] [--tmp DIR] [--cosmovisor PATH] [--only upgrade,throughput,idle,startup,backup,sha256]"
+                    "usage: bench [--quick] [--runs N] [--backup-gib N] [--skip-backup] [--tmp DIR] [--cosmovisor PATH] [--only upgrade,throughput,idle,startup,backup,sha256,download]"
                 );
                 std::process::exit(0);
             }
@@ -252,6 +253,10 @@ fn main() -> anyhow::Result<()> {
     if opts.runs_section("sha256") {
         eprintln!("== sha256 while reading from loopback");
         sha256(&opts, &mut report)?;
+    }
+    if opts.runs_section("download") {
+        eprintln!("== overlapped download, verify and unpack");
+        download(&opts, tmp.path(), &mut report)?;
     }
 
     let machine = format!(
@@ -594,6 +599,10 @@ fn upgrade_latency(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Res
         wait_until(&format!("daemon #{i} to start"), LIMIT, || {
             home.events().0.len() >= i
         })?;
+        if i == 1 {
+            // inotify watches data/ from this long after start; before, the 300 ms poll does.
+            thread::sleep(cosmovisor::watcher::INOTIFY_AFTER);
+        }
         // A random moment, so that no phase lock with the 300 ms poll can flatter us.
         thread::sleep(Duration::from_millis(rng.range(20, 120)));
         let written = home.write_plan(&format!("v{i}"), 10 * u64::try_from(i)?)?;
@@ -656,7 +665,8 @@ fn upgrade_latency(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Res
     report.note(format!(
         "Upgrade figures: {n} upgrades in one `cosmovisor run start` (DAEMON_POLL_INTERVAL=300ms, \
          pre-upgrade exits 1 at once), the plan written at a random 20–120 ms after the daemon \
-         started; percentiles are nearest-rank (with n={n}, p99 is the maximum). The 300 ms-poll \
+         started (the first one after the 1 s start-up window, before which inotify is not set up \
+         and the poll alone sees the file); percentiles are nearest-rank (with n={n}, p99 is the maximum). The 300 ms-poll \
          baseline is analytic: uniform on [0, 300 ms), p50 150 ms, p99 297 ms. Detection p90 {}, max \
          {}; downtime p90 {}, max {}.",
         fmt_ms(percentile(&detection, 0.9)),
@@ -1013,6 +1023,15 @@ fn startup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> 
         "≤ +5 ms",
         Some(o - b <= 5.0),
     );
+    let (o90, b90) = (percentile(&ours, 0.9), percentile(&base, 0.9));
+    report.row(
+        "start-up p90: `cosmovisor run version` vs `<daemon> version`",
+        fmt_ms(o90),
+        format!("{} (direct)", fmt_ms(b90)),
+        format!("+{} ({})", fmt_ms(o90 - b90), fmt_ratio(o90 / b90)),
+        "≤ +5 ms",
+        Some(o90 - b90 <= 5.0),
+    );
     report.note(format!(
         "Start-up: median of {runs} runs each, interleaved, after 3 warm-ups; the daemon is a \
          `#!/bin/sh` script that echoes a version. p90: ours {}, direct {}. CPU time per run (utime+stime of all \
@@ -1176,15 +1195,17 @@ struct BackupCase<'a> {
 }
 
 fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
+    // The issue's goals for the default: ≤ 0.2× for 1 GiB, ≤ 0.1× from 5 GiB on.
+    let default_goal = if opts.backup_gib >= 5.0 { 0.1 } else { 0.2 };
     backup_case(
         opts,
         root,
         report,
         &BackupCase {
-            label: "copy",
+            label: "default (auto: checkpoint on the same ext4)",
             env: &[],
             cp_args: &[],
-            goal: 0.6,
+            goal: default_goal,
         },
     )?;
     backup_case(
@@ -1192,8 +1213,8 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
         root,
         report,
         &BackupCase {
-            label: "COSMOVISOR_BACKUP_MODE=checkpoint",
-            env: &[("COSMOVISOR_BACKUP_MODE", "checkpoint")],
+            label: "COSMOVISOR_BACKUP_MODE=copy",
+            env: &[("COSMOVISOR_BACKUP_MODE", "copy")],
             cp_args: &[],
             goal: 0.6,
         },
@@ -1204,7 +1225,7 @@ fn backup(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
             &xfs.mount,
             report,
             &BackupCase {
-                label: "copy (reflink)",
+                label: "default (auto: reflink on XFS)",
                 env: &[],
                 cp_args: &["--reflink=always"],
                 goal: 1.0,
@@ -1349,7 +1370,7 @@ fn backup_case(
         &format!("≤ {}×", case.goal),
         Some(ratio <= case.goal),
     );
-    if case.label != "copy" {
+    if case.label != "COSMOVISOR_BACKUP_MODE=copy" {
         return Ok(());
     }
     report.note(format!(
@@ -1467,6 +1488,234 @@ fn sha256(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     report.note(format!(
         "sha256: `sha2` 0.10 `Sha256::update` on each 256 KiB read, in the reading thread; the \
          server is a thread of the bench writing 1 MiB blocks; {runs} pairs, the ratio is the median of the pairs' ratios."
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Overlapped download: read, sha256, gunzip + untar at once
+
+/// A release-shaped `.tar.gz`: `bin/benchd` and a 224 MiB random + 32 MiB text `lib/` blob.
+fn release_archive() -> anyhow::Result<Vec<u8>> {
+    let mut rng = Rng::new(11);
+    let mut blob = rng.bytes(usize::try_from(224 * MIB)?);
+    let line = b"cosmos-sdk module account keeper handler msg server query 0123456789\n";
+    while blob.len() < usize::try_from(256 * MIB)? {
+        blob.extend_from_slice(line);
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, bytes, mode) in [
+        ("bin/benchd", VERSION_DAEMON.as_bytes(), 0o755),
+        ("lib/libblob.so", blob.as_slice(), 0o644),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(u64::try_from(bytes.len())?);
+        header.set_mode(mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, bytes)?;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&builder.into_inner()?)?;
+    Ok(gz.finish()?)
+}
+
+/// Serves `body` to one HTTP GET on loopback; returns its URL.
+fn serve_once(body: std::sync::Arc<Vec<u8>>) -> anyhow::Result<(String, thread::JoinHandle<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/release.tar.gz", listener.local_addr()?);
+    let server = thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(&body);
+    });
+    Ok((url, server))
+}
+
+/// The read stage alone: one HTTP GET of `body` from loopback, the bytes discarded.
+fn read_stage(body: &std::sync::Arc<Vec<u8>>) -> anyhow::Result<f64> {
+    let (url, server) = serve_once(std::sync::Arc::clone(body))?;
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .context("address")?
+        .to_owned();
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr)?;
+    write!(stream, "GET /release.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0usize;
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let took = ms(start.elapsed());
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))?;
+    ensure!(got > body.len(), "read {got} bytes");
+    Ok(took)
+}
+
+/// The gunzip + untar stage alone, from memory, with the same code, limits and final `syncfs`
+/// as a download.
+fn unpack_stage(archive: &[u8], dir: &Path) -> anyhow::Result<f64> {
+    fs::create_dir(dir)?;
+    let start = Instant::now();
+    let mut input = archive;
+    cosmovisor::archive::unpack_stream(
+        cosmovisor::archive::Kind::TarGz,
+        Path::new("release.tar.gz"),
+        &mut input,
+        dir,
+        &cosmovisor::archive::Limits::default(),
+        &std::sync::atomic::AtomicBool::new(false),
+    )?;
+    let took = ms(start.elapsed());
+    fs::remove_dir_all(dir)?;
+    Ok(took)
+}
+
+/// Ours: the whole download of an upgrade (`DAEMON_ALLOW_DOWNLOAD_BINARIES`), in this process,
+/// through the library's `download_upgrade`, until the binary is in `upgrades/<name>/`.
+fn download_run(
+    home: &Path,
+    body: &std::sync::Arc<Vec<u8>>,
+    checksum: &str,
+    signals: &mut cosmovisor::signals::Signals,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<f64> {
+    let (url, server) = serve_once(std::sync::Arc::clone(body))?;
+    let vars = [
+        ("DAEMON_HOME", home.to_string_lossy().into_owned()),
+        ("DAEMON_NAME", NAME.to_owned()),
+        ("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true".to_owned()),
+    ];
+    let cfg = cosmovisor::config::Config::from_vars(|key| {
+        vars.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| std::ffi::OsString::from(v))
+    })
+    .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let layout = cosmovisor::layout::Layout::new(&cfg.home, &cfg.name);
+    let info = format!(r#"{{"binaries":{{"any":"{url}?checksum=sha256:{checksum}"}}}}"#);
+    let plan = cosmovisor::plan::parse(
+        serde_json::json!({"name": "v2", "height": 10, "info": info})
+            .to_string()
+            .as_bytes(),
+        true,
+    )?;
+    let start = Instant::now();
+    let fetched = runtime.block_on(cosmovisor::download::download_upgrade(
+        &cfg, &layout, &plan, signals,
+    ))?;
+    let took = ms(start.elapsed());
+    ensure!(
+        matches!(fetched, cosmovisor::download::Fetched::Installed(_)),
+        "download interrupted"
+    );
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))?;
+    fs::remove_dir_all(layout.upgrade_dir(&plan.name))?;
+    Ok(took)
+}
+
+fn download(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let runs = if opts.quick { 2 } else { 3 };
+    let archive = release_archive()?;
+    let checksum = Sha256::digest(&archive)
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+    let size_mib = u64_f64(u64::try_from(archive.len())?) / u64_f64(MIB);
+    let body = std::sync::Arc::new(archive);
+    let home = root.join("download-home");
+    fs::create_dir_all(home.join("cosmovisor/upgrades"))?;
+    fs::create_dir_all(home.join("data"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut signals = runtime.block_on(async { cosmovisor::signals::Signals::install() })?;
+    let (mut ours, mut read, mut hash, mut unpack) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=runs {
+        sync_all()?;
+        let o = download_run(&home, &body, &checksum, &mut signals, &runtime)?;
+        sync_all()?;
+        let r = read_stage(&body)?;
+        let start = Instant::now();
+        let mut hasher = Sha256::new();
+        for piece in body.chunks(1 << 20) {
+            hasher.update(piece);
+        }
+        let _ = hasher.finalize();
+        let h = ms(start.elapsed());
+        sync_all()?;
+        let u = unpack_stage(&body, &root.join(format!("unpack-{i}")))?;
+        // The first round warms the page cache and the allocator.
+        if i > 0 {
+            eprintln!(
+                "  run {i}: ours {o:.0} ms; read {r:.0}, sha256 {h:.0}, gunzip+untar {u:.0} ms"
+            );
+            ours.push(o);
+            read.push(r);
+            hash.push(h);
+            unpack.push(u);
+        }
+    }
+    fs::remove_dir_all(&home)?;
+    let stages = [
+        ("read", median(&read)),
+        ("sha256", median(&hash)),
+        ("gunzip+untar", median(&unpack)),
+    ];
+    let (longest_name, longest) = stages
+        .iter()
+        .copied()
+        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let o = median(&ours);
+    let ratio = o / longest;
+    report.row(
+        &format!(
+            "download + verify + unpack of a {size_mib:.0} MiB .tar.gz from loopback (overlapped)"
+        ),
+        fmt_ms(o),
+        format!("{} (longest single stage: {longest_name})", fmt_ms(longest)),
+        fmt_ratio(ratio),
+        "≤ 1.1×",
+        Some(ratio <= 1.1),
+    );
+    report.note(format!(
+        "Download: ours is `download_upgrade` in the bench process (HTTP GET from a loopback \
+         thread, sha256 on a worker thread, gunzip + untar on another as the bytes arrive, \
+         checks, rename into upgrades/); stages alone, each measured in the same round: read (a \
+         plain HTTP GET, bytes discarded) {}, sha256 from memory {}, gunzip + untar from memory \
+         (same code, limits and syncfs) {}; their sum {}. {runs} rounds after a warm-up, \
+         medians. The archive: bin/benchd and 224 MiB random + 32 MiB text.",
+        fmt_ms(stages[0].1),
+        fmt_ms(stages[1].1),
+        fmt_ms(stages[2].1),
+        fmt_ms(stages.iter().map(|s| s.1).sum()),
     ));
     Ok(())
 }

@@ -6,8 +6,12 @@
 //! zero padding) for operators' scripts, but a second backup on the same day gets `.2`, `.3`, …
 //! instead of being merged into the first one as Go does.
 //!
-//! Before a byte is written, [`check_space`] makes sure the copy fits. The copy itself is
-//! `copy.rs`; a cancelled or failed copy's staging folder is removed by the caller.
+//! [`resolve`] turns `COSMOVISOR_BACKUP_MODE` into what this backup does (by default: a reflink
+//! clone where the file system clones, hard links of immutable table files on `data/`'s file
+//! system, a copy elsewhere). Before a byte is written, [`check_space`] makes sure the bytes that
+//! mode writes fit. The copy itself is `copy.rs`; a cancelled or failed copy's staging folder is
+//! removed by the caller. Each complete backup has a record (`.backup-records/<name>.json` beside
+//! it: the mode, files and bytes) that `status` shows.
 
 use std::fs;
 use std::io;
@@ -22,6 +26,7 @@ use chrono::Datelike;
 use nix::sys::signal::Signal;
 use tracing::warn;
 
+use crate::config::BackupMode;
 use crate::copy::{CopyError, CopyStats, Mode};
 use crate::journal::BackupPaths;
 use crate::progress::Progress;
@@ -55,12 +60,13 @@ pub fn partial_name(name: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SpaceError {
     #[error(
-        "not enough free space for the backup in {}: needs about {} (data/ is {}), {} free; free some space, set DAEMON_DATA_BACKUP_DIR to a larger disk, or UNSAFE_SKIP_BACKUP=true",
-        dir.display(), human(*needed), human(*data), human(*free)
+        "not enough free space for the backup in {}: needs about {} for a {} backup (data/ is {}), {} free; free some space, set DAEMON_DATA_BACKUP_DIR to a larger disk, or UNSAFE_SKIP_BACKUP=true",
+        dir.display(), human(*needed), mode.name(), human(*data), human(*free)
     )]
     NotEnough {
         dir: PathBuf,
         needed: u64,
+        mode: Mode,
         data: u64,
         free: u64,
     },
@@ -71,33 +77,55 @@ pub enum SpaceError {
 /// Extra room asked for on top of the data itself.
 const MARGIN_BYTES: u64 = 64 << 20;
 
-/// Checks, before anything is written, that a copy of `data` fits in `backup_dir`: the data's
-/// allocated size plus 5% and 64 MiB, or only the margin when the copy will be a reflink clone
-/// (same XFS or btrfs file system). Returns the data's size, for progress reports.
+/// What `requested` does for a backup of `data` into `backup_dir`. `auto`: a reflink clone where
+/// the backup folder is on `data/`'s XFS or btrfs, hard links of the immutable table files where
+/// it is on `data/`'s file system, a full copy elsewhere. `reflink` on a file system that cannot
+/// clone is a copy.
+#[must_use]
+pub fn resolve(requested: BackupMode, data: &Path, backup_dir: &Path) -> Mode {
+    match requested {
+        BackupMode::Checkpoint => Mode::Checkpoint,
+        BackupMode::Reflink | BackupMode::Auto if clones(data, backup_dir) => Mode::Reflink,
+        BackupMode::Auto if same_device(data, backup_dir) => Mode::Checkpoint,
+        BackupMode::Copy | BackupMode::Reflink | BackupMode::Auto => Mode::Copy,
+    }
+}
+
+/// Checks, before anything is written, that the backup of `data` fits in `backup_dir`: the
+/// bytes `mode` writes plus 5% and 64 MiB (only the margin for a reflink clone; table files
+/// that `checkpoint` links count zero). Returns the data's size, for progress reports.
 ///
-/// The estimate counts each file's length or allocated blocks, whichever is larger.
+/// Each file counts its length or allocated blocks, whichever is larger.
 pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, SpaceError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |err: io::Error| SpaceError::Io { path, err }
     };
-    let size = crate::copy::disk_usage(data, mode).map_err(io(data))?;
+    let usage = crate::copy::disk_usage(data, &backup_dir.join(PREFIX), mode).map_err(io(data))?;
     let stat = nix::sys::statvfs::statvfs(backup_dir).map_err(|err| io(backup_dir)(err.into()))?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
-    let needed = if clones(data, backup_dir) {
+    let needed = if mode == Mode::Reflink {
         MARGIN_BYTES
     } else {
-        size + size / 20 + MARGIN_BYTES
+        usage.written + usage.written / 20 + MARGIN_BYTES
     };
     if needed > free {
         return Err(SpaceError::NotEnough {
             dir: backup_dir.to_path_buf(),
             needed,
-            data: size,
+            mode,
+            data: usage.total,
             free,
         });
     }
-    Ok(size)
+    Ok(usage.total)
+}
+
+fn same_device(data: &Path, backup_dir: &Path) -> bool {
+    match (fs::metadata(data), fs::metadata(backup_dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 /// XFS's `f_type` ("XFSB"): nix leaves its `XFS_SUPER_MAGIC` out on musl (the release binaries).
@@ -106,15 +134,52 @@ const XFS_SUPER_MAGIC: u32 = 0x5846_5342;
 /// Whether copies from `data` into `backup_dir` are reflink clones (same XFS/btrfs file system).
 fn clones(data: &Path, backup_dir: &Path) -> bool {
     use nix::sys::statfs::{BTRFS_SUPER_MAGIC, statfs};
-    let same_device = match (fs::metadata(data), fs::metadata(backup_dir)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev(),
-        _ => false,
-    };
-    same_device
+    same_device(data, backup_dir)
         && statfs(backup_dir).is_ok_and(|stat| {
             let kind = stat.filesystem_type();
             kind == BTRFS_SUPER_MAGIC || u32::try_from(kind.0).is_ok_and(|k| k == XFS_SUPER_MAGIC)
         })
+}
+
+/// The folder, beside the backups, that holds one record per complete backup.
+const RECORDS: &str = ".backup-records";
+
+/// What a backup did, kept beside it for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// `copy`, `checkpoint` or `reflink` ([`Mode::name`]).
+    pub mode: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Of `bytes`, those of hard-linked table files.
+    pub linked_bytes: u64,
+}
+
+fn record_path(backup: &Path) -> Option<PathBuf> {
+    let name = backup.file_name()?.to_str()?;
+    Some(backup.parent()?.join(RECORDS).join(format!("{name}.json")))
+}
+
+/// Writes the record of the backup that lands at `target` (temp file + rename).
+fn write_record(target: &Path, record: &Record) -> io::Result<()> {
+    let path = record_path(target)
+        .ok_or_else(|| io::Error::other(format!("{} has no folder name", target.display())))?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, json)?;
+    fs::rename(&tmp, &path)
+}
+
+/// The record of the complete backup `backup`; `None` when it has none (taken by Go, or by a
+/// cosmovisor before records) or it cannot be read.
+#[must_use]
+pub fn read_record(backup: &Path) -> Option<Record> {
+    let path = record_path(backup)?;
+    let bytes = crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `1.5GiB`-style sizes for messages.
@@ -209,6 +274,16 @@ pub async fn take(
         path: paths.target.clone(),
         err,
     };
+    let record = Record {
+        mode: mode.name().to_owned(),
+        files: stats.files,
+        bytes: stats.bytes,
+        linked_bytes: stats.linked_bytes,
+    };
+    if let Err(err) = write_record(&paths.target, &record) {
+        let _ = remove_partial(&paths.partial);
+        return Err(at(err));
+    }
     fs::rename(&paths.partial, &paths.target).map_err(at)?;
     // The copy gave the folder data/'s mtime; status shows the age of the backup itself.
     fs::File::open(&paths.target)
@@ -239,6 +314,9 @@ pub fn prune(backup_dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for backup in backups.into_iter().take(excess) {
         fs::remove_dir_all(&backup.path)?;
+        if let Some(record) = record_path(&backup.path) {
+            remove_file_if_present(&record)?;
+        }
         removed.push(backup.path);
     }
     Ok(removed)
@@ -307,6 +385,13 @@ pub fn list(dir: &Path) -> io::Result<Vec<Complete>> {
     }
     backups.sort_by_key(|backup| (backup.order, backup.modified));
     Ok(backups)
+}
+
+fn remove_file_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// Removes a staging folder left by an unfinished backup (ours, or one from before a crash).
@@ -379,6 +464,55 @@ mod tests {
         assert_eq!(human(512), "512B");
         assert_eq!(human(1536), "1.5KiB");
         assert_eq!(human(5 << 30), "5.0GiB");
+    }
+
+    #[test]
+    fn auto_links_on_data_s_file_system_and_the_rest_keep_their_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let cloning = clones(&data, tmp.path());
+        let same_fs = if cloning {
+            Mode::Reflink
+        } else {
+            Mode::Checkpoint
+        };
+        assert_eq!(resolve(BackupMode::Auto, &data, tmp.path()), same_fs);
+        assert_eq!(resolve(BackupMode::Copy, &data, tmp.path()), Mode::Copy);
+        assert_eq!(
+            resolve(BackupMode::Checkpoint, &data, tmp.path()),
+            Mode::Checkpoint
+        );
+        let reflink = if cloning { Mode::Reflink } else { Mode::Copy };
+        assert_eq!(resolve(BackupMode::Reflink, &data, tmp.path()), reflink);
+        // /proc is never data/'s file system.
+        assert_eq!(
+            resolve(BackupMode::Auto, &data, Path::new("/proc")),
+            Mode::Copy
+        );
+    }
+
+    #[test]
+    fn records_are_read_back_and_pruned_with_their_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backup = tmp.path().join("data-backup-2024-8-5");
+        fs::create_dir(&backup).unwrap();
+        assert_eq!(read_record(&backup), None);
+        let record = Record {
+            mode: "checkpoint".into(),
+            files: 3,
+            bytes: 300,
+            linked_bytes: 200,
+        };
+        write_record(&backup, &record).unwrap();
+        assert_eq!(read_record(&backup), Some(record));
+        fs::create_dir(tmp.path().join("data-backup-2024-8-6")).unwrap();
+        prune(tmp.path(), 1).unwrap();
+        assert!(
+            !tmp.path()
+                .join(".backup-records/data-backup-2024-8-5.json")
+                .exists()
+        );
     }
 
     #[test]

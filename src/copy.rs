@@ -4,9 +4,10 @@
 //! and `*.sst` in a folder that also holds `CURRENT` and a `MANIFEST-*`) are hard-linked instead
 //! of copied, like a `RocksDB` checkpoint. That is safe because those engines never modify a table
 //! file after writing it (compaction writes new files and unlinks old ones, and a link keeps the
-//! old bytes alive), and the backup is taken while the daemon is stopped. It needs the backup on
-//! the same file system as `data/`, and it is not a copy: damage to the disk or an in-place edit
-//! of a table file reaches both.
+//! old bytes alive), and the backup is taken while the daemon is stopped. A table file on another
+//! file system than the backup (a mount inside `data/`), or one the file system refuses to link,
+//! is copied. It is not a second copy of those bytes: damage to the disk or an in-place edit of a
+//! table file reaches both.
 //!
 //! One pass walks the source, creates the folders and symbolic links and lists the files; then
 //! worker threads copy the files, biggest first, with `copy_file_range` (std's `fs::copy`), which
@@ -29,6 +30,8 @@ use std::time::SystemTime;
 pub struct CopyStats {
     pub files: u64,
     pub bytes: u64,
+    /// Of `bytes`, those of the table files hard-linked rather than written.
+    pub linked_bytes: u64,
 }
 
 /// Why a copy stopped.
@@ -50,8 +53,25 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
 /// How files are reproduced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Every file copied with `copy_file_range`.
     Copy,
+    /// Immutable table files hard-linked, everything else copied.
     Checkpoint,
+    /// Every file copied with `copy_file_range` on a file system where that is a reflink clone
+    /// (XFS, btrfs): the same engine as [`Mode::Copy`], recorded apart because it writes nothing.
+    Reflink,
+}
+
+impl Mode {
+    /// The name `COSMOVISOR_BACKUP_MODE` and the backup's record use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Copy => "copy",
+            Mode::Checkpoint => "checkpoint",
+            Mode::Reflink => "reflink",
+        }
+    }
 }
 
 /// A file to copy.
@@ -81,12 +101,14 @@ pub fn copy_tree(
     cancel: &AtomicBool,
     copied: &AtomicU64,
 ) -> Result<CopyStats, CopyError> {
+    let link_dev = link_device(dst, mode).map_err(at(dst))?;
     let mut jobs = Vec::new();
     let mut folders = Vec::new();
-    walk(src, dst, mode, cancel, &mut jobs, &mut folders)?;
+    walk(src, dst, link_dev, cancel, &mut jobs, &mut folders)?;
     jobs.sort_by_key(|job| std::cmp::Reverse(job.len));
 
     let next = AtomicUsize::new(0);
+    let linked_bytes = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -97,8 +119,11 @@ pub fn copy_tree(
                         return;
                     }
                     match copy_file(job) {
-                        Ok(()) => {
+                        Ok(linked) => {
                             copied.fetch_add(job.len, Ordering::Relaxed);
+                            if linked {
+                                linked_bytes.fetch_add(job.len, Ordering::Relaxed);
+                            }
                         }
                         Err(err) => {
                             failed.store(true, Ordering::Relaxed);
@@ -132,18 +157,36 @@ pub fn copy_tree(
     Ok(CopyStats {
         files: jobs.len() as u64,
         bytes: jobs.iter().map(|job| job.len).sum(),
+        linked_bytes: linked_bytes.into_inner(),
     })
+}
+
+/// The device whose table files [`Mode::Checkpoint`] may link into `dst`: the file system of the
+/// folder `dst` is created in. `None` in the other modes.
+fn link_device(dst: &Path, mode: Mode) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::MetadataExt;
+    if mode != Mode::Checkpoint {
+        return Ok(None);
+    }
+    let parent = dst.parent().unwrap_or(Path::new("/"));
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    Ok(Some(fs::metadata(parent)?.dev()))
 }
 
 fn walk(
     src: &Path,
     dst: &Path,
-    mode: Mode,
+    link_dev: Option<u64>,
     cancel: &AtomicBool,
     jobs: &mut Vec<Job>,
     folders: &mut Vec<Folder>,
 ) -> Result<(), CopyError> {
-    let store = mode == Mode::Checkpoint && is_table_store(src);
+    use std::os::unix::fs::MetadataExt;
+    let store = link_dev.is_some() && is_table_store(src);
     let meta = fs::metadata(src).map_err(at(src))?;
     fs::create_dir(dst).map_err(at(dst))?;
     folders.push(Folder {
@@ -160,13 +203,13 @@ fn walk(
         let to = dst.join(entry.file_name());
         let kind = entry.file_type().map_err(at(&from))?;
         if kind.is_dir() {
-            walk(&from, &to, mode, cancel, jobs, folders)?;
+            walk(&from, &to, link_dev, cancel, jobs, folders)?;
         } else if kind.is_symlink() {
             let target = fs::read_link(&from).map_err(at(&from))?;
             std::os::unix::fs::symlink(target, &to).map_err(at(&to))?;
         } else if kind.is_file() {
             let meta = entry.metadata().map_err(at(&from))?;
-            let link = store && is_table_file(&from);
+            let link = store && is_table_file(&from) && Some(meta.dev()) == link_dev;
             jobs.push(Job {
                 from,
                 to,
@@ -179,13 +222,29 @@ fn walk(
     Ok(())
 }
 
-fn copy_file(job: &Job) -> Result<(), CopyError> {
+/// Reproduces one file; `true` when it was hard-linked.
+fn copy_file(job: &Job) -> Result<bool, CopyError> {
     if job.link {
         // Same inode: mode and time are already the original's.
-        return fs::hard_link(&job.from, &job.to).map_err(at(&job.to));
+        match fs::hard_link(&job.from, &job.to) {
+            Ok(()) => return Ok(true),
+            // A file system without hard links (or at the link limit): copy it instead.
+            Err(err) if link_refused(&err) => {}
+            Err(err) => return Err(at(&job.to)(err)),
+        }
     }
     fs::copy(&job.from, &job.to).map_err(at(&job.from))?;
-    set_modified(&job.to, job.modified, false)
+    set_modified(&job.to, job.modified, false)?;
+    Ok(false)
+}
+
+fn link_refused(err: &io::Error) -> bool {
+    use nix::errno::Errno;
+    err.raw_os_error().is_some_and(|code| {
+        [Errno::EPERM, Errno::EXDEV, Errno::EMLINK, Errno::EOPNOTSUPP]
+            .iter()
+            .any(|errno| *errno as i32 == code)
+    })
 }
 
 /// A LevelDB/Pebble/RocksDB store folder: it holds `CURRENT` and a `MANIFEST-*`.
@@ -213,24 +272,43 @@ fn set_modified(path: &Path, modified: SystemTime, is_dir: bool) -> Result<(), C
     file.set_modified(modified).map_err(at(path))
 }
 
-/// Bytes a copy of the tree may need: per file the larger of its length and its allocated
-/// blocks (a copy can fill a sparse file's holes), for the free-space check. Table files that
-/// `mode` hard-links need nothing.
-pub fn disk_usage(path: &Path, mode: Mode) -> io::Result<u64> {
+/// What a copy of a tree into a folder amounts to, for the free-space check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Per file the larger of its length and its allocated blocks (a copy can fill a sparse
+    /// file's holes).
+    pub total: u64,
+    /// Of `total`, what the copy writes: all of it but the table files [`Mode::Checkpoint`]
+    /// links (those on the file system of `dst`'s folder).
+    pub written: u64,
+}
+
+/// [`Usage`] of copying the tree `path` to `dst` in `mode`.
+pub fn disk_usage(path: &Path, dst: &Path, mode: Mode) -> io::Result<Usage> {
+    let link_dev = link_device(dst, mode)?;
+    let mut usage = Usage::default();
+    add_usage(path, link_dev, &mut usage)?;
+    Ok(usage)
+}
+
+fn add_usage(path: &Path, link_dev: Option<u64>, usage: &mut Usage) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let store = mode == Mode::Checkpoint && is_table_store(path);
-    let mut total = 0;
+    let store = link_dev.is_some() && is_table_store(path);
     for entry in fs::read_dir(path)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            total += disk_usage(&entry.path(), mode)?;
-        } else if kind.is_file() && !(store && is_table_file(&entry.path())) {
+            add_usage(&entry.path(), link_dev, usage)?;
+        } else if kind.is_file() {
             let meta = entry.metadata()?;
-            total += meta.len().max(meta.blocks() * 512);
+            let size = meta.len().max(meta.blocks() * 512);
+            usage.total += size;
+            if !(store && is_table_file(&entry.path()) && Some(meta.dev()) == link_dev) {
+                usage.written += size;
+            }
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -274,7 +352,8 @@ mod tests {
             stats,
             CopyStats {
                 files: 2,
-                bytes: 100_002
+                bytes: 100_002,
+                linked_bytes: 0,
             }
         );
         assert_eq!(copied.load(Ordering::Relaxed), 100_002);
@@ -355,7 +434,7 @@ mod tests {
         fs::create_dir_all(src.join("loose")).unwrap();
         fs::write(src.join("loose/000007.ldb"), "not in a store").unwrap();
         let dst = tmp.path().join("copy");
-        copy_tree(
+        let stats = copy_tree(
             &src,
             &dst,
             Mode::Checkpoint,
@@ -364,6 +443,9 @@ mod tests {
             &AtomicU64::new(0),
         )
         .unwrap();
+        assert_eq!(stats.linked_bytes, 1000);
+        let usage = disk_usage(&src, &tmp.path().join("other"), Mode::Checkpoint).unwrap();
+        assert!(usage.total >= 1000 + usage.written, "{usage:?}");
         let ino = |p: &Path| fs::metadata(p).unwrap().ino();
         assert_eq!(
             ino(&db.join("000005.ldb")),
@@ -394,6 +476,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("d")).unwrap();
         fs::write(tmp.path().join("d/f"), vec![1u8; 10_000]).unwrap();
-        assert!(disk_usage(tmp.path(), Mode::Copy).unwrap() >= 10_000);
+        let usage = disk_usage(tmp.path(), &tmp.path().join("copy"), Mode::Copy).unwrap();
+        assert!(usage.total >= 10_000);
+        assert_eq!(usage.written, usage.total);
     }
 }

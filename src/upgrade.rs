@@ -32,7 +32,8 @@ use tracing::{error, info, warn};
 
 use crate::backup::{self, Taken};
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::config::{Config, format_go_duration};
+use crate::config::{BackupMode, Config, format_go_duration};
+use crate::copy::Mode;
 use crate::hook;
 use crate::journal::{Journal, JournalError, Phase};
 use crate::layout::{self, BinaryError, Layout};
@@ -289,24 +290,30 @@ async fn back_up(
         backup::remove_partial(&paths.partial)
             .map_err(|err| fail(&paths.partial, err.to_string()))?;
     }
-    let total = backup::check_space(&data, &cfg.data_backup_dir, copy_mode(cfg))
+    let mode = backup::resolve(cfg.backup_mode, &data, &cfg.data_backup_dir);
+    if cfg.backup_mode == BackupMode::Reflink && mode != Mode::Reflink {
+        warn!(dir = %cfg.data_backup_dir.display(), "COSMOVISOR_BACKUP_MODE=reflink: the backup folder is not on data/'s XFS or btrfs, copying instead");
+    }
+    let total = backup::check_space(&data, &cfg.data_backup_dir, mode)
         .map_err(|err| fail(&cfg.data_backup_dir, err.to_string()))?;
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
 
-    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), "starting to take backup of data directory");
+    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), mode = mode.name(), "starting to take backup of data directory");
     notify::step(&format!("upgrade {}: backing up data/", plan.name));
-    let (stats, took) = match backup::take(&data, &paths, copy_mode(cfg), total, signals).await {
+    let (stats, took) = match backup::take(&data, &paths, mode, total, signals).await {
         Ok(Taken::Done { stats, took }) => (stats, took),
         Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
         Err(err) => return Err(fail(&paths.target, err.to_string())),
     };
-    metrics.backup_done(took, stats.bytes);
+    metrics.backup_done(took, stats.bytes - stats.linked_bytes);
     info!(
         path = %paths.target.display(),
         files = stats.files,
         bytes = stats.bytes,
+        linked_bytes = stats.linked_bytes,
+        mode = mode.name(),
         took = %format_go_duration(took),
         "backup completed"
     );
@@ -326,13 +333,6 @@ async fn back_up(
         }
     }
     Ok(None)
-}
-
-fn copy_mode(cfg: &Config) -> crate::copy::Mode {
-    match cfg.backup_mode {
-        crate::config::BackupMode::Copy => crate::copy::Mode::Copy,
-        crate::config::BackupMode::Checkpoint => crate::copy::Mode::Checkpoint,
-    }
 }
 
 /// Runs `$DAEMON_HOME/cosmovisor/<script> <name> <height>` in `$DAEMON_HOME`.

@@ -4,7 +4,13 @@
 //! once) and a poll (a `stat`). Without inotify, or after `data/` itself was removed or moved,
 //! the poll runs every `DAEMON_POLL_INTERVAL` and the watch is re-armed as soon as it can be;
 //! while inotify works the poll is only a safety net and runs every [`SAFETY_POLL`] at most, so
-//! an idle supervisor barely wakes up (measured in `bench/`). The file is parsed again
+//! an idle supervisor barely wakes up (measured in `bench/`). The inotify watch is set up only
+//! once the daemon has run for [`INOTIFY_AFTER`]: tearing an inotify instance down (at the latest
+//! when we exit) waits for the kernel (an RCU grace period, up to 20 ms), which a short command
+//! run through us (`cosmovisor run version`) should not pay. Until then the file is polled every
+//! `DAEMON_POLL_INTERVAL` (as Go always does), it was read at start-up, and the daemon's
+//! `UPGRADE … NEEDED` line still makes us look at once; it is read again as soon as the watch is
+//! set up, so nothing written in between is missed. The file is parsed again
 //! only when its identity (inode, size, mtime, ctime) changed. A half-written or malformed file
 //! is logged once per version and read again when it changes: never a crash, never a stop of the
 //! daemon (Go panics and orphans the node).
@@ -38,6 +44,9 @@ use crate::plan::{self, Applied, Plan};
 /// How often the file is polled while inotify watches `data/` (unless the configured interval
 /// is longer).
 const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+/// How long after start the inotify watch is set up (see the module documentation).
+pub const INOTIFY_AFTER: Duration = Duration::from_secs(1);
 
 /// The identity of one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +95,15 @@ pub struct Watcher {
     /// A change was seen and the file is still to be read (kept across a cancelled `next`).
     dirty: bool,
     inotify: Option<AsyncFd<InotifyFd>>,
+    /// When the first inotify watch is set up; `None` once it was tried.
+    inotify_at: Option<tokio::time::Instant>,
     ticker: Interval,
     poll_interval: Duration,
 }
 
 impl Watcher {
-    /// Watches `file` (inside `data/`). inotify is optional: without it we poll.
+    /// Watches `file` (inside `data/`): polls it, and from [`INOTIFY_AFTER`] on watches it with
+    /// inotify too. inotify is optional: without it we keep polling.
     #[must_use]
     pub fn new(
         file: &Path,
@@ -101,14 +113,6 @@ impl Watcher {
         skip_heights: Vec<i64>,
         applied: Applied,
     ) -> Watcher {
-        let inotify = file.parent().and_then(|dir| match watch_dir(dir) {
-            Ok(inotify) => Some(inotify),
-            Err(err) => {
-                warn!(dir = %dir.display(), error = %err, "inotify unavailable, polling for upgrade-info.json");
-                None
-            }
-        });
-        let ticker = ticker(poll_interval, inotify.is_some());
         Watcher {
             file: file.to_path_buf(),
             file_name: file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
@@ -121,9 +125,30 @@ impl Watcher {
             last_seen: None,
             problem: None,
             dirty: false,
-            inotify,
-            ticker,
+            inotify: None,
+            inotify_at: Some(tokio::time::Instant::now() + INOTIFY_AFTER),
+            ticker: ticker(poll_interval, false),
             poll_interval,
+        }
+    }
+
+    /// Sets up the first inotify watch (warning when it cannot be had).
+    fn start_inotify(&mut self) {
+        self.inotify_at = None;
+        let Some(dir) = self.file.parent() else {
+            return;
+        };
+        match watch_dir(dir) {
+            Ok(inotify) => {
+                debug!(dir = %dir.display(), "watching data/ with inotify");
+                self.set_inotify(Some(inotify));
+            }
+            Err(_) if !dir.is_dir() => {
+                warn!(file = %self.file.display(), "data/ was removed or moved; polling until it is back");
+            }
+            Err(err) => {
+                warn!(dir = %dir.display(), error = %err, "inotify unavailable, polling for upgrade-info.json");
+            }
         }
     }
 
@@ -135,7 +160,7 @@ impl Watcher {
 
     /// Without inotify: tries to watch `data/` again (it may have been re-created).
     fn rearm(&mut self) {
-        if self.inotify.is_some() {
+        if self.inotify.is_some() || self.inotify_at.is_some() {
             return;
         }
         if let Some(Ok(inotify)) = self.file.parent().filter(|dir| dir.is_dir()).map(watch_dir) {
@@ -288,6 +313,12 @@ impl Watcher {
                 self.set_inotify(None);
             }
             changed
+        } else if let Some(at) = self.inotify_at {
+            tokio::select! {
+                _ = self.ticker.tick() => {}
+                () = tokio::time::sleep_until(at) => self.start_inotify(),
+            }
+            true
         } else {
             self.ticker.tick().await;
             self.rearm();

@@ -17,7 +17,7 @@ mod fixtures;
 mod unpack;
 
 pub use arrange::{arrange, arrange_raw};
-pub use unpack::{check_links_inside, unpack};
+pub use unpack::{check_links_inside, unpack, unpack_stream};
 
 /// What a downloaded file is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,6 +41,31 @@ pub fn unpack(
     limits: &Limits,
     cancel: &AtomicBool,
 ) -> Result<(), ArchiveError> {
+    run(kind, archive, None, dest, limits, cancel)
+}
+
+/// [`unpack`] for a tar or tar.gz read from `input` while it arrives (a download): the same
+/// rules, limits and clean-up. `archive` names it in messages. A zip (whose index is at its end)
+/// cannot be unpacked from a stream.
+pub fn unpack_stream(
+    kind: Kind,
+    archive: &Path,
+    input: &mut dyn Read,
+    dest: &Path,
+    limits: &Limits,
+    cancel: &AtomicBool,
+) -> Result<(), ArchiveError> {
+    run(kind, archive, Some(input), dest, limits, cancel)
+}
+
+fn run(
+    kind: Kind,
+    archive: &Path,
+    input: Option<&mut dyn Read>,
+    dest: &Path,
+    limits: &Limits,
+    cancel: &AtomicBool,
+) -> Result<(), ArchiveError> {
     let mut listing = fs::read_dir(dest).map_err(|_| ArchiveError::DestNotEmpty {
         dest: dest.to_path_buf(),
     })?;
@@ -73,10 +98,24 @@ pub fn unpack(
                 format,
             });
         }
-        Kind::TarGz => open(archive).and_then(|file| {
-            unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
-        }),
-        Kind::Tar => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
+        Kind::TarGz => match input {
+            Some(input) => {
+                unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(input)))
+            }
+            None => open(archive).and_then(|file| {
+                unpacker.unpack_tar(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+            }),
+        },
+        Kind::Tar => match input {
+            Some(input) => unpacker.unpack_tar(BufReader::new(input)),
+            None => open(archive).and_then(|file| unpacker.unpack_tar(BufReader::new(file))),
+        },
+        Kind::Zip if input.is_some() => {
+            return Err(ArchiveError::Unsupported {
+                archive: archive.to_path_buf(),
+                format: "zip from a stream".to_owned(),
+            });
+        }
         Kind::Zip => open(archive).and_then(|file| unpacker.unpack_zip(file)),
     };
     let result = result.and_then(|()| sync_filesystem(dest));
@@ -713,6 +752,63 @@ mod tests {
         assert_eq!(mode_of(&dest.join("shared")), 0o775);
         assert_eq!(mode_of(&dest.join("locked")), 0o700);
         assert_eq!(mode_of(&dest.join("locked/f")), 0o644);
+    }
+
+    #[test]
+    fn a_stream_unpacks_like_a_file_and_is_cleaned_the_same() {
+        let scratch = Scratch::new();
+        let bytes = gzip(&tar_bytes(&[Entry::File(
+            "bin/simd",
+            b"#!/bin/sh\n",
+            0o755,
+        )]));
+        let label = Path::new("simd.tar.gz");
+        let cancel = AtomicBool::new(false);
+        let limits = Limits::default();
+        let mut input: &[u8] = &bytes;
+        unpack_stream(
+            Kind::TarGz,
+            label,
+            &mut input,
+            &scratch.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read(scratch.dest().join("bin/simd")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+
+        let other = Scratch::new();
+        let hostile = tar_bytes(&[
+            Entry::File("ok", b"x", 0o644),
+            Entry::File("../escape", b"x", 0o644),
+        ]);
+        let mut input: &[u8] = &hostile;
+        let err = unpack_stream(
+            Kind::Tar,
+            label,
+            &mut input,
+            &other.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("escape"), "{err}");
+        assert!(other.dest_is_empty());
+
+        let mut input: &[u8] = b"PK";
+        let err = unpack_stream(
+            Kind::Zip,
+            label,
+            &mut input,
+            &other.dest(),
+            &limits,
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ArchiveError::Unsupported { .. }), "{err}");
     }
 
     fn refused_tar(entries: &[Entry<'_>]) -> ArchiveError {

@@ -80,6 +80,8 @@ pub struct LastBackup {
     pub path: PathBuf,
     pub size_bytes: u64,
     pub age_seconds: u64,
+    /// How it was taken (`copy`, `checkpoint`, `reflink`); `null` for a backup without a record.
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,6 +193,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
+            mode: crate::backup::read_record(&backup.path).map(|record| record.mode),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -345,12 +348,13 @@ pub fn text(status: &Status) -> String {
             || "none".to_owned(),
             |b| {
                 format!(
-                    "{} ({} bytes, {} old)",
+                    "{} ({} bytes, {} old, mode {})",
                     b.path.display(),
                     b.size_bytes,
                     crate::config::format_go_duration(std::time::Duration::from_secs(
                         b.age_seconds
-                    ))
+                    )),
+                    b.mode.as_deref().unwrap_or("unknown")
                 )
             },
         ),

@@ -65,7 +65,9 @@ pub enum ConfigError {
     InvalidTimeFormat { value: String },
     #[error("COSMOVISOR_LOG_FORMAT: invalid log format {value:?} (expected console or json)")]
     InvalidLogFormat { value: String },
-    #[error("COSMOVISOR_BACKUP_MODE: invalid backup mode {value:?} (expected copy or checkpoint)")]
+    #[error(
+        "COSMOVISOR_BACKUP_MODE: invalid backup mode {value:?} (expected auto, copy, checkpoint or reflink)"
+    )]
     InvalidBackupMode { value: String },
     #[error(
         "COSMOVISOR_METRICS_ADDR: invalid address {value:?} (expected an IP address and port such \

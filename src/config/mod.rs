@@ -141,7 +141,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         COSMOVISOR_BACKUP_MODE,
-        "copy: checkpoint hard-links the immutable table files of LevelDB/Pebble stores",
+        "auto: reflink where the file system clones, else hard links of immutable table files on data/'s file system, else copy; copy, checkpoint or reflink force one",
     ),
     (
         COSMOVISOR_METRICS_ADDR,
@@ -295,23 +295,31 @@ impl LogFormat {
     }
 }
 
-/// `COSMOVISOR_BACKUP_MODE`: how `data/` is backed up.
+/// `COSMOVISOR_BACKUP_MODE`: how `data/` is backed up (`backup::resolve` turns it into what
+/// one backup does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupMode {
-    /// A full copy (a reflink clone where the file system can).
+    /// The default: `reflink` where the backup folder's file system clones, else `checkpoint`
+    /// when it is `data/`'s file system, else `copy`.
+    Auto,
+    /// A full copy (still a reflink clone on the same XFS or btrfs: the kernel's choice).
     Copy,
-    /// Like a `RocksDB` checkpoint: the immutable table files of `LevelDB`/Pebble stores are
-    /// hard-linked, everything else is copied.
+    /// Like a `RocksDB` checkpoint: the immutable table files of `LevelDB`/Pebble/`RocksDB`
+    /// stores are hard-linked, everything else is copied.
     Checkpoint,
+    /// Reflink clones; a copy where the file system cannot clone.
+    Reflink,
 }
 
 impl BackupMode {
-    /// Case-insensitive `copy` or `checkpoint`.
+    /// Case-insensitive `auto`, `copy`, `checkpoint` or `reflink`.
     #[must_use]
     pub fn parse(s: &str) -> Option<BackupMode> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Some(BackupMode::Auto),
             "copy" => Some(BackupMode::Copy),
             "checkpoint" => Some(BackupMode::Checkpoint),
+            "reflink" => Some(BackupMode::Reflink),
             _ => None,
         }
     }
@@ -319,8 +327,10 @@ impl BackupMode {
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
+            BackupMode::Auto => "auto",
             BackupMode::Copy => "copy",
             BackupMode::Checkpoint => "checkpoint",
+            BackupMode::Reflink => "reflink",
         }
     }
 }

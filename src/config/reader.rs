@@ -303,11 +303,11 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
 
     fn backup_mode(&mut self) -> BackupMode {
         match self.non_empty(COSMOVISOR_BACKUP_MODE) {
-            None => BackupMode::Copy,
+            None => BackupMode::Auto,
             Some(s) => BackupMode::parse(&s).unwrap_or_else(|| {
                 self.errors
                     .push(ConfigError::InvalidBackupMode { value: s });
-                BackupMode::Copy
+                BackupMode::Auto
             }),
         }
     }

@@ -202,7 +202,7 @@ mod tests {
                     cosmovisor_disable_logs = false\ncosmovisor_color_logs = true\n\
                     cosmovisor_timeformat_logs = 'kitchen'\ncosmovisor_custom_preupgrade = ''\n\
                     cosmovisor_disable_recase = false\ncosmovisor_log_format = 'console'\n\
-                    cosmovisor_backup_mode = 'copy'\n\
+                    cosmovisor_backup_mode = 'auto'\n\
                     cosmovisor_download_idle_timeout = '1m0s'\n";
         assert_eq!(defaults().to_toml(), want);
         assert_eq!(from_file(want, &[]), Ok(defaults()));

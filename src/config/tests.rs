@@ -23,7 +23,7 @@ const DETAIL: &str = "Configurable Values:
   COSMOVISOR_TIMEFORMAT_LOGS: 3:04PM
   COSMOVISOR_CUSTOM_PREUPGRADE: \n  COSMOVISOR_DISABLE_RECASE: false
   DAEMON_GRPC_ADDRESS: localhost:9090
-  COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: copy
+  COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: http://127.0.0.1:26657\nDerived Values:
          Root Dir: /h/cosmovisor
@@ -180,7 +180,7 @@ pub(super) fn defaults() -> Config {
         disable_recase: false,
         backup_keep: None,
         log_format: LogFormat::Console,
-        backup_mode: BackupMode::Copy,
+        backup_mode: BackupMode::Auto,
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: "http://127.0.0.1:26657".into(),

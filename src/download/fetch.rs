@@ -2,13 +2,12 @@
 //! connect timeout, the idle rule (less than 1 KiB in `COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT` is a
 //! stall, which a plain "no byte for N seconds" timeout misses for a server that trickles),
 //! size caps checked against `Content-Length` before the body and again while it streams, local
-//! sources opened only as regular files, the checksum computed on the way, network failures
-//! retried with back-off, and a termination signal ending any wait at once.
+//! sources opened only as regular files, the checksum computed on the way (on another thread,
+//! `sink.rs`, which also unpacks a tar or tar.gz as it arrives), network failures retried with
+//! back-off, and a termination signal ending any wait at once.
 //!
 //! What to fetch and what to do with the file (unpacking, installing) is `download/mod.rs`.
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,10 +15,11 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{DownloadError, Stop, io_err};
+use super::sink::{Landed, Sink, Target};
+use super::{DownloadError, Stop};
 use crate::bounded_read::ReadError;
 use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
-use crate::plan_info::{self, Checksum, Location, Source};
+use crate::plan_info::{self, Location, Source};
 use crate::progress::Progress;
 use crate::signals::Signals;
 
@@ -71,29 +71,37 @@ enum Body {
 }
 
 impl Body {
-    /// The next piece into `buf` (cleared first); `false` at the end.
-    async fn next(&mut self, url: &str, buf: &mut Vec<u8>) -> Result<bool, DownloadError> {
-        buf.clear();
+    /// Appends the next piece to `buf`; how many bytes, 0 at the end. Cancel-safe: `buf`
+    /// changes only once a piece has arrived.
+    async fn next_into(&mut self, url: &str, buf: &mut Vec<u8>) -> Result<usize, DownloadError> {
         match self {
-            Body::Http(response) => match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    buf.extend_from_slice(&chunk);
-                    Ok(true)
+            Body::Http(response) => loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) if chunk.is_empty() => {}
+                    Ok(Some(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        return Ok(chunk.len());
+                    }
+                    Ok(None) => return Ok(0),
+                    Err(err) => {
+                        return Err(DownloadError::Network {
+                            url: url.to_owned(),
+                            err: network_reason(err),
+                        });
+                    }
                 }
-                Ok(None) => Ok(false),
-                Err(err) => Err(DownloadError::Network {
-                    url: url.to_owned(),
-                    err: network_reason(err),
-                }),
             },
             Body::File(file) => {
-                buf.resize(LOCAL_CHUNK, 0);
-                let read = file.read(buf).await.map_err(|err| DownloadError::Network {
-                    url: url.to_owned(),
-                    err: err.to_string(),
-                })?;
-                buf.truncate(read);
-                Ok(read > 0)
+                let mut piece = vec![0; LOCAL_CHUNK];
+                let read = file
+                    .read(&mut piece)
+                    .await
+                    .map_err(|err| DownloadError::Network {
+                        url: url.to_owned(),
+                        err: err.to_string(),
+                    })?;
+                buf.extend_from_slice(&piece[..read]);
+                Ok(read)
             }
         }
     }
@@ -122,11 +130,39 @@ impl<'a> Fetcher<'a> {
         source: &Source,
         dest: &Path,
         cap: Cap,
-    ) -> Result<u64, Stop> {
+    ) -> Result<(), Stop> {
+        self.fetch(source, &Target::File(dest), cap).await.map(drop)
+    }
+
+    /// Streams an upgrade's binary or archive from `source`, hashing on the way: a tar or tar.gz
+    /// is unpacked into `dir` (existing, empty) as it arrives, anything else is written to
+    /// `file`. The checksum is verified before this returns; a failure leaves `dir` empty.
+    pub(super) async fn fetch_archive(
+        &mut self,
+        source: &Source,
+        file: &Path,
+        dir: &Path,
+        cap: Cap,
+    ) -> Result<Landed, Stop> {
+        let target = Target::Archive {
+            url: &source.original,
+            file,
+            dir,
+        };
+        self.fetch(source, &target, cap).await
+    }
+
+    /// One fetch with retries of network failures.
+    async fn fetch(
+        &mut self,
+        source: &Source,
+        target: &Target<'_>,
+        cap: Cap,
+    ) -> Result<Landed, Stop> {
         let mut attempt = 1;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.fetch_once(source, dest, cap).await {
+            match self.fetch_once(source, target, cap).await {
                 Err(Stop::Failed(DownloadError::Network { url, err })) if attempt < ATTEMPTS => {
                     warn!(url = %url, error = %err, attempt, retry_in = %format_go_duration(backoff), "download failed, retrying");
                     tokio::select! {
@@ -217,60 +253,36 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    async fn fetch_once(&mut self, source: &Source, dest: &Path, cap: Cap) -> Result<u64, Stop> {
+    async fn fetch_once(
+        &mut self,
+        source: &Source,
+        target: &Target<'_>,
+        cap: Cap,
+    ) -> Result<Landed, Stop> {
         let url = &source.shown;
         let (mut body, total) = self.open(source, cap).await?;
-        let mut file = fs::File::create(dest).map_err(io_err("cannot create", dest))?;
-        let mut hasher = source.checksum.as_ref().map(Checksum::hasher);
+        let mut sink = Sink::new(target, source.checksum.as_ref())?;
         let mut progress = Progress::new("download", total);
-        let mut done = 0u64;
-        let mut buf = Vec::new();
-        // The idle rule: each window of `idle` must bring at least MIN_PROGRESS bytes (a local
-        // file on a hung network mount is held to it too).
-        let mut window_end = Instant::now() + self.idle;
-        let mut window_bytes = 0u64;
-        loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout_at(window_end, body.next(url, &mut buf)) => next,
-                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
-            };
-            let more = match next {
-                Ok(more) => more?,
-                Err(_elapsed) => {
-                    self.check_window(url, window_bytes)?;
-                    window_end = Instant::now() + self.idle;
-                    window_bytes = 0;
-                    continue;
-                }
-            };
-            if !more {
-                break;
+        let streamed = self
+            .stream(url, &mut body, &mut sink, &mut progress, cap)
+            .await;
+        let finished = match streamed {
+            Ok(()) => tokio::select! {
+                finished = sink.finish() => finished,
+                sig = self.signals.next_termination() => Err(Stop::Interrupted(sig)),
+            },
+            Err(stop) => Err(stop),
+        };
+        let finished = match finished {
+            Ok(finished) => finished,
+            Err(stop) => {
+                sink.abort().await;
+                return Err(stop);
             }
-            done += buf.len() as u64;
-            if done > cap.bytes {
-                return Err(DownloadError::TooLarge {
-                    url: url.clone(),
-                    limit: cap.shown,
-                    what: cap.what,
-                }
-                .into());
-            }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&buf);
-            }
-            file.write_all(&buf).map_err(io_err("cannot write", dest))?;
-            progress.update(done);
-            window_bytes += buf.len() as u64;
-            if Instant::now() >= window_end {
-                self.check_window(url, window_bytes)?;
-                window_end = Instant::now() + self.idle;
-                window_bytes = 0;
-            }
-        }
-        file.sync_all().map_err(io_err("cannot sync", dest))?;
-        if let (Some(hasher), Some(expected)) = (hasher, source.checksum.as_ref()) {
-            let actual = hasher.finish();
+        };
+        if let (Some(actual), Some(expected)) = (finished.checksum, source.checksum.as_ref()) {
             if actual != *expected {
+                sink.abort().await;
                 return Err(DownloadError::Checksum {
                     url: url.clone(),
                     expected: expected.to_string(),
@@ -280,8 +292,70 @@ impl<'a> Fetcher<'a> {
             }
             info!(url = %url, checksum = %expected, "checksum verified");
         }
+        if let Err(err) = finished.unpack {
+            sink.abort().await;
+            return Err(DownloadError::Archive {
+                url: url.clone(),
+                err,
+            }
+            .into());
+        }
         progress.finish();
-        Ok(done)
+        Ok(finished.landed)
+    }
+
+    /// Reads the body into `sink` to its end, under the cap and the idle rule.
+    async fn stream(
+        &mut self,
+        url: &str,
+        body: &mut Body,
+        sink: &mut Sink<'_>,
+        progress: &mut Progress,
+        cap: Cap,
+    ) -> Result<(), Stop> {
+        let mut done = 0u64;
+        // The idle rule: each window of `idle` must bring at least MIN_PROGRESS bytes (a local
+        // file on a hung network mount is held to it too).
+        let mut window_end = Instant::now() + self.idle;
+        let mut window_bytes = 0u64;
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(window_end, body.next_into(url, sink.buffer())) => next,
+                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
+            };
+            let len = match next {
+                Ok(len) => len? as u64,
+                Err(_elapsed) => {
+                    self.check_window(url, window_bytes)?;
+                    window_end = Instant::now() + self.idle;
+                    window_bytes = 0;
+                    continue;
+                }
+            };
+            if len == 0 {
+                return Ok(());
+            }
+            done += len;
+            if done > cap.bytes {
+                return Err(DownloadError::TooLarge {
+                    url: url.to_owned(),
+                    limit: cap.shown,
+                    what: cap.what,
+                }
+                .into());
+            }
+            tokio::select! {
+                pushed = sink.flush_full() => pushed?,
+                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
+            }
+            progress.update(done);
+            window_bytes += len;
+            if Instant::now() >= window_end {
+                self.check_window(url, window_bytes)?;
+                window_end = Instant::now() + self.idle;
+                window_bytes = 0;
+            }
+        }
     }
 
     /// Fails as stalled when an idle window brought fewer than [`MIN_PROGRESS`] bytes.

@@ -1,7 +1,9 @@
 //! Fetching an upgrade's binary named in its plan (`DAEMON_ALLOW_DOWNLOAD_BINARIES=true`).
 //!
 //! Only this platform's entry (or `any`) is fetched — Go v1.5+ fetched every platform's first.
-//! The checksum is computed while the bytes stream to disk, never by a second read. Everything
+//! The checksum is computed on another thread while the bytes arrive, never by a second read,
+//! and a tar or tar.gz is unpacked into the staging folder as it arrives (`sink.rs`); nothing
+//! leaves the staging folder before the checksum of the whole body is verified. Everything
 //! lands in a staging folder `upgrades/.<name>.download-<pid>/` and is renamed into
 //! `upgrades/<name>/` only once it is complete, verified, unpacked and checked to be an
 //! executable for this machine, so a failed download leaves nothing behind and the next try
@@ -32,8 +34,10 @@ use crate::plan_info::{self, Info, InfoError, Source};
 use crate::signals::Signals;
 
 mod fetch;
+mod sink;
 
 use fetch::{BINARY_CAP, DOCUMENT_CAP, Fetcher};
+use sink::Landed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -196,27 +200,27 @@ async fn install(
     target: &Path,
 ) -> Result<(), Stop> {
     let file = staging.join("download");
+    let unpacked = staging.join("unpacked");
+    fs::create_dir(&unpacked).map_err(io_err("cannot create", &unpacked))?;
     info!(url = %source.shown, "no upgrade binary found, beginning to download it");
-    fetcher.fetch_to_file(source, &file, BINARY_CAP).await?;
+    let landed = fetcher
+        .fetch_archive(source, &file, &unpacked, BINARY_CAP)
+        .await?;
 
-    let head = read_head(&file)?;
-    let kind = archive::detect(&source.original, &head);
     let version = staging.join("version");
     let cancel = Arc::new(AtomicBool::new(false));
     let mut work = {
         let daemon = daemon.to_owned();
         let cancel = Arc::clone(&cancel);
         let (file, version) = (file.clone(), version.clone());
-        let unpacked = staging.join("unpacked");
         tokio::task::spawn_blocking(move || -> Result<(), ArchiveError> {
-            if matches!(kind, Kind::Raw) {
-                return archive::arrange_raw(&file, &daemon, &version);
+            match landed {
+                Landed::Unpacked => {}
+                Landed::File(Kind::Raw) => return archive::arrange_raw(&file, &daemon, &version),
+                Landed::File(kind) => {
+                    archive::unpack(kind, &file, &unpacked, &Limits::default(), &cancel)?;
+                }
             }
-            fs::create_dir(&unpacked).map_err(|err| ArchiveError::Io {
-                path: unpacked.clone(),
-                err: err.to_string(),
-            })?;
-            archive::unpack(kind, &file, &unpacked, &Limits::default(), &cancel)?;
             archive::arrange(&unpacked, &daemon, &version)
         })
     };
@@ -322,13 +326,4 @@ fn remove_stale_staging(upgrades: &Path, dir_name: &str) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn read_head(file: &Path) -> Result<Vec<u8>, Stop> {
-    use std::io::Read;
-    let mut head = vec![0u8; 512];
-    let mut f = fs::File::open(file).map_err(io_err("cannot read", file))?;
-    let n = f.read(&mut head).map_err(io_err("cannot read", file))?;
-    head.truncate(n);
-    Ok(head)
 }

@@ -39,7 +39,7 @@ fn fill_data(data: &Path, big_files: usize, big_size: usize) {
 }
 
 /// Every file under `dir` with its bytes, for comparing trees.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(next) = stack.pop() {
@@ -98,7 +98,7 @@ fn assert_converges(home: &Home, data_at_upgrade: &[(PathBuf, Vec<u8>)], context
 }
 
 /// The data as the upgrade sees it: what the test wrote plus the plan the daemon wrote.
-fn expected_data(home: &Home, name: &str, height: i64) -> Vec<(PathBuf, Vec<u8>)> {
+pub fn expected_data(home: &Home, name: &str, height: i64) -> Vec<(PathBuf, Vec<u8>)> {
     let mut data = snapshot(&home.data());
     data.push((
         PathBuf::from("upgrade-info.json"),
@@ -251,6 +251,10 @@ fn backups_on_xfs_are_reflink_clones() {
         used < 50 << 20,
         "a 200 MiB backup used {used} bytes: not a reflink clone"
     );
+    let out = home.cosmovisor(["status", "--output", "json"]).run();
+    out.assert_code(0);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["last_backup"]["mode"], "reflink", "{out}");
 }
 
 #[test]

@@ -219,7 +219,7 @@ fn integers_formats_and_backup_settings() {
         case(
             &[("COSMOVISOR_BACKUP_MODE", Some("rsync"))],
             &[
-                r#"COSMOVISOR_BACKUP_MODE: invalid backup mode "rsync" (expected copy or checkpoint)"#,
+                r#"COSMOVISOR_BACKUP_MODE: invalid backup mode "rsync" (expected auto, copy, checkpoint or reflink)"#,
             ],
         ),
         case(
@@ -475,7 +475,7 @@ fn config_file_durations_and_environment_overrides() {
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: 4
   COSMOVISOR_LOG_FORMAT: console
-  COSMOVISOR_BACKUP_MODE: copy
+  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: http://127.0.0.1:26657
@@ -553,7 +553,7 @@ fn config_prints_the_detail_string() {
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: {empty}
   COSMOVISOR_LOG_FORMAT: console
-  COSMOVISOR_BACKUP_MODE: copy
+  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: http://127.0.0.1:9

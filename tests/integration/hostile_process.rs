@@ -10,7 +10,7 @@ use std::process::Command;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{FakeDaemon, Home};
+use crate::support::{FakeDaemon, Home, Tmpfs};
 
 fn alive(pid: i32) -> bool {
     // A zombie has been killed already; only its parent's wait is missing.
@@ -25,34 +25,6 @@ fn alive(pid: i32) -> bool {
 
 fn read_pid(path: &Path) -> i32 {
     fs::read_to_string(path).unwrap().trim().parse().unwrap()
-}
-
-/// A tmpfs mounted over a folder for the life of the test.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount (the test needs root)");
-        assert!(status.success(), "mount tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-
-    /// Writes zeros until the file system is full.
-    fn fill(&self) {
-        let mut filler = fs::File::create(self.0.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -835,3 +835,36 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     }
     writer.finish().expect("zip finish").into_inner()
 }
+
+/// A tmpfs mounted over a folder for the life of the test (the tests run as root, in CI too).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).expect("mkdir for the tmpfs");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount (the test needs root)");
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes zeros until the file system is full.
+    pub fn fill(&self) {
+        let mut filler = fs::File::create(self.0.join("filler")).expect("create the filler");
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

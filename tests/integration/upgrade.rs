@@ -707,8 +707,12 @@ fn a_replaced_data_folder_is_still_watched() {
     let home = Home::new("simd");
     home.genesis(&FakeDaemon::new().ready("v1").block())
         .upgrade("v2", &daemon("v2", &[0]));
-    let running = home.cosmovisor(["run", "start"]).spawn();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_LOG_LEVEL", "debug")
+        .spawn();
     home.wait_for_event("ready v1");
+    running.wait_for_log("watching data/ with inotify");
     // An operator restores data/ from elsewhere while the node runs.
     fs::rename(home.data(), home.path().join("data.old")).unwrap();
     running.wait_for_log("data/ was removed or moved; polling until it is back");

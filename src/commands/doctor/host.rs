@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Report;
+use crate::backup;
 use crate::config::{Config, format_go_duration};
-use crate::inventory;
 use crate::layout::Layout;
 use crate::systemd;
 
@@ -19,56 +19,27 @@ const UNIT_MARGIN: Duration = Duration::from_secs(5);
 /// the supervisor's thread for seconds (measuring `data/` before a backup).
 const WATCHDOG_MIN: Duration = Duration::from_secs(30);
 
-/// `data/` plus 10% must fit in the free space of `DAEMON_DATA_BACKUP_DIR`.
+/// The backup the next upgrade takes must fit in `DAEMON_DATA_BACKUP_DIR`: the same check, for
+/// the same mode, as the upgrade makes before it stops the daemon ([`backup::check_space`]).
 pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Layout) {
     if cfg.unsafe_skip_backup {
         report.pass("backup space: not needed (UNSAFE_SKIP_BACKUP=true)");
         return;
     }
     let data = layout.data_dir();
-    let size = match inventory::tree_size(&data) {
-        Ok(size) => size,
-        Err(err) => {
-            report.fail(
-                format!("backup space: cannot measure {}: {err}", data.display()),
-                "check the folder's permissions",
-            );
-            return;
-        }
-    };
     let dir = &cfg.data_backup_dir;
-    let free = match nix::sys::statvfs::statvfs(dir) {
-        Ok(stat) => stat.blocks_available().saturating_mul(stat.fragment_size()),
-        Err(err) => {
-            report.fail(
-                format!(
-                    "backup space: cannot read the free space of {}: {err}",
-                    dir.display()
-                ),
-                "check DAEMON_DATA_BACKUP_DIR",
-            );
-            return;
-        }
-    };
-    let needed = size.saturating_add(size / 10);
-    if free >= needed {
-        report.pass(format!(
-            "backup space: data/ is {}, {} has {} free",
-            crate::backup::human(size),
-            dir.display(),
-            crate::backup::human(free)
-        ));
-    } else {
-        report.fail(
-            format!(
-                "backup space: data/ is {} ({} with a 10% margin), {} has only {} free",
-                crate::backup::human(size),
-                crate::backup::human(needed),
-                dir.display(),
-                crate::backup::human(free)
-            ),
+    let mode = backup::resolve(cfg.backup_mode, &data, dir);
+    match backup::check_space(&data, dir, mode) {
+        Ok(size) => report.pass(format!(
+            "backup space: a {} backup of data/ ({}) fits in {}",
+            mode.name(),
+            backup::human(size),
+            dir.display()
+        )),
+        Err(err) => report.fail(
+            format!("backup space: {err}"),
             "free space there, or point DAEMON_DATA_BACKUP_DIR at a larger disk (UNSAFE_SKIP_BACKUP=true skips the backup)",
-        );
+        ),
     }
 }
 
