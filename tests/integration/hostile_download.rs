@@ -1,4 +1,4 @@
-//! Hostile downloads (issue 10, SPEC §5): servers that announce or send too much, trickle or
+//! Hostile downloads (SPEC §5): servers that announce or send too much, trickle or
 //! stall, `file://` sources that are FIFOs or devices, SIGTERM in the middle of a download or an
 //! unpack, archives that lie about sizes, hold 100 000 entries or link out of the version folder,
 //! "binaries" that this machine cannot execute, and credentials in URLs.

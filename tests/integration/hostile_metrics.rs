@@ -1,4 +1,4 @@
-//! The metrics endpoint cannot hurt the node (issue 10): a flood of idle connections under a low
+//! The metrics endpoint cannot hurt the node (SPEC §5): a flood of idle connections under a low
 //! descriptor limit does not make an upgrade fail, and a client that sends its request one byte
 //! a second is cut off once the header timeout is over.
 

@@ -1,4 +1,4 @@
-//! Issue 11 items 3–6: the newest backup is the one taken last (not the one with the newest
+//! Parity with Go and operator correctness: the newest backup is the one taken last (not the one with the newest
 //! copied mtime), a mistyped home is refused, upstream's message texts, and the pre-upgrade
 //! hooks' output captured into our log lines.
 
