@@ -277,10 +277,12 @@ pub fn apply(settings: &mut StopSettings, text: &str) {
     }
 }
 
-/// Reads a unit file and its drop-ins (`<path>.d/*.conf`, in name order).
-pub fn read(path: &Path) -> std::io::Result<StopSettings> {
+/// Reads a unit file and its drop-ins (`<path>.d/*.conf`, in name order), each as a regular file
+/// with the size cap of `bounded_read` (a unit path may name anything).
+pub fn read(path: &Path) -> Result<StopSettings, crate::bounded_read::ReadError> {
+    use crate::bounded_read::{DOCUMENT_CAP, read_capped_string};
     let mut settings = StopSettings::default();
-    apply(&mut settings, &std::fs::read_to_string(path)?);
+    apply(&mut settings, &read_capped_string(path, DOCUMENT_CAP)?);
     let mut drop_in_dir = path.as_os_str().to_owned();
     drop_in_dir.push(".d");
     if let Ok(entries) = std::fs::read_dir(PathBuf::from(drop_in_dir)) {
@@ -291,7 +293,7 @@ pub fn read(path: &Path) -> std::io::Result<StopSettings> {
             .collect();
         confs.sort();
         for conf in confs {
-            apply(&mut settings, &std::fs::read_to_string(conf)?);
+            apply(&mut settings, &read_capped_string(&conf, DOCUMENT_CAP)?);
         }
     }
     Ok(settings)
