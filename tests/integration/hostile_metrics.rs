@@ -3,33 +3,21 @@
 //! a second is cut off once the header timeout is over.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::support::{DEADLINE, FakeDaemon, Home, upgraded_daemon, wait_until};
+use crate::support::{
+    DEADLINE, FakeDaemon, Home, free_port, http_get, upgraded_daemon, wait_until,
+};
 
 /// The descriptor limit cosmovisor runs under in the flood test.
 const FD_LIMIT: usize = 256;
 /// Idle connections the flood holds open.
 const FLOOD: usize = 600;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
 
 fn open_fds(pid: Pid) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
@@ -78,7 +66,7 @@ fn idle_connection_flood_under_low_fd_limit_does_not_stop_an_upgrade() {
         .expect("run prlimit (apt package util-linux)");
     assert!(status.success(), "prlimit failed");
     wait_until("the metrics endpoint", DEADLINE, || {
-        get(port, "/metrics").is_some_and(|body| body.contains("cosmovisor_daemon_up 1"))
+        http_get(port, "/metrics").is_some_and(|body| body.contains("cosmovisor_daemon_up 1"))
     });
 
     let flood: Vec<TcpStream> = (0..FLOOD)
@@ -101,7 +89,7 @@ fn idle_connection_flood_under_low_fd_limit_does_not_stop_an_upgrade() {
 
     let mut body = String::new();
     wait_until("metrics after the flood", DEADLINE, || {
-        body = get(port, "/metrics").unwrap_or_default();
+        body = http_get(port, "/metrics").unwrap_or_default();
         body.contains("\ncosmovisor_upgrades_total 1\n")
     });
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
@@ -123,7 +111,7 @@ fn slowloris_client_is_cut_off_after_the_header_timeout() {
         .spawn();
     home.wait_for_event("ready v1");
     wait_until("the metrics endpoint", DEADLINE, || {
-        get(port, "/metrics").is_some()
+        http_get(port, "/metrics").is_some()
     });
 
     let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -154,7 +142,7 @@ fn slowloris_client_is_cut_off_after_the_header_timeout() {
         cut_off < Duration::from_millis(4500),
         "cut off only after {cut_off:?}; the header timeout is 3 s"
     );
-    let body = get(port, "/metrics").unwrap_or_default();
+    let body = http_get(port, "/metrics").unwrap_or_default();
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
     running.signal(Signal::SIGTERM);
     running.wait().assert_code(0);

@@ -4,20 +4,13 @@
 //! confirms the height; and a plan that can never be applied stops the node with a clear error.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::PathBuf;
 
 use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::manual::{mock_home, starts, wait_for_mock_event};
-use crate::support::{Home, MOCK_NODE};
-
-/// A loopback port nothing listens on right now, for the mock node's RPC.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use crate::support::{Home, MOCK_NODE, free_port};
 
 fn mock_version(home: &Home, version: &str, extra: &serde_json::Value) {
     let mut config = json!({"version": version, "block_time_ms": 50});

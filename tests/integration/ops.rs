@@ -1,15 +1,14 @@
 //! Operator tooling around `run`: JSON log lines, the metrics endpoint, the shipped systemd unit,
 //! shell completion and the manual page.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{DEADLINE, Home, upgraded_daemon, v1_requesting, wait_until};
+use crate::support::{
+    DEADLINE, Home, free_port, http_get, upgraded_daemon, v1_requesting, wait_until,
+};
 
 fn upgrading_home() -> Home {
     let home = Home::new("simd");
@@ -41,20 +40,6 @@ fn json_log_lines_parse() {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
-
 #[test]
 fn metrics_endpoint_reports_the_upgrade() {
     let home = upgrading_home();
@@ -66,7 +51,7 @@ fn metrics_endpoint_reports_the_upgrade() {
     home.wait_for_event("ready v2");
     let mut body = String::new();
     wait_until("metrics after the upgrade", DEADLINE, || {
-        body = get(port, "/metrics").unwrap_or_default();
+        body = http_get(port, "/metrics").unwrap_or_default();
         body.contains("\ncosmovisor_upgrades_total 1\n")
             && body.contains("\ncosmovisor_daemon_up 1\n")
     });
@@ -98,12 +83,12 @@ fn metrics_endpoint_reports_the_upgrade() {
         .and_then(|v| v.parse().ok())
         .expect("backup bytes");
     assert!(bytes >= 6, "the backup copied state.db: {body}");
-    let missing = get(port, "/nope").unwrap_or_default();
+    let missing = http_get(port, "/nope").unwrap_or_default();
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     running.signal(Signal::SIGTERM);
     running.wait().assert_code(0);
     assert!(
-        get(port, "/metrics").is_none(),
+        http_get(port, "/metrics").is_none(),
         "the endpoint closes with the supervisor"
     );
 }
