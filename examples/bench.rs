@@ -601,7 +601,7 @@ fn upgrade_latency(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Res
         })?;
         if i == 1 {
             // inotify watches data/ from this long after start; before, the 300 ms poll does.
-            thread::sleep(cosmovisor::watcher::INOTIFY_AFTER);
+            thread::sleep(cosmovisor::supervisor::watcher::INOTIFY_AFTER);
         }
         // A random moment, so that no phase lock with the 300 ms poll can flatter us.
         thread::sleep(Duration::from_millis(rng.range(20, 120)));
@@ -1580,12 +1580,12 @@ fn unpack_stage(archive: &[u8], dir: &Path) -> anyhow::Result<f64> {
     fs::create_dir(dir)?;
     let start = Instant::now();
     let mut input = archive;
-    cosmovisor::archive::unpack_stream(
-        cosmovisor::archive::Kind::TarGz,
+    cosmovisor::acquire::archive::unpack_stream(
+        cosmovisor::acquire::archive::Kind::TarGz,
         Path::new("release.tar.gz"),
         &mut input,
         dir,
-        &cosmovisor::archive::Limits::default(),
+        &cosmovisor::acquire::archive::Limits::default(),
         &std::sync::atomic::AtomicBool::new(false),
     )?;
     let took = ms(start.elapsed());
@@ -1614,21 +1614,24 @@ fn download_run(
             .map(|(_, v)| std::ffi::OsString::from(v))
     })
     .map_err(|err| anyhow::anyhow!("{err}"))?;
-    let layout = cosmovisor::layout::Layout::new(&cfg.home, &cfg.name);
+    let layout = cosmovisor::home::layout::Layout::new(&cfg.home, &cfg.name);
     let info = format!(r#"{{"binaries":{{"any":"{url}?checksum=sha256:{checksum}"}}}}"#);
-    let plan = cosmovisor::plan::parse(
+    let plan = cosmovisor::home::plan::parse(
         serde_json::json!({"name": "v2", "height": 10, "info": info})
             .to_string()
             .as_bytes(),
         true,
     )?;
     let start = Instant::now();
-    let fetched = runtime.block_on(cosmovisor::download::download_upgrade(
+    let fetched = runtime.block_on(cosmovisor::acquire::download::download_upgrade(
         &cfg, &layout, &plan, signals,
     ))?;
     let took = ms(start.elapsed());
     ensure!(
-        matches!(fetched, cosmovisor::download::Fetched::Installed(_)),
+        matches!(
+            fetched,
+            cosmovisor::acquire::download::Fetched::Installed(_)
+        ),
         "download interrupted"
     );
     server

@@ -1,38 +1,29 @@
 //! The supervisor as a library: `main.rs` is its command-line front, and the fuzz targets in
 //! `fuzz/` drive its parsers directly. Nothing here is a stable public API.
+//!
+//! The folders are the layers, each using only those below it (docs/design.md "Module map"):
+//! - [`commands`] and `cli`: the command line, one file per command;
+//! - [`supervisor`]: `cosmovisor run`, the one loop that owns the daemon;
+//! - [`upgrade`]: carrying out an upgrade once the daemon is stopped (journal, backup, hooks);
+//! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
+//! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
+//! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
+//!   [`elf`], [`log`], [`progress`], [`notify`], [`metrics`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
-pub mod archive;
-pub mod backup;
-pub mod batch;
+pub mod acquire;
 pub mod bounded_read;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod copy;
-pub mod download;
 pub mod elf;
 pub mod exit;
-pub mod fault;
-pub mod grpc;
-pub mod hook;
-pub mod inventory;
-pub mod journal;
-pub mod layout;
-pub mod lock;
+pub mod home;
 pub mod log;
 pub mod metrics;
-pub mod node_rpc;
 pub mod notify;
-pub mod output;
-pub mod pid1;
-pub mod plan;
-pub mod plan_info;
-pub mod process;
 pub mod progress;
 pub mod signals;
-pub mod supervise;
-pub mod systemd;
+pub mod supervisor;
 pub mod upgrade;
-pub mod watcher;

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cosmovisor::{
-    batch, cli, commands, config, exit, journal, layout, log, pid1, process, supervise, upgrade,
-    watcher,
-};
+use cosmovisor::home::layout;
+use cosmovisor::supervisor::{pid1, process, supervise, watcher};
+use cosmovisor::upgrade::{batch, journal, steps as upgrade};
+use cosmovisor::{cli, commands, config, exit, log};
 use tracing::info;
 
 use cosmovisor::cli::{Cli, Command, Dispatch};

@@ -33,8 +33,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
-use crate::inventory;
-use crate::layout::{self, Layout};
+use crate::home::inventory;
+use crate::home::layout::{self, Layout};
 
 /// Connections served at once; one more is closed as soon as it is accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -141,7 +141,7 @@ impl Metrics {
             .unwrap_or_default();
         let applied = layout
             .current_dir()
-            .map(|dir| crate::watcher::read_applied(&dir))
+            .map(|dir| crate::supervisor::watcher::read_applied(&dir))
             .unwrap_or_default();
         let (pending_height, staged) = match inventory::pending_plan(layout, recase) {
             Ok(Some(plan)) if applied.is_superseded_by(&plan) => {
@@ -242,7 +242,7 @@ fn write_row(out: &mut String, name: &str, kind: &str, help: &str, sample: &str)
 fn upgrade_phase(layout: &Layout) -> Option<(String, &'static str, u64)> {
     let path = layout.journal_file();
     let bytes = crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP).ok()?;
-    let journal: crate::journal::Journal = serde_json::from_slice(&bytes).ok()?;
+    let journal: crate::upgrade::journal::Journal = serde_json::from_slice(&bytes).ok()?;
     let since = std::fs::metadata(&path)
         .and_then(|meta| meta.modified())
         .ok()?
@@ -447,8 +447,8 @@ mod tests {
             !text.contains("cosmovisor_upgrade_phase_timestamp_seconds{"),
             "no upgrade under way: {text}"
         );
-        let plan = crate::plan::parse(br#"{"name":"v2","height":42}"#, true).unwrap();
-        crate::journal::Journal::record(&plan, &layout).unwrap();
+        let plan = crate::home::plan::parse(br#"{"name":"v2","height":42}"#, true).unwrap();
+        crate::upgrade::journal::Journal::record(&plan, &layout).unwrap();
         let text = metrics.render(&layout, true);
         assert!(
             text.contains(

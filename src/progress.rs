@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::backup::human;
 use crate::config::format_go_duration;
+use crate::upgrade::backup::human;
 
 /// How often the terminal bar is redrawn.
 const BAR_EVERY: Duration = Duration::from_millis(200);

@@ -3,10 +3,10 @@
 //! plan's info and download URLs. The cargo-fuzz targets in `fuzz/` search the same code much
 //! longer; these keep the properties checked on every run. Case counts are modest on purpose.
 
+use cosmovisor::acquire::plan_info;
 use cosmovisor::config::{format_go_duration, parse_go_duration};
-use cosmovisor::output::LineScanner;
-use cosmovisor::plan::{self, LinePlan, Notice, match_notice};
-use cosmovisor::plan_info;
+use cosmovisor::home::plan::{self, LinePlan, Notice, match_notice};
+use cosmovisor::supervisor::output::LineScanner;
 use proptest::prelude::*;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! on its own finds.
 #![no_main]
 
-use cosmovisor::output::LineScanner;
-use cosmovisor::plan::{Notice, match_notice};
+use cosmovisor::supervisor::output::LineScanner;
+use cosmovisor::home::plan::{Notice, match_notice};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

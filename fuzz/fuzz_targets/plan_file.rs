@@ -2,7 +2,7 @@
 //! round-trips through the record we write next to an applied upgrade.
 #![no_main]
 
-use cosmovisor::plan;
+use cosmovisor::home::plan;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! goes through `parse_source` too.
 #![no_main]
 
-use cosmovisor::plan_info::{self, Info};
+use cosmovisor::acquire::plan_info::{self, Info};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

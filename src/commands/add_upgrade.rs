@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use tracing::{info, warn};
 
-use crate::batch::{self, Entry};
 use crate::config::Config;
 use crate::exit;
-use crate::journal::Journal;
-use crate::layout::{self, Layout, UpgradeName};
-use crate::{lock, node_rpc, watcher};
+use crate::home::layout::{self, Layout, UpgradeName};
+use crate::supervisor::{lock, node_rpc, watcher};
+use crate::upgrade::batch::{self, Entry};
+use crate::upgrade::journal::Journal;
 
 /// What is wrong with the command's arguments (a usage error: exit 2).
 #[derive(Debug, thiserror::Error)]

@@ -23,14 +23,15 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::exit;
-use crate::inventory;
-use crate::journal::Journal;
-use crate::layout::{self, Layout, LayoutError};
-use crate::plan::Plan;
+use crate::home::inventory;
+use crate::home::layout::{self, Layout, LayoutError};
+use crate::home::plan::Plan;
+use crate::upgrade::journal::Journal;
 
 mod binary;
 mod download;
 mod host;
+pub mod systemd;
 
 /// Prints the check lines and remembers whether one failed.
 pub(crate) struct Report {
@@ -130,7 +131,7 @@ fn load_config(
     let (loaded, fix) = match &unit_env {
         Some((path, env)) => (
             Config::load_with(config_file, |var| {
-                crate::systemd::lookup(env, var).map(OsString::from)
+                crate::commands::doctor::systemd::lookup(env, var).map(OsString::from)
             }),
             format!(
                 "set it in the unit {} (Environment= or EnvironmentFile=)",
@@ -221,7 +222,7 @@ fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::P
 fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, current: Option<&Path>) {
     let recase = !cfg.disable_recase;
     let applied = current
-        .map(crate::watcher::read_applied)
+        .map(crate::supervisor::watcher::read_applied)
         .unwrap_or_default();
     match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) if applied.is_superseded_by(&plan) => {

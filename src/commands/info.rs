@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use crate::cli::OutputFormat;
 use crate::config::{Config, ConfigErrors};
 use crate::exit;
-use crate::layout::Layout;
-use crate::plan;
+use crate::home::layout::Layout;
+use crate::home::plan;
 
 /// Prints the validated configuration in Go's `DetailString` layout.
 pub fn config(config_file: Option<&Path>) -> anyhow::Result<u8> {
@@ -39,7 +39,7 @@ pub fn load_checked(config_file: Option<&Path>) -> anyhow::Result<Config> {
 /// read-only commands that work without a backup folder (`status`, `show-upgrade-info`).
 pub fn load_home(config_file: Option<&Path>) -> anyhow::Result<Config> {
     let cfg = Config::load(config_file)?;
-    crate::layout::check_root(&Layout::new(&cfg.home, &cfg.name))?;
+    crate::home::layout::check_root(&Layout::new(&cfg.home, &cfg.name))?;
     Ok(cfg)
 }
 
@@ -66,7 +66,7 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
     };
     match output {
         OutputFormat::Text => {
-            let text = crate::plan_info::redact(&String::from_utf8_lossy(&bytes));
+            let text = crate::acquire::plan_info::redact(&String::from_utf8_lossy(&bytes));
             stdout
                 .write_all(text.as_bytes())
                 .context("cannot write to stdout")?;
@@ -79,7 +79,7 @@ pub fn show_upgrade_info(config_file: Option<&Path>, output: OutputFormat) -> an
                 "name": plan.name.as_str(),
                 "raw_name": plan.raw_name,
                 "height": plan.height,
-                "info": crate::plan_info::redact(&plan.info),
+                "info": crate::acquire::plan_info::redact(&plan.info),
                 "upgrade_dir": layout.upgrade_dir(&plan.name),
             });
             writeln!(stdout, "{value}").context("cannot write to stdout")?;

@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::exit;
-use crate::layout::{self, Layout, LayoutError};
+use crate::home::layout::{self, Layout, LayoutError};
 
 pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> {
     check_executable(executable)?;

@@ -1,4 +1,4 @@
-//! Our commands other than `run` (which is `supervise.rs`): each file is one command.
+//! Our commands other than `run` (which is `supervisor/supervise.rs`): each file is one command.
 
 pub mod add_upgrade;
 pub mod completion;

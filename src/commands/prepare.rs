@@ -6,11 +6,11 @@ use std::path::Path;
 
 use tracing::info;
 
-use crate::download::Fetched;
+use crate::acquire::download::Fetched;
+use crate::acquire::grpc;
 use crate::exit;
-use crate::grpc;
-use crate::layout::{self, Layout, UpgradeName};
-use crate::plan::Plan;
+use crate::home::layout::{self, Layout, UpgradeName};
+use crate::home::plan::Plan;
 
 pub async fn run(config_file: Option<&Path>) -> anyhow::Result<u8> {
     let cfg = crate::commands::info::load_checked(config_file)?;
@@ -33,9 +33,9 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let mut signals = crate::signals::Signals::install()?;
-    let fetched = crate::download::download_upgrade(&cfg, &layout, &plan, &mut signals)
+    let fetched = crate::acquire::download::download_upgrade(&cfg, &layout, &plan, &mut signals)
         .await
-        .map_err(|err| crate::upgrade::UpgradeError::Download {
+        .map_err(|err| crate::upgrade::steps::UpgradeError::Download {
             name: plan.name.to_string(),
             err: Box::new(err),
         })?;

@@ -26,14 +26,14 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 
-use crate::backup;
 use crate::exit;
-use crate::inventory::{self, Version};
-use crate::journal::Journal;
-use crate::layout::{self, Layout, UPGRADE_INFO_FILE};
-use crate::lock::{self, SupervisorLock};
-use crate::plan::Applied;
-use crate::process::pid_file;
+use crate::home::inventory::{self, Version};
+use crate::home::layout::{self, Layout, UPGRADE_INFO_FILE};
+use crate::home::plan::Applied;
+use crate::supervisor::lock::{self, SupervisorLock};
+use crate::supervisor::process::pid_file;
+use crate::upgrade::backup;
+use crate::upgrade::journal::Journal;
 
 /// The file the signing state lives in, inside `data/` (`CometBFT`'s default).
 const SIGNING_STATE: &str = "priv_validator_state.json";
@@ -317,10 +317,10 @@ fn restore_data(layout: &Layout, backup: &Path) -> anyhow::Result<PathBuf> {
     let staging = home.join(RESTORE_STAGING);
     backup::remove_partial(&staging)
         .with_context(|| format!("cannot remove {}", staging.display()))?;
-    let copied = crate::copy::copy_tree(
+    let copied = crate::upgrade::copy::copy_tree(
         backup,
         &staging,
-        crate::copy::Mode::Copy,
+        crate::upgrade::copy::Mode::Copy,
         2,
         &AtomicBool::new(false),
         &std::sync::atomic::AtomicU64::new(0),

@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::exit;
-use crate::inventory;
-use crate::journal::Journal;
-use crate::layout::{self, Layout};
-use crate::process::pid_file;
+use crate::home::inventory;
+use crate::home::layout::{self, Layout};
+use crate::supervisor::process::pid_file;
+use crate::upgrade::journal::Journal;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -140,7 +140,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     });
     let applied = current_dir
         .as_deref()
-        .map(crate::watcher::read_applied)
+        .map(crate::supervisor::watcher::read_applied)
         .unwrap_or_default();
     let applied_plan = applied.name.as_ref().map(|name| AppliedPlan {
         name: name.clone(),
@@ -152,7 +152,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Some(PendingPlan {
                 name: plan.name.as_str().to_owned(),
                 height: plan.height,
-                info: crate::plan_info::redact(&plan.info),
+                info: crate::acquire::plan_info::redact(&plan.info),
                 would_trigger: applied.is_superseded_by(&plan),
                 binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,
@@ -193,7 +193,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
-            mode: crate::backup::read_record(&backup.path).map(|record| record.mode),
+            mode: crate::upgrade::backup::read_record(&backup.path).map(|record| record.mode),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -208,7 +208,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
-    let manual_upgrades = match crate::batch::load(&layout.batch_file()) {
+    let manual_upgrades = match crate::upgrade::batch::load(&layout.batch_file()) {
         Ok(entries) => entries
             .into_iter()
             .map(|entry| AppliedPlan {
@@ -234,7 +234,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         }
     };
     let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
-    let supervisor_pid = crate::lock::holder(layout.root());
+    let supervisor_pid = crate::supervisor::lock::holder(layout.root());
     Status {
         cosmovisor_version: crate::commands::version::VERSION,
         home: layout.home().to_path_buf(),

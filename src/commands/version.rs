@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::cli::OutputFormat;
 use crate::exit;
-use crate::layout::{self, Layout};
+use crate::home::layout::{self, Layout};
 
 /// Our version, as Go prints it (`v1.7.0`).
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
@@ -55,7 +55,7 @@ async fn text(
     };
     let mut daemon_args = vec![OsString::from("version")];
     daemon_args.extend_from_slice(args);
-    let status = crate::supervise::run_plain(&bin, &daemon_args, env).await?;
+    let status = crate::supervisor::supervise::run_plain(&bin, &daemon_args, env).await?;
     Ok(exit::from_status(status))
 }
 
@@ -115,7 +115,7 @@ fn daemon_binary(
     layout::check_binary(&bin)?;
     Ok((
         bin,
-        crate::process::library_path_env(&version_dir)
+        crate::supervisor::process::library_path_env(&version_dir)
             .into_iter()
             .collect(),
     ))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::Report;
 use crate::elf;
-use crate::layout::{self, Layout};
+use crate::home::layout::{self, Layout};
 
 /// How long `<bin> version` and `ldd` may take.
 const RUN_LIMIT: Duration = Duration::from_secs(10);
@@ -110,8 +110,9 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             return;
         }
     };
-    let env: Vec<(OsString, OsString)> =
-        crate::process::library_path_env(dir).into_iter().collect();
+    let env: Vec<(OsString, OsString)> = crate::supervisor::process::library_path_env(dir)
+        .into_iter()
+        .collect();
     if !is_script {
         check_libraries(report, &label, &bin, dir, &env);
     }

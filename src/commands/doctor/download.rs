@@ -10,10 +10,10 @@
 use std::path::Path;
 
 use super::Report;
+use crate::acquire::plan_info::{self, Info, InfoError};
 use crate::config::Config;
-use crate::layout::Layout;
-use crate::plan::Plan;
-use crate::plan_info::{self, Info, InfoError};
+use crate::home::layout::Layout;
+use crate::home::plan::Plan;
 
 /// One line: `✓ <bin> will be downloaded from <url>`, or why the plan cannot be downloaded.
 pub(super) fn check(report: &mut Report, cfg: &Config, layout: &Layout, plan: &Plan, bin: &Path) {
@@ -44,7 +44,7 @@ enum Found {
     List(String),
 }
 
-/// The checks `crate::download::download_upgrade` makes before its first request, in its order.
+/// The checks `crate::acquire::download::download_upgrade` makes before its first request, in its order.
 fn source(cfg: &Config, plan: &Plan) -> Result<Found, InfoError> {
     let must_have_checksum = cfg.download_must_have_checksum;
     match plan_info::classify(&plan.info)? {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Report;
-use crate::backup;
+use crate::commands::doctor::systemd;
 use crate::config::{Config, format_go_duration};
-use crate::layout::Layout;
-use crate::systemd;
+use crate::home::layout::Layout;
+use crate::upgrade::backup;
 
 /// Where units are looked for when `--unit` is not given.
 const SYSTEMD_DIR: &str = "/etc/systemd/system";

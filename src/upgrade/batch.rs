@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::layout::{UpgradeName, write_atomic};
-use crate::plan::{Applied, Plan, PlanError};
+use crate::home::layout::{UpgradeName, write_atomic};
+use crate::home::plan::{Applied, Plan, PlanError};
 
 /// One queued plan as stored in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

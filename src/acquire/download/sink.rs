@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{DownloadError, Stop, io_err};
-use crate::archive::{self, ArchiveError, Kind, Limits};
-use crate::plan_info::{Checksum, Hasher};
+use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
+use crate::acquire::plan_info::{Checksum, Hasher};
 
 /// Chunks in flight to one worker.
 const QUEUE: usize = 64;

@@ -10,9 +10,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::bounded_read;
-use crate::layout::{Layout, UpgradeName};
-use crate::plan::{self, Applied, Plan};
-use crate::watcher;
+use crate::home::layout::{Layout, UpgradeName};
+use crate::home::plan::{self, Applied, Plan};
+use crate::supervisor::watcher;
 
 /// The name `status` and `rollback --to` use for the genesis folder.
 pub const GENESIS: &str = "genesis";
@@ -154,9 +154,9 @@ pub fn binary_state(path: &Path) -> BinaryState {
     }
 }
 
-/// The complete backup taken last in `dir` (see [`crate::backup::list`]).
-pub fn newest_backup(dir: &Path) -> io::Result<Option<crate::backup::Complete>> {
-    Ok(crate::backup::list(dir)?.pop())
+/// The complete backup taken last in `dir` (see [`crate::upgrade::backup::list`]).
+pub fn newest_backup(dir: &Path) -> io::Result<Option<crate::upgrade::backup::Complete>> {
+    Ok(crate::upgrade::backup::list(dir)?.pop())
 }
 
 /// The apparent size in bytes of every regular file under `path` (symbolic links not followed),

@@ -17,9 +17,9 @@ use tracing::{info, warn};
 
 use super::sink::{Landed, Sink, Target};
 use super::{DownloadError, Stop};
+use crate::acquire::plan_info::{self, Location, Source};
 use crate::bounded_read::ReadError;
 use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
-use crate::plan_info::{self, Location, Source};
 use crate::progress::Progress;
 use crate::signals::Signals;
 

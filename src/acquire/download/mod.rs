@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use crate::archive::{self, ArchiveError, Kind, Limits};
+use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
+use crate::acquire::plan_info::{self, Info, InfoError, Source};
 use crate::bounded_read::ReadError;
 use crate::config::Config;
-use crate::layout::{self, BinaryError, Layout};
-use crate::plan::Plan;
-use crate::plan_info::{self, Info, InfoError, Source};
+use crate::home::layout::{self, BinaryError, Layout};
+use crate::home::plan::Plan;
 use crate::signals::Signals;
 
 mod fetch;
@@ -281,7 +281,7 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), Stop> {
         fs::rename(version, target).map_err(io_err("cannot move the download to", target))?;
     }
     if let Some(parent) = target.parent() {
-        crate::layout::sync_dir(parent).map_err(io_err("cannot sync", parent))?;
+        crate::home::layout::sync_dir(parent).map_err(io_err("cannot sync", parent))?;
     }
     Ok(())
 }
@@ -289,7 +289,8 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), Stop> {
 /// Moves the staged `bin/` entries and a `lib/` (unless one exists) into an existing folder.
 fn merge_into(version: &Path, target: &Path) -> Result<(), Stop> {
     let (from_bin, to_bin) = (version.join("bin"), target.join("bin"));
-    crate::layout::create_dir_all_durable(&to_bin).map_err(io_err("cannot create", &to_bin))?;
+    crate::home::layout::create_dir_all_durable(&to_bin)
+        .map_err(io_err("cannot create", &to_bin))?;
     for entry in fs::read_dir(&from_bin).map_err(io_err("cannot read", &from_bin))? {
         let entry = entry.map_err(io_err("cannot read", &from_bin))?;
         let to = to_bin.join(entry.file_name());
@@ -306,7 +307,7 @@ fn merge_into(version: &Path, target: &Path) -> Result<(), Stop> {
     }
     // The renames above are durable only once both folders are.
     for dir in [&to_bin, target] {
-        crate::layout::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
+        crate::home::layout::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
     }
     Ok(())
 }

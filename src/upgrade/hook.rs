@@ -4,7 +4,7 @@
 //! the last [`CAPTURE_CAP`] bytes of each stream are kept; both pipes are read in the same `select!`
 //! that forwards signals, so a hook that writes a lot never delays a forward.
 //!
-//! What the exit status means is the caller's business (`upgrade.rs`).
+//! What the exit status means is the caller's business (`upgrade/steps.rs`).
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
@@ -110,7 +110,7 @@ pub async fn run(mut command: Command, signals: &mut Signals) -> io::Result<Fini
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    crate::process::set_parent_death_signal(&mut command);
+    crate::supervisor::process::set_parent_death_signal(&mut command);
     let mut child = command.spawn()?;
     let pid = child
         .id()

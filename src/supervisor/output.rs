@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::plan::{LinePlan, Notice, match_notice};
+use crate::home::plan::{LinePlan, Notice, match_notice};
 
 /// Size of one read from the pipe, as `cat`'s: a 1 MiB read holds the pipe's lock so long that
 /// the daemon writing into it spins (a third less throughput on 2 cores; `examples/bench.rs`).

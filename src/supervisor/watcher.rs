@@ -39,7 +39,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::plan::{self, Applied, Plan};
+use crate::home::plan::{self, Applied, Plan};
 
 /// How often the file is polled while inotify watches `data/` (unless the configured interval
 /// is longer).
@@ -419,7 +419,7 @@ fn ticker(poll_interval: Duration, with_inotify: bool) -> Interval {
 #[must_use]
 pub fn read_applied(version_dir: &Path) -> Applied {
     let record = bounded_read::read_capped(
-        &crate::layout::Layout::applied_plan_file(version_dir),
+        &crate::home::layout::Layout::applied_plan_file(version_dir),
         DOCUMENT_CAP,
     )
     .ok();

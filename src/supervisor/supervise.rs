@@ -3,7 +3,7 @@
 //! It owns the daemon, the plan watcher, the daemon's upgrade-line channel and the signal
 //! listeners, and `select!`s over them: the daemon's exit, a plan in `upgrade-info.json`, an
 //! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it journals
-//! the upgrade, stops the daemon gracefully and hands the upgrade to `upgrade.rs`, then
+//! the upgrade, stops the daemon gracefully and hands the upgrade to `upgrade/steps.rs`, then
 //! relaunches the daemon with the same arguments.
 //!
 //! The daemon's output is a hint, never an authority (SPEC §5): an upgrade line only makes us
@@ -36,20 +36,20 @@ use tracing::{debug, error, info, warn};
 
 use manual::{HeightChecks, Verdict, halt_args, halted_for};
 
-use crate::batch;
 use crate::config::Config;
 use crate::exit;
-use crate::journal::Journal;
-use crate::layout::{self, Layout};
-use crate::lock::SupervisorLock;
+use crate::home::layout::{self, Layout};
+use crate::home::plan::{self, Applied, LinePlan, Plan};
 use crate::metrics::{self, Metrics};
 use crate::notify;
-use crate::output::Hints;
-use crate::plan::{self, Applied, LinePlan, Plan};
-use crate::process::{self, Daemon, Launch, pid_file};
 use crate::signals::{self, Signals};
-use crate::upgrade::{self, Outcome};
-use crate::watcher::{self, Change, UnusablePlan, Watcher};
+use crate::supervisor::lock::SupervisorLock;
+use crate::supervisor::output::Hints;
+use crate::supervisor::process::{self, Daemon, Launch, pid_file};
+use crate::supervisor::watcher::{self, Change, UnusablePlan, Watcher};
+use crate::upgrade::batch;
+use crate::upgrade::journal::Journal;
+use crate::upgrade::steps::{self, Outcome};
 
 mod manual;
 
@@ -294,7 +294,7 @@ impl Supervisor<'_> {
     /// Carries out the upgrade `journal` records.
     async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
         let name = journal.plan.name.clone();
-        let outcome = notify::keep_alive(upgrade::carry_out(
+        let outcome = notify::keep_alive(steps::carry_out(
             self.cfg,
             &self.layout,
             &mut self.signals,
@@ -361,7 +361,7 @@ impl Supervisor<'_> {
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
         info!(path = %bin.display(), args = ?args, "running app");
-        let env = crate::process::library_path_env(&version_dir)
+        let env = crate::supervisor::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
         let (daemon, hints) = Daemon::spawn(&Launch {
@@ -373,7 +373,7 @@ impl Supervisor<'_> {
         if let Err(err) = pid_file::write(&self.layout.daemon_pid_file(), daemon.pid()) {
             warn!(error = %err, "cannot record the daemon's pid");
         }
-        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        let version = crate::home::inventory::version_name(&self.layout, &version_dir);
         Ok((daemon, hints, version))
     }
 
@@ -476,10 +476,10 @@ impl Supervisor<'_> {
         let version_dir = self.layout.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
-        let env = crate::process::library_path_env(&version_dir)
+        let env = crate::supervisor::process::library_path_env(&version_dir)
             .into_iter()
             .collect();
-        let version = crate::inventory::version_name(&self.layout, &version_dir);
+        let version = crate::home::inventory::version_name(&self.layout, &version_dir);
         notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))

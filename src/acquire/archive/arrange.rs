@@ -1,7 +1,7 @@
 //! Arranging a download into a version folder: finding the daemon binary (and the `lib/` beside
 //! it) in an unpacked archive and moving them to `bin/<name>` and `lib/` ([`arrange`]), or moving
 //! a raw download to `bin/<name>` ([`arrange_raw`]). A move across file systems falls back to a
-//! copy made with [`crate::copy::copy_tree`].
+//! copy made with [`crate::upgrade::copy::copy_tree`].
 //!
 //! It does not unpack (`unpack.rs`) and does not install the version folder under `upgrades/`
 //! (the caller's).
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::{ArchiveError, io_error};
-use crate::copy::{CopyError, Mode};
+use crate::upgrade::copy::{CopyError, Mode};
 
 /// Where the binary (and its libraries) sit in an unpacked tree.
 struct Found {
@@ -192,7 +192,7 @@ fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
     } else if meta.is_dir() {
         // Nothing cancels a move and nobody watches its progress.
         let (cancel, copied) = (AtomicBool::new(false), AtomicU64::new(0));
-        match crate::copy::copy_tree(from, to, Mode::Copy, 2, &cancel, &copied) {
+        match crate::upgrade::copy::copy_tree(from, to, Mode::Copy, 2, &cancel, &copied) {
             Ok(_) => Ok(()),
             Err(CopyError::Io { err, .. }) => Err(err),
             Err(CopyError::Cancelled) => Err(io::ErrorKind::Interrupted.into()),
@@ -206,10 +206,10 @@ fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::fixtures::{
+    use crate::acquire::archive::fixtures::{
         Entry, NAME, Scratch, ZipEntry, gzip, mode_of, tar_bytes, zip_bytes,
     };
-    use crate::archive::{Kind, Limits, unpack};
+    use crate::acquire::archive::{Kind, Limits, unpack};
 
     #[test]
     fn tar_gz_with_bin_and_lib() {

@@ -30,17 +30,17 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tracing::{error, info, warn};
 
-use crate::backup::{self, Taken};
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::config::{BackupMode, Config, format_go_duration};
-use crate::copy::Mode;
-use crate::hook;
-use crate::journal::{Journal, JournalError, Phase};
-use crate::layout::{self, BinaryError, Layout};
+use crate::home::layout::{self, BinaryError, Layout};
+use crate::home::plan::Plan;
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::plan::Plan;
 use crate::signals::{self, Signals};
+use crate::upgrade::backup::{self, Taken};
+use crate::upgrade::copy::Mode;
+use crate::upgrade::hook;
+use crate::upgrade::journal::{Journal, JournalError, Phase};
 
 /// Exit codes of `<binary> pre-upgrade` (x/upgrade's contract); 30 (fatal) and every other code
 /// are failures.
@@ -73,7 +73,7 @@ pub enum UpgradeError {
     #[error("upgrade {name:?}: download failed: {err}")]
     Download {
         name: String,
-        err: Box<crate::download::DownloadError>,
+        err: Box<crate::acquire::download::DownloadError>,
     },
     #[error("upgrade {name:?}: cannot make {} executable: {err}", path.display())]
     Chmod {
@@ -134,13 +134,13 @@ pub async fn carry_out(
         && cfg.allow_download_binaries
     {
         notify::step(&format!("upgrade {}: downloading the binary", plan.name));
-        let fetched = crate::download::download_upgrade(cfg, layout, &plan, signals)
+        let fetched = crate::acquire::download::download_upgrade(cfg, layout, &plan, signals)
             .await
             .map_err(|err| UpgradeError::Download {
                 name: plan.name.to_string(),
                 err: Box::new(err),
             })?;
-        if let crate::download::Fetched::Interrupted(sig) = fetched {
+        if let crate::acquire::download::Fetched::Interrupted(sig) = fetched {
             return Ok(Outcome::Interrupted(sig));
         }
     }
@@ -187,7 +187,7 @@ pub async fn carry_out(
     }
 
     if journal.phase < Phase::PreUpgradeDone {
-        let env = crate::process::library_path_env(&version_dir);
+        let env = crate::supervisor::process::library_path_env(&version_dir);
         let result = run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
             notify::step(&format!(
                 "upgrade {}: pre-upgrade, try {attempt} of {}",
@@ -211,7 +211,7 @@ pub async fn carry_out(
     }
 
     switch(layout, &plan, &version_dir)?;
-    crate::fault::point("switched");
+    crate::upgrade::fault::point("switched");
     Journal::finish(&journal_path)?;
     info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
     Ok(Outcome::Switched)
@@ -222,7 +222,7 @@ pub async fn carry_out(
 fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
     let path = layout.upgrade_info_file();
     match bounded_read::read_capped(&path, DOCUMENT_CAP) {
-        Ok(bytes) if crate::plan::parse(&bytes, false).is_ok() => return Ok(()),
+        Ok(bytes) if crate::home::plan::parse(&bytes, false).is_ok() => return Ok(()),
         Err(err @ ReadError::NotRegular { .. }) => {
             warn!(error = %err, "cannot check upgrade-info.json against the journal; leaving it as it is");
             return Ok(());

@@ -1,5 +1,5 @@
 //! The daemon process: spawning it with the operator's arguments, environment and stdin, piping
-//! its output through [`crate::output`], sending it signals, and stopping it gracefully.
+//! its output through [`crate::supervisor::output`], sending it signals, and stopping it gracefully.
 //!
 //! Only the supervisor's event loop waits on the child ([`Daemon::wait`] is cancel-safe), and
 //! [`Daemon::stop`] returns only once the child is reaped, so nothing touches `data/` while the
@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use crate::output::{self, Copier, Hints, Sink};
 use crate::signals::{self, Signals};
+use crate::supervisor::output::{self, Copier, Hints, Sink};
 
 /// How long we wait for the daemon's output pipes to drain after it exited (a grandchild that
 /// inherited them could keep them open for ever).

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{NameError, UpgradeName};
+use crate::home::layout::{NameError, UpgradeName};
 
 /// The zero `time.Time` as x/upgrade writes it; any other time is a deprecated time-based plan.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

@@ -4,7 +4,7 @@
 //! It is written with temp file + fsync + rename before each step starts its side effects and
 //! after each step completes, so a `kill -9` or a power cut at any point leaves either the old
 //! record or the new one. On the next start the supervisor finds it and resumes the upgrade from
-//! the recorded phase instead of starting the old binary (see `upgrade.rs` for what each phase
+//! the recorded phase instead of starting the old binary (see `upgrade/steps.rs` for what each phase
 //! means on resume). Removing the file abandons the upgrade; `current` is then left as it is.
 //!
 //! A journal is created in one place, [`Journal::record`], which first makes the chain's
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::layout::{Layout, UpgradeName, write_atomic};
-use crate::plan::Plan;
+use crate::home::layout::{Layout, UpgradeName, write_atomic};
+use crate::home::plan::Plan;
 
 /// The journal format version; a newer, unknown one is refused rather than misread.
 const FORMAT: u32 = 1;
@@ -137,7 +137,7 @@ impl Journal {
 
     /// The plan this journal is about. The name was validated when the journal was written, so
     /// it is only validated again (never re-cased) here.
-    pub fn plan(&self) -> Result<Plan, crate::layout::NameError> {
+    pub fn plan(&self) -> Result<Plan, crate::home::layout::NameError> {
         Ok(Plan {
             name: UpgradeName::new(&self.plan.name, false)?,
             raw_name: self.plan.raw_name.clone(),
@@ -180,8 +180,8 @@ impl Journal {
             let target = backup.target.file_name().and_then(|name| name.to_str());
             let partial = backup.partial.file_name().and_then(|name| name.to_str());
             let ours = target.is_some_and(|target| {
-                target.starts_with(crate::backup::PREFIX)
-                    && partial == Some(crate::backup::partial_name(target).as_str())
+                target.starts_with(crate::upgrade::backup::PREFIX)
+                    && partial == Some(crate::upgrade::backup::partial_name(target).as_str())
             });
             if !ours {
                 return Err(corrupt(format!(
@@ -204,7 +204,7 @@ impl Journal {
             path: path.to_path_buf(),
             err,
         })?;
-        crate::fault::point(self.phase.name());
+        crate::upgrade::fault::point(self.phase.name());
         Ok(())
     }
 
@@ -227,7 +227,7 @@ impl Journal {
             }
         }
         if let Some(dir) = path.parent() {
-            crate::layout::sync_dir(dir).map_err(|err| JournalError::Write {
+            crate::home::layout::sync_dir(dir).map_err(|err| JournalError::Write {
                 path: path.to_path_buf(),
                 err,
             })?;
@@ -247,7 +247,7 @@ fn sync_plan_file(layout: &Layout) -> Result<(), JournalError> {
         Err(err) => return Err(fail(file)(io::Error::other(err.to_string()))),
     }
     let data = layout.data_dir();
-    crate::layout::sync_dir(&data).map_err(fail(data.clone()))
+    crate::home::layout::sync_dir(&data).map_err(fail(data.clone()))
 }
 
 #[cfg(test)]
@@ -267,7 +267,8 @@ mod tests {
         let path = tmp.path().join("upgrade-journal.json");
         let backups = Path::new("/b");
         assert!(Journal::load(&path, backups).unwrap().is_none());
-        let plan = crate::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
+        let plan =
+            crate::home::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
         let mut journal = Journal::begin(&plan);
         journal.save(&path).unwrap();
         journal.backup = Some(backup(
@@ -301,7 +302,7 @@ mod tests {
     fn hostile_journals_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("upgrade-journal.json");
-        let plan = crate::plan::parse(br#"{"name":"v2","height":7}"#, true).unwrap();
+        let plan = crate::home::plan::parse(br#"{"name":"v2","height":7}"#, true).unwrap();
         let cases = [
             (
                 backup("/victim", "/b/data-backup-2024-8-5"),

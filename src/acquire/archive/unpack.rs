@@ -733,7 +733,9 @@ impl<R: Read> Read for CappedReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::fixtures::{Entry, Scratch, ZipEntry, gzip, mode_of, tar_bytes, zip_bytes};
+    use crate::acquire::archive::fixtures::{
+        Entry, Scratch, ZipEntry, gzip, mode_of, tar_bytes, zip_bytes,
+    };
 
     #[test]
     fn strips_special_mode_bits() {

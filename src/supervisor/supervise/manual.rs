@@ -23,10 +23,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::batch;
-use crate::node_rpc::{self, RpcError};
-use crate::output::Hints;
-use crate::plan::{Applied, Plan};
+use crate::home::plan::{Applied, Plan};
+use crate::supervisor::node_rpc::{self, RpcError};
+use crate::supervisor::output::Hints;
+use crate::upgrade::batch;
 
 /// How long to wait before asking the node's RPC again when it could not be reached while the
 /// node claims its halt at a manual upgrade's height.

@@ -27,10 +27,10 @@ use nix::sys::signal::Signal;
 use tracing::warn;
 
 use crate::config::BackupMode;
-use crate::copy::{CopyError, CopyStats, Mode};
-use crate::journal::BackupPaths;
 use crate::progress::Progress;
 use crate::signals::{self, Signals};
+use crate::upgrade::copy::{CopyError, CopyStats, Mode};
+use crate::upgrade::journal::BackupPaths;
 
 /// The prefix of every backup folder, as Go names them.
 pub const PREFIX: &str = "data-backup-";
@@ -101,7 +101,8 @@ pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, Sp
         let path = path.to_path_buf();
         move |err: io::Error| SpaceError::Io { path, err }
     };
-    let usage = crate::copy::disk_usage(data, &backup_dir.join(PREFIX), mode).map_err(io(data))?;
+    let usage =
+        crate::upgrade::copy::disk_usage(data, &backup_dir.join(PREFIX), mode).map_err(io(data))?;
     let stat = nix::sys::statvfs::statvfs(backup_dir).map_err(|err| io(backup_dir)(err.into()))?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let needed = if mode == Mode::Reflink {
@@ -228,7 +229,7 @@ pub async fn take(
         let (data, partial) = (data.to_path_buf(), paths.partial.clone());
         let (cancel, copied) = (Arc::clone(&cancel), Arc::clone(&copied));
         tokio::task::spawn_blocking(move || {
-            crate::copy::copy_tree(&data, &partial, mode, threads, &cancel, &copied)
+            crate::upgrade::copy::copy_tree(&data, &partial, mode, threads, &cancel, &copied)
         })
     };
     tokio::pin!(copy);
@@ -269,7 +270,7 @@ pub async fn take(
             return Err(err);
         }
     };
-    crate::fault::point("backup_copied");
+    crate::upgrade::fault::point("backup_copied");
     let at = |err| CopyError::Io {
         path: paths.target.clone(),
         err,
@@ -290,7 +291,7 @@ pub async fn take(
         .and_then(|folder| folder.set_modified(SystemTime::now()))
         .map_err(at)?;
     if let Some(dir) = paths.target.parent() {
-        crate::layout::sync_dir(dir).map_err(at)?;
+        crate::home::layout::sync_dir(dir).map_err(at)?;
     }
     if let Some(sig) = interrupted {
         // The copy finished before the cancel took effect: keep it, and stop after it.

@@ -1,0 +1,11 @@
+//! `cosmovisor run`: the one loop that owns the daemon (`supervise`), the daemon process and its
+//! output, the plan watcher, signals forwarded to it, the supervisor lock, running as PID 1, and
+//! the node's RPC. Uses `upgrade`, `acquire`, `home` and the shared pieces.
+
+pub mod lock;
+pub mod node_rpc;
+pub mod output;
+pub mod pid1;
+pub mod process;
+pub mod supervise;
+pub mod watcher;
