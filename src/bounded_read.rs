@@ -1,6 +1,7 @@
-//! Reads files that may be hostile or odd (SPEC §5): only regular files, opened non-blocking
-//! (a FIFO never freezes us), checked with `fstat` on the open descriptor (no race with a
-//! rename), and read with a size cap (a link to `/dev/zero` or a 100 MB file never grows us).
+//! Reads files that may be hostile or odd (docs/design.md "Trust boundaries"): only regular files,
+//! opened non-blocking (a FIFO never freezes us), checked with `fstat` on the open descriptor (no
+//! race with a rename), and read with a size cap (a link to `/dev/zero` or a 100 MB file never
+//! grows us).
 //!
 //! Every file cosmovisor reads that someone else may write goes through [`read_capped`]:
 //! `upgrade-info.json`, the `.batch` queue, `config.toml`, the journal, the pid file, a plan's

@@ -7,13 +7,13 @@
 //! home at any time (the version `current` points at, the pending plan and whether its binary is
 //! staged) are read at scrape time rather than tracked, so they are never stale.
 //!
-//! Anyone who can reach the port is untrusted (SPEC §5), so the endpoint can never cost the node
-//! more than a bounded share of its resources: at most [`MAX_CONNECTIONS`] connections are open
-//! (an excess connection is closed as soon as it is accepted, so a flood holds no descriptors),
-//! a request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_REQUEST`] bytes, a
-//! connection lives at most [`CONNECTION_TIMEOUT`] and serves one request, and the files read
-//! for a scrape are read with a size cap on the blocking pool (at most [`MAX_RENDERS`] threads),
-//! never on the runtime thread that forwards signals.
+//! Anyone who can reach the port is untrusted (docs/design.md "Trust boundaries"), so the endpoint
+//! can never cost the node more than a bounded share of its resources: at most [`MAX_CONNECTIONS`]
+//! connections are open (an excess connection is closed as soon as it is accepted, so a flood holds
+//! no descriptors), a request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_REQUEST`]
+//! bytes, a connection lives at most [`CONNECTION_TIMEOUT`] and serves one request, and the files
+//! read for a scrape are read with a size cap on the blocking pool (at most [`MAX_RENDERS`]
+//! threads), never on the runtime thread that forwards signals.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;

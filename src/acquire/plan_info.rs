@@ -105,11 +105,11 @@ pub enum InfoError {
     MissingChecksum { url: String },
 }
 
-/// Tells the two forms of `info` apart, by the effective form of Go's rule (upstream §7.1: Go
-/// treats whatever `url.Parse` accepts as a URL, and inline JSON never parses as one because of
-/// the colon in `"binaries":`): after trimming, blank is an error, `{…` is inline JSON, anything
-/// else is a reference URL (free text such as `some info` is therefore a URL, as in Go, and
-/// fails later in [`parse_source`]).
+/// Tells the two forms of `info` apart, by the effective form of Go's rule (Go treats whatever
+/// `url.Parse` accepts as a URL, and inline JSON never parses as one because of the colon in
+/// `"binaries":`): after trimming, blank is an error, `{…` is inline JSON, anything else is a
+/// reference URL (free text such as `some info` is therefore a URL, as in Go, and fails later in
+/// [`parse_source`]).
 pub fn classify(info: &str) -> Result<Info, InfoError> {
     let info = info.trim();
     if info.is_empty() {

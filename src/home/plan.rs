@@ -166,9 +166,9 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Whether `plan` is a new upgrade to carry out: its name differs (case-insensitively) from
-    /// the applied one *and* its height is greater. The height rule prevents Go's "double
-    /// upgrade" when an operator switched `current` by hand (upstream §10 item 5).
+    /// Whether `plan` is a new upgrade to carry out: its name differs (case-insensitively) from the
+    /// applied one *and* its height is greater. The height rule prevents Go's "double upgrade" when
+    /// an operator switched `current` by hand (docs/design.md "Differences from Go cosmovisor").
     #[must_use]
     pub fn is_superseded_by(&self, plan: &Plan) -> bool {
         let same_name = self
@@ -195,9 +195,10 @@ pub fn applied_from_record(bytes: Option<&[u8]>) -> Applied {
     }
 }
 
-/// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line. The line's `info` is
-/// not kept: the line is only a hint to read `data/upgrade-info.json`, whose plan is the one
-/// applied (SPEC §5), so nothing the node merely logs can name a binary to download.
+/// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line. The line's `info` is not
+/// kept: the line is only a hint to read `data/upgrade-info.json`, whose plan is the one applied
+/// (docs/design.md "Trust boundaries"), so nothing the node merely logs can name a binary to
+/// download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinePlan {
     pub name: String,

@@ -2,11 +2,11 @@
 //! `result.sync_info.latest_block_height`).
 //!
 //! The answer is state the node keeps, which transactions and peers cannot forge the way they can
-//! put text on the node's output (SPEC §5). It is used only to refuse or to confirm: a manual
-//! upgrade at a height the node has passed is refused, and a halt line is believed for a node
-//! that keeps running after its halt only when the node's height agrees. It never triggers an
-//! upgrade, a stop or a restart by itself. The request has a short timeout, goes to the address
-//! as given (no proxy from the environment), and the body is capped.
+//! put text on the node's output (docs/design.md "Trust boundaries"). It is used only to refuse or
+//! to confirm: a manual upgrade at a height the node has passed is refused, and a halt line is
+//! believed for a node that keeps running after its halt only when the node's height agrees. It
+//! never triggers an upgrade, a stop or a restart by itself. The request has a short timeout, goes
+//! to the address as given (no proxy from the environment), and the body is capped.
 
 use std::time::Duration;
 

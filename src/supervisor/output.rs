@@ -8,11 +8,12 @@
 //! stays close to `cat`'s speed. When our own output is gone (EPIPE), reading and scanning go on
 //! so the daemon never blocks on a full pipe.
 //!
-//! What the scan finds is only a hint (SPEC §5): upgrade lines go to the supervisor on a small
-//! bounded channel (a full channel drops the line, since one queued line already makes the
-//! supervisor read `data/upgrade-info.json`; identical consecutive lines are sent once), and the
-//! last halt height the node claimed is kept in a `watch` cell the supervisor reads only after
-//! the daemon exited. Neither grows with the daemon's output, and the scan is linear in it.
+//! What the scan finds is only a hint (docs/design.md "Trust boundaries"): upgrade lines go to the
+//! supervisor on a small bounded channel (a full channel drops the line, since one queued line
+//! already makes the supervisor read `data/upgrade-info.json`; identical consecutive lines are sent
+//! once), and the last halt height the node claimed is kept in a `watch` cell the supervisor reads
+//! only after the daemon exited. Neither grows with the daemon's output, and the scan is linear in
+//! it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -6,11 +6,12 @@
 //! the upgrade, stops the daemon gracefully and hands the upgrade to `upgrade/steps.rs`, then
 //! relaunches the daemon with the same arguments.
 //!
-//! The daemon's output is a hint, never an authority (SPEC §5): an upgrade line only makes us
-//! read `upgrade-info.json` at once, and only a plan in that file is applied; a line the file
-//! does not confirm within [`LINE_SETTLE`] earns one warning and nothing else. A halt line counts
-//! for a queued manual upgrade once the daemon has exited on its own after printing it, or, for a
-//! node that keeps running after its halt (SDK 0.50), once the node's RPC confirms its height.
+//! The daemon's output is a hint, never an authority (docs/design.md "Trust boundaries"): an
+//! upgrade line only makes us read `upgrade-info.json` at once, and only a plan in that file is
+//! applied; a line the file does not confirm within [`LINE_SETTLE`] earns one warning and nothing
+//! else. A halt line counts for a queued manual upgrade once the daemon has exited on its own after
+//! printing it, or, for a node that keeps running after its halt (SDK 0.50), once the node's RPC
+//! confirms its height.
 //!
 //! A change of the manual-upgrade queue while the node runs is acted on at once: when the queue's
 //! lowest height is not the `--halt-height` the node runs with, the node is restarted gracefully

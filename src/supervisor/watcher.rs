@@ -15,10 +15,11 @@
 //! is logged once per version and read again when it changes: never a crash, never a stop of the
 //! daemon (Go panics and orphans the node).
 //!
-//! The file is chain-writable data (SPEC §5): it is read through `bounded_read` on the blocking
-//! pool, so a FIFO, a device, a directory or a huge file there never blocks the loop that
-//! forwards signals and never grows our memory. Such a problem is warned about once, and again
-//! only when the kind of problem changes; each later look at the same problem is a debug line.
+//! The file is chain-writable data (docs/design.md "Trust boundaries"): it is read through
+//! `bounded_read` on the blocking pool, so a FIFO, a device, a directory or a huge file there never
+//! blocks the loop that forwards signals and never grows our memory. Such a problem is warned about
+//! once, and again only when the kind of problem changes; each later look at the same problem is a
+//! debug line.
 //!
 //! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights. A
 //! complete, valid JSON plan that can never be applied (a name that cannot be a folder, a height

@@ -8,10 +8,10 @@
 //! means on resume). Removing the file abandons the upgrade; `current` is then left as it is.
 //!
 //! A journal is created in one place, [`Journal::record`], which first makes the chain's
-//! `data/upgrade-info.json` durable: a power cut can then never leave a journal whose plan file
-//! is gone (SDK apps read that file at start-up). A journal read back is data on disk like any
-//! other (SPEC §5): read with a size cap, and refused when it names an invalid upgrade or a backup
-//! folder outside `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
+//! `data/upgrade-info.json` durable: a power cut can then never leave a journal whose plan file is
+//! gone (SDK apps read that file at start-up). A journal read back is data on disk like any other
+//! (docs/design.md "Trust boundaries"): read with a size cap, and refused when it names an invalid
+//! upgrade or a backup folder outside `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
 
 use std::fs;
 use std::io;

@@ -1,11 +1,11 @@
 //! Carrying out one upgrade once the daemon is stopped: the state machine behind the journal.
 //!
-//! Order (SPEC §2 item 6, safer than Go's): make sure the new binary is there and runnable →
-//! `DAEMON_RESTART_DELAY` → back up `data/` → `COSMOVISOR_CUSTOM_PREUPGRADE` → `<new binary>
-//! pre-upgrade` → record the plan in `upgrades/<name>/upgrade-info.json` → swap `current`. A
-//! failure at any step leaves `current` on the old version and the journal where it was, so the
-//! next start resumes at that step: a backup is never taken twice and a pre-upgrade that
-//! succeeded never runs again.
+//! Order (safer than Go's: docs/design.md "The supervisor's state machine"): make sure the new
+//! binary is there and runnable → `DAEMON_RESTART_DELAY` → back up `data/` →
+//! `COSMOVISOR_CUSTOM_PREUPGRADE` → `<new binary> pre-upgrade` → record the plan in
+//! `upgrades/<name>/upgrade-info.json` → swap `current`. A failure at any step leaves `current` on
+//! the old version and the journal where it was, so the next start resumes at that step: a backup
+//! is never taken twice and a pre-upgrade that succeeded never runs again.
 //!
 //! What each journal phase means on resume:
 //! * `stopped`: check the binary again, then back up.
@@ -397,8 +397,8 @@ pub enum PreUpgradeOutcome {
     Failed,
 }
 
-/// Classifies the exit status of `<binary> pre-upgrade`. Unlike Go, an unknown code (or death by
-/// a signal) is a failure, not a success (STYLE §4 item 9).
+/// Classifies the exit status of `<binary> pre-upgrade`. Unlike Go, an unknown code (or death by a
+/// signal) is a failure, not a success (docs/design.md "Differences from Go cosmovisor").
 #[must_use]
 pub fn classify(status: ExitStatus) -> PreUpgradeOutcome {
     match status.code() {

@@ -1,7 +1,7 @@
-//! Hostile downloads (SPEC §5): servers that announce or send too much, trickle or
-//! stall, `file://` sources that are FIFOs or devices, SIGTERM in the middle of a download or an
-//! unpack, archives that lie about sizes, hold 100 000 entries or link out of the version folder,
-//! "binaries" that this machine cannot execute, and credentials in URLs.
+//! Hostile downloads (docs/design.md "Trust boundaries"): servers that announce or send too much,
+//! trickle or stall, `file://` sources that are FIFOs or devices, SIGTERM in the middle of a
+//! download or an unpack, archives that lie about sizes, hold 100 000 entries or link out of the
+//! version folder, "binaries" that this machine cannot execute, and credentials in URLs.
 
 use std::fs;
 use std::io::{Read, Write};

@@ -1,8 +1,8 @@
-//! Files we read may be anything (SPEC §5), the journal is checked before it is trusted, and a
-//! power cut loses nothing we rely on: a FIFO, a link to `/dev/zero` or a directory at
-//! `data/upgrade-info.json`, a journal naming a folder outside the home, a plan name that cannot be
-//! a folder, an `upgrade-info.json` emptied by a power cut, leftovers of a crash, and the order of
-//! fsyncs and renames (under `strace`).
+//! Files we read may be anything (docs/design.md "Trust boundaries"), the journal is checked before
+//! it is trusted, and a power cut loses nothing we rely on: a FIFO, a link to `/dev/zero` or a
+//! directory at `data/upgrade-info.json`, a journal naming a folder outside the home, a plan name
+//! that cannot be a folder, an `upgrade-info.json` emptied by a power cut, leftovers of a crash,
+//! and the order of fsyncs and renames (under `strace`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -1,6 +1,6 @@
-//! The metrics endpoint cannot hurt the node (SPEC §5): a flood of idle connections under a low
-//! descriptor limit does not make an upgrade fail, and a client that sends its request one byte
-//! a second is cut off once the header timeout is over.
+//! The metrics endpoint cannot hurt the node (docs/design.md "Trust boundaries"): a flood of idle
+//! connections under a low descriptor limit does not make an upgrade fail, and a client that sends
+//! its request one byte a second is cut off once the header timeout is over.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

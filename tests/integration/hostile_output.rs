@@ -1,6 +1,7 @@
-//! The daemon's output is a hint, never an authority (SPEC §5): an `UPGRADE … NEEDED` line only
-//! makes cosmovisor read `data/upgrade-info.json` again, a halt line only counts once the node
-//! exited, and hostile output passes through at full speed without growing our memory.
+//! The daemon's output is a hint, never an authority (docs/design.md "Trust boundaries"): an
+//! `UPGRADE … NEEDED` line only makes cosmovisor read `data/upgrade-info.json` again, a halt line
+//! only counts once the node exited, and hostile output passes through at full speed without
+//! growing our memory.
 
 use std::fs;
 use std::path::PathBuf;

@@ -10,10 +10,10 @@
 //! starts clean (Go left a partial folder that blocked every retry). Network failures are
 //! retried with back-off; HTTP 4xx and checksum mismatches are not.
 //!
-//! Nothing the server or the plan sends is trusted (SPEC §5): the bytes are fetched under
-//! timeouts and size caps (`fetch.rs`), the unpacking is bounded and cancellable, what is
-//! installed must be an executable for this machine, and a termination signal ends any step at
-//! once (the staging folder is removed). URLs are shown only through [`plan_info::redact`].
+//! Nothing the server or the plan sends is trusted (docs/design.md "Trust boundaries"): the bytes
+//! are fetched under timeouts and size caps (`fetch.rs`), the unpacking is bounded and cancellable,
+//! what is installed must be an executable for this machine, and a termination signal ends any step
+//! at once (the staging folder is removed). URLs are shown only through [`plan_info::redact`].
 //! Unpacking and the archive safety rules are `archive/`; parsing the plan's `info` and URLs is
 //! `plan_info.rs`.
 

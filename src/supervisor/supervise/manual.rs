@@ -1,6 +1,6 @@
 //! Manual upgrades while the node runs: what a change of the queue asks of the running node, and
-//! the questions to the node's RPC (`node_rpc.rs`) that decide two cases the daemon's output
-//! cannot (SPEC §5):
+//! the questions to the node's RPC (`node_rpc.rs`) that decide two cases the daemon's output cannot
+//! (docs/design.md "Trust boundaries"):
 //!
 //! * before restarting the node with a lower `--halt-height` the queue asks for: is the node
 //!   already past it? Then the plan is reported as missed, taken out of the queue, and the node is
