@@ -27,3 +27,6 @@ pub mod progress;
 pub mod signals;
 pub mod supervisor;
 pub mod upgrade;
+
+/// Our version, as Go cosmovisor prints it (`v1.7.0`): in `version`, `--version` and the metrics.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
