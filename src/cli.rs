@@ -1,10 +1,24 @@
-//! The command line: clap definitions only, plus the dispatch rule that makes `cosmovisor start`
-//! (or any other word that is not one of our commands) mean `cosmovisor run start`. No logic.
+//! The command line: the clap definitions of the top level and the list of commands (each
+//! command's arguments are declared beside it, in `commands/`), and the dispatch rule that makes
+//! `cosmovisor start` (or any other word that is not one of our commands) mean
+//! `cosmovisor run start`. No logic.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+use crate::commands::add_upgrade::{AddBatchUpgradeArgs, AddUpgradeArgs};
+use crate::commands::completion::{CompletionArgs, ManArgs};
+use crate::commands::doctor::DoctorArgs;
+use crate::commands::info::{ConfigArgs, ShowUpgradeInfoArgs};
+use crate::commands::init::InitArgs;
+use crate::commands::prepare::PrepareUpgradeArgs;
+use crate::commands::rollback::RollbackArgs;
+use crate::commands::run::RunArgs;
+use crate::commands::status::StatusArgs;
+use crate::commands::version::VersionArgs;
+use crate::commands::{Context, Run as _};
 
 const ABOUT: &str = "Cosmovisor - A process manager for Cosmos SDK application binaries.";
 
@@ -20,14 +34,6 @@ $DAEMON_HOME/data/upgrade-info.json (and the daemon's output) for an approved up
 This is the Rust implementation; it is a drop-in replacement for Go cosmovisor.
 
 Documentation: https://docs.cosmos.network/main/build/tooling/cosmovisor";
-
-/// The output format of `version` and `show-upgrade-info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-}
 
 #[derive(Debug, Parser)]
 #[command(name = "cosmovisor", about = ABOUT, long_about = LONG_ABOUT, disable_version_flag = true)]
@@ -45,97 +51,34 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Our commands: what each is for (its help) here, its arguments and what it does in
+/// `commands/<command>.rs`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an APP command (`cosmovisor run start …`); every argument goes to the daemon untouched.
     #[command(disable_help_flag = true)]
-    Run {
-        /// Arguments for the daemon, passed through as they are (including --help).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Run(RunArgs),
     /// Print cosmovisor's version, then the daemon's.
-    Version {
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
-        /// Print only cosmovisor's version.
-        #[arg(long = "cosmovisor-only")]
-        cosmovisor_only: bool,
-        /// Extra arguments for `<daemon> version` (text output only), flags included.
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Version(VersionArgs),
     /// Initialise a cosmovisor home: copy the genesis binary, create `current`, write config.toml.
-    Init {
-        /// Path to the daemon binary to use as genesis.
-        // An empty path reaches `init`, which answers with Go's `no <path to executable> provided`.
-        #[arg(
-            value_name = "PATH_TO_EXECUTABLE",
-            value_parser = clap::builder::TypedValueParser::map(
-                clap::builder::OsStringValueParser::new(),
-                PathBuf::from
-            )
-        )]
-        path: PathBuf,
-    },
+    Init(InitArgs),
     /// Print the configuration cosmovisor would use (after validating it).
-    Config,
+    Config(ConfigArgs),
     /// Stage an upgrade binary at `upgrades/<name>/bin/$DAEMON_NAME`; with --upgrade-height, also
     /// schedule a manual upgrade: the node is started with --halt-height H and switched when it
     /// halts there, never before.
-    AddUpgrade {
-        /// The upgrade name (recased unless `COSMOVISOR_DISABLE_RECASE=true`).
-        #[arg(value_name = "UPGRADE_NAME")]
-        name: String,
-        /// The new binary.
-        #[arg(value_name = "PATH_TO_EXECUTABLE")]
-        path: PathBuf,
-        /// Replace an existing binary or schedule.
-        #[arg(long)]
-        force: bool,
-        /// Schedule a manual upgrade at this height.
-        #[arg(long = "upgrade-height", value_name = "HEIGHT")]
-        upgrade_height: Option<i64>,
-    },
+    AddUpgrade(AddUpgradeArgs),
     /// Stage several binaries and schedule them as manual upgrades (replaces the queue in
     /// data/upgrade-info.json.batch); applied in height order, each at its height.
-    AddBatchUpgrade {
-        /// Comma-separated <name>:<path>:<height> entries (the flag may be repeated).
-        #[arg(
-            long = "upgrade-list",
-            value_name = "LIST",
-            conflicts_with = "upgrade_file"
-        )]
-        upgrade_list: Vec<String>,
-        /// A headerless CSV file of <name>,<path>,<height> rows.
-        #[arg(long = "upgrade-file", value_name = "FILE")]
-        upgrade_file: Option<PathBuf>,
-    },
+    AddBatchUpgrade(AddBatchUpgradeArgs),
     /// Ask the node (gRPC at `DAEMON_GRPC_ADDRESS`) for the scheduled upgrade and download and
     /// verify its binary ahead of the height.
-    PrepareUpgrade,
+    PrepareUpgrade(PrepareUpgradeArgs),
     /// Print the pending upgrade plan (data/upgrade-info.json).
-    ShowUpgradeInfo {
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
-    },
+    ShowUpgradeInfo(ShowUpgradeInfoArgs),
     /// Show the current version, applied and pending plans, staged upgrades, the last backup,
     /// an upgrade under way, and whether the daemon and a supervisor run. Changes nothing.
-    Status {
-        /// Output format (JSON keys are documented in the README).
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
-    },
+    Status(StatusArgs),
     /// Check the setup and the next upgrade before its height; one line per check, exit 7 when
     /// one fails. Changes nothing.
     #[command(
@@ -145,43 +88,42 @@ pub enum Command {
                       machine, shared libraries (ldd), `<bin> version`; free space for the \
                       backup; the daemon's --home; the systemd unit's stop settings."
     )]
-    Doctor {
-        /// A systemd unit file to check (default: every unit in /etc/systemd/system whose
-        /// `ExecStart` runs cosmovisor).
-        #[arg(long = "unit", value_name = "FILE")]
-        unit: Option<PathBuf>,
-        /// The daemon arguments you pass to `run` (their --home is compared with `DAEMON_HOME`).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "DAEMON_ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Doctor(DoctorArgs),
     /// Point `current` back at the previous version (or --to one), optionally restoring data/
     /// from the newest backup; refused while the node or a supervisor runs. `cosmovisor run
     /// rollback` runs the daemon's own rollback command instead.
-    Rollback {
-        /// The version to roll back to: `genesis` or an upgrade name (default: the version
-        /// applied before the current one).
-        #[arg(long = "to", value_name = "VERSION")]
-        to: Option<String>,
-        /// Also restore data/ from the newest complete backup (`priv_validator_state.json` is
-        /// never rolled back); the current data/ is kept as data.rolled-back-<time>.
-        #[arg(long = "restore-data")]
-        restore_data: bool,
-        /// Do not ask for confirmation (required when stdin is not a terminal).
-        #[arg(short = 'y', long = "yes")]
-        yes: bool,
-    },
+    Rollback(RollbackArgs),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
-    Completion {
-        /// The shell to complete for.
-        #[arg(value_enum, value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
+    Completion(CompletionArgs),
     /// Print the manual page (roff) on stdout: `cosmovisor man > cosmovisor.1`.
-    Man,
+    Man(ManArgs),
+}
+
+impl Command {
+    /// Carries the command out.
+    pub fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        match self {
+            Command::Run(args) => args.run(ctx),
+            Command::Version(args) => args.run(ctx),
+            Command::Init(args) => args.run(ctx),
+            Command::Config(args) => args.run(ctx),
+            Command::AddUpgrade(args) => args.run(ctx),
+            Command::AddBatchUpgrade(args) => args.run(ctx),
+            Command::PrepareUpgrade(args) => args.run(ctx),
+            Command::ShowUpgradeInfo(args) => args.run(ctx),
+            Command::Status(args) => args.run(ctx),
+            Command::Doctor(args) => args.run(ctx),
+            Command::Rollback(args) => args.run(ctx),
+            Command::Completion(args) => args.run(ctx),
+            Command::Man(args) => args.run(ctx),
+        }
+    }
+}
+
+/// The [`Context`] commands run in: the global `--cosmovisor-config`, and this command line's
+/// definition.
+pub fn context(config_file: Option<PathBuf>) -> Context {
+    Context::new(config_file, Cli::command)
 }
 
 /// The words that are our own commands (everything else is handed to `run`).

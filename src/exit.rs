@@ -1,5 +1,6 @@
-//! Every exit code cosmovisor can return, in one place, and the rule that maps the daemon's own
-//! exit status onto ours.
+//! Every exit code cosmovisor can return, in one place; the rule that maps the daemon's own exit
+//! status onto ours; and [`ExitCode`], which each error type with a documented code implements
+//! (the error types themselves are listed once, in `commands::CODED_ERRORS`).
 //!
 //! When the daemon ends on its own, its status passes through: its exit code as is, or `128 + N`
 //! when it died by signal N (the convention of shells and tini). Upstream Go cosmovisor always
@@ -81,6 +82,30 @@ pub const OWN_CODES: &[(u8, &str)] = &[
 pub const PASSED_THROUGH: &str = "Otherwise the daemon's own exit code when it exited on its own, \
      or 128 + N when it died by signal N; 128 + N also when cosmovisor itself stopped on signal N \
      during an upgrade (e.g. 143 for SIGTERM).";
+
+/// An error with a documented exit code (one of the constants above).
+pub trait ExitCode {
+    fn exit_code(&self) -> u8;
+}
+
+/// Asks one cause whether it is an `E`, and if so for its code. anyhow cannot downcast to a trait
+/// object, so the error types with a code are tried one by one ([`code_for`]).
+pub type Probe = fn(&(dyn std::error::Error + 'static)) -> Option<u8>;
+
+/// The [`Probe`] for the error type `E`.
+pub fn probe<E: ExitCode + std::error::Error + 'static>(
+    cause: &(dyn std::error::Error + 'static),
+) -> Option<u8> {
+    cause.downcast_ref::<E>().map(ExitCode::exit_code)
+}
+
+/// The exit code of an error: that of its first cause (outermost first) one of `probes`
+/// recognises, [`INTERNAL`] when none does.
+pub fn code_for(err: &anyhow::Error, probes: &[Probe]) -> u8 {
+    err.chain()
+        .find_map(|cause| probes.iter().find_map(|probe| probe(cause)))
+        .unwrap_or(INTERNAL)
+}
 
 /// Maps the daemon's exit status to ours: the code itself, or `128 + signal`.
 #[must_use]

@@ -8,7 +8,7 @@
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
 //! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
-//!   [`elf`], [`log`], [`progress`], [`notify`], [`metrics`].
+//!   [`elf`], [`log`], [`progress`], [`notify`], [`metrics`], and [`VERSION`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
@@ -27,3 +27,6 @@ pub mod progress;
 pub mod signals;
 pub mod supervisor;
 pub mod upgrade;
+
+/// Our version, as Go cosmovisor prints it (`v1.7.0`): in `version`, `--version` and the metrics.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));

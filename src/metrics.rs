@@ -157,7 +157,7 @@ impl Metrics {
         let backup_seconds =
             self.backup_duration_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0;
         let mut out = String::with_capacity(2048);
-        let version = crate::commands::version::VERSION;
+        let version = crate::VERSION;
         let rows: [(&str, &str, &str, String); 10] = [
             (
                 "cosmovisor_info",

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use tracing::{info, warn};
 
+use crate::commands::{Context, Run, block_on};
 use crate::config::Config;
 use crate::exit;
 use crate::home::layout::{self, Layout, UpgradeName};
@@ -59,6 +60,12 @@ pub enum ArgumentError {
     },
 }
 
+impl crate::exit::ExitCode for ArgumentError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::USAGE
+    }
+}
+
 /// `add-upgrade --force` for the upgrade the journal says is under way: its binary may already
 /// have run `pre-upgrade`, so it is not replaced (exit [`exit::HOME_BUSY`]).
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +79,51 @@ pub struct UnderWayError {
     pub journal: PathBuf,
 }
 
+impl crate::exit::ExitCode for UnderWayError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::HOME_BUSY
+    }
+}
+
+/// `cosmovisor add-upgrade`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AddUpgradeArgs {
+    /// The upgrade name (recased unless `COSMOVISOR_DISABLE_RECASE=true`).
+    #[arg(value_name = "UPGRADE_NAME")]
+    pub name: String,
+    /// The new binary.
+    #[arg(value_name = "PATH_TO_EXECUTABLE")]
+    pub path: PathBuf,
+    /// Replace an existing binary or schedule.
+    #[arg(long)]
+    pub force: bool,
+    /// Schedule a manual upgrade at this height.
+    #[arg(long = "upgrade-height", value_name = "HEIGHT")]
+    pub upgrade_height: Option<i64>,
+}
+
+impl Run for AddUpgradeArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        block_on(add_upgrade(
+            ctx,
+            &self.name,
+            &self.path,
+            self.force,
+            self.upgrade_height,
+        ))
+    }
+}
+
 /// `add-upgrade <name> <path> [--force] [--upgrade-height H]`.
-pub async fn add_upgrade(
-    config_file: Option<&Path>,
+async fn add_upgrade(
+    ctx: &Context,
     name: &str,
     executable: &Path,
     force: bool,
     height: Option<i64>,
 ) -> anyhow::Result<u8> {
-    let cfg = crate::commands::info::load_checked(config_file)?;
+    let cfg = ctx.load_checked()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let name = UpgradeName::new(name, !cfg.disable_recase).map_err(ArgumentError::from)?;
     if let Some(height) = height.filter(|h| *h <= 0) {
@@ -180,14 +223,40 @@ fn tell_what_happens(
     Ok(())
 }
 
+/// `cosmovisor add-batch-upgrade`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AddBatchUpgradeArgs {
+    /// Comma-separated <name>:<path>:<height> entries (the flag may be repeated).
+    #[arg(
+        long = "upgrade-list",
+        value_name = "LIST",
+        conflicts_with = "upgrade_file"
+    )]
+    pub upgrade_list: Vec<String>,
+    /// A headerless CSV file of <name>,<path>,<height> rows.
+    #[arg(long = "upgrade-file", value_name = "FILE")]
+    pub upgrade_file: Option<PathBuf>,
+}
+
+impl Run for AddBatchUpgradeArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        block_on(add_batch_upgrade(
+            ctx,
+            &self.upgrade_list,
+            self.upgrade_file.as_deref(),
+        ))
+    }
+}
+
 /// `add-batch-upgrade --upgrade-list n:path:h,… | --upgrade-file <csv>`: stages every binary
 /// (replacing existing ones, as Go does) and replaces the queue with these plans.
-pub async fn add_batch_upgrade(
-    config_file: Option<&Path>,
+async fn add_batch_upgrade(
+    ctx: &Context,
     list: &[String],
     file: Option<&Path>,
 ) -> anyhow::Result<u8> {
-    let cfg = crate::commands::info::load_checked(config_file)?;
+    let cfg = ctx.load_checked()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let raw: Vec<String> = match (file, list.is_empty()) {
         (Some(file), _) => {

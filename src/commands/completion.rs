@@ -7,20 +7,33 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context as _;
-use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::commands::{Context, Run};
 use crate::exit;
 
-pub fn completion(shell: clap_complete::Shell) -> anyhow::Result<u8> {
-    let mut command = Cli::command();
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut command, "cosmovisor", &mut out);
-    std::io::stdout()
-        .write_all(&out)
-        .context("cannot write to stdout")?;
-    Ok(exit::OK)
+/// `cosmovisor completion`'s argument.
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
+
+impl Run for CompletionArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        let mut command = ctx.cli();
+        let mut out = Vec::new();
+        clap_complete::generate(self.shell, &mut command, "cosmovisor", &mut out);
+        std::io::stdout()
+            .write_all(&out)
+            .context("cannot write to stdout")?;
+        Ok(exit::OK)
+    }
+}
+
+/// `cosmovisor man` (no arguments).
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {}
 
 /// What the manual page's NAME line says after `cosmovisor \-` (the `--help` text starts with the
 /// name itself, as upstream's does).
@@ -29,34 +42,37 @@ const MAN_ABOUT: &str = "a process manager for Cosmos SDK application binaries";
 /// The manual page: clap's title, name, synopsis, description and options, then every command
 /// (on this page: there are no `cosmovisor-<command>(1)` pages), the environment
 /// ([`config::VARIABLES`]), the exit status ([`exit::OWN_CODES`]) and the version.
-pub fn man() -> anyhow::Result<u8> {
-    let mut command = Cli::command()
-        .about(MAN_ABOUT)
-        .version(env!("CARGO_PKG_VERSION"));
-    command.build();
-    let page = clap_mangen::Man::new(command.clone());
-    let mut out = Vec::new();
-    let rendered: std::io::Result<()> = (|| {
-        page.render_title(&mut out)?;
-        page.render_name_section(&mut out)?;
-        page.render_synopsis_section(&mut out)?;
-        page.render_description_section(&mut out)?;
-        page.render_options_section(&mut out)?;
-        Ok(())
-    })();
-    rendered.context("cannot render the manual page")?;
-    let mut text = String::from_utf8_lossy(&out).into_owned();
-    text.push_str(&commands_section(&mut command));
-    text.push_str(&environment_section());
-    text.push_str(&exit_status_section());
-    let mut version = Vec::new();
-    page.render_version_section(&mut version)
-        .context("cannot render the manual page")?;
-    text.push_str(&String::from_utf8_lossy(&version));
-    std::io::stdout()
-        .write_all(ascii_only(&title_first(&text)).as_bytes())
-        .context("cannot write to stdout")?;
-    Ok(exit::OK)
+impl Run for ManArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        let mut command = ctx
+            .cli()
+            .about(MAN_ABOUT)
+            .version(env!("CARGO_PKG_VERSION"));
+        command.build();
+        let page = clap_mangen::Man::new(command.clone());
+        let mut out = Vec::new();
+        let rendered: std::io::Result<()> = (|| {
+            page.render_title(&mut out)?;
+            page.render_name_section(&mut out)?;
+            page.render_synopsis_section(&mut out)?;
+            page.render_description_section(&mut out)?;
+            page.render_options_section(&mut out)?;
+            Ok(())
+        })();
+        rendered.context("cannot render the manual page")?;
+        let mut text = String::from_utf8_lossy(&out).into_owned();
+        text.push_str(&commands_section(&mut command));
+        text.push_str(&environment_section());
+        text.push_str(&exit_status_section());
+        let mut version = Vec::new();
+        page.render_version_section(&mut version)
+            .context("cannot render the manual page")?;
+        text.push_str(&String::from_utf8_lossy(&version));
+        std::io::stdout()
+            .write_all(ascii_only(&title_first(&text)).as_bytes())
+            .context("cannot write to stdout")?;
+        Ok(exit::OK)
+    }
 }
 
 /// `cosmovisor help <word>` for a word that is not one of our commands.

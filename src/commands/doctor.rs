@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::commands::{Context, Run};
 use crate::config::Config;
 use crate::exit;
 use crate::home::inventory;
@@ -55,23 +56,47 @@ impl Report {
     }
 }
 
-pub fn run(config_file: Option<&Path>, unit: Option<&Path>, args: &[OsString]) -> u8 {
-    let mut report = Report {
-        out: std::io::stdout(),
-        failures: 0,
-    };
-    check_all(&mut report, config_file, unit, args);
-    if report.failures == 0 {
-        report.pass("all checks passed");
-        exit::OK
-    } else {
-        let _ = writeln!(
-            report.out,
-            "{} problem{} found",
-            report.failures,
-            if report.failures == 1 { "" } else { "s" }
+/// `cosmovisor doctor`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// A systemd unit file to check (default: every unit in /etc/systemd/system whose
+    /// `ExecStart` runs cosmovisor).
+    #[arg(long = "unit", value_name = "FILE")]
+    pub unit: Option<PathBuf>,
+    /// The daemon arguments you pass to `run` (their --home is compared with `DAEMON_HOME`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "DAEMON_ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+/// Every problem is a failed check in the report, never an error.
+impl Run for DoctorArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        let mut report = Report {
+            out: std::io::stdout(),
+            failures: 0,
+        };
+        check_all(
+            &mut report,
+            ctx.config_file(),
+            self.unit.as_deref(),
+            &self.args,
         );
-        exit::DOCTOR_FAILED
+        if report.failures == 0 {
+            report.pass("all checks passed");
+            Ok(exit::OK)
+        } else {
+            let _ = writeln!(
+                report.out,
+                "{} problem{} found",
+                report.failures,
+                if report.failures == 1 { "" } else { "s" }
+            );
+            Ok(exit::DOCTOR_FAILED)
+        }
     }
 }
 

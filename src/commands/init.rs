@@ -14,13 +14,36 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use tracing::info;
 
+use crate::commands::{Context, Run};
 use crate::config::Config;
 use crate::exit;
 use crate::home::layout::{self, Layout, LayoutError};
 
-pub fn run(executable: &Path, config_file: Option<&Path>) -> anyhow::Result<u8> {
+/// `cosmovisor init`'s argument.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Path to the daemon binary to use as genesis.
+    // An empty path reaches `init`, which answers with Go's `no <path to executable> provided`.
+    #[arg(
+        value_name = "PATH_TO_EXECUTABLE",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            PathBuf::from
+        )
+    )]
+    pub path: PathBuf,
+}
+
+impl Run for InitArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        init(&self.path, ctx)
+    }
+}
+
+fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
     check_executable(executable)?;
-    let cfg = Config::load(config_file)?;
+    let cfg = Config::load(ctx.config_file())?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     check_existing(&layout)?;
 
@@ -97,6 +120,12 @@ pub enum ArgumentError {
     Unreadable { path: PathBuf, err: io::Error },
     #[error("invalid path to executable {}: must not be a directory", .0.display())]
     Directory(PathBuf),
+}
+
+impl crate::exit::ExitCode for ArgumentError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::USAGE
+    }
 }
 
 fn check_executable(path: &Path) -> Result<(), ArgumentError> {

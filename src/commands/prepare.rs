@@ -2,18 +2,28 @@
 //! `DAEMON_GRPC_ADDRESS`) and downloads and verifies its binary ahead of the height, into the
 //! folder the upgrade will look in (recased, unlike Go v1.7, whose folder the upgrade then missed).
 
-use std::path::Path;
-
 use tracing::info;
 
 use crate::acquire::download::Fetched;
 use crate::acquire::grpc;
+use crate::commands::{Context, Run, block_on};
 use crate::exit;
 use crate::home::layout::{self, Layout, UpgradeName};
 use crate::home::plan::Plan;
 
-pub async fn run(config_file: Option<&Path>) -> anyhow::Result<u8> {
-    let cfg = crate::commands::info::load_checked(config_file)?;
+/// `cosmovisor prepare-upgrade` (no arguments).
+#[derive(Debug, clap::Args)]
+pub struct PrepareUpgradeArgs {}
+
+impl Run for PrepareUpgradeArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        block_on(prepare(ctx))
+    }
+}
+
+async fn prepare(ctx: &Context) -> anyhow::Result<u8> {
+    let cfg = ctx.load_checked()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     info!(address = %cfg.grpc_address, "Using gRPC address");
     let Some(remote) = grpc::current_plan(&cfg.grpc_address).await? else {

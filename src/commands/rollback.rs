@@ -26,6 +26,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 
+use crate::commands::{Context, Run};
 use crate::exit;
 use crate::home::inventory::{self, Version};
 use crate::home::layout::{self, Layout, UPGRADE_INFO_FILE};
@@ -80,11 +81,10 @@ pub enum RollbackError {
     NeedsConfirmation { restore: bool },
 }
 
-impl RollbackError {
-    /// [`exit::HOME_BUSY`] when something runs; [`exit::USAGE`] for a rollback that cannot be
-    /// done as asked.
-    #[must_use]
-    pub fn exit_code(&self) -> u8 {
+/// [`exit::HOME_BUSY`] when something runs; [`exit::USAGE`] for a rollback that cannot be done as
+/// asked.
+impl exit::ExitCode for RollbackError {
+    fn exit_code(&self) -> u8 {
         match self {
             RollbackError::SupervisorRunning { .. }
             | RollbackError::DaemonRunning { .. }
@@ -94,19 +94,35 @@ impl RollbackError {
     }
 }
 
-/// What was asked on the command line.
-pub struct Request<'a> {
-    pub to: Option<&'a str>,
+/// `cosmovisor rollback`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The version to roll back to: `genesis` or an upgrade name (default: the version
+    /// applied before the current one).
+    #[arg(long = "to", value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Also restore data/ from the newest complete backup (`priv_validator_state.json` is
+    /// never rolled back); the current data/ is kept as data.rolled-back-<time>.
+    #[arg(long = "restore-data")]
     pub restore_data: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short = 'y', long = "yes")]
     pub yes: bool,
+}
+
+impl Run for RollbackArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        rollback(ctx, &self)
+    }
 }
 
 #[expect(
     clippy::too_many_lines,
     reason = "one linear procedure: checks, summary, confirmation, then the three changes"
 )]
-pub fn run(config_file: Option<&Path>, request: &Request<'_>) -> anyhow::Result<u8> {
-    let cfg = crate::commands::info::load_checked(config_file)?;
+fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
+    let cfg = ctx.load_checked()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     layout::check_home(&layout)?;
     let lock_path = layout.root();
@@ -138,7 +154,7 @@ pub fn run(config_file: Option<&Path>, request: &Request<'_>) -> anyhow::Result<
         &layout,
         &versions,
         &current_name,
-        request.to,
+        request.to.as_deref(),
         !cfg.disable_recase,
     )?;
     layout::check_binary(&layout.bin_in(&target.dir))?;

@@ -5,13 +5,13 @@
 //! are `null` when there is nothing to show, and problems met while reading go to `errors`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+use crate::commands::{Context, OutputFormat, Run};
 use crate::exit;
 use crate::home::inventory;
 use crate::home::layout::{self, Layout};
@@ -98,19 +98,29 @@ pub struct Running {
     pub pid: Option<i32>,
 }
 
-pub fn run(config_file: Option<&Path>, output: OutputFormat) -> anyhow::Result<u8> {
-    let cfg = crate::commands::info::load_home(config_file)?;
-    let status = gather(&Layout::new(&cfg.home, &cfg.name), &cfg);
-    let mut stdout = std::io::stdout();
-    match output {
-        OutputFormat::Json => {
-            let text = serde_json::to_string_pretty(&status).context("cannot encode status")?;
-            writeln!(stdout, "{text}")
+/// `cosmovisor status`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Output format (JSON keys are documented in the README).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl Run for StatusArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        let cfg = ctx.load_home()?;
+        let status = gather(&Layout::new(&cfg.home, &cfg.name), &cfg);
+        let mut stdout = std::io::stdout();
+        match self.output {
+            OutputFormat::Json => {
+                let text = serde_json::to_string_pretty(&status).context("cannot encode status")?;
+                writeln!(stdout, "{text}")
+            }
+            OutputFormat::Text => stdout.write_all(text(&status).as_bytes()),
         }
-        OutputFormat::Text => stdout.write_all(text(&status).as_bytes()),
+        .context("cannot write to stdout")?;
+        Ok(exit::OK)
     }
-    .context("cannot write to stdout")?;
-    Ok(exit::OK)
 }
 
 /// Reads everything `status` shows.
@@ -236,7 +246,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
     let supervisor_pid = crate::supervisor::lock::holder(layout.root());
     Status {
-        cosmovisor_version: crate::commands::version::VERSION,
+        cosmovisor_version: crate::VERSION,
         home: layout.home().to_path_buf(),
         daemon_name: layout.daemon_name().to_owned(),
         current,

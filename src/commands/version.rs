@@ -9,41 +9,53 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use crate::cli::OutputFormat;
+use crate::VERSION;
+use crate::commands::{Context, OutputFormat, Run, block_on};
 use crate::exit;
 use crate::home::layout::{self, Layout};
 
-/// Our version, as Go prints it (`v1.7.0`).
-pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+/// `cosmovisor version`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct VersionArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Print only cosmovisor's version.
+    #[arg(long = "cosmovisor-only")]
+    pub cosmovisor_only: bool,
+    /// Extra arguments for `<daemon> version` (text output only), flags included.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
 
-pub async fn run(
-    config_file: Option<&Path>,
-    output: OutputFormat,
-    cosmovisor_only: bool,
-    args: &[OsString],
-) -> anyhow::Result<u8> {
-    match output {
-        OutputFormat::Text => text(config_file, cosmovisor_only, args).await,
-        OutputFormat::Json => json_output(config_file, cosmovisor_only).await,
+impl Run for VersionArgs {
+    fn run(self, ctx: &Context) -> anyhow::Result<u8> {
+        ctx.start_logging();
+        block_on(async {
+            match self.output {
+                OutputFormat::Text => text(ctx, self.cosmovisor_only, &self.args).await,
+                OutputFormat::Json => json_output(ctx, self.cosmovisor_only).await,
+            }
+        })
     }
 }
 
-async fn text(
-    config_file: Option<&Path>,
-    cosmovisor_only: bool,
-    args: &[OsString],
-) -> anyhow::Result<u8> {
+async fn text(ctx: &Context, cosmovisor_only: bool, args: &[OsString]) -> anyhow::Result<u8> {
     print_own()?;
     if cosmovisor_only {
         return Ok(exit::OK);
     }
-    let (bin, env) = match daemon_binary(config_file) {
+    let (bin, env) = match daemon_binary(ctx) {
         Ok(found) => found,
         Err(err) => {
             // A configuration error is one line per problem: each gets the prefix.
@@ -67,10 +79,10 @@ pub fn print_own() -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-async fn json_output(config_file: Option<&Path>, cosmovisor_only: bool) -> anyhow::Result<u8> {
+async fn json_output(ctx: &Context, cosmovisor_only: bool) -> anyhow::Result<u8> {
     let mut object = json!({ "cosmovisor_version": VERSION });
     if !cosmovisor_only {
-        match app_version(config_file).await {
+        match app_version(ctx).await {
             Ok(value) => object["app_version"] = value,
             Err(err) => {
                 object["app_version"] = Value::Null;
@@ -84,8 +96,8 @@ async fn json_output(config_file: Option<&Path>, cosmovisor_only: bool) -> anyho
 }
 
 /// `<daemon> version --long --output json`, parsed when it is JSON.
-async fn app_version(config_file: Option<&Path>) -> anyhow::Result<Value> {
-    let (bin, env) = daemon_binary(config_file)?;
+async fn app_version(ctx: &Context) -> anyhow::Result<Value> {
+    let (bin, env) = daemon_binary(ctx)?;
     let output = tokio::process::Command::new(&bin)
         .args(["version", "--long", "--output", "json"])
         .envs(env)
@@ -102,10 +114,8 @@ async fn app_version(config_file: Option<&Path>) -> anyhow::Result<Value> {
 }
 
 /// The binary `current` points at, and the environment its version needs.
-fn daemon_binary(
-    config_file: Option<&Path>,
-) -> anyhow::Result<(PathBuf, Vec<(OsString, OsString)>)> {
-    let cfg = crate::commands::info::load_home(config_file)?;
+fn daemon_binary(ctx: &Context) -> anyhow::Result<(PathBuf, Vec<(OsString, OsString)>)> {
+    let cfg = ctx.load_home()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let version_dir = match layout.current_dir() {
         Err(layout::LayoutError::CurrentMissing { .. }) => layout.genesis_dir(),

@@ -114,6 +114,12 @@ pub enum ConfigError {
     },
 }
 
+impl crate::exit::ExitCode for ConfigError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::CONFIG
+    }
+}
+
 fn colon(reason: &str) -> String {
     if reason.is_empty() {
         String::new()
@@ -165,6 +171,12 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+impl crate::exit::ExitCode for ConfigErrors {
+    fn exit_code(&self) -> u8 {
+        crate::exit::CONFIG
+    }
+}
 
 /// One line out of a toml error: its message plus the line and column where it starts.
 pub(super) fn toml_reason(text: &str, e: &toml::de::Error) -> String {

@@ -294,6 +294,12 @@ pub enum LayoutError {
     Io { path: PathBuf, err: String },
 }
 
+impl crate::exit::ExitCode for LayoutError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::LAYOUT
+    }
+}
+
 fn in_the_way(path: &Path, expected: &str) -> String {
     if expected == "directory" {
         format!(
@@ -361,6 +367,12 @@ pub enum BinaryError {
     NotExecutable { path: PathBuf },
     #[error("cannot inspect binary {}: {err}", path.display())]
     Io { path: PathBuf, err: String },
+}
+
+impl crate::exit::ExitCode for BinaryError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::LAYOUT
+    }
 }
 
 /// How many of the names found next to a missing binary its error lists.

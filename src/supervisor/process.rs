@@ -70,10 +70,9 @@ pub enum SpawnError {
     Other { bin: PathBuf, err: io::Error },
 }
 
-impl SpawnError {
-    /// The shell-convention exit code for this failure.
-    #[must_use]
-    pub fn exit_code(&self) -> u8 {
+/// The shell-convention exit code for this failure.
+impl crate::exit::ExitCode for SpawnError {
+    fn exit_code(&self) -> u8 {
         match self {
             SpawnError::NotFound { .. } => crate::exit::NOT_FOUND,
             SpawnError::PermissionDenied { .. } | SpawnError::Other { .. } => {

@@ -80,6 +80,12 @@ pub struct UnusablePlan {
     pub err: plan::PlanError,
 }
 
+impl crate::exit::ExitCode for UnusablePlan {
+    fn exit_code(&self) -> u8 {
+        crate::exit::UPGRADE_FAILED
+    }
+}
+
 pub struct Watcher {
     file: PathBuf,
     file_name: std::ffi::OsString,

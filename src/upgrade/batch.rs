@@ -46,6 +46,12 @@ pub enum BatchError {
     Write { path: PathBuf, err: io::Error },
 }
 
+impl crate::exit::ExitCode for BatchError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::UPGRADE_FAILED
+    }
+}
+
 impl Entry {
     #[must_use]
     pub fn new(name: &str, height: i64) -> Entry {

@@ -110,6 +110,12 @@ pub enum JournalError {
     Write { path: PathBuf, err: io::Error },
 }
 
+impl crate::exit::ExitCode for JournalError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::UPGRADE_FAILED
+    }
+}
+
 impl Journal {
     /// Starts the journal of a new upgrade: makes `data/upgrade-info.json` and `data/` durable
     /// (x/upgrade wrote the file without fsync), then durably records the journal.

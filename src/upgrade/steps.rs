@@ -115,6 +115,12 @@ pub enum UpgradeError {
     JournalName(#[from] layout::NameError),
 }
 
+impl crate::exit::ExitCode for UpgradeError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::UPGRADE_FAILED
+    }
+}
+
 /// Runs (or resumes) the upgrade recorded in `journal`, which is already saved on disk.
 pub async fn carry_out(
     cfg: &Config,
