@@ -15,9 +15,15 @@
 //! descendants are then found as our adopted children (we are a child subreaper).
 //!
 //! SIGTERM, SIGINT and SIGQUIT also mean "cosmovisor should stop": no upgrade is started after
-//! one, and an upgrade in progress stops at the next safe point (its journal resumes it).
+//! one, and an upgrade in progress stops at the next safe point (its journal resumes it). This is
+//! the one interruption model: [`Signals`] remembers the first termination signal it received,
+//! and every long step (a download, an unpacking, a backup, a hook, a wait) ends with
+//! [`Interrupted`] when one arrives, so `?` carries it up to the supervisor, which stops with
+//! `128 + N`. Blocking work on other threads checks a cancel flag between two pieces of it
+//! ([`Signals::cancel_on_termination`] sets it and waits for the work to return).
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -53,9 +59,18 @@ pub fn already_delivered(signal: Signal, daemon_has_own_group: bool) -> bool {
     signal == Signal::SIGINT && !daemon_has_own_group
 }
 
-/// Listeners for [`FORWARDED`], created once and polled by the one event loop.
+/// A termination signal arrived while a step ran: the step stopped at its next safe point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped by {signal}")]
+pub struct Interrupted {
+    pub signal: Signal,
+}
+
+/// Listeners for [`FORWARDED`], created once and polled by the one event loop; they remember
+/// the first termination signal received.
 pub struct Signals {
     streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+    first_termination: Option<Signal>,
 }
 
 impl Signals {
@@ -76,13 +91,16 @@ impl Signals {
         for sig in FORWARDED {
             streams.push((sig, signal(SignalKind::from_raw(sig as i32))?));
         }
-        Ok(Signals { streams })
+        Ok(Signals {
+            streams,
+            first_termination: None,
+        })
     }
 
-    /// The next signal to arrive. Cancel-safe: a signal that arrives while another branch of a
-    /// `select!` wins stays queued in its stream.
+    /// The next signal to arrive (a termination signal is remembered). Cancel-safe: a signal
+    /// that arrives while another branch of a `select!` wins stays queued in its stream.
     pub async fn recv(&mut self) -> Signal {
-        poll_fn(|cx| {
+        let sig = poll_fn(|cx| {
             for (sig, stream) in &mut self.streams {
                 if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
                     return Poll::Ready(*sig);
@@ -90,28 +108,100 @@ impl Signals {
             }
             Poll::Pending
         })
-        .await
+        .await;
+        self.remember(sig);
+        sig
     }
 
-    /// The next termination signal ([`is_termination`]); others that arrive meanwhile are
-    /// dropped (for the waits where no daemon runs to forward them to). Cancel-safe.
-    pub async fn next_termination(&mut self) -> Signal {
-        loop {
-            let sig = self.recv().await;
-            if is_termination(sig) {
-                return sig;
-            }
+    fn remember(&mut self, sig: Signal) {
+        if is_termination(sig) && self.first_termination.is_none() {
+            self.first_termination = Some(sig);
         }
     }
 
-    /// A signal that has already arrived, without waiting.
-    pub fn try_recv(&mut self) -> Option<Signal> {
+    /// `Err` once a termination signal has been received (by [`Signals::recv`] or any wait
+    /// below); signals still queued are left for the next `recv`.
+    pub fn interrupted(&self) -> Result<(), Interrupted> {
+        match self.first_termination {
+            Some(signal) => Err(Interrupted { signal }),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Signals::interrupted`], after taking in the signals that already arrived; those
+    /// that do not stop us are dropped, so call it only while no process runs to forward them
+    /// to (between two steps of an upgrade).
+    pub fn check(&mut self) -> Result<(), Interrupted> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut arrived = Vec::new();
         for (sig, stream) in &mut self.streams {
-            if let Poll::Ready(Some(())) = stream.poll_recv(&mut cx) {
-                return Some(*sig);
+            while let Poll::Ready(Some(())) = stream.poll_recv(&mut cx) {
+                arrived.push(*sig);
             }
         }
-        None
+        for sig in arrived {
+            self.remember(sig);
+        }
+        self.interrupted()
+    }
+
+    /// The first termination signal: at once when one was already received, else the next to
+    /// arrive; others that arrive meanwhile are dropped (for the waits where no daemon runs to
+    /// forward them to). Cancel-safe.
+    pub async fn terminated(&mut self) -> Interrupted {
+        loop {
+            if let Err(interrupted) = self.interrupted() {
+                return interrupted;
+            }
+            self.recv().await;
+        }
+    }
+
+    /// Runs `work` unless a termination signal comes first (see [`Signals::terminated`]); the
+    /// work is then dropped where it stands.
+    pub async fn interruptible<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        tokio::select! {
+            biased;
+            interrupted = self.terminated() => Err(interrupted),
+            done = work => Ok(done),
+        }
+    }
+
+    /// Waits for `work` to its end, where `work` waits for blocking work that checks `cancel`
+    /// between two pieces of it. A termination signal sets `cancel`, and the wait goes on until
+    /// the blocking work returned, so nothing it writes outlives this call; the result is then
+    /// [`Interrupted`], whatever the work returned.
+    pub async fn cancel_on_termination<T>(
+        &mut self,
+        cancel: &AtomicBool,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        tokio::pin!(work);
+        let done = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                _ = self.terminated(), if !cancel.load(Ordering::Relaxed) => {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        self.interrupted()?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interruption_names_its_signal() {
+        let interrupted = Interrupted {
+            signal: Signal::SIGTERM,
+        };
+        assert_eq!(interrupted.to_string(), "stopped by SIGTERM");
     }
 }

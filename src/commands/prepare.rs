@@ -4,12 +4,12 @@
 
 use tracing::info;
 
-use crate::acquire::download::Fetched;
 use crate::acquire::grpc;
 use crate::commands::{Context, Run, block_on};
 use crate::exit;
 use crate::home::layout::{self, Layout, UpgradeName};
 use crate::home::plan::Plan;
+use crate::upgrade::steps::UpgradeError;
 
 /// `cosmovisor prepare-upgrade` (no arguments).
 #[derive(Debug, clap::Args)]
@@ -43,17 +43,14 @@ async fn prepare(ctx: &Context) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let mut signals = crate::signals::Signals::install()?;
-    let fetched = crate::acquire::download::download_upgrade(&cfg, &layout, &plan, &mut signals)
-        .await
-        .map_err(|err| crate::upgrade::steps::UpgradeError::Download {
-            name: plan.name.to_string(),
-            err: Box::new(err),
-        })?;
-    match fetched {
-        Fetched::Installed(installed) => {
+    let downloaded =
+        crate::acquire::download::download_upgrade(&cfg, &layout, &plan, &mut signals).await;
+    match downloaded.map_err(|err| UpgradeError::download(&plan, err)) {
+        Ok(installed) => {
             info!(name = %plan.name, height = plan.height, path = %installed.display(), "Upgrade preparation complete");
             Ok(exit::OK)
         }
-        Fetched::Interrupted(sig) => Ok(exit::from_signal(sig)),
+        Err(UpgradeError::Interrupted(interrupted)) => Ok(exit::from_signal(interrupted.signal)),
+        Err(err) => Err(err.into()),
     }
 }

@@ -188,16 +188,12 @@ impl Daemon {
     }
 
     /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL (to its whole
-    /// process group when it has one), and returns only once it is reaped. Signals that arrive meanwhile are forwarded; the first terminating one
-    /// is returned so the caller can stop too.
-    pub async fn stop(
-        &mut self,
-        grace: Duration,
-        signals: &mut Signals,
-    ) -> io::Result<(ExitStatus, Option<Signal>)> {
-        let mut terminated_by = None;
+    /// process group when it has one), and returns only once it is reaped. Signals that arrive
+    /// meanwhile are forwarded; a termination signal among them is remembered by `signals`
+    /// ([`Signals::interrupted`]) so the caller can stop too, but never cuts this wait short.
+    pub async fn stop(&mut self, grace: Duration, signals: &mut Signals) -> io::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
-            return Ok((status, terminated_by));
+            return Ok(status);
         }
         self.signal(Signal::SIGTERM);
         info!(grace = %crate::config::format_go_duration(grace), "sent SIGTERM to app, waiting for exit");
@@ -208,14 +204,9 @@ impl Daemon {
                 status = self.child.wait() => {
                     let status = status?;
                     info!(status = %status, "app exited normally");
-                    return Ok((status, terminated_by));
+                    return Ok(status);
                 }
-                sig = signals.recv() => {
-                    if signals::is_termination(sig) && terminated_by.is_none() {
-                        terminated_by = Some(sig);
-                    }
-                    self.forward(sig);
-                }
+                sig = signals.recv() => self.forward(sig),
                 () = &mut deadline => break,
             }
         }
@@ -228,8 +219,7 @@ impl Daemon {
         } else {
             self.signal(Signal::SIGKILL);
         }
-        let status = self.child.wait().await?;
-        Ok((status, terminated_by))
+        self.child.wait().await
     }
 
     /// Reaps the adopted orphans of the daemon's tree that have exited (as a subreaper we are

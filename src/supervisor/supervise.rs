@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use nix::sys::signal::Signal;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -43,14 +42,14 @@ use crate::home::layout::{self, Layout};
 use crate::home::plan::{self, Applied, LinePlan, Plan};
 use crate::metrics::{self, Metrics};
 use crate::notify;
-use crate::signals::{self, Signals};
+use crate::signals::{Interrupted, Signals};
 use crate::supervisor::lock::SupervisorLock;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{self, Change, UnusablePlan, Watcher};
 use crate::upgrade::batch;
 use crate::upgrade::journal::Journal;
-use crate::upgrade::steps::{self, Outcome};
+use crate::upgrade::steps::{self, UpgradeError};
 
 mod manual;
 
@@ -120,7 +119,19 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
 }
 
 impl Supervisor<'_> {
+    /// Supervises until the daemon ends for good; a termination signal that stopped a step
+    /// ([`Interrupted`]) ends the run with `128 + N`.
     async fn supervise(&mut self) -> anyhow::Result<u8> {
+        match self.supervise_until_stopped().await {
+            Err(err) => match err.downcast::<Interrupted>() {
+                Ok(interrupted) => Ok(exit::from_signal(interrupted.signal)),
+                Err(err) => Err(err),
+            },
+            done => done,
+        }
+    }
+
+    async fn supervise_until_stopped(&mut self) -> anyhow::Result<u8> {
         self.metrics
             .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
@@ -145,7 +156,7 @@ impl Supervisor<'_> {
             notify::running(&self.cfg.name, &version, !restart);
             self.metrics.daemon_started(restart);
             restart = true;
-            let (ending, terminated_by) = self
+            let ending = self
                 .watch(&mut daemon, &mut watcher, &mut hints, &mut manual, &args)
                 .await?;
             let (plan, journal) = match ending {
@@ -155,7 +166,7 @@ impl Supervisor<'_> {
                     notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
                     // The node may have written the plan just before dying (Go checks too),
                     // or reported its halt at a manual upgrade's height before it exited.
-                    let plan = if terminated_by.is_some() {
+                    let plan = if self.signals.interrupted().is_err() {
                         None
                     } else {
                         watcher
@@ -182,25 +193,21 @@ impl Supervisor<'_> {
                         "upgrade {} at height {}: stopping {}",
                         plan.name, plan.height, self.cfg.name
                     );
-                    let stop_signal = self.stop_daemon(&mut daemon, &why).await?;
+                    self.stop_daemon(&mut daemon, &why).await?;
                     let journal = journaled.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
                             plan.name, plan.height
                         )
                     })?;
-                    if let Some(sig) = stop_signal.or(terminated_by) {
-                        // Stop as asked; the next start carries the journaled upgrade out.
-                        return Ok(exit::from_signal(sig));
-                    }
+                    // Stop as asked; the next start carries the journaled upgrade out.
+                    self.signals.interrupted()?;
                     (plan, journal)
                 }
                 Ending::Restart => {
                     let why = format!("restarting {} with a new --halt-height", self.cfg.name);
-                    if let Some(sig) = self.stop_daemon(&mut daemon, &why).await?.or(terminated_by)
-                    {
-                        return Ok(exit::from_signal(sig));
-                    }
+                    self.stop_daemon(&mut daemon, &why).await?;
+                    self.signals.interrupted()?;
                     continue;
                 }
                 Ending::Unusable(unusable) => {
@@ -258,19 +265,16 @@ impl Supervisor<'_> {
     }
 
     /// Stops the daemon gracefully and reaps it, telling systemd `why` and keeping its timeouts
-    /// at bay meanwhile; returns the termination signal that arrived meanwhile, if any.
-    async fn stop_daemon(
-        &mut self,
-        daemon: &mut Daemon,
-        why: &str,
-    ) -> anyhow::Result<Option<Signal>> {
+    /// at bay meanwhile. A termination signal that arrives meanwhile is forwarded and remembered
+    /// ([`Signals::interrupted`]).
+    async fn stop_daemon(&mut self, daemon: &mut Daemon, why: &str) -> anyhow::Result<()> {
         notify::stopping_node(why, self.cfg.shutdown_grace);
-        let (status, stop_signal) =
+        let status =
             notify::keep_alive(daemon.stop(self.cfg.shutdown_grace, &mut self.signals)).await?;
         self.metrics.daemon_exited(exit::from_status(status));
         pid_file::remove(&self.layout.daemon_pid_file());
         notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
-        Ok(stop_signal)
+        Ok(())
     }
 
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
@@ -295,30 +299,28 @@ impl Supervisor<'_> {
     /// Carries out the upgrade `journal` records.
     async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
         let name = journal.plan.name.clone();
-        let outcome = notify::keep_alive(steps::carry_out(
+        let carried_out = notify::keep_alive(steps::carry_out(
             self.cfg,
             &self.layout,
             &mut self.signals,
             journal,
             &self.metrics,
         ))
-        .await?;
-        if outcome == Outcome::Switched {
-            self.metrics.upgrade_done();
+        .await;
+        match carried_out {
+            Ok(()) => self.metrics.upgrade_done(),
+            Err(UpgradeError::Interrupted(interrupted)) => {
+                warn!(signal = %interrupted.signal, name = %name, "upgrade interrupted; it resumes on the next start");
+                return Err(interrupted.into());
+            }
+            Err(err) => return Err(err.into()),
         }
-        match outcome {
-            Outcome::Switched if self.cfg.restart_after_upgrade => {
-                info!(app = %self.cfg.name, name = %name, "upgrade detected, relaunching");
-                Ok(Next::Relaunch)
-            }
-            Outcome::Switched => {
-                info!(app = %self.cfg.name, name = %name, "upgrade detected, DAEMON_RESTART_AFTER_UPGRADE is off. Verify new upgrade and start cosmovisor again.");
-                Ok(Next::Exit(exit::OK))
-            }
-            Outcome::Interrupted(sig) => {
-                warn!(signal = %sig, name = %name, "upgrade interrupted; it resumes on the next start");
-                Ok(Next::Exit(exit::from_signal(sig)))
-            }
+        if self.cfg.restart_after_upgrade {
+            info!(app = %self.cfg.name, name = %name, "upgrade detected, relaunching");
+            Ok(Next::Relaunch)
+        } else {
+            info!(app = %self.cfg.name, name = %name, "upgrade detected, DAEMON_RESTART_AFTER_UPGRADE is off. Verify new upgrade and start cosmovisor again.");
+            Ok(Next::Exit(exit::OK))
         }
     }
 
@@ -378,8 +380,8 @@ impl Supervisor<'_> {
         Ok((daemon, hints, version))
     }
 
-    /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. Also returns the
-    /// first termination signal that was forwarded, if any.
+    /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. After a
+    /// termination signal (remembered by `signals`) only the daemon's exit ends the wait.
     async fn watch(
         &mut self,
         daemon: &mut Daemon,
@@ -387,12 +389,11 @@ impl Supervisor<'_> {
         hints: &mut Hints,
         manual: &mut Option<Plan>,
         args: &[OsString],
-    ) -> anyhow::Result<(Ending, Option<Signal>)> {
+    ) -> anyhow::Result<Ending> {
         let recase = !self.cfg.disable_recase;
         let queue = self.layout.batch_file();
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
-        let mut terminated_by = None;
         let mut orphan_exits = child_exits()?;
         let mut checks = HeightChecks::new(&self.cfg.node_rpc);
         let mut watchdog = notify::Watchdog::new();
@@ -405,36 +406,37 @@ impl Supervisor<'_> {
                 }
             };
             let verdict = checks.next(manual.as_ref(), &queue);
+            let stopping = self.signals.interrupted().is_err();
             tokio::select! {
                 status = daemon.wait() => {
                     let status = status.context("cannot wait for the daemon")?;
-                    return Ok((Ending::Exited(status), terminated_by));
+                    return Ok(Ending::Exited(status));
                 }
-                change = watcher.next(), if terminated_by.is_none() => match change {
-                    Change::Plan(plan) => return Ok((Ending::Upgrade(plan), None)),
-                    Change::Unusable(unusable) => return Ok((Ending::Unusable(unusable), None)),
+                change = watcher.next(), if !stopping => match change {
+                    Change::Plan(plan) => return Ok(Ending::Upgrade(plan)),
+                    Change::Unusable(unusable) => return Ok(Ending::Unusable(unusable)),
                     Change::Queue => {
                         let applied = watcher.applied().clone();
                         let verdict = checks.queue_changed(&queue, &applied, recase, self.args, args, manual);
                         if let Some(ending) = ending_for(verdict) {
-                            return Ok((ending, None));
+                            return Ok(ending);
                         }
                     }
                 },
-                verdict = verdict, if terminated_by.is_none() => {
+                verdict = verdict, if !stopping => {
                     if let Some(ending) = ending_for(verdict) {
-                        return Ok((ending, None));
+                        return Ok(ending);
                     }
                 }
-                height = hints.halts.next(), if terminated_by.is_none() => {
+                height = hints.halts.next(), if !stopping => {
                     checks.halt_claimed(height, manual.as_ref());
                 }
-                Some(line) = hints.upgrade_lines.recv(), if terminated_by.is_none() => {
+                Some(line) = hints.upgrade_lines.recv(), if !stopping => {
                     // Only a hint: look at the file now; its plan is the one applied.
                     match watcher.check_now().await {
-                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(Some(plan)) => return Ok(Ending::Upgrade(plan)),
                         Ok(None) => {}
-                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
+                        Err(unusable) => return Ok(Ending::Unusable(unusable)),
                     }
                     if unconfirmed.is_some() {
                         continue;
@@ -450,9 +452,9 @@ impl Supervisor<'_> {
                 }
                 () = settled => {
                     match watcher.check_now().await {
-                        Ok(Some(plan)) => return Ok((Ending::Upgrade(plan), None)),
+                        Ok(Some(plan)) => return Ok(Ending::Upgrade(plan)),
                         Ok(None) => {}
-                        Err(unusable) => return Ok((Ending::Unusable(unusable), None)),
+                        Err(unusable) => return Ok(Ending::Unusable(unusable)),
                     }
                     if let Some((line, _)) = unconfirmed.take() {
                         warn!(name = %line.name, height = line.height, file = %self.layout.upgrade_info_file().display(), "upgrade line on the daemon's output not confirmed by the plan file within {}; ignoring it, the node keeps running", crate::config::format_go_duration(LINE_SETTLE));
@@ -460,8 +462,7 @@ impl Supervisor<'_> {
                 }
                 sig = self.signals.recv() => {
                     daemon.forward(sig);
-                    if signals::is_termination(sig) && terminated_by.is_none() {
-                        terminated_by = Some(sig);
+                    if !stopping && self.signals.interrupted().is_err() {
                         notify::stopping_node(&format!("stopping {} ({sig})", self.cfg.name), self.cfg.shutdown_grace);
                         notify::stopping();
                     }

@@ -10,8 +10,9 @@
 //! clone where the file system clones, hard links of immutable table files on `data/`'s file
 //! system, a copy elsewhere). Before a byte is written, [`check_space`] makes sure the bytes that
 //! mode writes fit. The copy itself is `copy.rs`; a cancelled or failed copy's staging folder is
-//! removed by the caller. Each complete backup has a record (`.backup-records/<name>.json` beside
-//! it: the mode, files and bytes) that `status` shows.
+//! removed, and a termination signal ends [`take`] with `Interrupted` (`signals.rs`). Each
+//! complete backup has a record (`.backup-records/<name>.json` beside it: the mode, files and
+//! bytes) that `status` shows.
 
 use std::fs;
 use std::io;
@@ -23,12 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Datelike;
-use nix::sys::signal::Signal;
 use tracing::warn;
 
 use crate::config::BackupMode;
 use crate::progress::Progress;
-use crate::signals::{self, Signals};
+use crate::signals::{Interrupted, Signals};
 use crate::upgrade::copy::{CopyError, CopyStats, Mode};
 use crate::upgrade::journal::BackupPaths;
 
@@ -201,14 +201,21 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// How [`take`] ended, when it did not fail.
-pub enum Taken {
-    Done {
-        stats: CopyStats,
-        took: Duration,
-    },
-    /// A termination signal cancelled the copy; its staging folder is gone.
-    Cancelled(Signal),
+/// A complete backup.
+pub struct Taken {
+    pub stats: CopyStats,
+    pub took: Duration,
+}
+
+/// Why [`take`] did not complete a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    /// A termination signal cancelled the copy; its staging folder is gone (or, when the copy
+    /// had completed anyway, the backup is in place).
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 /// Copies `data` to `paths.partial` on worker threads, reporting progress (bytes, rate, ETA)
@@ -220,52 +227,70 @@ pub async fn take(
     mode: Mode,
     total: u64,
     signals: &mut Signals,
-) -> Result<Taken, CopyError> {
+) -> Result<Taken, TakeError> {
     let started = Instant::now();
     let cancel = Arc::new(AtomicBool::new(false));
     let copied = Arc::new(AtomicU64::new(0));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let copy = {
-        let (data, partial) = (data.to_path_buf(), paths.partial.clone());
+        let (data, paths) = (data.to_path_buf(), paths.clone());
         let (cancel, copied) = (Arc::clone(&cancel), Arc::clone(&copied));
         tokio::task::spawn_blocking(move || {
-            crate::upgrade::copy::copy_tree(&data, &partial, mode, threads, &cancel, &copied)
+            copy_into_place(&data, &paths, mode, threads, &cancel, &copied)
         })
     };
-    tokio::pin!(copy);
     let mut progress = Progress::new("backup", Some(total));
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + progress.interval(),
         progress.interval(),
     );
-    let mut interrupted = None;
-    let result = loop {
-        tokio::select! {
-            result = &mut copy => break result,
-            _ = ticker.tick() => progress.update(copied.load(Ordering::Relaxed)),
-            sig = signals.recv() => {
-                if signals::is_termination(sig) {
-                    warn!(signal = %sig, "stopping the backup; the upgrade resumes on the next start");
-                    interrupted = Some(sig);
-                    cancel.store(true, Ordering::Relaxed);
-                }
+    let copying = async {
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                joined = &mut copy => break joined,
+                _ = ticker.tick() => progress.update(copied.load(Ordering::Relaxed)),
             }
         }
     };
+    let joined = signals.cancel_on_termination(&cancel, copying).await;
+    if let Err(interrupted) = &joined {
+        warn!(signal = %interrupted.signal, "stopping the backup; the upgrade resumes on the next start");
+    }
     progress.finish();
-    let result = result.unwrap_or_else(|err| {
+    let stats = joined?.unwrap_or_else(|err| {
+        let _ = remove_partial(&paths.partial);
         Err(CopyError::Io {
             path: paths.partial.clone(),
             err: io::Error::other(err),
         })
-    });
-    let stats = match (result, interrupted) {
-        (Ok(stats), _) => stats,
-        (Err(CopyError::Cancelled), Some(sig)) => {
-            let _ = remove_partial(&paths.partial);
-            return Ok(Taken::Cancelled(sig));
-        }
-        (Err(err), _) => {
+    })?;
+    Ok(Taken {
+        stats,
+        took: started.elapsed(),
+    })
+}
+
+/// The blocking part of [`take`]: the copy, its record, and the rename to the final name. A
+/// cancelled or failed copy's staging folder is removed.
+fn copy_into_place(
+    data: &Path,
+    paths: &BackupPaths,
+    mode: Mode,
+    threads: usize,
+    cancel: &AtomicBool,
+    copied: &AtomicU64,
+) -> Result<CopyStats, CopyError> {
+    let stats = match crate::upgrade::copy::copy_tree(
+        data,
+        &paths.partial,
+        mode,
+        threads,
+        cancel,
+        copied,
+    ) {
+        Ok(stats) => stats,
+        Err(err) => {
             let _ = remove_partial(&paths.partial);
             return Err(err);
         }
@@ -293,14 +318,7 @@ pub async fn take(
     if let Some(dir) = paths.target.parent() {
         crate::home::layout::sync_dir(dir).map_err(at)?;
     }
-    if let Some(sig) = interrupted {
-        // The copy finished before the cancel took effect: keep it, and stop after it.
-        return Ok(Taken::Cancelled(sig));
-    }
-    Ok(Taken::Done {
-        stats,
-        took: started.elapsed(),
-    })
+    Ok(stats)
 }
 
 /// Keeps the `keep` backups taken last in `backup_dir` (by [`taken_order`]) and removes the

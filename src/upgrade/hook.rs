@@ -4,17 +4,18 @@
 //! the last [`CAPTURE_CAP`] bytes of each stream are kept; both pipes are read in the same `select!`
 //! that forwards signals, so a hook that writes a lot never delays a forward.
 //!
-//! What the exit status means is the caller's business (`upgrade/steps.rs`).
+//! A termination signal that arrives while the hook runs is forwarded to it like any other; once
+//! the hook has ended the run is [`HookError::Interrupted`], whatever its exit status. What the
+//! exit status means otherwise is the caller's business (`upgrade/steps.rs`).
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::signals::{self, Signals};
+use crate::signals::{Interrupted, Signals};
 
 /// How much of each stream is kept: its last 64 KiB, where a failing hook says why.
 pub const CAPTURE_CAP: usize = 64 * 1024;
@@ -72,8 +73,15 @@ impl Captured {
 pub struct Finished {
     pub status: ExitStatus,
     pub output: Output,
-    /// The first termination signal that arrived while it ran (it was forwarded to the hook).
-    pub interrupted: Option<Signal>,
+}
+
+/// Why a hook gave no exit status to judge.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("{0}")]
+    Run(#[from] io::Error),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 /// The ends of a hook's stdout and stderr.
@@ -105,7 +113,7 @@ impl Output {
 
 /// Runs `command` (stdin from /dev/null, stdout and stderr captured) to its end, forwarding
 /// every signal we receive to it.
-pub async fn run(mut command: Command, signals: &mut Signals) -> io::Result<Finished> {
+pub async fn run(mut command: Command, signals: &mut Signals) -> Result<Finished, HookError> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -119,7 +127,7 @@ pub async fn run(mut command: Command, signals: &mut Signals) -> io::Result<Fini
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let mut stdout = Captured::default();
     let mut stderr = Captured::default();
-    let (status, interrupted) = {
+    let status = {
         let reading = async {
             tokio::join!(
                 read_into(stdout_pipe, &mut stdout),
@@ -128,15 +136,11 @@ pub async fn run(mut command: Command, signals: &mut Signals) -> io::Result<Fini
         };
         tokio::pin!(reading);
         let mut read_done = false;
-        let mut interrupted = None;
         let status = loop {
             tokio::select! {
                 () = &mut reading, if !read_done => read_done = true,
                 status = child.wait() => break status?,
                 sig = signals.recv() => {
-                    if signals::is_termination(sig) && interrupted.is_none() {
-                        interrupted = Some(sig);
-                    }
                     if let Some(pid) = pid {
                         let _ = nix::sys::signal::kill(pid, sig);
                     }
@@ -146,14 +150,14 @@ pub async fn run(mut command: Command, signals: &mut Signals) -> io::Result<Fini
         if !read_done {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut reading).await;
         }
-        (status, interrupted)
+        status
     };
+    signals.interrupted()?;
     stdout.keep_last();
     stderr.keep_last();
     Ok(Finished {
         status,
         output: Output { stdout, stderr },
-        interrupted,
     })
 }
 

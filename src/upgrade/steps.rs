@@ -18,43 +18,36 @@
 //! missing, empty or not a valid plan: x/upgrade writes it without fsync, so a power cut can
 //! empty it after we journaled, and SDK apps read it at start-up.
 //!
-//! Termination signals are honoured at safe points: between steps, by cancelling a backup, or
-//! after a hook process (which gets the signal too) ends. The journal then resumes the upgrade.
+//! Termination signals are honoured at safe points: during a download or the restart delay, by
+//! cancelling a backup, after a hook process (which gets the signal too) ends, or between steps.
+//! The step then ends with [`UpgradeError::Interrupted`] and the journal resumes the upgrade on
+//! the next start.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tracing::{error, info, warn};
 
+use crate::acquire::download::DownloadError;
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::config::{BackupMode, Config, format_go_duration};
 use crate::home::layout::{self, BinaryError, Layout};
 use crate::home::plan::Plan;
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::signals::{self, Signals};
-use crate::upgrade::backup::{self, Taken};
+use crate::signals::{Interrupted, Signals};
+use crate::upgrade::backup::{self, TakeError};
 use crate::upgrade::copy::Mode;
-use crate::upgrade::hook;
+use crate::upgrade::hook::{self, HookError};
 use crate::upgrade::journal::{Journal, JournalError, Phase};
 
 /// Exit codes of `<binary> pre-upgrade` (x/upgrade's contract); 30 (fatal) and every other code
 /// are failures.
 const PRE_UPGRADE_NOT_IMPLEMENTED: i32 = 1;
 const PRE_UPGRADE_RETRY: i32 = 31;
-
-/// How an upgrade attempt ended, when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// `current` now points at the new version.
-    Switched,
-    /// A termination signal arrived; the journal holds the progress.
-    Interrupted(Signal),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -113,22 +106,43 @@ pub enum UpgradeError {
     Journal(#[from] JournalError),
     #[error("upgrade journal names an invalid upgrade: {0}")]
     JournalName(#[from] layout::NameError),
+    /// A termination signal arrived; the journal holds the progress.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 impl crate::exit::ExitCode for UpgradeError {
     fn exit_code(&self) -> u8 {
-        crate::exit::UPGRADE_FAILED
+        match self {
+            UpgradeError::Interrupted(interrupted) => crate::exit::from_signal(interrupted.signal),
+            _ => crate::exit::UPGRADE_FAILED,
+        }
     }
 }
 
-/// Runs (or resumes) the upgrade recorded in `journal`, which is already saved on disk.
+impl UpgradeError {
+    /// A failed download of `plan`'s binary, or the signal that stopped it.
+    #[must_use]
+    pub fn download(plan: &Plan, err: DownloadError) -> UpgradeError {
+        match err {
+            DownloadError::Interrupted(interrupted) => interrupted.into(),
+            err => UpgradeError::Download {
+                name: plan.name.to_string(),
+                err: Box::new(err),
+            },
+        }
+    }
+}
+
+/// Runs (or resumes) the upgrade recorded in `journal`, which is already saved on disk; once it
+/// returns `Ok`, `current` points at the new version.
 pub async fn carry_out(
     cfg: &Config,
     layout: &Layout,
     signals: &mut Signals,
     mut journal: Journal,
     metrics: &Metrics,
-) -> Result<Outcome, UpgradeError> {
+) -> Result<(), UpgradeError> {
     let journal_path = layout.journal_file();
     let plan = journal.plan()?;
     let version_dir = layout.upgrade_dir(&plan.name);
@@ -140,15 +154,9 @@ pub async fn carry_out(
         && cfg.allow_download_binaries
     {
         notify::step(&format!("upgrade {}: downloading the binary", plan.name));
-        let fetched = crate::acquire::download::download_upgrade(cfg, layout, &plan, signals)
+        crate::acquire::download::download_upgrade(cfg, layout, &plan, signals)
             .await
-            .map_err(|err| UpgradeError::Download {
-                name: plan.name.to_string(),
-                err: Box::new(err),
-            })?;
-        if let crate::acquire::download::Fetched::Interrupted(sig) = fetched {
-            return Ok(Outcome::Interrupted(sig));
-        }
+            .map_err(|err| UpgradeError::download(&plan, err))?;
     }
     ensure_binary(layout, &plan, &bin)?;
 
@@ -159,25 +167,20 @@ pub async fn carry_out(
             plan.name,
             format_go_duration(cfg.restart_delay)
         ));
-        tokio::select! {
-            () = tokio::time::sleep(cfg.restart_delay) => {}
-            sig = wait_for_termination(signals) => return Ok(Outcome::Interrupted(sig)),
-        }
+        signals
+            .interruptible(tokio::time::sleep(cfg.restart_delay))
+            .await?;
     }
 
     if journal.phase < Phase::BackedUp {
         if cfg.unsafe_skip_backup {
             info!("UNSAFE_SKIP_BACKUP is set, skipping the backup of the data directory");
-        } else if let Some(sig) =
-            back_up(cfg, layout, signals, &plan, &mut journal, metrics).await?
-        {
-            return Ok(Outcome::Interrupted(sig));
+        } else {
+            back_up(cfg, layout, signals, &plan, &mut journal, metrics).await?;
         }
         journal.advance(Phase::BackedUp, &journal_path)?;
     }
-    if let Some(sig) = pending_termination(signals) {
-        return Ok(Outcome::Interrupted(sig));
-    }
+    signals.check()?;
 
     if journal.phase < Phase::CustomPreUpgradeDone {
         if let Some(script) = &cfg.custom_preupgrade {
@@ -185,16 +188,14 @@ pub async fn carry_out(
                 "upgrade {}: running COSMOVISOR_CUSTOM_PREUPGRADE",
                 plan.name
             ));
-            if let Some(sig) = run_custom_pre_upgrade(layout, signals, &plan, script).await? {
-                return Ok(Outcome::Interrupted(sig));
-            }
+            run_custom_pre_upgrade(layout, signals, &plan, script).await?;
         }
         journal.advance(Phase::CustomPreUpgradeDone, &journal_path)?;
     }
 
     if journal.phase < Phase::PreUpgradeDone {
         let env = crate::supervisor::process::library_path_env(&version_dir);
-        let result = run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
+        run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
             notify::step(&format!(
                 "upgrade {}: pre-upgrade, try {attempt} of {}",
                 plan.name,
@@ -202,17 +203,14 @@ pub async fn carry_out(
             ));
             run_pre_upgrade(&bin, layout.home(), env.clone(), signals, attempt).await
         })
-        .await;
-        match result {
-            Ok(PreUpgradeEnd::Done) => {}
-            Ok(PreUpgradeEnd::Interrupted(sig)) => return Ok(Outcome::Interrupted(sig)),
-            Err(err) => {
-                return Err(UpgradeError::PreUpgrade {
-                    name: plan.name.to_string(),
-                    err,
-                });
-            }
-        }
+        .await
+        .map_err(|err| match err {
+            PreUpgradeError::Interrupted(interrupted) => UpgradeError::from(interrupted),
+            err => UpgradeError::PreUpgrade {
+                name: plan.name.to_string(),
+                err,
+            },
+        })?;
         journal.advance(Phase::PreUpgradeDone, &journal_path)?;
     }
 
@@ -220,7 +218,7 @@ pub async fn carry_out(
     crate::upgrade::fault::point("switched");
     Journal::finish(&journal_path)?;
     info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
-    Ok(Outcome::Switched)
+    Ok(())
 }
 
 /// Writes `data/upgrade-info.json` from `plan` (atomically) when it is missing, empty or not a
@@ -271,7 +269,7 @@ fn ensure_binary(layout: &Layout, plan: &Plan, bin: &Path) -> Result<(), Upgrade
     }
 }
 
-/// Backs up `data/`; `Some(signal)` when a termination signal cancelled it.
+/// Backs up `data/`.
 async fn back_up(
     cfg: &Config,
     layout: &Layout,
@@ -279,7 +277,7 @@ async fn back_up(
     plan: &Plan,
     journal: &mut Journal,
     metrics: &Metrics,
-) -> Result<Option<Signal>, UpgradeError> {
+) -> Result<(), UpgradeError> {
     let journal_path = layout.journal_file();
     let data = layout.data_dir();
     let fail = |to: &Path, err: String| UpgradeError::Backup {
@@ -291,7 +289,7 @@ async fn back_up(
     if let (Phase::BackingUp, Some(paths)) = (journal.phase, &journal.backup) {
         if paths.target.is_dir() {
             info!(path = %paths.target.display(), "backup was completed before cosmovisor stopped; not taking it again");
-            return Ok(None);
+            return Ok(());
         }
         backup::remove_partial(&paths.partial)
             .map_err(|err| fail(&paths.partial, err.to_string()))?;
@@ -308,11 +306,12 @@ async fn back_up(
 
     info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), mode = mode.name(), "starting to take backup of data directory");
     notify::step(&format!("upgrade {}: backing up data/", plan.name));
-    let (stats, took) = match backup::take(&data, &paths, mode, total, signals).await {
-        Ok(Taken::Done { stats, took }) => (stats, took),
-        Ok(Taken::Cancelled(sig)) => return Ok(Some(sig)),
-        Err(err) => return Err(fail(&paths.target, err.to_string())),
-    };
+    let backup::Taken { stats, took } = backup::take(&data, &paths, mode, total, signals)
+        .await
+        .map_err(|err| match err {
+            TakeError::Interrupted(interrupted) => UpgradeError::from(interrupted),
+            TakeError::Copy(err) => fail(&paths.target, err.to_string()),
+        })?;
     metrics.backup_done(took, stats.bytes - stats.linked_bytes);
     info!(
         path = %paths.target.display(),
@@ -338,7 +337,7 @@ async fn back_up(
             }
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Runs `$DAEMON_HOME/cosmovisor/<script> <name> <height>` in `$DAEMON_HOME`.
@@ -347,7 +346,7 @@ async fn run_custom_pre_upgrade(
     signals: &mut Signals,
     plan: &Plan,
     script: &str,
-) -> Result<Option<Signal>, UpgradeError> {
+) -> Result<(), UpgradeError> {
     // Parity: Go uses filepath.Join(root, value), so even an absolute value stays under root.
     let path = layout.root().join(script.trim_start_matches('/'));
     let fail = |reason: String| UpgradeError::CustomPreUpgrade {
@@ -375,12 +374,10 @@ async fn run_custom_pre_upgrade(
         .arg(plan.height.to_string())
         .current_dir(layout.home());
     notify::keep_from(&mut command);
-    let finished = hook::run(command, signals)
-        .await
-        .map_err(|err| fail(err.to_string()))?;
-    if let Some(sig) = finished.interrupted {
-        return Ok(Some(sig));
-    }
+    let finished = hook::run(command, signals).await.map_err(|err| match err {
+        HookError::Interrupted(interrupted) => UpgradeError::from(interrupted),
+        HookError::Run(err) => fail(err.to_string()),
+    })?;
     let output = &finished.output;
     if !finished.status.success() {
         return Err(fail(format!(
@@ -391,7 +388,7 @@ async fn run_custom_pre_upgrade(
     }
     let stderr = output.stderr.text();
     info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %output.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "COSMOVISOR_CUSTOM_PREUPGRADE result");
-    Ok(None)
+    Ok(())
 }
 
 /// What one `pre-upgrade` exit status means.
@@ -427,35 +424,27 @@ pub enum PreUpgradeError {
     },
     #[error("cannot run pre-upgrade: {0}")]
     Spawn(io::Error),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
-/// How the pre-upgrade step ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreUpgradeEnd {
-    Done,
-    Interrupted(Signal),
-}
-
-/// One attempt's result, as the retry policy sees it.
-pub enum Attempt {
-    Exited {
-        status: ExitStatus,
-        output: hook::Output,
-    },
-    Interrupted(Signal),
+impl From<HookError> for PreUpgradeError {
+    fn from(err: HookError) -> PreUpgradeError {
+        match err {
+            HookError::Run(err) => PreUpgradeError::Spawn(err),
+            HookError::Interrupted(interrupted) => interrupted.into(),
+        }
+    }
 }
 
 /// The retry policy: up to `max_retries + 1` attempts, retrying only on exit code 31.
 pub async fn run_with_retries(
     max_retries: u32,
-    mut attempt: impl AsyncFnMut(u32) -> io::Result<Attempt>,
-) -> Result<PreUpgradeEnd, PreUpgradeError> {
+    mut attempt: impl AsyncFnMut(u32) -> Result<hook::Finished, HookError>,
+) -> Result<(), PreUpgradeError> {
     let mut number = 1;
     loop {
-        let (status, output) = match attempt(number).await.map_err(PreUpgradeError::Spawn)? {
-            Attempt::Exited { status, output } => (status, output),
-            Attempt::Interrupted(sig) => return Ok(PreUpgradeEnd::Interrupted(sig)),
-        };
+        let hook::Finished { status, output } = attempt(number).await?;
         let outcome = classify(status);
         if matches!(
             outcome,
@@ -470,11 +459,11 @@ pub async fn run_with_retries(
         match outcome {
             PreUpgradeOutcome::Success => {
                 info!("pre-upgrade successful. continuing the upgrade.");
-                return Ok(PreUpgradeEnd::Done);
+                return Ok(());
             }
             PreUpgradeOutcome::NotImplemented => {
                 info!("pre-upgrade command does not exist. continuing the upgrade.");
-                return Ok(PreUpgradeEnd::Done);
+                return Ok(());
             }
             PreUpgradeOutcome::Retry if number <= max_retries => {
                 error!(error = %format!("{}{output}", describe(status)), attempt = number, "pre-upgrade command failed. retrying");
@@ -502,7 +491,7 @@ async fn run_pre_upgrade(
     env: Option<(std::ffi::OsString, std::ffi::OsString)>,
     signals: &mut Signals,
     attempt: u32,
-) -> io::Result<Attempt> {
+) -> Result<hook::Finished, HookError> {
     info!(path = %bin.display(), attempt, "running pre-upgrade");
     let mut command = Command::new(bin);
     command.arg("pre-upgrade").current_dir(home);
@@ -510,14 +499,7 @@ async fn run_pre_upgrade(
     if let Some((key, value)) = env {
         command.env(key, value);
     }
-    let finished = hook::run(command, signals).await?;
-    if let Some(sig) = finished.interrupted {
-        return Ok(Attempt::Interrupted(sig));
-    }
-    Ok(Attempt::Exited {
-        status: finished.status,
-        output: finished.output,
-    })
+    hook::run(command, signals).await
 }
 
 /// Records the plan in the version folder, then points `current` at it.
@@ -537,21 +519,6 @@ fn switch(layout: &Layout, plan: &Plan, version_dir: &Path) -> Result<(), Upgrad
     layout.set_current(version_dir).map_err(fail)
 }
 
-/// Waits for the next termination signal (other signals are ignored here: no daemon runs).
-async fn wait_for_termination(signals: &mut Signals) -> Signal {
-    signals.next_termination().await
-}
-
-/// A termination signal that already arrived, if any, without waiting.
-fn pending_termination(signals: &mut Signals) -> Option<Signal> {
-    while let Some(sig) = signals.try_recv() {
-        if signals::is_termination(sig) {
-            return Some(sig);
-        }
-    }
-    None
-}
-
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
@@ -564,14 +531,14 @@ fn describe(status: ExitStatus) -> String {
 mod tests {
     use super::*;
 
-    fn exited(code: i32) -> Attempt {
-        Attempt::Exited {
+    fn exited(code: i32) -> hook::Finished {
+        hook::Finished {
             status: ExitStatus::from_raw(code << 8),
             output: hook::Output::default(),
         }
     }
 
-    async fn scripted(max: u32, codes: &[i32]) -> (Result<PreUpgradeEnd, PreUpgradeError>, usize) {
+    async fn scripted(max: u32, codes: &[i32]) -> (Result<(), PreUpgradeError>, usize) {
         let mut calls = 0;
         let result = run_with_retries(max, async |_| {
             let code = codes[calls.min(codes.len() - 1)];
@@ -580,6 +547,26 @@ mod tests {
         })
         .await;
         (result, calls)
+    }
+
+    /// A termination signal during an attempt ends the retries at once, as `Interrupted`.
+    #[tokio::test]
+    async fn an_interrupted_attempt_is_not_retried() {
+        let mut calls = 0;
+        let result = run_with_retries(3, async |_| {
+            calls += 1;
+            Err(HookError::Interrupted(Interrupted {
+                signal: nix::sys::signal::Signal::SIGTERM,
+            }))
+        })
+        .await;
+        assert!(matches!(
+            result,
+            Err(PreUpgradeError::Interrupted(Interrupted {
+                signal: nix::sys::signal::Signal::SIGTERM
+            }))
+        ));
+        assert_eq!(calls, 1);
     }
 
     #[test]
@@ -596,7 +583,7 @@ mod tests {
     #[tokio::test]
     async fn retries_on_31_until_success() {
         let (result, calls) = scripted(2, &[31, 31, 0]).await;
-        assert_eq!(result.unwrap(), PreUpgradeEnd::Done);
+        result.unwrap();
         assert_eq!(calls, 3);
     }
 
@@ -624,6 +611,6 @@ mod tests {
             assert_eq!(calls, 1);
         }
         let (result, _) = scripted(0, &[1]).await;
-        assert_eq!(result.unwrap(), PreUpgradeEnd::Done);
+        result.unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! size caps checked against `Content-Length` before the body and again while it streams, local
 //! sources opened only as regular files, the checksum computed on the way (on another thread,
 //! `sink.rs`, which also unpacks a tar or tar.gz as it arrives), network failures retried with
-//! back-off, and a termination signal ending any wait at once.
+//! back-off, and a termination signal ending any wait at once ([`Signals::interruptible`]), the
+//! back-off and a local file's reads included.
 //!
 //! What to fetch and what to do with the file (unpacking, installing) is `download/mod.rs`.
 
@@ -15,8 +16,8 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::DownloadError;
 use super::sink::{Landed, Sink, Target};
-use super::{DownloadError, Stop};
 use crate::acquire::plan_info::{self, Location, Source};
 use crate::bounded_read::ReadError;
 use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
@@ -119,9 +120,9 @@ impl<'a> Fetcher<'a> {
         })
     }
 
-    /// The next termination signal (see [`Signals::next_termination`]).
-    pub(super) async fn next_termination(&mut self) -> nix::sys::signal::Signal {
-        self.signals.next_termination().await
+    /// The signals that stop this download, for a step that waits on other work.
+    pub(super) fn signals(&mut self) -> &mut Signals {
+        self.signals
     }
 
     /// Streams `source` into `dest`, hashing on the way, retrying network failures.
@@ -130,7 +131,7 @@ impl<'a> Fetcher<'a> {
         source: &Source,
         dest: &Path,
         cap: Cap,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), DownloadError> {
         self.fetch(source, &Target::File(dest), cap).await.map(drop)
     }
 
@@ -143,7 +144,7 @@ impl<'a> Fetcher<'a> {
         file: &Path,
         dir: &Path,
         cap: Cap,
-    ) -> Result<Landed, Stop> {
+    ) -> Result<Landed, DownloadError> {
         let target = Target::Archive {
             url: &source.original,
             file,
@@ -158,17 +159,16 @@ impl<'a> Fetcher<'a> {
         source: &Source,
         target: &Target<'_>,
         cap: Cap,
-    ) -> Result<Landed, Stop> {
+    ) -> Result<Landed, DownloadError> {
         let mut attempt = 1;
         let mut backoff = FIRST_BACKOFF;
         loop {
             match self.fetch_once(source, target, cap).await {
-                Err(Stop::Failed(DownloadError::Network { url, err })) if attempt < ATTEMPTS => {
+                Err(DownloadError::Network { url, err }) if attempt < ATTEMPTS => {
                     warn!(url = %url, error = %err, attempt, retry_in = %format_go_duration(backoff), "download failed, retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
-                    }
+                    self.signals
+                        .interruptible(tokio::time::sleep(backoff))
+                        .await?;
                     backoff *= 2;
                     attempt += 1;
                 }
@@ -179,24 +179,24 @@ impl<'a> Fetcher<'a> {
 
     /// Opens the source: an HTTP response whose status and `Content-Length` are acceptable, or
     /// a regular local file within the cap.
-    async fn open(&mut self, source: &Source, cap: Cap) -> Result<(Body, Option<u64>), Stop> {
+    async fn open(
+        &mut self,
+        source: &Source,
+        cap: Cap,
+    ) -> Result<(Body, Option<u64>), DownloadError> {
         let url = &source.shown;
-        let too_big = |who, size| {
-            Stop::Failed(DownloadError::Announced {
-                url: url.clone(),
-                who,
-                size,
-                limit: cap.shown,
-                what: cap.what,
-            })
+        let too_big = |who, size| DownloadError::Announced {
+            url: url.clone(),
+            who,
+            size,
+            limit: cap.shown,
+            what: cap.what,
         };
         match &source.location {
             Location::File(path) => {
-                let local = |err| {
-                    Stop::Failed(DownloadError::Local {
-                        url: url.clone(),
-                        err,
-                    })
+                let local = |err| DownloadError::Local {
+                    url: url.clone(),
+                    err,
                 };
                 let file = crate::bounded_read::open_regular(path).map_err(local)?;
                 let size = file
@@ -214,18 +214,15 @@ impl<'a> Fetcher<'a> {
                 Ok((Body::File(tokio::fs::File::from_std(file)), Some(size)))
             }
             Location::Http(address) => {
-                let network = |err: String| {
-                    Stop::Failed(DownloadError::Network {
-                        url: url.clone(),
-                        err,
-                    })
+                let network = |err: String| DownloadError::Network {
+                    url: url.clone(),
+                    err,
                 };
                 let request = self.client.get(address).send();
-                let response = tokio::select! {
-                    response = tokio::time::timeout(self.idle, request) => response,
-                    sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
-                };
-                let response = response
+                let response = self
+                    .signals
+                    .interruptible(tokio::time::timeout(self.idle, request))
+                    .await?
                     .map_err(|_| {
                         network(format!(
                             "no response within {} ({COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT})",
@@ -241,8 +238,7 @@ impl<'a> Fetcher<'a> {
                     return Err(DownloadError::Status {
                         url: url.clone(),
                         status: status.as_u16(),
-                    }
-                    .into());
+                    });
                 }
                 let length = response.content_length();
                 if let Some(size) = length.filter(|size| *size > cap.bytes) {
@@ -258,7 +254,7 @@ impl<'a> Fetcher<'a> {
         source: &Source,
         target: &Target<'_>,
         cap: Cap,
-    ) -> Result<Landed, Stop> {
+    ) -> Result<Landed, DownloadError> {
         let url = &source.shown;
         let (mut body, total) = self.open(source, cap).await?;
         let mut sink = Sink::new(target, source.checksum.as_ref())?;
@@ -267,17 +263,17 @@ impl<'a> Fetcher<'a> {
             .stream(url, &mut body, &mut sink, &mut progress, cap)
             .await;
         let finished = match streamed {
-            Ok(()) => tokio::select! {
-                finished = sink.finish() => finished,
-                sig = self.signals.next_termination() => Err(Stop::Interrupted(sig)),
+            Ok(()) => match self.signals.interruptible(sink.finish()).await {
+                Ok(finished) => finished,
+                Err(interrupted) => Err(interrupted.into()),
             },
-            Err(stop) => Err(stop),
+            Err(err) => Err(err),
         };
         let finished = match finished {
             Ok(finished) => finished,
-            Err(stop) => {
+            Err(err) => {
                 sink.abort().await;
-                return Err(stop);
+                return Err(err);
             }
         };
         if let (Some(actual), Some(expected)) = (finished.checksum, source.checksum.as_ref()) {
@@ -287,8 +283,7 @@ impl<'a> Fetcher<'a> {
                     url: url.clone(),
                     expected: expected.to_string(),
                     actual: actual.to_string(),
-                }
-                .into());
+                });
             }
             info!(url = %url, checksum = %expected, "checksum verified");
         }
@@ -297,8 +292,7 @@ impl<'a> Fetcher<'a> {
             return Err(DownloadError::Archive {
                 url: url.clone(),
                 err,
-            }
-            .into());
+            });
         }
         progress.finish();
         Ok(finished.landed)
@@ -312,17 +306,20 @@ impl<'a> Fetcher<'a> {
         sink: &mut Sink<'_>,
         progress: &mut Progress,
         cap: Cap,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), DownloadError> {
         let mut done = 0u64;
         // The idle rule: each window of `idle` must bring at least MIN_PROGRESS bytes (a local
         // file on a hung network mount is held to it too).
         let mut window_end = Instant::now() + self.idle;
         let mut window_bytes = 0u64;
         loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout_at(window_end, body.next_into(url, sink.buffer())) => next,
-                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
-            };
+            let next = self
+                .signals
+                .interruptible(tokio::time::timeout_at(
+                    window_end,
+                    body.next_into(url, sink.buffer()),
+                ))
+                .await?;
             let len = match next {
                 Ok(len) => len? as u64,
                 Err(_elapsed) => {
@@ -341,13 +338,9 @@ impl<'a> Fetcher<'a> {
                     url: url.to_owned(),
                     limit: cap.shown,
                     what: cap.what,
-                }
-                .into());
+                });
             }
-            tokio::select! {
-                pushed = sink.flush_full() => pushed?,
-                sig = self.signals.next_termination() => return Err(Stop::Interrupted(sig)),
-            }
+            self.signals.interruptible(sink.flush_full()).await??;
             progress.update(done);
             window_bytes += len;
             if Instant::now() >= window_end {
@@ -359,7 +352,7 @@ impl<'a> Fetcher<'a> {
     }
 
     /// Fails as stalled when an idle window brought fewer than [`MIN_PROGRESS`] bytes.
-    fn check_window(&self, url: &str, window_bytes: u64) -> Result<(), Stop> {
+    fn check_window(&self, url: &str, window_bytes: u64) -> Result<(), DownloadError> {
         if window_bytes >= MIN_PROGRESS {
             return Ok(());
         }
@@ -369,8 +362,7 @@ impl<'a> Fetcher<'a> {
                 "stalled: fewer than 1 KiB arrived in {} ({COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT})",
                 format_go_duration(self.idle)
             ),
-        }
-        .into())
+        })
     }
 }
 

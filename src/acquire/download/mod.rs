@@ -13,16 +13,16 @@
 //! Nothing the server or the plan sends is trusted (docs/design.md "Trust boundaries"): the bytes
 //! are fetched under timeouts and size caps (`fetch.rs`), the unpacking is bounded and cancellable,
 //! what is installed must be an executable for this machine, and a termination signal ends any step
-//! at once (the staging folder is removed). URLs are shown only through [`plan_info::redact`].
+//! at once with [`DownloadError::Interrupted`] (the staging folder is removed). URLs are shown only
+//! through [`plan_info::redact`].
 //! Unpacking and the archive safety rules are `archive/`; parsing the plan's `info` and URLs is
 //! `plan_info.rs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
 use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
@@ -31,7 +31,7 @@ use crate::bounded_read::ReadError;
 use crate::config::Config;
 use crate::home::layout::{self, BinaryError, Layout};
 use crate::home::plan::Plan;
-use crate::signals::Signals;
+use crate::signals::{Interrupted, Signals};
 
 mod fetch;
 mod sink;
@@ -85,47 +85,32 @@ pub enum DownloadError {
     },
     #[error("{url}: {err}")]
     Archive { url: String, err: ArchiveError },
+    /// A termination signal stopped the download; nothing was installed and the staging folder
+    /// is gone.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
-/// How a download ended, when it did not fail.
-#[derive(Debug)]
-pub enum Fetched {
-    /// The binary is installed at this path.
-    Installed(PathBuf),
-    /// A termination signal stopped it; nothing was installed and the staging folder is gone.
-    Interrupted(Signal),
-}
-
-/// Why a step stopped early: a failure, or a termination signal.
-enum Stop {
-    Failed(DownloadError),
-    Interrupted(Signal),
-}
-
-impl From<DownloadError> for Stop {
-    fn from(err: DownloadError) -> Stop {
-        Stop::Failed(err)
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> DownloadError + 'a {
+    move |err| DownloadError::Io {
+        what,
+        path: path.to_path_buf(),
+        err,
     }
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Stop + 'a {
-    move |err| {
-        Stop::Failed(DownloadError::Io {
-            what,
-            path: path.to_path_buf(),
-            err,
-        })
-    }
-}
-
-/// Downloads, verifies and installs the binary of `plan` into `upgrades/<name>/`. A termination
-/// signal from `signals` stops it at once (nothing installed, staging removed).
+/// Downloads, verifies and installs the binary of `plan` into `upgrades/<name>/`; returns the
+/// installed binary's path. A termination signal from `signals` stops it at once (nothing
+/// installed, staging removed).
 pub async fn download_upgrade(
     cfg: &Config,
     layout: &Layout,
     plan: &Plan,
     signals: &mut Signals,
-) -> Result<Fetched, DownloadError> {
+) -> Result<PathBuf, DownloadError> {
     let target = layout.upgrade_dir(&plan.name);
     let staging = layout.upgrades_dir().join(format!(
         ".{}.download-{}",
@@ -144,13 +129,13 @@ pub async fn download_upgrade(
     match result {
         Ok(()) => {
             info!(name = %plan.name, path = %target.display(), "downloading binary complete");
-            Ok(Fetched::Installed(layout.bin_in(&target)))
+            Ok(layout.bin_in(&target))
         }
-        Err(Stop::Interrupted(sig)) => {
-            warn!(signal = %sig, name = %plan.name, "download stopped by a signal; nothing was installed");
-            Ok(Fetched::Interrupted(sig))
+        Err(DownloadError::Interrupted(interrupted)) => {
+            warn!(signal = %interrupted.signal, name = %plan.name, "download stopped by a signal; nothing was installed");
+            Err(interrupted.into())
         }
-        Err(Stop::Failed(err)) => Err(err),
+        Err(err) => Err(err),
     }
 }
 
@@ -162,12 +147,10 @@ async fn resolve_and_install(
     plan: &Plan,
     staging: &Path,
     target: &Path,
-) -> Result<(), Stop> {
-    let info_err = |err| {
-        Stop::Failed(DownloadError::Info {
-            name: plan.name.to_string(),
-            err,
-        })
+) -> Result<(), DownloadError> {
+    let info_err = |err| DownloadError::Info {
+        name: plan.name.to_string(),
+        err,
     };
     let binaries = match plan_info::classify(&plan.info).map_err(info_err)? {
         Info::Binaries(map) => map,
@@ -198,7 +181,7 @@ async fn install(
     daemon: &str,
     staging: &Path,
     target: &Path,
-) -> Result<(), Stop> {
+) -> Result<(), DownloadError> {
     let file = staging.join("download");
     let unpacked = staging.join("unpacked");
     fs::create_dir(&unpacked).map_err(io_err("cannot create", &unpacked))?;
@@ -209,7 +192,7 @@ async fn install(
 
     let version = staging.join("version");
     let cancel = Arc::new(AtomicBool::new(false));
-    let mut work = {
+    let work = {
         let daemon = daemon.to_owned();
         let cancel = Arc::clone(&cancel);
         let (file, version) = (file.clone(), version.clone());
@@ -224,22 +207,12 @@ async fn install(
             archive::arrange(&unpacked, &daemon, &version)
         })
     };
-    let mut interrupted = None;
-    let joined = loop {
-        tokio::select! {
-            joined = &mut work => break joined,
-            sig = fetcher.next_termination(), if interrupted.is_none() => {
-                // The unpacking stops at its next piece; wait for it so nothing writes
-                // into the staging folder once it is removed.
-                cancel.store(true, Ordering::Relaxed);
-                interrupted = Some(sig);
-            }
-        }
-    };
-    if let Some(sig) = interrupted {
-        return Err(Stop::Interrupted(sig));
-    }
-    joined
+    // A signal stops the unpacking at its next piece, and the wait goes on until it has, so
+    // nothing writes into the staging folder once it is removed.
+    fetcher
+        .signals()
+        .cancel_on_termination(&cancel, work)
+        .await?
         .map_err(|err| DownloadError::Io {
             what: "cannot unpack",
             path: file.clone(),
@@ -257,16 +230,14 @@ async fn install(
             return Err(DownloadError::NotExecutable {
                 url: source.shown.clone(),
                 why,
-            }
-            .into());
+            });
         }
         Err(err) => {
             return Err(DownloadError::Io {
                 what: "cannot inspect",
                 path: bin,
                 err: std::io::Error::other(err.to_string()),
-            }
-            .into());
+            });
         }
     }
     move_into_place(&version, target)
@@ -274,7 +245,7 @@ async fn install(
 
 /// Renames the staged version folder to `upgrades/<name>`. When that folder already exists (an
 /// operator made it, without the binary) the staged `bin/` and `lib/` are moved into it.
-fn move_into_place(version: &Path, target: &Path) -> Result<(), Stop> {
+fn move_into_place(version: &Path, target: &Path) -> Result<(), DownloadError> {
     if target.exists() {
         merge_into(version, target)?;
     } else {
@@ -287,7 +258,7 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), Stop> {
 }
 
 /// Moves the staged `bin/` entries and a `lib/` (unless one exists) into an existing folder.
-fn merge_into(version: &Path, target: &Path) -> Result<(), Stop> {
+fn merge_into(version: &Path, target: &Path) -> Result<(), DownloadError> {
     let (from_bin, to_bin) = (version.join("bin"), target.join("bin"));
     crate::home::layout::create_dir_all_durable(&to_bin)
         .map_err(io_err("cannot create", &to_bin))?;

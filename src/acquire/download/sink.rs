@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DownloadError, Stop, io_err};
+use super::{DownloadError, io_err};
 use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
 use crate::acquire::plan_info::{Checksum, Hasher};
 
@@ -119,7 +119,10 @@ pub(super) struct Sink<'p> {
 }
 
 impl<'p> Sink<'p> {
-    pub(super) fn new(target: &'p Target<'p>, checksum: Option<&Checksum>) -> Result<Self, Stop> {
+    pub(super) fn new(
+        target: &'p Target<'p>,
+        checksum: Option<&Checksum>,
+    ) -> Result<Self, DownloadError> {
         let hasher = checksum.map(|checksum| {
             let hasher = checksum.hasher();
             Worker::spawn(move |rx| hash(hasher, rx))
@@ -147,14 +150,14 @@ impl<'p> Sink<'p> {
 
     /// Hands the buffered bytes to the workers once there are [`PIECE`] of them (fewer, bigger
     /// hand-overs: each one wakes a thread).
-    pub(super) async fn flush_full(&mut self) -> Result<(), Stop> {
+    pub(super) async fn flush_full(&mut self) -> Result<(), DownloadError> {
         if self.pending.len() < PIECE {
             return Ok(());
         }
         self.flush().await
     }
 
-    async fn flush(&mut self) -> Result<(), Stop> {
+    async fn flush(&mut self) -> Result<(), DownloadError> {
         let chunk = Arc::new(std::mem::replace(
             &mut self.pending,
             Vec::with_capacity(PIECE + PIECE / 4),
@@ -171,7 +174,7 @@ impl<'p> Sink<'p> {
     }
 
     /// Picks the route for an archive target from its URL and first bytes.
-    fn decide(&mut self, head: &[u8]) -> Result<(), Stop> {
+    fn decide(&mut self, head: &[u8]) -> Result<(), DownloadError> {
         let Target::Archive { url, file, dir } = self.target else {
             return Ok(());
         };
@@ -194,7 +197,7 @@ impl<'p> Sink<'p> {
         Ok(())
     }
 
-    async fn write(&mut self, chunk: Chunk) -> Result<(), Stop> {
+    async fn write(&mut self, chunk: Chunk) -> Result<(), DownloadError> {
         let target = self.target;
         match &mut self.route {
             Route::Undecided => Ok(()),
@@ -209,12 +212,12 @@ impl<'p> Sink<'p> {
         }
     }
 
-    fn worker_gone(&self, what: &str) -> Stop {
-        Stop::Failed(DownloadError::Io {
+    fn worker_gone(&self, what: &str) -> DownloadError {
+        DownloadError::Io {
             what: "cannot download to",
             path: self.file_path(),
             err: io::Error::other(what.to_owned()),
-        })
+        }
     }
 
     fn file_path(&self) -> PathBuf {
@@ -223,7 +226,7 @@ impl<'p> Sink<'p> {
 
     /// The body is complete: lets the workers finish and collects the checksum and where the
     /// body landed. Cancel-safe (a dropped call leaves the workers for [`Sink::abort`]).
-    pub(super) async fn finish(&mut self) -> Result<Finished, Stop> {
+    pub(super) async fn finish(&mut self) -> Result<Finished, DownloadError> {
         self.flush().await?;
         let checksum = match &mut self.hasher {
             Some(hasher) => Some(
