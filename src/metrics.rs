@@ -448,11 +448,11 @@ mod tests {
             "no upgrade under way: {text}"
         );
         let plan = crate::home::plan::parse(br#"{"name":"v2","height":42}"#, true).unwrap();
-        crate::upgrade::journal::Journal::record(&plan, &layout).unwrap();
+        crate::upgrade::steps::Upgrade::decide(&plan, &layout).unwrap();
         let text = metrics.render(&layout, true);
         assert!(
             text.contains(
-                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"stopped\"} 1"
+                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"decided\"} 1"
             ),
             "{text}"
         );

@@ -2,9 +2,10 @@
 //!
 //! It owns the daemon, the plan watcher, the daemon's upgrade-line channel and the signal
 //! listeners, and `select!`s over them: the daemon's exit, a plan in `upgrade-info.json`, an
-//! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it journals
-//! the upgrade, stops the daemon gracefully and hands the upgrade to `upgrade/steps.rs`, then
-//! relaunches the daemon with the same arguments.
+//! `UPGRADE … NEEDED` line on the daemon's output, and signals (forwarded). On a plan it has
+//! `upgrade/steps.rs` decide the upgrade (which journals it), stops the daemon gracefully, has
+//! the upgrade carried out, then relaunches the daemon with the same arguments. The journal is
+//! the upgrade's business: nothing here reads or writes it.
 //!
 //! The daemon's output is a hint, never an authority (docs/design.md "Trust boundaries"): an
 //! upgrade line only makes us read `upgrade-info.json` at once, and only a plan in that file is
@@ -19,8 +20,8 @@
 //! `upgrade-info.json` that can never be applied stops the node and cosmovisor with an error.
 //! Those decisions about manual upgrades, and the questions to the node's RPC, are `manual.rs`.
 //!
-//! Before the first launch it resumes an upgrade left in the journal by a cosmovisor that was
-//! killed, and applies a plan already pending on disk (the node halted at the height, then the
+//! Before the first launch it resumes the upgrade a cosmovisor that was stopped or killed left
+//! under way, and applies a plan already pending on disk (the node halted at the height, then the
 //! operator restarted cosmovisor).
 
 use std::ffi::OsString;
@@ -48,8 +49,7 @@ use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{self, Change, UnusablePlan, Watcher};
 use crate::upgrade::batch;
-use crate::upgrade::journal::Journal;
-use crate::upgrade::steps::{self, UpgradeError};
+use crate::upgrade::steps::{Upgrade, UpgradeError};
 
 mod manual;
 
@@ -159,7 +159,7 @@ impl Supervisor<'_> {
             let ending = self
                 .watch(&mut daemon, &mut watcher, &mut hints, &mut manual, &args)
                 .await?;
-            let (plan, journal) = match ending {
+            let (plan, upgrade) = match ending {
                 Ending::Exited(status) => {
                     self.metrics.daemon_exited(exit::from_status(status));
                     pid_file::remove(&self.layout.daemon_pid_file());
@@ -176,8 +176,8 @@ impl Supervisor<'_> {
                     };
                     match plan {
                         Some(plan) => {
-                            let journal = Journal::record(&plan, &self.layout)?;
-                            (plan, journal)
+                            let upgrade = Upgrade::decide(&plan, &self.layout)?;
+                            (plan, upgrade)
                         }
                         None => return Ok(exit::from_status(status)),
                     }
@@ -187,14 +187,14 @@ impl Supervisor<'_> {
                     // resumes this upgrade (after waiting for that node) instead of starting the
                     // old binary again, which would run past the height. A journal that cannot
                     // be written (disk full) still stops the node first: never orphan it.
-                    let journaled = Journal::record(&plan, &self.layout);
+                    let decided = Upgrade::decide(&plan, &self.layout);
                     info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
                     let why = format!(
                         "upgrade {} at height {}: stopping {}",
                         plan.name, plan.height, self.cfg.name
                     );
                     self.stop_daemon(&mut daemon, &why).await?;
-                    let journal = journaled.with_context(|| {
+                    let upgrade = decided.with_context(|| {
                         format!(
                             "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
                             plan.name, plan.height
@@ -202,7 +202,7 @@ impl Supervisor<'_> {
                     })?;
                     // Stop as asked; the next start carries the journaled upgrade out.
                     self.signals.interrupted()?;
-                    (plan, journal)
+                    (plan, upgrade)
                 }
                 Ending::Restart => {
                     let why = format!("restarting {} with a new --halt-height", self.cfg.name);
@@ -220,7 +220,7 @@ impl Supervisor<'_> {
                     return Err(unusable.into());
                 }
             };
-            let next = self.upgrade(journal).await?;
+            let next = self.upgrade(upgrade).await?;
             if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
                 warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
             }
@@ -256,7 +256,7 @@ impl Supervisor<'_> {
         );
         if let Some(plan) = watcher.check_now().await? {
             info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
-            if let Next::Exit(code) = self.upgrade(Journal::record(&plan, &self.layout)?).await? {
+            if let Next::Exit(code) = self.upgrade(Upgrade::decide(&plan, &self.layout)?).await? {
                 return Ok(ControlFlow::Break(code));
             }
             watcher.set_applied(applied_of(&plan));
@@ -283,27 +283,19 @@ impl Supervisor<'_> {
         for path in layout::remove_crash_leftovers(&self.layout) {
             info!(path = %path.display(), "removed a temp file left by an interrupted write");
         }
-        let path = self.layout.journal_file();
-        let Some(journal) = Journal::load(&path, &self.cfg.data_backup_dir)? else {
-            return Ok(Next::Relaunch);
-        };
-        if skip.contains(&journal.plan.height) {
-            warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
-            Journal::finish(&path)?;
-            return Ok(Next::Relaunch);
+        match Upgrade::resume(&self.layout, &self.cfg.data_backup_dir, skip)? {
+            Some(upgrade) => self.upgrade(upgrade).await,
+            None => Ok(Next::Relaunch),
         }
-        info!(name = %journal.plan.name, height = journal.plan.height, phase = journal.phase.name(), "resuming upgrade from the journal");
-        self.upgrade(journal).await
     }
 
-    /// Carries out the upgrade `journal` records.
-    async fn upgrade(&mut self, journal: Journal) -> anyhow::Result<Next> {
-        let name = journal.plan.name.clone();
-        let carried_out = notify::keep_alive(steps::carry_out(
+    /// Carries out a decided (or resumed) upgrade; the daemon is stopped.
+    async fn upgrade(&mut self, upgrade: Upgrade) -> anyhow::Result<Next> {
+        let name = upgrade.name().to_owned();
+        let carried_out = notify::keep_alive(upgrade.carry_out(
             self.cfg,
             &self.layout,
             &mut self.signals,
-            journal,
             &self.metrics,
         ))
         .await;

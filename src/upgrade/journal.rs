@@ -7,11 +7,14 @@
 //! the recorded phase instead of starting the old binary (see `upgrade/steps.rs` for what each phase
 //! means on resume). Removing the file abandons the upgrade; `current` is then left as it is.
 //!
-//! A journal is created in one place, [`Journal::record`], which first makes the chain's
-//! `data/upgrade-info.json` durable: a power cut can then never leave a journal whose plan file is
-//! gone (SDK apps read that file at start-up). A journal read back is data on disk like any other
-//! (docs/design.md "Trust boundaries"): read with a size cap, and refused when it names an invalid
-//! upgrade or a backup folder outside `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
+//! Only `upgrade/steps.rs` writes and removes it: a journal is created in one place,
+//! [`Journal::record`], which first makes the chain's `data/upgrade-info.json` durable (a power
+//! cut can then never leave a journal whose plan file is gone; SDK apps read that file at
+//! start-up), and removed in one place, [`Journal::finish`]. Journals written by an earlier
+//! cosmovisor are read with their old phase names (`stopped` is now `decided`). A journal read
+//! back is data on disk like any other (docs/design.md "Trust boundaries"): read with a size cap,
+//! and refused when it names an invalid upgrade or a backup folder outside
+//! `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
 
 use std::fs;
 use std::io;
@@ -30,9 +33,10 @@ const FORMAT: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// The upgrade was decided and the daemon is being (or has been) stopped for it; nothing
-    /// else is done yet. On resume the supervisor first waits for that daemon to be gone.
-    Stopped,
+    /// The upgrade was decided, before the daemon is stopped for it; nothing else is done yet.
+    /// On resume the supervisor first waits for that daemon to be gone.
+    #[serde(alias = "stopped")]
+    Decided,
     /// A backup is being written to `backup.partial`; it becomes `backup.target` when complete.
     BackingUp,
     /// The backup is complete (or skipped).
@@ -48,7 +52,7 @@ impl Phase {
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Stopped => "stopped",
+            Phase::Decided => "decided",
             Phase::BackingUp => "backing_up",
             Phase::BackedUp => "backed_up",
             Phase::CustomPreUpgradeDone => "custom_pre_upgrade_done",
@@ -119,7 +123,10 @@ impl crate::exit::ExitCode for JournalError {
 impl Journal {
     /// Starts the journal of a new upgrade: makes `data/upgrade-info.json` and `data/` durable
     /// (x/upgrade wrote the file without fsync), then durably records the journal.
-    pub fn record(plan: &Plan, layout: &Layout) -> Result<Journal, JournalError> {
+    pub(in crate::upgrade) fn record(
+        plan: &Plan,
+        layout: &Layout,
+    ) -> Result<Journal, JournalError> {
         sync_plan_file(layout)?;
         let journal = Journal::begin(plan);
         journal.save(&layout.journal_file())?;
@@ -135,7 +142,7 @@ impl Journal {
                 height: plan.height,
                 info: plan.info.clone(),
             },
-            phase: Phase::Stopped,
+            phase: Phase::Decided,
             backup: None,
             started_at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }
@@ -201,7 +208,7 @@ impl Journal {
     }
 
     /// Durably records the journal (temp file, fsync, rename, fsync of the folder).
-    pub fn save(&self, path: &Path) -> Result<(), JournalError> {
+    fn save(&self, path: &Path) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|err| JournalError::Write {
             path: path.to_path_buf(),
             err: io::Error::other(err),
@@ -215,13 +222,17 @@ impl Journal {
     }
 
     /// Moves to `phase` and records it.
-    pub fn advance(&mut self, phase: Phase, path: &Path) -> Result<(), JournalError> {
+    pub(in crate::upgrade) fn advance(
+        &mut self,
+        phase: Phase,
+        path: &Path,
+    ) -> Result<(), JournalError> {
         self.phase = phase;
         self.save(path)
     }
 
-    /// Removes the journal: the upgrade is complete.
-    pub fn finish(path: &Path) -> Result<(), JournalError> {
+    /// Removes the journal: the upgrade is complete (or abandoned).
+    pub(in crate::upgrade) fn finish(path: &Path) -> Result<(), JournalError> {
         match fs::remove_file(path) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -291,6 +302,24 @@ mod tests {
         );
         Journal::finish(&path).unwrap();
         assert!(Journal::load(&path, backups).unwrap().is_none());
+    }
+
+    /// A journal written by an earlier cosmovisor, with the old name of its first phase, is
+    /// resumed at that phase.
+    #[test]
+    fn reads_the_old_phase_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("upgrade-journal.json");
+        fs::write(
+            &path,
+            br#"{"format":1,"plan":{"name":"v2","raw_name":"v2","height":7,"info":""},"phase":"stopped","started_at":"2026-11-26T07:00:00Z"}"#,
+        )
+        .unwrap();
+        let journal = Journal::load(&path, tmp.path()).unwrap().unwrap();
+        assert_eq!(journal.phase, Phase::Decided);
+        journal.save(&path).unwrap();
+        let written = fs::read_to_string(&path).unwrap();
+        assert!(written.contains(r#""phase": "decided""#), "{written}");
     }
 
     #[test]

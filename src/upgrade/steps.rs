@@ -1,4 +1,8 @@
-//! Carrying out one upgrade once the daemon is stopped: the state machine behind the journal.
+//! One upgrade from the moment it is decided to its switch: the state machine behind the journal,
+//! which this file alone writes and removes. [`Upgrade::decide`] journals a plan before the
+//! daemon is stopped for it, [`Upgrade::resume`] finds the upgrade a stopped or killed cosmovisor
+//! left, and [`Upgrade::carry_out`] runs the steps once the daemon is stopped and removes the
+//! journal when `current` points at the new version.
 //!
 //! Order (safer than Go's: docs/design.md "The supervisor's state machine"): make sure the new
 //! binary is there and runnable → `DAEMON_RESTART_DELAY` → back up `data/` →
@@ -8,7 +12,8 @@
 //! is never taken twice and a pre-upgrade that succeeded never runs again.
 //!
 //! What each journal phase means on resume:
-//! * `stopped`: check the binary again, then back up.
+//! * `decided`: check the binary again, then back up (the supervisor has waited for the daemon
+//!   that was being stopped to be gone).
 //! * `backing_up`: if the backup's final folder exists the rename happened: go on; otherwise
 //!   remove the staging folder and back up again.
 //! * `backed_up`, `custom_pre_upgrade_done`: run the next hook.
@@ -134,9 +139,63 @@ impl UpgradeError {
     }
 }
 
-/// Runs (or resumes) the upgrade recorded in `journal`, which is already saved on disk; once it
-/// returns `Ok`, `current` points at the new version.
-pub async fn carry_out(
+/// An upgrade under way: its journal is on disk from the moment it is decided until it is
+/// carried out.
+pub struct Upgrade {
+    journal: Journal,
+}
+
+impl Upgrade {
+    /// Decides to apply `plan`: journals it (phase `decided`), before the daemon is stopped for
+    /// it, so a cosmovisor killed from now on resumes this upgrade instead of starting the old
+    /// binary again, which would run past the height.
+    pub fn decide(plan: &Plan, layout: &Layout) -> Result<Upgrade, UpgradeError> {
+        Ok(Upgrade {
+            journal: Journal::record(plan, layout)?,
+        })
+    }
+
+    /// The upgrade the journal holds, left by a cosmovisor that stopped before its end, if any.
+    /// One whose height is in `skip` (`--unsafe-skip-upgrades`) is abandoned: its journal is
+    /// removed and `current` is left as it is.
+    pub fn resume(
+        layout: &Layout,
+        backup_dir: &Path,
+        skip: &[i64],
+    ) -> Result<Option<Upgrade>, UpgradeError> {
+        let path = layout.journal_file();
+        let Some(journal) = Journal::load(&path, backup_dir)? else {
+            return Ok(None);
+        };
+        if skip.contains(&journal.plan.height) {
+            warn!(name = %journal.plan.name, height = journal.plan.height, "abandoning the journaled upgrade: its height is listed in --unsafe-skip-upgrades");
+            Journal::finish(&path)?;
+            return Ok(None);
+        }
+        info!(name = %journal.plan.name, height = journal.plan.height, phase = journal.phase.name(), "resuming upgrade from the journal");
+        Ok(Some(Upgrade { journal }))
+    }
+
+    /// The upgrade's name, as its folder under `upgrades/` is named.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.journal.plan.name
+    }
+
+    /// Runs the steps from the journal's phase on; once it returns `Ok`, `current` points at
+    /// the new version and the journal is gone. Call it only once the daemon is stopped.
+    pub async fn carry_out(
+        self,
+        cfg: &Config,
+        layout: &Layout,
+        signals: &mut Signals,
+        metrics: &Metrics,
+    ) -> Result<(), UpgradeError> {
+        carry_out(cfg, layout, signals, self.journal, metrics).await
+    }
+}
+
+async fn carry_out(
     cfg: &Config,
     layout: &Layout,
     signals: &mut Signals,
@@ -160,7 +219,7 @@ pub async fn carry_out(
     }
     ensure_binary(layout, &plan, &bin)?;
 
-    if journal.phase == Phase::Stopped && !cfg.restart_delay.is_zero() {
+    if journal.phase == Phase::Decided && !cfg.restart_delay.is_zero() {
         info!(delay = %format_go_duration(cfg.restart_delay), "waiting DAEMON_RESTART_DELAY before the backup");
         notify::step(&format!(
             "upgrade {}: waiting DAEMON_RESTART_DELAY ({})",
