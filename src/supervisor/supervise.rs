@@ -23,6 +23,13 @@
 //! Before the first launch it resumes the upgrade a cosmovisor that was stopped or killed left
 //! under way, and applies a plan already pending on disk (the node halted at the height, then the
 //! operator restarted cosmovisor).
+//!
+//! `Supervisor::supervise` reads as its steps: `start_up` (wait for a daemon a killed cosmovisor
+//! left, `resume` the journaled upgrade, `apply_pending`), then, until the daemon ends for good,
+//! `run_once` (launch with `launch_args`, then `run_until_ending`, the one `select!` loop) and
+//! `after_run` (reap the daemon, or stop it with `stop_for_upgrade`; `plan_after_exit`; carry the
+//! upgrade out). A step stopped by a termination signal returns `Interrupted`, which ends the run
+//! with `128 + N`.
 
 use std::ffi::OsString;
 use std::ops::ControlFlow;
@@ -73,7 +80,16 @@ enum Ending {
     Unusable(UnusablePlan),
 }
 
-/// What to do after an upgrade attempt.
+/// One run of the daemon, ended, with what is left to act on.
+struct Run {
+    daemon: Daemon,
+    hints: Hints,
+    /// The manual upgrade due while it ran (its `--halt-height` was passed), if any.
+    manual: Option<Plan>,
+    ending: Ending,
+}
+
+/// What to do next: launch the daemon again, or stop with this exit code.
 enum Next {
     Relaunch,
     Exit(u8),
@@ -106,7 +122,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
     };
     notify::init();
     let result = if let Some(_held) = lock {
-        supervisor.supervise().await
+        supervisor.supervise().await.or_else(stopped_by_signal)
     } else {
         info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
@@ -119,19 +135,8 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
 }
 
 impl Supervisor<'_> {
-    /// Supervises until the daemon ends for good; a termination signal that stopped a step
-    /// ([`Interrupted`]) ends the run with `128 + N`.
+    /// Supervises the daemon, upgrade after upgrade, until it ends for good.
     async fn supervise(&mut self) -> anyhow::Result<u8> {
-        match self.supervise_until_stopped().await {
-            Err(err) => match err.downcast::<Interrupted>() {
-                Ok(interrupted) => Ok(exit::from_signal(interrupted.signal)),
-                Err(err) => Err(err),
-            },
-            done => done,
-        }
-    }
-
-    async fn supervise_until_stopped(&mut self) -> anyhow::Result<u8> {
         self.metrics
             .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
@@ -139,94 +144,12 @@ impl Supervisor<'_> {
             ControlFlow::Continue(watcher) => watcher,
             ControlFlow::Break(code) => return Ok(code),
         };
-
         let mut restart = false;
         loop {
-            let mut manual = batch::next_due(
-                &self.layout.batch_file(),
-                watcher.applied(),
-                !self.cfg.disable_recase,
-            )?;
-            let args = halt_args(self.args, manual.as_ref());
-            if let Some(plan) = &manual {
-                let added = args.len() > self.args.len();
-                info!(name = %plan.name, height = plan.height, halt_height_added = added, "manual upgrade scheduled; the node halts at its height");
-            }
-            let (mut daemon, mut hints, version) = self.launch(&args)?;
-            notify::running(&self.cfg.name, &version, !restart);
-            self.metrics.daemon_started(restart);
+            let run = self.run_once(&mut watcher, restart).await?;
             restart = true;
-            let ending = self
-                .watch(&mut daemon, &mut watcher, &mut hints, &mut manual, &args)
-                .await?;
-            let (plan, upgrade) = match ending {
-                Ending::Exited(status) => {
-                    self.metrics.daemon_exited(exit::from_status(status));
-                    pid_file::remove(&self.layout.daemon_pid_file());
-                    notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
-                    // The node may have written the plan just before dying (Go checks too),
-                    // or reported its halt at a manual upgrade's height before it exited.
-                    let plan = if self.signals.interrupted().is_err() {
-                        None
-                    } else {
-                        watcher
-                            .check_now()
-                            .await?
-                            .or_else(|| halted_for(&hints, manual.as_ref()))
-                    };
-                    match plan {
-                        Some(plan) => {
-                            let upgrade = Upgrade::decide(&plan, &self.layout)?;
-                            (plan, upgrade)
-                        }
-                        None => return Ok(exit::from_status(status)),
-                    }
-                }
-                Ending::Upgrade(plan) => {
-                    // Journaled before the stop: a cosmovisor killed while the node shuts down
-                    // resumes this upgrade (after waiting for that node) instead of starting the
-                    // old binary again, which would run past the height. A journal that cannot
-                    // be written (disk full) still stops the node first: never orphan it.
-                    let decided = Upgrade::decide(&plan, &self.layout);
-                    info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
-                    let why = format!(
-                        "upgrade {} at height {}: stopping {}",
-                        plan.name, plan.height, self.cfg.name
-                    );
-                    self.stop_daemon(&mut daemon, &why).await?;
-                    let upgrade = decided.with_context(|| {
-                        format!(
-                            "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
-                            plan.name, plan.height
-                        )
-                    })?;
-                    // Stop as asked; the next start carries the journaled upgrade out.
-                    self.signals.interrupted()?;
-                    (plan, upgrade)
-                }
-                Ending::Restart => {
-                    let why = format!("restarting {} with a new --halt-height", self.cfg.name);
-                    self.stop_daemon(&mut daemon, &why).await?;
-                    self.signals.interrupted()?;
-                    continue;
-                }
-                Ending::Unusable(unusable) => {
-                    error!(file = %unusable.file.display(), error = %unusable.err, "upgrade plan can never be applied; stopping the node");
-                    let why = format!(
-                        "stopping {}: the upgrade plan can never be applied",
-                        self.cfg.name
-                    );
-                    self.stop_daemon(&mut daemon, &why).await?;
-                    return Err(unusable.into());
-                }
-            };
-            let next = self.upgrade(upgrade).await?;
-            if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
-                warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
-            }
-            match next {
-                Next::Relaunch => watcher.set_applied(applied_of(&plan)),
-                Next::Exit(code) => return Ok(code),
+            if let Next::Exit(code) = self.after_run(run, &mut watcher).await? {
+                return Ok(code);
             }
         }
     }
@@ -244,24 +167,163 @@ impl Supervisor<'_> {
         if let Next::Exit(code) = self.resume(&skip).await? {
             return Ok(ControlFlow::Break(code));
         }
+        let mut watcher = self.new_watcher(skip)?;
+        if let Next::Exit(code) = self.apply_pending(&mut watcher).await? {
+            return Ok(ControlFlow::Break(code));
+        }
+        Ok(ControlFlow::Continue(watcher))
+    }
 
-        let current = self.current_dir()?;
-        let mut watcher = Watcher::new(
+    /// The plan watcher, told which upgrade the version `current` points at applied.
+    fn new_watcher(&self, skip: Vec<i64>) -> anyhow::Result<Watcher> {
+        let current = self.ensure_current_link()?;
+        Ok(Watcher::new(
             &self.layout.upgrade_info_file(),
             &self.layout.batch_file(),
             self.cfg.poll_interval,
             !self.cfg.disable_recase,
             skip,
             watcher::read_applied(&current),
-        );
-        if let Some(plan) = watcher.check_now().await? {
-            info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
-            if let Next::Exit(code) = self.upgrade(Upgrade::decide(&plan, &self.layout)?).await? {
-                return Ok(ControlFlow::Break(code));
-            }
-            watcher.set_applied(applied_of(&plan));
+        ))
+    }
+
+    /// Carries out a plan already pending on disk before the first launch (the node halted at
+    /// the height, then the operator restarted cosmovisor).
+    async fn apply_pending(&mut self, watcher: &mut Watcher) -> anyhow::Result<Next> {
+        let Some(plan) = watcher.check_now().await? else {
+            return Ok(Next::Relaunch);
+        };
+        info!(name = %plan.name, height = plan.height, "upgrade plan pending at start-up");
+        let upgrade = Upgrade::decide(&plan, &self.layout)?;
+        self.apply(&plan, upgrade, watcher).await
+    }
+
+    /// Launches the daemon and runs it until its run ends.
+    async fn run_once(&mut self, watcher: &mut Watcher, restart: bool) -> anyhow::Result<Run> {
+        let mut manual = batch::next_due(
+            &self.layout.batch_file(),
+            watcher.applied(),
+            !self.cfg.disable_recase,
+        )?;
+        let args = self.launch_args(manual.as_ref());
+        let (mut daemon, mut hints, version) = self.launch(&args)?;
+        notify::running(&self.cfg.name, &version, !restart);
+        self.metrics.daemon_started(restart);
+        let ending = self
+            .run_until_ending(&mut daemon, watcher, &mut hints, &mut manual, &args)
+            .await?;
+        Ok(Run {
+            daemon,
+            hints,
+            manual,
+            ending,
+        })
+    }
+
+    /// The daemon's arguments for the next launch: the operator's, with `--halt-height` added
+    /// for a due manual upgrade.
+    fn launch_args(&self, manual: Option<&Plan>) -> Vec<OsString> {
+        let args = halt_args(self.args, manual);
+        if let Some(plan) = manual {
+            let added = args.len() > self.args.len();
+            info!(name = %plan.name, height = plan.height, halt_height_added = added, "manual upgrade scheduled; the node halts at its height");
         }
-        Ok(ControlFlow::Continue(watcher))
+        args
+    }
+
+    /// Acts on how a run of the daemon ended: the daemon is reaped (stopped first when it still
+    /// runs), and a plan is carried out.
+    async fn after_run(&mut self, run: Run, watcher: &mut Watcher) -> anyhow::Result<Next> {
+        let Run {
+            mut daemon,
+            hints,
+            manual,
+            ending,
+        } = run;
+        let (plan, upgrade) = match ending {
+            Ending::Exited(status) => {
+                self.reaped(&mut daemon, status).await;
+                match self
+                    .plan_after_exit(watcher, &hints, manual.as_ref())
+                    .await?
+                {
+                    Some(plan) => {
+                        let upgrade = Upgrade::decide(&plan, &self.layout)?;
+                        (plan, upgrade)
+                    }
+                    None => return Ok(Next::Exit(exit::from_status(status))),
+                }
+            }
+            Ending::Upgrade(plan) => {
+                let upgrade = self.stop_for_upgrade(&mut daemon, &plan).await?;
+                (plan, upgrade)
+            }
+            Ending::Restart => {
+                let why = format!("restarting {} with a new --halt-height", self.cfg.name);
+                self.stop_daemon(&mut daemon, &why).await?;
+                self.signals.interrupted()?;
+                return Ok(Next::Relaunch);
+            }
+            Ending::Unusable(unusable) => {
+                error!(file = %unusable.file.display(), error = %unusable.err, "upgrade plan can never be applied; stopping the node");
+                let why = format!(
+                    "stopping {}: the upgrade plan can never be applied",
+                    self.cfg.name
+                );
+                self.stop_daemon(&mut daemon, &why).await?;
+                return Err(unusable.into());
+            }
+        };
+        let next = self.apply(&plan, upgrade, watcher).await?;
+        if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
+            warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
+        }
+        Ok(next)
+    }
+
+    /// After the daemon exited on its own: the plan to apply now, if any. The node may have
+    /// written the plan just before dying (Go checks too), or reported its halt at a manual
+    /// upgrade's height before it exited. None once a termination signal arrived: we stop too.
+    async fn plan_after_exit(
+        &mut self,
+        watcher: &mut Watcher,
+        hints: &Hints,
+        manual: Option<&Plan>,
+    ) -> anyhow::Result<Option<Plan>> {
+        if self.signals.interrupted().is_err() {
+            return Ok(None);
+        }
+        Ok(watcher
+            .check_now()
+            .await?
+            .or_else(|| halted_for(hints, manual)))
+    }
+
+    /// Decides the upgrade to `plan` and stops the daemon for it. The upgrade is journaled before
+    /// the stop: a cosmovisor killed while the node shuts down resumes it (after waiting for
+    /// that node) instead of starting the old binary again, which would run past the height. A
+    /// journal that cannot be written (disk full) still stops the node first: never orphan it.
+    async fn stop_for_upgrade(
+        &mut self,
+        daemon: &mut Daemon,
+        plan: &Plan,
+    ) -> anyhow::Result<Upgrade> {
+        let decided = Upgrade::decide(plan, &self.layout);
+        info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
+        let why = format!(
+            "upgrade {} at height {}: stopping {}",
+            plan.name, plan.height, self.cfg.name
+        );
+        self.stop_daemon(daemon, &why).await?;
+        let upgrade = decided.with_context(|| {
+            format!(
+                "upgrade {} at height {} not started: the node was stopped; fix the cause below and start cosmovisor again",
+                plan.name, plan.height
+            )
+        })?;
+        // Stop as asked; the next start carries the journaled upgrade out.
+        self.signals.interrupted()?;
+        Ok(upgrade)
     }
 
     /// Stops the daemon gracefully and reaps it, telling systemd `why` and keeping its timeouts
@@ -271,10 +333,16 @@ impl Supervisor<'_> {
         notify::stopping_node(why, self.cfg.shutdown_grace);
         let status =
             notify::keep_alive(daemon.stop(self.cfg.shutdown_grace, &mut self.signals)).await?;
+        self.reaped(daemon, status).await;
+        Ok(())
+    }
+
+    /// Once the daemon is reaped: records how it ended, removes its pid file, and stops what it
+    /// left behind.
+    async fn reaped(&mut self, daemon: &mut Daemon, status: ExitStatus) {
         self.metrics.daemon_exited(exit::from_status(status));
         pid_file::remove(&self.layout.daemon_pid_file());
         notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
-        Ok(())
     }
 
     /// Before the first launch: removes what a crash left half-written and resumes (or abandons)
@@ -287,6 +355,18 @@ impl Supervisor<'_> {
             Some(upgrade) => self.upgrade(upgrade).await,
             None => Ok(Next::Relaunch),
         }
+    }
+
+    /// Carries out `upgrade`, decided for `plan`; the watcher then knows `plan` is applied.
+    async fn apply(
+        &mut self,
+        plan: &Plan,
+        upgrade: Upgrade,
+        watcher: &mut Watcher,
+    ) -> anyhow::Result<Next> {
+        let next = self.upgrade(upgrade).await?;
+        watcher.set_applied(applied_of(plan));
+        Ok(next)
     }
 
     /// Carries out a decided (or resumed) upgrade; the daemon is stopped.
@@ -336,9 +416,9 @@ impl Supervisor<'_> {
         }
     }
 
-    /// The version folder `current` points at, creating `current → genesis` on a home that has
-    /// only `genesis/` (what Go does on first run).
-    fn current_dir(&self) -> anyhow::Result<std::path::PathBuf> {
+    /// Makes sure the `current` link exists, creating `current → genesis` on a home that has
+    /// only `genesis/` (what Go does on first run); returns the version folder it points at.
+    fn ensure_current_link(&self) -> anyhow::Result<std::path::PathBuf> {
         let dir = self.layout.version_to_run()?;
         // `version_to_run` falls back to genesis only while the link does not exist.
         if std::fs::symlink_metadata(self.layout.current_link()).is_err() {
@@ -352,7 +432,7 @@ impl Supervisor<'_> {
 
     /// Starts the binary `current` points at; also returns that version's name.
     fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints, String)> {
-        let version_dir = self.current_dir()?;
+        let version_dir = self.ensure_current_link()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
         info!(path = %bin.display(), args = ?args, "running app");
@@ -372,9 +452,10 @@ impl Supervisor<'_> {
         Ok((daemon, hints, version))
     }
 
-    /// Waits for the daemon to end or for a plan, forwarding signals meanwhile. After a
-    /// termination signal (remembered by `signals`) only the daemon's exit ends the wait.
-    async fn watch(
+    /// The one event loop: runs the launched daemon until it exits, or until a plan, a change of
+    /// the manual-upgrade queue or an unusable plan ends its run, forwarding signals meanwhile.
+    /// After a termination signal (remembered by `signals`) only the daemon's exit ends it.
+    async fn run_until_ending(
         &mut self,
         daemon: &mut Daemon,
         watcher: &mut Watcher,
@@ -477,6 +558,15 @@ impl Supervisor<'_> {
         notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))
+    }
+}
+
+/// A step that a termination signal stopped ([`Interrupted`]) ends the run with `128 + N`; any
+/// other error stays one.
+fn stopped_by_signal(err: anyhow::Error) -> anyhow::Result<u8> {
+    match err.downcast::<Interrupted>() {
+        Ok(interrupted) => Ok(exit::from_signal(interrupted.signal)),
+        Err(err) => Err(err),
     }
 }
 
