@@ -27,3 +27,8 @@ pub mod progress;
 pub mod signals;
 pub mod supervisor;
 pub mod upgrade;
+
+// A unit test that cannot run here follows the integration tests' rule.
+#[cfg(test)]
+#[path = "../tests/integration/skip.rs"]
+mod skip;

@@ -1,7 +1,7 @@
 //! Test support: a throw-away node home in the cosmovisor layout, fake daemons generated as shell
 //! scripts, the real `mock-node`, a runner for the real `cosmovisor` binary with deadlines,
 //! `wait_until` — the one way tests wait for something — loopback servers and ports, and
-//! `skip_or_fail_in_ci` — the one way a test that cannot run here says so.
+//! `skip_or_fail_in_ci` (from `skip.rs`) — the one way a test that cannot run here says so.
 
 #![allow(dead_code)]
 
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+pub use crate::skip::skip_or_fail_in_ci;
+
 pub const COSMOVISOR: &str = env!("CARGO_BIN_EXE_cosmovisor");
 pub const MOCK_NODE: &str = env!("CARGO_BIN_EXE_mock-node");
 
@@ -37,22 +39,6 @@ pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() ->
         );
         thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// What a test that cannot run here does before it returns: with `CI` set (not empty) it fails
-/// with `reason`, because `.ci/run` installs everything the tests need and runs them as root;
-/// elsewhere it prints `skipped: <test>: <reason>` on the terminal.
-pub fn skip_or_fail_in_ci(reason: &str) {
-    let in_ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
-    assert!(
-        !in_ci,
-        "{reason}: in CI every test must run (.ci/run installs what they need)"
-    );
-    // The harness runs each test on a thread named after it.
-    let current = thread::current();
-    let test = current.name().unwrap_or("a test");
-    // Straight to stderr: the harness captures (and hides) `eprintln!` of a passing test.
-    let _ = writeln!(std::io::stderr().lock(), "skipped: {test}: {reason}");
 }
 
 /// A node home in a temporary folder (or one the test made): `cosmovisor/`, `data/`, and
