@@ -63,7 +63,7 @@ fi
 
 version=$(cargo pkgid --quiet)
 version=${version##*[#@]}
-profile=dist
+profile=release
 changelog=$(head -n1 debian/changelog)
 [[ $changelog == "cosmovisor ($version-1) "* ]] \
   || die "debian/changelog starts with '$changelog', not version $version-1 of Cargo.toml: add an entry for $version-1 at its top"

@@ -127,9 +127,13 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_rpc_is_an_error_naming_the_url() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        // Bound but never listening: a connection is refused, and no other test can take the
+        // port while the socket holds it.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing
+            .bind((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .unwrap();
+        let port = refusing.local_addr().unwrap().port();
         let err = latest_height(&format!("http://127.0.0.1:{port}"))
             .await
             .unwrap_err()

@@ -361,3 +361,62 @@ pub fn set_parent_death_signal(command: &mut Command) {
 }
 
 pub mod pid_file;
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    /// Runs `script` with `sh -c` as the daemon and waits (on the real clock) until it has
+    /// created the file it is given as `$1`.
+    fn spawn_script(script: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let args = [
+            "-c".into(),
+            script.into(),
+            "sh".into(),
+            ready.clone().into(),
+        ];
+        let launch = Launch {
+            bin: Path::new("/bin/sh"),
+            args: &args,
+            cwd: None,
+            env: Vec::new(),
+        };
+        let (daemon, _hints) = Daemon::spawn(&launch).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the script never got ready"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        daemon
+    }
+
+    /// SIGTERM first; SIGKILL only once `grace` is over on tokio's clock (paused here, so the
+    /// 30 s pass at once): the daemon is still alive a millisecond before.
+    #[tokio::test(start_paused = true)]
+    async fn a_daemon_that_ignores_sigterm_is_killed_when_the_grace_is_over() {
+        let mut daemon = spawn_script(r#"trap '' TERM; : > "$1"; exec sleep 60"#);
+        let mut signals = Signals::install().unwrap();
+        let grace = Duration::from_secs(30);
+        let pid = daemon.pid();
+        let start = tokio::time::Instant::now();
+        let alive_just_before_the_grace_is_over = async {
+            tokio::time::sleep(grace.saturating_sub(Duration::from_millis(1))).await;
+            kill(pid, None).is_ok() && !pid_file::is_zombie(pid)
+        };
+        let (stopped, alive) = tokio::join!(
+            daemon.stop(grace, &mut signals),
+            alive_just_before_the_grace_is_over
+        );
+        let status = stopped.unwrap();
+        assert!(alive, "SIGTERM alone does not end it");
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
+        assert_eq!(start.elapsed(), grace, "killed when the grace is over");
+    }
+}

@@ -543,7 +543,7 @@ mod tests {
     }
 
     /// ENOSPC in the middle of the copy: the staging folder is removed and the error says why.
-    /// Needs root to mount a small tmpfs; skipped with a printed reason otherwise.
+    /// Needs root to mount a small tmpfs (see `skip_or_fail_in_ci`).
     #[tokio::test]
     async fn a_full_disk_mid_copy_removes_the_partial_copy() {
         let tmp = tempfile::tempdir().unwrap();
@@ -555,7 +555,7 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            crate::skip::skip_or_fail_in_ci("cannot mount a tmpfs here (needs root)");
             return;
         }
         let data = tmp.path().join("data");

@@ -588,6 +588,8 @@ fn describe(status: ExitStatus) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn exited(code: i32) -> hook::Finished {
@@ -657,6 +659,70 @@ mod tests {
         let (result, calls) = scripted(0, &[31]).await;
         assert!(result.is_err());
         assert_eq!(calls, 1);
+    }
+
+    /// A home whose daemon `simd` was stopped for upgrade `v2` (its binary in place, a script
+    /// that answers `pre-upgrade`); the journal is recorded.
+    fn decided_for_v2(home: &Path) -> (Layout, Journal) {
+        let layout = Layout::new(home, "simd");
+        let script = b"#!/bin/sh\nexit 0\n";
+        for version in [layout.genesis_dir(), layout.upgrades_dir().join("v2")] {
+            std::fs::create_dir_all(version.join("bin")).unwrap();
+            std::fs::write(version.join("bin/simd"), script).unwrap();
+            layout::make_executable(&version.join("bin/simd")).unwrap();
+        }
+        layout.set_current(&layout.genesis_dir()).unwrap();
+        std::fs::create_dir_all(layout.data_dir()).unwrap();
+        let info = br#"{"name":"v2","time":"0001-01-01T00:00:00Z","height":20}"#;
+        std::fs::write(layout.upgrade_info_file(), info).unwrap();
+        let plan = crate::home::plan::parse(info, false).unwrap();
+        let journal = Journal::record(&plan, &layout).unwrap();
+        (layout, journal)
+    }
+
+    /// `DAEMON_RESTART_DELAY` passes on tokio's clock (paused here, so the hour passes at once)
+    /// between the stop and the backup: a millisecond before its end, the journal still says
+    /// `decided` and no backup exists.
+    #[tokio::test(start_paused = true)]
+    async fn the_restart_delay_is_waited_after_the_stop_and_before_the_backup() {
+        let home = tempfile::tempdir().unwrap();
+        let (layout, journal) = decided_for_v2(home.path());
+        let cfg = Config::from_vars(|var| match var {
+            "DAEMON_HOME" => Some(home.path().into()),
+            "DAEMON_NAME" => Some("simd".into()),
+            "DAEMON_RESTART_DELAY" => Some("1h".into()),
+            _ => None,
+        })
+        .unwrap();
+        let mut signals = Signals::install().unwrap();
+        let metrics = Metrics::default();
+        let backups = || {
+            std::fs::read_dir(home.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(backup::PREFIX)
+                })
+                .count()
+        };
+        let start = tokio::time::Instant::now();
+        let just_before_the_end = async {
+            tokio::time::sleep(cfg.restart_delay.saturating_sub(Duration::from_millis(1))).await;
+            let on_disk = Journal::load(&layout.journal_file(), home.path()).unwrap();
+            (on_disk.map(|journal| journal.phase), backups())
+        };
+        let (outcome, (phase, backups_then)) = tokio::join!(
+            carry_out(&cfg, &layout, &mut signals, journal, &metrics),
+            just_before_the_end
+        );
+        assert_eq!(phase, Some(Phase::Decided));
+        assert_eq!(backups_then, 0);
+        assert!(outcome.is_ok(), "switched");
+        assert!(start.elapsed() >= cfg.restart_delay);
+        assert_eq!(backups(), 1);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::support::{FakeDaemon, Home, Server, platform, sha256, tar, zip};
+use crate::support::{FakeDaemon, Home, RefusingPort, Server, platform, sha256, tar, zip};
 
 /// The new version's binary: answers pre-upgrade, records its `LD_LIBRARY_PATH`, runs until
 /// stopped.
@@ -200,12 +200,8 @@ fn not_found_names_the_url() {
 
 #[test]
 fn unreachable_host_is_retried_then_fails() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/simd");
+    let refusing = RefusingPort::bind();
+    let url = format!("http://127.0.0.1:{}/simd", refusing.port);
     let home = home_requesting(&binaries(&[("any", url.clone())]));
     let out = assert_download_fails(&home, &format!("cannot download {url}"));
     out.stderr_contains("download failed, retrying");
@@ -269,12 +265,38 @@ fn archive_without_the_binary_is_refused() {
     assert_download_fails(&home, "does not contain bin/simd or simd");
 }
 
+/// The first start's download fails: the server sends another archive than the one the plan's
+/// checksum names, after it was unpacked into the staging folder. Cosmovisor exits 5 with
+/// nothing staged and `current` unchanged; once the server sends the right archive, the next
+/// start downloads it and upgrades.
 #[test]
 fn a_failed_download_is_retried_cleanly_on_the_next_start() {
     let archive = tar(&[("bin/simd", &v2_script(), 0o755)], true);
+    let other = tar(&[("bin/simd", b"#!/bin/sh\nexit 1\n", 0o755)], true);
+    let server = Server::start(vec![("/v2.tar.gz".into(), other)]);
+    let url = format!("{}?checksum={}", server.url("/v2.tar.gz"), sha256(&archive));
+    let home = home_requesting(&binaries(&[("any", url.clone())]));
+    assert_download_fails(&home, &format!("checksum mismatch for {url}"));
+    server.serve("/v2.tar.gz", archive);
+    assert_upgraded(&home);
+    assert_eq!(
+        server.requested(),
+        ["/v2.tar.gz", "/v2.tar.gz"],
+        "one download per start"
+    );
+}
+
+/// A staging folder a crashed download left behind does not block the next one.
+#[test]
+fn staging_left_by_a_crashed_download_is_cleared() {
+    let archive = tar(&[("bin/simd", &v2_script(), 0o755)], true);
     let server = Server::start(vec![("/v2.tar.gz".into(), archive)]);
-    // First the plan names a URL that is not there; then the operator fixes the server path.
     let home = home_requesting(&binaries(&[("any", server.url("/v2.tar.gz"))]));
-    fs::create_dir_all(home.root().join("upgrades/.v2.download-1")).unwrap();
+    fs::create_dir_all(home.root().join("upgrades/.v2.download-1/bin")).unwrap();
+    fs::write(
+        home.root().join("upgrades/.v2.download-1/bin/simd"),
+        "partial",
+    )
+    .unwrap();
     assert_upgraded(&home);
 }

@@ -18,7 +18,7 @@ use crate::download::{
     assert_download_fails, assert_nothing_staged, binaries, home_requesting, v2_script,
     with_downloads,
 };
-use crate::support::{DEADLINE, FakeDaemon, Home, Server, sha256, wait_until};
+use crate::support::{DEADLINE, FakeDaemon, Home, RefusingPort, Server, sha256, wait_until};
 
 /// A loopback server that reads each request's head and hands the connection to `respond`, one
 /// thread per connection (so a stalled answer never blocks the client's retry).
@@ -569,11 +569,8 @@ fn credentials_in_urls_never_reach_a_log_line_or_an_error() {
 
 #[test]
 fn credentials_never_reach_a_network_error() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = RefusingPort::bind();
+    let port = refusing.port;
     let url = format!("http://bob:hunter2@127.0.0.1:{port}/simd?access_token=tok789");
     let home = home_requesting(&binaries(&[("any", url)]));
     let out = assert_download_fails(

@@ -22,6 +22,7 @@ mod ops;
 mod parity11;
 mod rollback;
 mod run;
+mod skip;
 mod startup;
 mod status;
 mod streaming_download;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{FakeDaemon, Home, MOCK_NODE, Server, sha256};
+use crate::support::{FakeDaemon, Home, MOCK_NODE, RefusingPort, Server, sha256};
 
 pub(crate) fn mock_home() -> Home {
     let home = Home::new("panacead");
@@ -316,15 +316,14 @@ fn prepare_upgrade_without_a_plan_does_nothing() {
 
 #[test]
 fn prepare_upgrade_names_an_unreachable_node() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = RefusingPort::bind();
     let home = Home::new("simd");
     let out = home
         .cosmovisor(["prepare-upgrade"])
-        .env("DAEMON_GRPC_ADDRESS", format!("127.0.0.1:{port}"))
+        .env(
+            "DAEMON_GRPC_ADDRESS",
+            format!("127.0.0.1:{}", refusing.port),
+        )
         .run();
     assert_ne!(out.code(), Some(0), "{out}");
     assert!(

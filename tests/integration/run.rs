@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{FakeDaemon, Home};
+use crate::support::{FakeDaemon, Home, skip_or_fail_in_ci};
 
 #[test]
 fn passes_arguments_and_exit_code_through() {
@@ -221,15 +221,15 @@ fn a_second_run_beside_the_supervisor_passes_through() {
 }
 
 /// As PID 1 of a PID namespace cosmovisor reaps orphans it never started. Needs root for
-/// `unshare --pid`; skipped with a printed reason elsewhere.
+/// `unshare --pid` (see `skip_or_fail_in_ci`).
 #[test]
 fn as_pid_1_reaps_adopted_zombies() {
     let probe = std::process::Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .output();
     if !probe.is_ok_and(|out| out.status.success()) {
-        eprintln!(
-            "skipped: `unshare --pid --fork --mount-proc` is not available here (needs root)"
+        skip_or_fail_in_ci(
+            "`unshare --pid --fork --mount-proc` is not available here (needs root and util-linux)",
         );
         return;
     }

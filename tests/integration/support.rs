@@ -1,9 +1,11 @@
 //! Test support: a throw-away node home in the cosmovisor layout, fake daemons generated as shell
-//! scripts, the real `mock-node`, a runner for the real `cosmovisor` binary with deadlines, and
-//! `wait_until` — the one way tests wait for something.
+//! scripts, the real `mock-node`, a runner for the real `cosmovisor` binary with deadlines,
+//! `wait_until` — the one way tests wait for something — loopback servers and ports, and
+//! `skip_or_fail_in_ci` (from `skip.rs`) — the one way a test that cannot run here says so.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+
+pub use crate::skip::skip_or_fail_in_ci;
 
 pub const COSMOVISOR: &str = env!("CARGO_BIN_EXE_cosmovisor");
 pub const MOCK_NODE: &str = env!("CARGO_BIN_EXE_mock-node");
@@ -721,10 +725,11 @@ impl Output {
     }
 }
 
-/// A loopback HTTP/1.1 server answering GET with fixed bodies (404 for unknown paths) and
-/// recording every path asked for. It lives until the test process ends.
+/// A loopback HTTP/1.1 server answering GET with the body of each path (404 for unknown paths)
+/// and recording every path asked for. It lives until the test process ends.
 pub struct Server {
     pub base: String,
+    routes: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
@@ -734,7 +739,8 @@ impl Server {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
-        let routes: std::collections::HashMap<String, Vec<u8>> = routes.into_iter().collect();
+        let routes = Arc::new(Mutex::new(routes.into_iter().collect::<HashMap<_, _>>()));
+        let served = Arc::clone(&routes);
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -756,19 +762,31 @@ impl Server {
                     .unwrap_or("/")
                     .to_owned();
                 seen.lock().expect("requests lock").push(path.clone());
-                let (status, body) = match routes.get(&path) {
-                    Some(body) => ("200 OK", body.as_slice()),
-                    None => ("404 Not Found", b"not found".as_slice()),
+                let (status, body) = match served.lock().expect("routes lock").get(&path) {
+                    Some(body) => ("200 OK", body.clone()),
+                    None => ("404 Not Found", b"not found".to_vec()),
                 };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
-                let _ = stream.write_all(body);
+                let _ = stream.write_all(&body);
             }
         });
-        Server { base, requests }
+        Server {
+            base,
+            routes,
+            requests,
+        }
+    }
+
+    /// From now on, answers `path` with `body`.
+    pub fn serve(&self, path: &str, body: Vec<u8>) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .insert(path.to_owned(), body);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -836,19 +854,28 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     writer.finish().expect("zip finish").into_inner()
 }
 
-/// A tmpfs mounted over a folder for the life of the test (the tests run as root, in CI too).
+/// A tmpfs mounted over a folder for the life of the test.
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+    /// Mounts a tmpfs of `size` over `dir`; `None` (after [`skip_or_fail_in_ci`]) where that
+    /// is not allowed (it needs root).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).expect("mkdir for the tmpfs");
-        let status = Command::new("mount")
+        let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
-            .status()
-            .expect("run mount (the test needs root)");
-        assert!(status.success(), "mount tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if mounted {
+            Some(Tmpfs(dir.to_path_buf()))
+        } else {
+            skip_or_fail_in_ci(&format!(
+                "cannot mount a tmpfs on {} (needs root)",
+                dir.display()
+            ));
+            None
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -873,6 +900,28 @@ impl Drop for Tmpfs {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A loopback port that refuses every connection for as long as this lives: a socket holds it,
+/// bound but never listening, so the kernel answers a connection with a reset and no other
+/// test can take the port meanwhile.
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl RefusingPort {
+    pub fn bind() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("create a socket");
+        socket
+            .bind((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .expect("bind loopback");
+        let port = socket.local_addr().expect("addr").port();
+        RefusingPort {
+            _socket: socket,
+            port,
+        }
+    }
 }
 
 /// `GET path` on the loopback `port` (HTTP/1.1), the whole answer; `None` when the connection fails.

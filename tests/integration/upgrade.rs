@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{FakeDaemon, Home};
+use crate::support::{FakeDaemon, Home, Tmpfs};
 
 use crate::support::{upgraded_daemon as daemon, v1_requesting};
 
@@ -639,34 +639,10 @@ fn backup_keep_retains_only_the_newest_backups() {
     );
 }
 
-/// Mounts a tmpfs of `size` at `dir` (root only); `None` with a printed reason otherwise.
-fn tmpfs(dir: &std::path::Path, size: &str) -> Option<Mounted> {
-    fs::create_dir_all(dir).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(Mounted(dir.to_path_buf()))
-    } else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-        None
-    }
-}
-
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_backup_that_cannot_fit_fails_before_writing_anything() {
     let home = Home::new("simd");
-    let Some(_mount) = tmpfs(&home.path().join("small-disk"), "2m") else {
+    let Some(_disk) = Tmpfs::mount(&home.path().join("small-disk"), "2m") else {
         return;
     };
     fs::write(home.data().join("big.ldb"), vec![1u8; 4 << 20]).unwrap();

@@ -3,9 +3,9 @@
 //! stall, which a plain "no byte for N seconds" timeout misses for a server that trickles),
 //! size caps checked against `Content-Length` before the body and again while it streams, local
 //! sources opened only as regular files, the checksum computed on the way (on another thread,
-//! `sink.rs`, which also unpacks a tar or tar.gz as it arrives), network failures retried with
-//! back-off, and a termination signal ending any wait at once ([`Signals::interruptible`]), the
-//! back-off and a local file's reads included.
+//! `sink.rs`, which also unpacks a tar or tar.gz as it arrives), network failures retried with a
+//! doubling back-off ([`Backoff`], waited on tokio's clock), and a termination signal ending any
+//! wait at once ([`Signals::interruptible`]), the back-off and a local file's reads included.
 //!
 //! What to fetch and what to do with the file (unpacking, installing) is `download/mod.rs`.
 
@@ -24,10 +24,28 @@ use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
 use crate::progress::Progress;
 use crate::signals::Signals;
 
-/// Attempts for one URL when the network fails (connection refused, reset, stalled, HTTP 5xx).
-const ATTEMPTS: u32 = 4;
-/// The first back-off; it doubles after each failed attempt.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How a fetch that failed on the network (connection refused, reset, stalled, HTTP 5xx) is
+/// tried again: `attempts` tries in all, the first retry `first_delay` after the failure, each
+/// later one after twice the previous wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Backoff {
+    attempts: u32,
+    first_delay: Duration,
+}
+
+impl Backoff {
+    /// Four attempts, retried after 0.5 s, 1 s and 2 s.
+    const NETWORK: Backoff = Backoff {
+        attempts: 4,
+        first_delay: Duration::from_millis(500),
+    };
+
+    /// The wait after failed attempt `attempt` (counted from 1).
+    fn delay_after(self, attempt: u32) -> Duration {
+        self.first_delay
+            .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
+    }
+}
 /// How long establishing a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A download that receives fewer bytes than this in one idle window is stalled: a server that
@@ -58,10 +76,11 @@ pub(super) const DOCUMENT_CAP: Cap = Cap {
     what: "a reference document",
 };
 
-/// One download's HTTP client, idle rule and the signals that stop it.
+/// One download's HTTP client, idle rule, back-off and the signals that stop it.
 pub(super) struct Fetcher<'a> {
     client: reqwest::Client,
     idle: Duration,
+    backoff: Backoff,
     signals: &'a mut Signals,
 }
 
@@ -116,6 +135,7 @@ impl<'a> Fetcher<'a> {
         Ok(Fetcher {
             client: client()?,
             idle,
+            backoff: Backoff::NETWORK,
             signals,
         })
     }
@@ -160,16 +180,25 @@ impl<'a> Fetcher<'a> {
         target: &Target<'_>,
         cap: Cap,
     ) -> Result<Landed, DownloadError> {
+        self.retrying(async |fetcher: &mut Self| fetcher.fetch_once(source, target, cap).await)
+            .await
+    }
+
+    /// Runs `once` again after each network failure, waiting as `self.backoff` says, until it
+    /// ends otherwise or the attempts are used up. A termination signal ends a wait at once.
+    async fn retrying<T>(
+        &mut self,
+        mut once: impl AsyncFnMut(&mut Self) -> Result<T, DownloadError>,
+    ) -> Result<T, DownloadError> {
         let mut attempt = 1;
-        let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.fetch_once(source, target, cap).await {
-                Err(DownloadError::Network { url, err }) if attempt < ATTEMPTS => {
-                    warn!(url = %url, error = %err, attempt, retry_in = %format_go_duration(backoff), "download failed, retrying");
+            match once(self).await {
+                Err(DownloadError::Network { url, err }) if attempt < self.backoff.attempts => {
+                    let delay = self.backoff.delay_after(attempt);
+                    warn!(url = %url, error = %err, attempt, retry_in = %format_go_duration(delay), "download failed, retrying");
                     self.signals
-                        .interruptible(tokio::time::sleep(backoff))
+                        .interruptible(tokio::time::sleep(delay))
                         .await?;
-                    backoff *= 2;
                     attempt += 1;
                 }
                 other => return other,
@@ -389,4 +418,87 @@ fn network_reason(err: reqwest::Error) -> String {
         cause = inner.source();
     }
     plan_info::redact(&reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network_failure() -> DownloadError {
+        DownloadError::Network {
+            url: "http://127.0.0.1:9/simd".to_owned(),
+            err: "connection refused".to_owned(),
+        }
+    }
+
+    /// When each attempt of `fetcher.retrying` started (time since the call), the attempt
+    /// numbered `succeeds_at` (from 1; 0 for none) succeeding and every other one failing with
+    /// `failure`.
+    async fn attempts(
+        fetcher: &mut Fetcher<'_>,
+        succeeds_at: usize,
+        failure: impl Fn() -> DownloadError,
+    ) -> (Vec<Duration>, Result<(), DownloadError>) {
+        let start = Instant::now();
+        let mut started = Vec::new();
+        let result = fetcher
+            .retrying(async |_| {
+                started.push(start.elapsed());
+                if started.len() == succeeds_at {
+                    Ok(())
+                } else {
+                    Err(failure())
+                }
+            })
+            .await;
+        assert_eq!(
+            start.elapsed(),
+            *started.last().unwrap(),
+            "no wait after the last attempt"
+        );
+        (started, result)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn network_failures_are_tried_four_times_with_a_doubling_back_off() {
+        let mut signals = Signals::install().unwrap();
+        let mut fetcher = Fetcher::new(Duration::from_secs(60), &mut signals).unwrap();
+        let (started, result) = attempts(&mut fetcher, 0, network_failure).await;
+        let ms = Duration::from_millis;
+        assert_eq!(started, [ms(0), ms(500), ms(1500), ms(3500)]);
+        assert!(
+            matches!(result, Err(DownloadError::Network { .. })),
+            "the last network failure is the result"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_ends_the_retries() {
+        let mut signals = Signals::install().unwrap();
+        let mut fetcher = Fetcher::new(Duration::from_secs(60), &mut signals).unwrap();
+        fetcher.backoff = Backoff {
+            attempts: 5,
+            first_delay: Duration::from_secs(10),
+        };
+        let (started, result) = attempts(&mut fetcher, 3, network_failure).await;
+        let s = Duration::from_secs;
+        assert_eq!(started, [s(0), s(10), s(30)]);
+        assert!(result.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_failures_are_not_retried() {
+        let mut signals = Signals::install().unwrap();
+        let mut fetcher = Fetcher::new(Duration::from_secs(60), &mut signals).unwrap();
+        let not_found = || DownloadError::Status {
+            url: "http://127.0.0.1:9/simd".to_owned(),
+            status: 404,
+        };
+        let (started, result) = attempts(&mut fetcher, 0, not_found).await;
+        assert_eq!(started, [Duration::ZERO]);
+        assert!(matches!(
+            result,
+            Err(DownloadError::Status { status: 404, .. })
+        ));
+    }
 }
