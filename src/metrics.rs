@@ -141,7 +141,7 @@ impl Metrics {
             .unwrap_or_default();
         let applied = layout
             .current_dir()
-            .map(|dir| crate::supervisor::watcher::read_applied(&dir))
+            .map(|dir| crate::home::plan::read_applied(&dir))
             .unwrap_or_default();
         let (pending_height, staged) = match inventory::pending_plan(layout, recase) {
             Ok(Some(plan)) if applied.is_superseded_by(&plan) => {

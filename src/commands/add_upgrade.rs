@@ -19,7 +19,8 @@ use crate::commands::{Context, Run, block_on};
 use crate::config::Config;
 use crate::exit;
 use crate::home::layout::{self, Layout, UpgradeName};
-use crate::supervisor::{lock, node_rpc, watcher};
+use crate::home::plan;
+use crate::supervisor::{lock, node_rpc};
 use crate::upgrade::batch::{self, Entry};
 use crate::upgrade::journal::Journal;
 
@@ -194,7 +195,7 @@ fn tell_what_happens(
 ) -> anyhow::Result<()> {
     let applied = layout
         .version_to_run()
-        .map(|dir| watcher::read_applied(&dir))
+        .map(|dir| plan::read_applied(&dir))
         .unwrap_or_default();
     let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase)? else {
         warn!("no queued manual upgrade is newer than the applied one; none will happen");

@@ -247,7 +247,7 @@ fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::P
 fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, current: Option<&Path>) {
     let recase = !cfg.disable_recase;
     let applied = current
-        .map(crate::supervisor::watcher::read_applied)
+        .map(crate::home::plan::read_applied)
         .unwrap_or_default();
     match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) if applied.is_superseded_by(&plan) => {

@@ -150,7 +150,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     });
     let applied = current_dir
         .as_deref()
-        .map(crate::supervisor::watcher::read_applied)
+        .map(crate::home::plan::read_applied)
         .unwrap_or_default();
     let applied_plan = applied.name.as_ref().map(|name| AppliedPlan {
         name: name.clone(),

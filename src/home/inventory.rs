@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use crate::bounded_read;
 use crate::home::layout::{Layout, UpgradeName};
 use crate::home::plan::{self, Applied, Plan};
-use crate::supervisor::watcher;
 
 /// The name `status` and `rollback --to` use for the genesis folder.
 pub const GENESIS: &str = "genesis";
@@ -75,7 +74,7 @@ pub fn versions(layout: &Layout) -> io::Result<Vec<Version>> {
 fn version(name: &str, dir: PathBuf) -> Version {
     Version {
         name: name.to_owned(),
-        applied: watcher::read_applied(&dir),
+        applied: plan::read_applied(&dir),
         dir,
     }
 }

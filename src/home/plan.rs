@@ -3,13 +3,17 @@
 //! <h>: <info>` log line, the `--unsafe-skip-upgrades` heights in the daemon's arguments, and the
 //! rule that decides whether a plan is new enough to apply.
 //!
-//! Pure functions only; reading files and watching for them is `watcher.rs`.
+//! Pure functions, except [`read_applied`]: the one read of a version folder's applied-plan
+//! record (bounded, as chain-writable data is). Watching `data/` for a plan is
+//! `supervisor/watcher.rs`.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::home::layout::{NameError, UpgradeName};
+use crate::bounded_read::{self, DOCUMENT_CAP};
+use crate::home::layout::{Layout, NameError, UpgradeName};
 
 /// The zero `time.Time` as x/upgrade writes it; any other time is a deprecated time-based plan.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -193,6 +197,15 @@ pub fn applied_from_record(bytes: Option<&[u8]>) -> Applied {
         },
         _ => Applied::default(),
     }
+}
+
+/// Reads the plan recorded as applied in a version folder (`<dir>/upgrade-info.json`) through
+/// [`applied_from_record`].
+#[must_use]
+pub fn read_applied(version_dir: &Path) -> Applied {
+    let record =
+        bounded_read::read_capped(&Layout::applied_plan_file(version_dir), DOCUMENT_CAP).ok();
+    applied_from_record(record.as_deref())
 }
 
 /// The fields of an `UPGRADE "<name>" NEEDED at height: <h>: <info>` line. The line's `info` is not

@@ -54,7 +54,7 @@ use crate::signals::{Interrupted, Signals};
 use crate::supervisor::lock::SupervisorLock;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
-use crate::supervisor::watcher::{self, Change, UnusablePlan, Watcher};
+use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
 use crate::upgrade::batch;
 use crate::upgrade::steps::{Upgrade, UpgradeError};
 
@@ -183,7 +183,7 @@ impl Supervisor<'_> {
             self.cfg.poll_interval,
             !self.cfg.disable_recase,
             skip,
-            watcher::read_applied(&current),
+            plan::read_applied(&current),
         ))
     }
 

@@ -421,14 +421,3 @@ fn ticker(poll_interval: Duration, with_inotify: bool) -> Interval {
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     ticker
 }
-
-/// Reads the plan recorded as applied in a version folder (`<dir>/upgrade-info.json`).
-#[must_use]
-pub fn read_applied(version_dir: &Path) -> Applied {
-    let record = bounded_read::read_capped(
-        &crate::home::layout::Layout::applied_plan_file(version_dir),
-        DOCUMENT_CAP,
-    )
-    .ok();
-    plan::applied_from_record(record.as_deref())
-}
