@@ -125,7 +125,7 @@ fn daemon_binary(ctx: &Context) -> anyhow::Result<(PathBuf, Vec<(OsString, OsStr
     layout::check_binary(&bin)?;
     Ok((
         bin,
-        crate::supervisor::process::library_path_env(&version_dir)
+        crate::home::layout::library_path_env(&version_dir)
             .into_iter()
             .collect(),
     ))

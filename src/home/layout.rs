@@ -4,8 +4,10 @@
 //!
 //! Getters here never create anything (Go's `CurrentBin()` silently creates a link; we do not).
 //! Checking that a binary is runnable is [`check_binary`]; making one executable is the caller's
-//! explicit decision ([`make_executable`]).
+//! explicit decision ([`make_executable`]); a version's own `lib/` reaches its binary through
+//! [`library_path_env`].
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -494,6 +496,22 @@ pub fn check_format(path: &Path) -> Result<(), BinaryError> {
             why,
         }),
     }
+}
+
+/// `LD_LIBRARY_PATH` with the version's own `lib/` first (for `libwasmvm.so` shipped beside the
+/// binary), when that folder exists.
+#[must_use]
+pub fn library_path_env(version_dir: &Path) -> Option<(OsString, OsString)> {
+    let lib = version_dir.join("lib");
+    if !lib.is_dir() {
+        return None;
+    }
+    let mut value = lib.into_os_string();
+    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
+        value.push(":");
+        value.push(existing);
+    }
+    Some((OsString::from("LD_LIBRARY_PATH"), value))
 }
 
 /// Adds `a+x` to a regular file, as Go v1.5+ `EnsureBinary` does.

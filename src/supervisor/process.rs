@@ -319,22 +319,6 @@ fn children_of_us() -> Vec<Pid> {
         .collect()
 }
 
-/// `LD_LIBRARY_PATH` with the version's own `lib/` first (for `libwasmvm.so` shipped beside the
-/// binary), when that folder exists.
-#[must_use]
-pub fn library_path_env(version_dir: &Path) -> Option<(OsString, OsString)> {
-    let lib = version_dir.join("lib");
-    if !lib.is_dir() {
-        return None;
-    }
-    let mut value = lib.into_os_string();
-    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
-        value.push(":");
-        value.push(existing);
-    }
-    Some((OsString::from("LD_LIBRARY_PATH"), value))
-}
-
 fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }

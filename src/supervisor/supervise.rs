@@ -436,9 +436,7 @@ impl Supervisor<'_> {
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
         info!(path = %bin.display(), args = ?args, "running app");
-        let env = crate::supervisor::process::library_path_env(&version_dir)
-            .into_iter()
-            .collect();
+        let env = layout::library_path_env(&version_dir).into_iter().collect();
         let (daemon, hints) = Daemon::spawn(&Launch {
             bin: &bin,
             args,
@@ -551,9 +549,7 @@ impl Supervisor<'_> {
         let version_dir = self.layout.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
         layout::check_binary(&bin)?;
-        let env = crate::supervisor::process::library_path_env(&version_dir)
-            .into_iter()
-            .collect();
+        let env = layout::library_path_env(&version_dir).into_iter().collect();
         let version = crate::home::inventory::version_name(&self.layout, &version_dir);
         notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;

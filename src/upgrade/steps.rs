@@ -253,7 +253,7 @@ async fn carry_out(
     }
 
     if journal.phase < Phase::PreUpgradeDone {
-        let env = crate::supervisor::process::library_path_env(&version_dir);
+        let env = crate::home::layout::library_path_env(&version_dir);
         run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
             notify::step(&format!(
                 "upgrade {}: pre-upgrade, try {attempt} of {}",

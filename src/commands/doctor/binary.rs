@@ -110,9 +110,7 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             return;
         }
     };
-    let env: Vec<(OsString, OsString)> = crate::supervisor::process::library_path_env(dir)
-        .into_iter()
-        .collect();
+    let env: Vec<(OsString, OsString)> = layout::library_path_env(dir).into_iter().collect();
     if !is_script {
         check_libraries(report, &label, &bin, dir, &env);
     }
