@@ -1,6 +1,7 @@
 //! Progress of long operations (downloads, backups): bytes, rate and ETA, as a bar redrawn in
 //! place when stderr is a terminal, or as a log line every few seconds otherwise (journald,
-//! files). Callers report how far they got as often as they like; this module throttles.
+//! files). Callers report how far they got as often as they like; this module throttles. Sizes
+//! in messages are written by [`human`].
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -8,7 +9,6 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::config::format_go_duration;
-use crate::upgrade::backup::human;
 
 /// How often the terminal bar is redrawn.
 const BAR_EVERY: Duration = Duration::from_millis(200);
@@ -129,5 +129,35 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// `1.5GiB`-style sizes for messages.
+#[must_use]
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[expect(clippy::cast_precision_loss, reason = "a human-readable size")]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human(512), "512B");
+        assert_eq!(human(1536), "1.5KiB");
+        assert_eq!(human(5 << 30), "5.0GiB");
     }
 }

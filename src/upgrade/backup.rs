@@ -27,7 +27,7 @@ use chrono::Datelike;
 use tracing::warn;
 
 use crate::config::BackupMode;
-use crate::progress::Progress;
+use crate::progress::{Progress, human};
 use crate::signals::{Interrupted, Signals};
 use crate::upgrade::copy::{CopyError, CopyStats, Mode};
 use crate::upgrade::journal::BackupPaths;
@@ -181,24 +181,6 @@ pub fn read_record(backup: &Path) -> Option<Record> {
     let path = record_path(backup)?;
     let bytes = crate::bounded_read::read_capped(&path, crate::bounded_read::DOCUMENT_CAP).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// `1.5GiB`-style sizes for messages.
-#[must_use]
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    #[expect(clippy::cast_precision_loss, reason = "a human-readable size")]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
 }
 
 /// A complete backup.
@@ -476,13 +458,6 @@ mod tests {
         ] {
             assert_eq!(taken_order(theirs), None, "{theirs}");
         }
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human(512), "512B");
-        assert_eq!(human(1536), "1.5KiB");
-        assert_eq!(human(5 << 30), "5.0GiB");
     }
 
     #[test]

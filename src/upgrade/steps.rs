@@ -363,7 +363,7 @@ async fn back_up(
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
 
-    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %backup::human(total), mode = mode.name(), "starting to take backup of data directory");
+    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %crate::progress::human(total), mode = mode.name(), "starting to take backup of data directory");
     notify::step(&format!("upgrade {}: backing up data/", plan.name));
     let backup::Taken { stats, took } = backup::take(&data, &paths, mode, total, signals)
         .await

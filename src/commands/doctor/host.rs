@@ -33,7 +33,7 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
         Ok(size) => report.pass(format!(
             "backup space: a {} backup of data/ ({}) fits in {}",
             mode.name(),
-            backup::human(size),
+            crate::progress::human(size),
             dir.display()
         )),
         Err(err) => report.fail(
