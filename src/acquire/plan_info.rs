@@ -18,9 +18,19 @@ use sha2::Digest;
 pub enum Info {
     /// Inline `{"binaries":{…}}`.
     Binaries(BinaryMap),
-    /// A URL to a JSON document of that shape (parse it with [`parse_source`], fetch it, then
-    /// give the body to [`parse_binaries`]).
+    /// A URL to a JSON document of that shape (see [`Resolved::List`]).
     Reference(String),
+}
+
+/// Where this platform's binary comes from, as far as a plan's `info` says without fetching
+/// anything ([`resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// This platform's (or the `any`) URL in an inline `binaries` map.
+    Binary(Source),
+    /// A reference URL to a list of binaries: fetch it, give the body to [`parse_binaries`],
+    /// then look this platform up with [`source_for_platform`].
+    List(Source),
 }
 
 /// The `"binaries"` map: platform key (`linux/amd64`, `any`, …) → download URL.
@@ -119,6 +129,27 @@ pub fn classify(info: &str) -> Result<Info, InfoError> {
         return parse_binaries(info.as_bytes()).map(Info::Binaries);
     }
     Ok(Info::Reference(info.to_owned()))
+}
+
+/// The checks every download makes before its first request, in their order: [`classify`]
+/// `info`, then parse this platform's URL of an inline map or the reference URL
+/// ([`parse_source`]).
+pub fn resolve(info: &str, must_have_checksum: bool) -> Result<Resolved, InfoError> {
+    match classify(info)? {
+        Info::Binaries(binaries) => {
+            source_for_platform(&binaries, must_have_checksum).map(Resolved::Binary)
+        }
+        Info::Reference(url) => parse_source(&url, must_have_checksum).map(Resolved::List),
+    }
+}
+
+/// This platform's (else the `any`) URL in `binaries`, parsed ([`BinaryMap::url_for`],
+/// [`parse_source`]).
+pub fn source_for_platform(
+    binaries: &BinaryMap,
+    must_have_checksum: bool,
+) -> Result<Source, InfoError> {
+    parse_source(binaries.url_for(&platform())?, must_have_checksum)
 }
 
 #[derive(Deserialize)]
@@ -657,6 +688,32 @@ mod tests {
             other.url_for("linux/amd64").unwrap_err().to_string(),
             "cannot find binary for os/arch: neither linux/amd64, nor any"
         );
+    }
+
+    #[test]
+    fn resolve_parses_this_platform_s_url_or_the_list_s() {
+        let inline = format!(r#"{{"binaries":{{"any":"https://h/x?checksum={HEX64}"}}}}"#);
+        let Ok(Resolved::Binary(source)) = resolve(&inline, true) else {
+            panic!("an inline map resolves to its binary");
+        };
+        assert_eq!(source.shown, format!("https://h/x?checksum={HEX64}"));
+        let Ok(Resolved::List(list)) = resolve("https://h/list.json", false) else {
+            panic!("a reference resolves to its list");
+        };
+        assert_eq!(list.location, Location::Http("https://h/list.json".into()));
+        assert_eq!(
+            resolve("https://h/list.json", true),
+            Err(InfoError::MissingChecksum {
+                url: "https://h/list.json".into()
+            })
+        );
+        assert_eq!(
+            resolve(r#"{"binaries":{"plan9/mips":"https://h/x"}}"#, false),
+            Err(InfoError::NoPlatform {
+                platform: platform()
+            })
+        );
+        assert_eq!(resolve(" ", false), Err(InfoError::Blank));
     }
 
     #[test]

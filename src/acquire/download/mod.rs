@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicBool;
 use tracing::{info, warn};
 
 use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
-use crate::acquire::plan_info::{self, Info, InfoError, Source};
+use crate::acquire::plan_info::{self, InfoError, Resolved, Source};
 use crate::bounded_read::ReadError;
 use crate::config::Config;
 use crate::home::layout::{self, BinaryError, Layout};
@@ -152,26 +152,20 @@ async fn resolve_and_install(
         name: plan.name.to_string(),
         err,
     };
-    let binaries = match plan_info::classify(&plan.info).map_err(info_err)? {
-        Info::Binaries(map) => map,
-        Info::Reference(url) => {
-            let source =
-                plan_info::parse_source(&url, cfg.download_must_have_checksum).map_err(info_err)?;
-            info!(url = %source.shown, "fetching the upgrade's binary list");
+    let must_have_checksum = cfg.download_must_have_checksum;
+    let source = match plan_info::resolve(&plan.info, must_have_checksum).map_err(info_err)? {
+        Resolved::Binary(source) => source,
+        Resolved::List(list) => {
+            info!(url = %list.shown, "fetching the upgrade's binary list");
             let document = staging.join("binaries.json");
             fetcher
-                .fetch_to_file(&source, &document, DOCUMENT_CAP)
+                .fetch_to_file(&list, &document, DOCUMENT_CAP)
                 .await?;
             let bytes = fs::read(&document).map_err(io_err("cannot read", &document))?;
-            plan_info::parse_binaries(&bytes).map_err(info_err)?
+            let binaries = plan_info::parse_binaries(&bytes).map_err(info_err)?;
+            plan_info::source_for_platform(&binaries, must_have_checksum).map_err(info_err)?
         }
     };
-    let url = binaries
-        .url_for(&plan_info::platform())
-        .map_err(info_err)?
-        .to_owned();
-    let source =
-        plan_info::parse_source(&url, cfg.download_must_have_checksum).map_err(info_err)?;
     install(fetcher, &source, layout.daemon_name(), staging, target).await
 }
 

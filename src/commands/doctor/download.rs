@@ -10,20 +10,26 @@
 use std::path::Path;
 
 use super::Report;
-use crate::acquire::plan_info::{self, Info, InfoError};
+use crate::acquire::plan_info::{self, Resolved};
 use crate::config::Config;
 use crate::home::layout::Layout;
 use crate::home::plan::Plan;
 
-/// One line: `✓ <bin> will be downloaded from <url>`, or why the plan cannot be downloaded.
+/// One line: `✓ <bin> will be downloaded from <url>`, or why the plan cannot be downloaded. The
+/// checks are the download's own before its first request ([`plan_info::resolve`]).
 pub(super) fn check(report: &mut Report, cfg: &Config, layout: &Layout, plan: &Plan, bin: &Path) {
-    match source(cfg, plan) {
-        Ok(Found::Binary(url)) => {
-            report.pass(format!("{} will be downloaded from {url}", bin.display()));
+    match plan_info::resolve(&plan.info, cfg.download_must_have_checksum) {
+        Ok(Resolved::Binary(source)) => {
+            report.pass(format!(
+                "{} will be downloaded from {}",
+                bin.display(),
+                source.shown
+            ));
         }
-        Ok(Found::List(url)) => report.pass(format!(
-            "{} will be downloaded from the list at {url} (not fetched by doctor)",
-            bin.display()
+        Ok(Resolved::List(list)) => report.pass(format!(
+            "{} will be downloaded from the list at {} (not fetched by doctor)",
+            bin.display(),
+            list.shown
         )),
         Err(err) => report.fail(
             format!("{} cannot be downloaded: {err}", bin.display()),
@@ -33,29 +39,5 @@ pub(super) fn check(report: &mut Report, cfg: &Config, layout: &Layout, plan: &P
                 layout.daemon_name()
             ),
         ),
-    }
-}
-
-/// Where the upgrade will download from, as far as can be known without fetching.
-enum Found {
-    /// This platform's (or `any`) URL in an inline `binaries` map.
-    Binary(String),
-    /// A reference URL to a list of binaries, fetched only at the upgrade.
-    List(String),
-}
-
-/// The checks `crate::acquire::download::download_upgrade` makes before its first request, in its order.
-fn source(cfg: &Config, plan: &Plan) -> Result<Found, InfoError> {
-    let must_have_checksum = cfg.download_must_have_checksum;
-    match plan_info::classify(&plan.info)? {
-        Info::Binaries(map) => {
-            let url = map.url_for(&plan_info::platform())?;
-            let source = plan_info::parse_source(url, must_have_checksum)?;
-            Ok(Found::Binary(source.shown))
-        }
-        Info::Reference(url) => {
-            let source = plan_info::parse_source(&url, must_have_checksum)?;
-            Ok(Found::List(source.shown))
-        }
     }
 }
