@@ -8,12 +8,13 @@
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
 //! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
-//!   [`elf`], [`log`], [`progress`], [`notify`], [`metrics`], and [`VERSION`].
+//!   [`child`], [`elf`], [`log`], [`progress`], [`notify`], [`metrics`], and [`VERSION`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
 pub mod acquire;
 pub mod bounded_read;
+pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;

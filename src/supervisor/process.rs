@@ -117,7 +117,7 @@ impl Daemon {
         if own_group {
             command.process_group(0);
         }
-        set_parent_death_signal(&mut command);
+        crate::child::set_parent_death_signal(&mut command);
         let child = command.spawn().map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => SpawnError::NotFound {
                 bin: launch.bin.to_path_buf(),
@@ -321,27 +321,6 @@ fn children_of_us() -> Vec<Pid> {
 
 fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
-}
-
-/// Asks the kernel to send SIGTERM to the child when its parent thread dies.
-#[allow(unsafe_code)]
-pub fn set_parent_death_signal(command: &mut Command) {
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes two
-    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)?;
-            // The parent may have died between fork and prctl: then nobody would ever send the
-            // signal, so give up on this child now.
-            if nix::unistd::getppid() != parent {
-                return Err(io::Error::other(
-                    "cosmovisor exited while starting the daemon",
-                ));
-            }
-            Ok(())
-        });
-    }
 }
 
 pub mod pid_file;

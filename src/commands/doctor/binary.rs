@@ -3,12 +3,13 @@
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::process::Command;
 
 use super::Report;
+use crate::child;
 use crate::elf;
 use crate::home::layout::{self, Layout};
 
@@ -144,7 +145,7 @@ fn check_libraries(
             return;
         }
     };
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = output.stdout.text();
     let missing: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("not found"))
@@ -183,12 +184,12 @@ fn check_version_runs(
     );
     match run_limited(command) {
         Ok(Some(output)) if output.status.success() => {
-            let text = String::from_utf8_lossy(if output.stdout.trim_ascii().is_empty() {
-                &output.stderr
+            let stdout = output.stdout.text();
+            let text = if stdout.trim_ascii().is_empty() {
+                output.stderr.text()
             } else {
-                &output.stdout
-            })
-            .into_owned();
+                stdout
+            };
             let first = text.lines().next().unwrap_or("").trim();
             let shown: String = if first.is_empty() {
                 "no output".to_owned()
@@ -224,65 +225,14 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Runs `command` with stdin closed and output captured, in its own process group; `Ok(None)`
-/// when it did not finish within [`RUN_LIMIT`] (the group is then killed).
-fn run_limited(mut command: Command) -> std::io::Result<Option<std::process::Output>> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = command.spawn()?;
-    let collect = |stream: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut stream) = stream {
-                let _ = stream.read_to_end(&mut bytes);
-            }
-            let _ = tx.send(bytes);
-        });
-        rx
-    };
-    let stdout = collect(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let stderr = collect(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() >= RUN_LIMIT {
-            // Not reaped yet, so the group id is still ours.
-            if let Ok(pgid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // A grandchild that inherited the pipes could hold them open: read what came, boundedly.
-    let drained = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
-    };
-    Ok(Some(std::process::Output {
-        status,
-        stdout: drained(stdout),
-        stderr: drained(stderr),
-    }))
+/// Runs `command` with stdin closed and output captured, in its own process group, on a runtime
+/// of its own (the doctor has none); `Ok(None)` when it did not finish within [`RUN_LIMIT`] (the
+/// group is then killed).
+fn run_limited(command: Command) -> std::io::Result<Option<child::Ended>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(child::run_within(command, RUN_LIMIT))
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
