@@ -1,7 +1,8 @@
 //! Arranging a download into a version folder: finding the daemon binary (and the `lib/` beside
 //! it) in an unpacked archive and moving them to `bin/<name>` and `lib/` ([`arrange`]), or moving
-//! a raw download to `bin/<name>` ([`arrange_raw`]). A move across file systems falls back to a
-//! copy made with [`crate::upgrade::copy::copy_tree`].
+//! a raw download to `bin/<name>` ([`arrange_raw`]). Every move is a rename: the unpacked tree,
+//! the raw download and `out` all sit in the download's staging folder (`acquire/download/`),
+//! one file system.
 //!
 //! It does not unpack (`unpack.rs`) and does not install the version folder under `upgrades/`
 //! (the caller's).
@@ -10,10 +11,9 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::{ArchiveError, io_error};
-use crate::upgrade::copy::{CopyError, Mode};
+use crate::home::layout::sync_dir;
 
 /// Where the binary (and its libraries) sit in an unpacked tree.
 struct Found {
@@ -142,17 +142,17 @@ fn place(found: &Found, name: &str, out: &Path) -> Result<(), ArchiveError> {
             .create(&bin_dir)
             .map_err(io_error(&bin_dir))?;
         let binary = bin_dir.join(name);
-        move_path(&found.binary, &binary).map_err(io_error(&binary))?;
+        fs::rename(&found.binary, &binary).map_err(io_error(&binary))?;
         let file = fs::File::open(&binary).map_err(io_error(&binary))?;
         file.set_permissions(fs::Permissions::from_mode(0o755))
             .and_then(|()| file.sync_all())
             .map_err(io_error(&binary))?;
         if let Some(lib) = &found.lib {
             let lib_out = out.join("lib");
-            move_path(lib, &lib_out).map_err(io_error(&lib_out))?;
+            fs::rename(lib, &lib_out).map_err(io_error(&lib_out))?;
         }
-        sync_dir(&bin_dir)?;
-        sync_dir(out)
+        sync_dir(&bin_dir).map_err(io_error(&bin_dir))?;
+        sync_dir(out).map_err(io_error(out))
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(out);
@@ -160,51 +160,10 @@ fn place(found: &Found, name: &str, out: &Path) -> Result<(), ArchiveError> {
     result
 }
 
-fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// Renames `from` to `to`, copying (links kept as links) when they are on different
-/// filesystems.
-fn move_path(from: &Path, to: &Path) -> io::Result<()> {
-    match fs::rename(from, to) {
-        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) => {
-            copy_across(from, to)?;
-            if fs::symlink_metadata(from)?.is_dir() {
-                fs::remove_dir_all(from)
-            } else {
-                fs::remove_file(from)
-            }
-        }
-        other => other,
-    }
-}
-
-/// The copy half of a move across file systems. A folder (`lib/`) goes through the backup
-/// engine's tree copy, which keeps links as links and modes and times, and syncs once at the
-/// end; the binary is one file.
-fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(from)?;
-    if meta.file_type().is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(from)?, to)
-    } else if meta.is_dir() {
-        // Nothing cancels a move and nobody watches its progress.
-        let (cancel, copied) = (AtomicBool::new(false), AtomicU64::new(0));
-        match crate::upgrade::copy::copy_tree(from, to, Mode::Copy, 2, &cancel, &copied) {
-            Ok(_) => Ok(()),
-            Err(CopyError::Io { err, .. }) => Err(err),
-            Err(CopyError::Cancelled) => Err(io::ErrorKind::Interrupted.into()),
-        }
-    } else {
-        fs::copy(from, to)?;
-        fs::File::open(to)?.sync_all()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
     use crate::acquire::archive::fixtures::{
         Entry, NAME, Scratch, ZipEntry, gzip, mode_of, tar_bytes, zip_bytes,
@@ -374,34 +333,5 @@ mod tests {
                 nested: None
             }
         );
-    }
-
-    /// The cross-file-system fallback cannot be forced in a test, so its copy half is tested
-    /// directly: a `lib/` tree with a nested folder, a link and modes comes across intact.
-    #[test]
-    fn copy_across_keeps_links_and_modes() {
-        let scratch = Scratch::new();
-        let lib = scratch.dest().join("lib");
-        fs::create_dir_all(lib.join("sub")).unwrap();
-        fs::write(lib.join("libx.so"), b"so").unwrap();
-        fs::set_permissions(lib.join("libx.so"), fs::Permissions::from_mode(0o640)).unwrap();
-        fs::write(lib.join("sub/y"), b"y").unwrap();
-        std::os::unix::fs::symlink("libx.so", lib.join("libx.so.1")).unwrap();
-        fs::set_permissions(lib.join("sub"), fs::Permissions::from_mode(0o750)).unwrap();
-        let out = scratch.out();
-        copy_across(&lib, &out).unwrap();
-        assert_eq!(fs::read(out.join("libx.so")).unwrap(), b"so");
-        assert_eq!(mode_of(&out.join("libx.so")), 0o640);
-        assert_eq!(fs::read(out.join("sub/y")).unwrap(), b"y");
-        assert_eq!(mode_of(&out.join("sub")), 0o750);
-        assert_eq!(
-            fs::read_link(out.join("libx.so.1")).unwrap(),
-            Path::new("libx.so")
-        );
-
-        let binary = scratch.write("autod", b"binary");
-        let copy = scratch.dir.path().join("autod-copy");
-        copy_across(&binary, &copy).unwrap();
-        assert_eq!(fs::read(copy).unwrap(), b"binary");
     }
 }
