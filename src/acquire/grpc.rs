@@ -18,7 +18,7 @@ pub enum GrpcError {
     #[error("gRPC address is empty (set DAEMON_GRPC_ADDRESS, e.g. localhost:9090)")]
     NoAddress,
     #[error("cannot query {url}: {err} (is the node's gRPC server enabled in app.toml?)")]
-    Request { url: String, err: String },
+    Request { url: String, err: reqwest::Error },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("{url} answered gRPC status {code}: {message}")]
@@ -48,9 +48,9 @@ pub async fn current_plan(address: &str) -> Result<Option<RemotePlan>, GrpcError
         )
     };
     let url = format!("{}{METHOD}", base.trim_end_matches('/'));
-    let request_err = |err: reqwest::Error| GrpcError::Request {
+    let request_err = |err| GrpcError::Request {
         url: url.clone(),
-        err: err.to_string(),
+        err,
     };
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
     if !tls {

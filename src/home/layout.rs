@@ -140,10 +140,7 @@ impl Layout {
                 return Err(LayoutError::CurrentMissing { link });
             }
             Err(err) => {
-                return Err(LayoutError::Io {
-                    path: link,
-                    err: err.to_string(),
-                });
+                return Err(LayoutError::Io { path: link, err });
             }
         };
         if !meta.file_type().is_symlink() {
@@ -151,7 +148,7 @@ impl Layout {
         }
         let target = fs::read_link(&link).map_err(|err| LayoutError::Io {
             path: link.clone(),
-            err: err.to_string(),
+            err,
         })?;
         let resolved = if target.is_absolute() {
             target.clone()
@@ -233,7 +230,7 @@ impl Layout {
 }
 
 /// Why the home cannot be used as it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// Parity: Go's `validate()` fails with `cannot stat home dir: <err>` for every command but
     /// `init`; a mistyped `DAEMON_HOME` must not be filled with new folders.
@@ -293,7 +290,7 @@ pub enum LayoutError {
         expected: &'static str,
     },
     #[error("cannot read {}: {err}", path.display())]
-    Io { path: PathBuf, err: String },
+    Io { path: PathBuf, err: io::Error },
 }
 
 impl crate::exit::ExitCode for LayoutError {
@@ -328,7 +325,7 @@ pub fn check_root(layout: &Layout) -> Result<(), LayoutError> {
         }),
         Err(err) => Err(LayoutError::Io {
             path: root.to_path_buf(),
-            err: err.to_string(),
+            err,
         }),
     }
 }
@@ -349,7 +346,7 @@ pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
 }
 
 /// Why a daemon binary cannot be run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
     #[error("binary {} does not exist: {}", path.display(), missing_hint(path, holds.as_ref()))]
     Missing {
@@ -368,7 +365,7 @@ pub enum BinaryError {
     #[error("binary {} is not executable (fix: chmod 755 {})", path.display(), path.display())]
     NotExecutable { path: PathBuf },
     #[error("cannot inspect binary {}: {err}", path.display())]
-    Io { path: PathBuf, err: String },
+    Io { path: PathBuf, err: io::Error },
 }
 
 impl crate::exit::ExitCode for BinaryError {
@@ -441,7 +438,7 @@ pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
         Err(err) => {
             return Err(BinaryError::Io {
                 path: path.to_path_buf(),
-                err: err.to_string(),
+                err,
             });
         }
     };
@@ -464,9 +461,9 @@ pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
 /// (mode `0711`) cannot be inspected and passes: the kernel decides at `exec`.
 pub fn check_format(path: &Path) -> Result<(), BinaryError> {
     use std::io::Read;
-    let io_err = |err: &dyn std::fmt::Display| BinaryError::Io {
+    let io_err = |err: io::Error| BinaryError::Io {
         path: path.to_path_buf(),
-        err: err.to_string(),
+        err,
     };
     let file = match crate::bounded_read::open_regular(path) {
         Ok(file) => file,
@@ -482,13 +479,14 @@ pub fn check_format(path: &Path) -> Result<(), BinaryError> {
         {
             return Ok(());
         }
-        Err(err) => return Err(io_err(&err)),
+        // Its message names the file and the call that failed; the read error is kept inside.
+        Err(err) => return Err(io_err(io::Error::other(err))),
     };
-    let size = file.metadata().map_err(|err| io_err(&err))?.len();
+    let size = file.metadata().map_err(io_err)?.len();
     let mut head = Vec::with_capacity(crate::elf::HEAD_LEN);
     file.take(crate::elf::HEAD_LEN as u64)
         .read_to_end(&mut head)
-        .map_err(|err| io_err(&err))?;
+        .map_err(io_err)?;
     match crate::elf::refusal(&head, size) {
         None => Ok(()),
         Some(why) => Err(BinaryError::NotForThisMachine {
@@ -893,7 +891,7 @@ mod tests {
             Err(BinaryError::NotExecutable { .. })
         ));
         make_executable(&bin).unwrap();
-        assert_eq!(check_binary(&bin), Ok(()));
+        check_binary(&bin).unwrap();
         fs::write(&bin, b"<html>").unwrap();
         assert!(matches!(
             check_binary(&bin),
