@@ -203,7 +203,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
     let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
-            mode: crate::upgrade::backup::read_record(&backup.path).map(|record| record.mode),
+            mode: crate::home::backups::read_record(&backup.path).map(|record| record.mode),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),

@@ -10,6 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::bounded_read;
+use crate::home::backups;
 use crate::home::layout::{Layout, UpgradeName};
 use crate::home::plan::{self, Applied, Plan};
 
@@ -153,9 +154,9 @@ pub fn binary_state(path: &Path) -> BinaryState {
     }
 }
 
-/// The complete backup taken last in `dir` (see [`crate::upgrade::backup::list`]).
-pub fn newest_backup(dir: &Path) -> io::Result<Option<crate::upgrade::backup::Complete>> {
-    Ok(crate::upgrade::backup::list(dir)?.pop())
+/// The complete backup taken last in `dir` (see [`backups::list`]).
+pub fn newest_backup(dir: &Path) -> io::Result<Option<backups::Complete>> {
+    Ok(backups::list(dir)?.pop())
 }
 
 /// The apparent size in bytes of every regular file under `path` (symbolic links not followed),

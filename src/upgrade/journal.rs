@@ -193,8 +193,8 @@ impl Journal {
             let target = backup.target.file_name().and_then(|name| name.to_str());
             let partial = backup.partial.file_name().and_then(|name| name.to_str());
             let ours = target.is_some_and(|target| {
-                target.starts_with(crate::upgrade::backup::PREFIX)
-                    && partial == Some(crate::upgrade::backup::partial_name(target).as_str())
+                target.starts_with(crate::home::backups::PREFIX)
+                    && partial == Some(crate::home::backups::partial_name(target).as_str())
             });
             if !ours {
                 return Err(corrupt(format!(

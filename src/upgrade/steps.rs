@@ -382,7 +382,7 @@ async fn back_up(
         "backup completed"
     );
     if let Some(keep) = cfg.backup_keep {
-        match backup::prune(
+        match crate::home::backups::prune(
             &cfg.data_backup_dir,
             usize::try_from(keep).unwrap_or(usize::MAX),
         ) {
@@ -704,7 +704,7 @@ mod tests {
                     entry
                         .file_name()
                         .to_string_lossy()
-                        .starts_with(backup::PREFIX)
+                        .starts_with(crate::home::backups::PREFIX)
                 })
                 .count()
         };
