@@ -220,10 +220,7 @@ fn take_config_flag(args: &[OsString]) -> (Option<PathBuf>, Vec<OsString>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
+    use crate::test_support::os;
 
     #[test]
     fn dispatches_run_and_implicit_run() {

@@ -27,6 +27,8 @@ pub mod notify;
 pub mod progress;
 pub mod signals;
 pub mod supervisor;
+#[cfg(test)]
+mod test_support;
 pub mod upgrade;
 
 /// Our version, as Go cosmovisor prints it (`v1.7.0`): in `version`, `--version` and the metrics.

@@ -327,10 +327,7 @@ pub fn skip_heights(args: &[OsString]) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
+    use crate::test_support::os;
 
     #[test]
     fn parses_what_x_upgrade_writes() {

@@ -170,10 +170,7 @@ pub fn with_halt_height(args: &[OsString], height: i64) -> Option<Vec<OsString>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
+    use crate::test_support::os;
 
     #[test]
     fn queue_round_trips_sorted_and_removes_applied_entries() {

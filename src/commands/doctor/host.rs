@@ -289,10 +289,7 @@ fn check_notify(report: &mut Report, name: &str, settings: &systemd::StopSetting
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
+    use crate::test_support::os;
 
     #[test]
     fn finds_the_home_argument() {
