@@ -33,8 +33,3 @@ pub mod upgrade;
 
 /// Our version, as Go cosmovisor prints it (`v1.7.0`): in `version`, `--version` and the metrics.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
-
-// A unit test that cannot run here follows the integration tests' rule.
-#[cfg(test)]
-#[path = "../tests/integration/skip.rs"]
-mod skip;

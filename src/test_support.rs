@@ -1,4 +1,5 @@
-//! Helpers the unit tests of several modules share (compiled for tests only).
+//! Helpers the unit tests of several modules share (compiled for tests only), including the
+//! integration tests' one rule for a test that cannot run here (`skip`).
 
 use std::ffi::OsString;
 
@@ -6,3 +7,7 @@ use std::ffi::OsString;
 pub fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
+
+/// `skip_or_fail_in_ci`: the same file the integration tests use, so both follow one rule.
+#[path = "../tests/integration/skip.rs"]
+pub mod skip;

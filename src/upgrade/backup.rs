@@ -375,7 +375,7 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            crate::skip::skip_or_fail_in_ci("cannot mount a tmpfs here (needs root)");
+            crate::test_support::skip::skip_or_fail_in_ci("cannot mount a tmpfs here (needs root)");
             return;
         }
         let data = tmp.path().join("data");

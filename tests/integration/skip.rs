@@ -1,6 +1,6 @@
 //! `skip_or_fail_in_ci`: the one way a test that cannot run here (it needs root or a tool) says
 //! so. The integration tests get it through `support.rs`; the library's unit tests include this
-//! file from `src/lib.rs`.
+//! file from `src/test_support.rs`.
 
 use std::io::Write;
 
