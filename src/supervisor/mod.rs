@@ -1,8 +1,9 @@
 //! `cosmovisor run`: the one loop that owns the daemon (`supervise`), the daemon process and its
-//! output, the plan watcher, signals forwarded to it, the supervisor lock, running as PID 1, and
-//! the node's RPC. Uses `upgrade`, `acquire`, `home` and the shared pieces.
+//! output, the plan watcher, signals forwarded to it, the supervisor lock, running as PID 1, the
+//! node's RPC and the metrics endpoint. Uses `upgrade`, `acquire`, `home` and the shared pieces.
 
 pub mod lock;
+pub mod metrics_endpoint;
 pub mod node_rpc;
 pub mod output;
 pub mod pid1;

@@ -48,10 +48,11 @@ use crate::config::Config;
 use crate::exit;
 use crate::home::layout::{self, Layout};
 use crate::home::plan::{self, Applied, LinePlan, Plan};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
 use crate::supervisor::lock::SupervisorLock;
+use crate::supervisor::metrics_endpoint;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
@@ -398,9 +399,9 @@ impl Supervisor<'_> {
 
     /// Starts the metrics endpoint when `COSMOVISOR_METRICS_ADDR` is set. A port that cannot be
     /// bound is logged, not fatal: metrics must never keep a validator from running.
-    async fn serve_metrics(&self) -> Option<metrics::Server> {
+    async fn serve_metrics(&self) -> Option<metrics_endpoint::Server> {
         let addr = self.cfg.metrics_addr?;
-        let result = metrics::serve(
+        let result = metrics_endpoint::serve(
             addr,
             Arc::clone(&self.metrics),
             self.layout.clone(),
