@@ -10,7 +10,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first; a module may use its own layer, the ones below and the shared pieces.
-const LAYERS: [&str; 6] = ["home", "acquire", "upgrade", "supervisor", "commands", "cli"];
+const LAYERS: [&str; 6] = [
+    "home",
+    "acquire",
+    "upgrade",
+    "supervisor",
+    "commands",
+    "cli",
+];
 
 /// Files outside the rule: the binaries' fronts, the crate root and the unit tests' helpers.
 const OUTSIDE: [&str; 3] = ["lib.rs", "main.rs", "test_support.rs"];
@@ -80,7 +87,8 @@ fn no_layer_uses_one_above_it() {
 
 #[test]
 fn the_checker_sees_an_import_that_breaks_the_rule() {
-    let code = "use crate::supervisor::process;\nfn f() { crate::home::plan::parse(b\"\", false); }";
+    let code =
+        "use crate::supervisor::process;\nfn f() { crate::home::plan::parse(b\"\", false); }";
     let modules = crate_modules(code);
     assert_eq!(modules, ["supervisor", "home"]);
     assert!(rank("supervisor") > rank("upgrade"));

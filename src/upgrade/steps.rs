@@ -45,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
 use crate::upgrade::backup::{self, TakeError};
-use crate::upgrade::copy::Mode;
+use crate::upgrade::copy::{CopyError, Mode};
 use crate::upgrade::hook::{self, HookError};
 use crate::upgrade::journal::{Journal, JournalError, Phase};
 
@@ -84,7 +84,7 @@ pub enum UpgradeError {
         name: String,
         from: PathBuf,
         to: PathBuf,
-        err: String,
+        err: Box<BackupFailure>,
     },
     #[error("upgrade {name:?}: COSMOVISOR_CUSTOM_PREUPGRADE {}: {reason}", path.display())]
     CustomPreUpgrade {
@@ -137,6 +137,18 @@ impl UpgradeError {
             },
         }
     }
+}
+
+/// Why a backup failed (not a signal: that is [`UpgradeError::Interrupted`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupFailure {
+    /// Removing a half-taken backup left by a cosmovisor that stopped during it.
+    #[error(transparent)]
+    Leftover(#[from] io::Error),
+    #[error(transparent)]
+    Space(#[from] backup::SpaceError),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
 }
 
 /// An upgrade under way: its journal is on disk from the moment it is decided until it is
@@ -339,26 +351,25 @@ async fn back_up(
 ) -> Result<(), UpgradeError> {
     let journal_path = layout.journal_file();
     let data = layout.data_dir();
-    let fail = |to: &Path, err: String| UpgradeError::Backup {
+    let fail = |to: &Path, err: BackupFailure| UpgradeError::Backup {
         name: plan.name.to_string(),
         from: data.clone(),
         to: to.to_path_buf(),
-        err,
+        err: Box::new(err),
     };
     if let (Phase::BackingUp, Some(paths)) = (journal.phase, &journal.backup) {
         if paths.target.is_dir() {
             info!(path = %paths.target.display(), "backup was completed before cosmovisor stopped; not taking it again");
             return Ok(());
         }
-        backup::remove_partial(&paths.partial)
-            .map_err(|err| fail(&paths.partial, err.to_string()))?;
+        backup::remove_partial(&paths.partial).map_err(|err| fail(&paths.partial, err.into()))?;
     }
     let mode = backup::resolve(cfg.backup_mode, &data, &cfg.data_backup_dir);
     if cfg.backup_mode == BackupMode::Reflink && mode != Mode::Reflink {
         warn!(dir = %cfg.data_backup_dir.display(), "COSMOVISOR_BACKUP_MODE=reflink: the backup folder is not on data/'s XFS or btrfs, copying instead");
     }
     let total = backup::check_space(&data, &cfg.data_backup_dir, mode)
-        .map_err(|err| fail(&cfg.data_backup_dir, err.to_string()))?;
+        .map_err(|err| fail(&cfg.data_backup_dir, err.into()))?;
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
@@ -369,7 +380,7 @@ async fn back_up(
         .await
         .map_err(|err| match err {
             TakeError::Interrupted(interrupted) => UpgradeError::from(interrupted),
-            TakeError::Copy(err) => fail(&paths.target, err.to_string()),
+            TakeError::Copy(err) => fail(&paths.target, err.into()),
         })?;
     metrics.backup_done(took, stats.bytes - stats.linked_bytes);
     info!(

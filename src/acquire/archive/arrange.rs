@@ -272,10 +272,12 @@ mod tests {
                 &Limits::default(),
                 &AtomicBool::new(false),
             )
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
             ArchiveError::NotArchive {
                 archive: file.clone()
             }
+            .to_string()
         );
         arrange_raw(&file, NAME, &scratch.out()).unwrap();
         let binary = scratch.out().join("bin/autod");
@@ -290,14 +292,14 @@ mod tests {
             arrange_raw(&scratch.dest(), NAME, &scratch.dir.path().join("o2")),
             Err(ArchiveError::NotRegular { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             arrange_raw(
                 &scratch.write("x", b"x"),
                 "../x",
                 &scratch.dir.path().join("o3")
             ),
-            Err(ArchiveError::BadName("../x".into()))
-        );
+            Err(ArchiveError::BadName(name)) if name == "../x"
+        ));
     }
 
     #[test]
@@ -326,12 +328,13 @@ mod tests {
         scratch.unpack(Kind::Tar, "a.tar", &bytes).unwrap();
         let err = arrange(&scratch.dest(), NAME, &scratch.out()).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             ArchiveError::BinaryMissing {
                 unpacked: scratch.dest(),
                 name: NAME.into(),
                 nested: None
             }
+            .to_string()
         );
     }
 }

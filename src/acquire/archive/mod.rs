@@ -62,7 +62,7 @@ impl Default for Limits {
 }
 
 /// Why a downloaded file could not be unpacked or arranged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error(
         "{} is not a valid {kind} archive (corrupt or truncated): {err}; download it again or fix the release",
@@ -130,13 +130,13 @@ pub enum ArchiveError {
     #[error("unpacking {} was stopped by a signal", archive.display())]
     Cancelled { archive: PathBuf },
     #[error("cannot write {}: {err}", path.display())]
-    Io { path: PathBuf, err: String },
+    Io { path: PathBuf, err: io::Error },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |err| ArchiveError::Io {
         path: path.to_path_buf(),
-        err: err.to_string(),
+        err,
     }
 }
 
