@@ -225,14 +225,11 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Runs `command` with stdin closed and output captured, in its own process group, on a runtime
-/// of its own (the doctor has none); `Ok(None)` when it did not finish within [`RUN_LIMIT`] (the
-/// group is then killed).
-fn run_limited(command: Command) -> std::io::Result<Option<child::Ended>> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(child::run_within(command, RUN_LIMIT))
+/// Runs `command` with stdin closed and output captured, in its own process group, on the
+/// commands' runtime (the doctor's checks are otherwise synchronous); `Ok(None)` when it did not
+/// finish within [`RUN_LIMIT`] (the group is then killed).
+fn run_limited(command: Command) -> anyhow::Result<Option<child::Ended>> {
+    crate::commands::block_on(async { Ok(child::run_within(command, RUN_LIMIT).await?) })
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
