@@ -83,7 +83,8 @@ pub const PASSED_THROUGH: &str = "Otherwise the daemon's own exit code when it e
      or 128 + N when it died by signal N; 128 + N also when cosmovisor itself stopped on signal N \
      during an upgrade (e.g. 143 for SIGTERM).";
 
-/// An error with a documented exit code (one of the constants above).
+/// An error with a documented exit code (one of the constants above, or `128 + N`). A type that
+/// implements it is also listed once in `commands::CODED_ERRORS`, the list `main` asks.
 pub trait ExitCode {
     fn exit_code(&self) -> u8;
 }

@@ -66,6 +66,14 @@ pub struct Interrupted {
     pub signal: Signal,
 }
 
+/// `128 + N`, as when the daemon dies by signal N: a step stopped by a signal that reaches
+/// `main` unhandled still exits with the documented code.
+impl crate::exit::ExitCode for Interrupted {
+    fn exit_code(&self) -> u8 {
+        crate::exit::from_signal(self.signal)
+    }
+}
+
 /// Listeners for [`FORWARDED`], created once and polled by the one event loop; they remember
 /// the first termination signal received.
 pub struct Signals {

@@ -150,6 +150,7 @@ pub const CODED_ERRORS: &[exit::Probe] = &[
     exit::probe::<add_upgrade::ArgumentError>,
     exit::probe::<add_upgrade::UnderWayError>,
     exit::probe::<rollback::RollbackError>,
+    exit::probe::<crate::signals::Interrupted>,
 ];
 
 /// The exit code for an error a command returned.
@@ -175,6 +176,10 @@ mod tests {
         assert_eq!(exit_code(&busy), exit::HOME_BUSY);
         let usage = anyhow::Error::from(rollback::RollbackError::AtGenesis);
         assert_eq!(exit_code(&usage), exit::USAGE);
+        let stopped = anyhow::Error::from(crate::signals::Interrupted {
+            signal: nix::sys::signal::Signal::SIGTERM,
+        });
+        assert_eq!(exit_code(&stopped.context("backup")), 143);
         assert_eq!(exit_code(&anyhow::anyhow!("disk on fire")), exit::INTERNAL);
     }
 }
