@@ -275,11 +275,18 @@ impl Supervisor<'_> {
                 return Err(unusable.into());
             }
         };
-        let next = self.apply(&plan, upgrade, watcher).await?;
-        if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
-            warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
+        let applied = self.apply(&plan, upgrade, watcher).await;
+        // Done, or interrupted with the journal to carry it to its end on the next start: either
+        // way the queue no longer needs the plan.
+        if applied
+            .as_ref()
+            .map_or_else(anyhow::Error::is::<Interrupted>, |_| true)
+        {
+            if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
+                warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
+            }
         }
-        Ok(next)
+        applied
     }
 
     /// After the daemon exited on its own: the plan to apply now, if any. The node may have

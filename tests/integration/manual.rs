@@ -143,6 +143,55 @@ fn manual_upgrade_happens_at_its_height_and_not_before() {
     );
 }
 
+/// SIGTERM while a manual upgrade's hook runs: cosmovisor stops with 143, the plan leaves the
+/// queue (the journal now carries the upgrade), and the next start completes it.
+#[test]
+fn a_manual_upgrade_stopped_by_sigterm_leaves_the_queue_and_resumes() {
+    let home = mock_home();
+    home.cosmovisor(["add-upgrade", "v2", MOCK_NODE, "--upgrade-height", "12"])
+        .run()
+        .assert_code(0);
+    fs::write(
+        home.upgrade_dir("v2").join("mock-node.json"),
+        json!({"version": "v2", "block_time_ms": 30}).to_string(),
+    )
+    .unwrap();
+    let marker = home.path().join("hook-started");
+    fs::write(
+        home.root().join("hook.sh"),
+        format!(
+            "#!/bin/sh\n[ -e {0}.done ] && exit 0\n: > {0}.done\n: > {0}\nexec sleep 60\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        home.root().join("hook.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .env("COSMOVISOR_CUSTOM_PREUPGRADE", "hook.sh")
+        .spawn();
+    crate::support::wait_until("the hook to start", crate::support::DEADLINE, || {
+        marker.exists()
+    });
+    running.signal(Signal::SIGTERM);
+    running.wait().assert_code(143);
+    assert!(
+        !home.data().join("upgrade-info.json.batch").exists(),
+        "the interrupted plan left the queue"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+
+    let out = run_mock_until(&home, "start v2 height=12");
+    out.assert_code(0)
+        .stderr_contains("resuming upgrade from the journal");
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+}
+
 #[test]
 fn a_batch_of_two_is_applied_in_height_order() {
     let home = mock_home();
