@@ -144,7 +144,7 @@ impl UpgradeError {
 pub enum BackupFailure {
     /// Removing a half-taken backup left by a cosmovisor that stopped during it.
     #[error(transparent)]
-    Leftover(#[from] io::Error),
+    Io(#[from] io::Error),
     #[error(transparent)]
     Space(#[from] backup::SpaceError),
     #[error(transparent)]
@@ -362,14 +362,21 @@ async fn back_up(
             info!(path = %paths.target.display(), "backup was completed before cosmovisor stopped; not taking it again");
             return Ok(());
         }
-        backup::remove_partial(&paths.partial).map_err(|err| fail(&paths.partial, err.into()))?;
+        let partial = paths.partial.clone();
+        off_the_loop(move || backup::remove_partial(&partial))
+            .await
+            .map_err(|err| fail(&paths.partial, err.into()))?;
     }
     let mode = backup::resolve(cfg.backup_mode, &data, &cfg.data_backup_dir);
     if cfg.backup_mode == BackupMode::Reflink && mode != Mode::Reflink {
         warn!(dir = %cfg.data_backup_dir.display(), "COSMOVISOR_BACKUP_MODE=reflink: the backup folder is not on data/'s XFS or btrfs, copying instead");
     }
-    let total = backup::check_space(&data, &cfg.data_backup_dir, mode)
-        .map_err(|err| fail(&cfg.data_backup_dir, err.into()))?;
+    let (walked, backup_dir) = (data.clone(), cfg.data_backup_dir.clone());
+    let total = off_the_loop(move || {
+        backup::check_space(&walked, &backup_dir, mode).map_err(BackupFailure::from)
+    })
+    .await
+    .map_err(|err| fail(&cfg.data_backup_dir, err))?;
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
@@ -597,6 +604,18 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Runs file-system work that may take long on a large `data/` (walking it, removing a
+/// half-taken backup) on the blocking pool, so the loop keeps answering systemd's watchdog.
+async fn off_the_loop<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<io::Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(io::Error::other(err).into()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -622,6 +641,15 @@ mod tests {
     }
 
     /// A termination signal during an attempt ends the retries at once, as `Interrupted`.
+    #[tokio::test]
+    async fn long_file_work_runs_off_the_loop_thread() {
+        let loop_thread = std::thread::current().id();
+        let ran_on = off_the_loop(|| Ok::<_, io::Error>(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_ne!(ran_on, loop_thread);
+    }
+
     #[tokio::test]
     async fn an_interrupted_attempt_is_not_retried() {
         let mut calls = 0;
