@@ -4,7 +4,7 @@
 //! The folders are the layers, each using only those below it (docs/design.md "Module map"):
 //! - [`commands`] and `cli`: the command line, one file per command;
 //! - [`supervisor`]: `cosmovisor run`, the one loop that owns the daemon;
-//! - [`upgrade`]: carrying out an upgrade once the daemon is stopped (journal, backup, hooks);
+//! - [`upgrade`]: one upgrade, journaled before the daemon is stopped and carried out after (journal, backup, hooks);
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
 //! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],

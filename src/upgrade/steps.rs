@@ -24,7 +24,8 @@
 //! empty it after we journaled, and SDK apps read it at start-up.
 //!
 //! Termination signals are honoured at safe points: during a download or the restart delay, by
-//! cancelling a backup, after a hook process (which gets the signal too) ends, or between steps.
+//! cancelling a backup, after a hook process (which gets the signal too) ends, or once the backup
+//! is done, before the first hook.
 //! The step then ends with [`UpgradeError::Interrupted`] and the journal resumes the upgrade on
 //! the next start.
 

@@ -5,7 +5,7 @@
 //! plus an optional `lib/` ([`arrange`], [`arrange_raw`], in `arrange.rs`).
 //!
 //! Fetching, checksums and the final rename of a version folder into `upgrades/` are the
-//! caller's (`download.rs`); nothing here touches paths other than the ones it is given.
+//! caller's (`acquire/download/`); nothing here touches paths other than the ones it is given.
 
 use std::fmt;
 use std::io;
