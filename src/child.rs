@@ -79,6 +79,26 @@ pub struct Ended {
     pub stderr: Captured,
 }
 
+impl Ended {
+    /// ` (stdout: "…", stderr: "…")` with the streams that said something, for an error
+    /// message; empty when both were silent.
+    #[must_use]
+    pub fn describe_output(&self) -> String {
+        let parts: Vec<String> = [
+            self.stdout.describe("stdout"),
+            self.stderr.describe("stderr"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
+}
+
 /// Runs `command` (stdin from /dev/null, stdout and stderr captured) to its end. `watch` is
 /// given the child's pid and runs beside it until the child exits: what the caller does to a
 /// running child (forward our signals to it, kill it after a time limit). A `watch` that ends

@@ -9,19 +9,11 @@
 //! exit status means otherwise is the caller's business (`upgrade/steps.rs`).
 
 use std::io;
-use std::process::ExitStatus;
 
 use tokio::process::Command;
 
-use crate::child::{self, Captured};
+use crate::child::{self, Ended};
 use crate::signals::{Interrupted, Signals};
-
-/// A hook that ran to its end.
-#[derive(Debug)]
-pub struct Finished {
-    pub status: ExitStatus,
-    pub output: Output,
-}
 
 /// Why a hook gave no exit status to judge.
 #[derive(Debug, thiserror::Error)]
@@ -32,36 +24,9 @@ pub enum HookError {
     Interrupted(#[from] Interrupted),
 }
 
-/// The ends of a hook's stdout and stderr.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub stdout: Captured,
-    pub stderr: Captured,
-}
-
-impl Output {
-    /// ` (stdout: "…", stderr: "…")` with the streams that said something, for an error
-    /// message; empty when both were silent.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        let parts: Vec<String> = [
-            self.stdout.describe("stdout"),
-            self.stderr.describe("stderr"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", parts.join(", "))
-        }
-    }
-}
-
 /// Runs `command` (stdin from /dev/null, stdout and stderr captured: [`child::run`]) to its end,
 /// forwarding every signal we receive to it.
-pub async fn run(command: Command, signals: &mut Signals) -> Result<Finished, HookError> {
+pub async fn run(command: Command, signals: &mut Signals) -> Result<Ended, HookError> {
     let forwarding = &mut *signals;
     let ended = child::run(command, move |pid| async move {
         loop {
@@ -71,11 +36,5 @@ pub async fn run(command: Command, signals: &mut Signals) -> Result<Finished, Ho
     })
     .await?;
     signals.interrupted()?;
-    Ok(Finished {
-        status: ended.status,
-        output: Output {
-            stdout: ended.stdout,
-            stderr: ended.stderr,
-        },
-    })
+    Ok(ended)
 }

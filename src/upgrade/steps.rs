@@ -39,6 +39,7 @@ use tracing::{error, info, warn};
 
 use crate::acquire::download::DownloadError;
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
+use crate::child::Ended;
 use crate::config::{BackupMode, Config, format_go_duration};
 use crate::home::layout::{self, BinaryError, Layout};
 use crate::home::plan::Plan;
@@ -456,16 +457,15 @@ async fn run_custom_pre_upgrade(
         HookError::Interrupted(interrupted) => UpgradeError::from(interrupted),
         HookError::Run(err) => fail(err.to_string()),
     })?;
-    let output = &finished.output;
     if !finished.status.success() {
         return Err(fail(format!(
             "exited with {}{}",
             describe(finished.status),
-            output.describe()
+            finished.describe_output()
         )));
     }
-    let stderr = output.stderr.text();
-    info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %output.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "COSMOVISOR_CUSTOM_PREUPGRADE result");
+    let stderr = finished.stderr.text();
+    info!(command = %path.display(), argv1 = %plan.raw_name, argv2 = plan.height, result = %finished.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "COSMOVISOR_CUSTOM_PREUPGRADE result");
     Ok(())
 }
 
@@ -497,7 +497,7 @@ pub enum PreUpgradeError {
     #[error("pre-upgrade command failed. reached max attempt of retries - {max}{output}")]
     RetriesExhausted {
         max: u32,
-        /// The last attempt's output ([`hook::Output::describe`]).
+        /// The last attempt's output ([`Ended::describe_output`]).
         output: String,
     },
     #[error("cannot run pre-upgrade: {0}")]
@@ -518,11 +518,12 @@ impl From<HookError> for PreUpgradeError {
 /// The retry policy: up to `max_retries + 1` attempts, retrying only on exit code 31.
 pub async fn run_with_retries(
     max_retries: u32,
-    mut attempt: impl AsyncFnMut(u32) -> Result<hook::Finished, HookError>,
+    mut attempt: impl AsyncFnMut(u32) -> Result<Ended, HookError>,
 ) -> Result<(), PreUpgradeError> {
     let mut number = 1;
     loop {
-        let hook::Finished { status, output } = attempt(number).await?;
+        let ended = attempt(number).await?;
+        let status = ended.status;
         let outcome = classify(status);
         if matches!(
             outcome,
@@ -530,10 +531,10 @@ pub async fn run_with_retries(
         ) {
             // Parity: Go logs the hook's stdout as `result`; its stderr (Go drops it) is a field
             // too. A failure shows both in its error instead.
-            let stderr = output.stderr.text();
-            info!(result = %output.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "pre-upgrade result");
+            let stderr = ended.stderr.text();
+            info!(result = %ended.stdout.text(), stderr = (!stderr.is_empty()).then_some(stderr), "pre-upgrade result");
         }
-        let output = output.describe();
+        let output = ended.describe_output();
         match outcome {
             PreUpgradeOutcome::Success => {
                 info!("pre-upgrade successful. continuing the upgrade.");
@@ -569,7 +570,7 @@ async fn run_pre_upgrade(
     env: Option<(std::ffi::OsString, std::ffi::OsString)>,
     signals: &mut Signals,
     attempt: u32,
-) -> Result<hook::Finished, HookError> {
+) -> Result<Ended, HookError> {
     info!(path = %bin.display(), attempt, "running pre-upgrade");
     let mut command = Command::new(bin);
     command.arg("pre-upgrade").current_dir(home);
@@ -622,11 +623,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::child::Captured;
 
-    fn exited(code: i32) -> hook::Finished {
-        hook::Finished {
+    fn exited(code: i32) -> Ended {
+        Ended {
             status: ExitStatus::from_raw(code << 8),
-            output: hook::Output::default(),
+            stdout: Captured::default(),
+            stderr: Captured::default(),
         }
     }
 
