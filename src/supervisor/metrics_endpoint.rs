@@ -399,7 +399,7 @@ mod tests {
         let text = render(&metrics, &layout, true);
         assert!(
             text.contains(
-                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"decided\"} 1"
+                "\ncosmovisor_upgrade_phase_timestamp_seconds{name=\"v2\",phase=\"stopped\"} 1"
             ),
             "{text}"
         );

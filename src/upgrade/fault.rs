@@ -3,7 +3,7 @@
 //! a power cut or `kill -9` would. Internal and documented as such; it is never set in
 //! production, and an unknown point simply never fires.
 //!
-//! Points: every journal phase right after it is durably recorded (`decided`, `backing_up`,
+//! Points: every journal phase right after it is durably recorded (`stopped`, `backing_up`,
 //! `backed_up`, `custom_pre_upgrade_done`, `pre_upgrade_done`), `backup_copied` (the copy is
 //! complete but not yet renamed), and `switched` (`current` swapped, journal not yet removed).
 

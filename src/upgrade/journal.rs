@@ -11,7 +11,7 @@
 //! [`Journal::record`], which first makes the chain's `data/upgrade-info.json` durable (a power
 //! cut can then never leave a journal whose plan file is gone; SDK apps read that file at
 //! start-up), and removed in one place, [`Journal::finish`]. Journals written by an earlier
-//! cosmovisor are read with their old phase names (`stopped` is now `decided`). A journal read
+//! cosmovisor are read as they are: the phase names on disk never changed. A journal read
 //! back is data on disk like any other (docs/design.md "Trust boundaries"): read with a size cap,
 //! and refused when it names an invalid upgrade or a backup folder outside
 //! `DAEMON_DATA_BACKUP_DIR`, before anything acts on it.
@@ -34,8 +34,10 @@ const FORMAT: u32 = 1;
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The upgrade was decided, before the daemon is stopped for it; nothing else is done yet.
-    /// On resume the supervisor first waits for that daemon to be gone.
-    #[serde(alias = "stopped")]
+    /// On resume the supervisor first waits for that daemon to be gone. Its name in the file, in
+    /// `status` and in the metrics stays `stopped`, the one earlier versions wrote, so alert
+    /// rules, dashboards and an older cosmovisor keep reading it.
+    #[serde(rename = "stopped")]
     Decided,
     /// A backup is being written to `backup.partial`; it becomes `backup.target` when complete.
     BackingUp,
@@ -52,7 +54,7 @@ impl Phase {
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Decided => "decided",
+            Phase::Decided => "stopped",
             Phase::BackingUp => "backing_up",
             Phase::BackedUp => "backed_up",
             Phase::CustomPreUpgradeDone => "custom_pre_upgrade_done",
@@ -306,8 +308,18 @@ mod tests {
 
     /// A journal written by an earlier cosmovisor, with the old name of its first phase, is
     /// resumed at that phase.
+    /// The alert rules shipped in contrib/prometheus tell a failure before the backup from one
+    /// after it by these names: renaming a phase must change them too.
     #[test]
-    fn reads_the_old_phase_names() {
+    fn the_shipped_alert_rules_name_the_phases_before_the_backup() {
+        let rules = include_str!("../../contrib/prometheus/alerts.yml");
+        let before_backup = format!("{}|{}", Phase::Decided.name(), Phase::BackingUp.name());
+        assert!(rules.contains(&format!("phase=~\"{before_backup}\"")));
+        assert!(rules.contains(&format!("phase!~\"{before_backup}\"")));
+    }
+
+    #[test]
+    fn the_first_phase_keeps_its_name_on_disk() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("upgrade-journal.json");
         fs::write(
@@ -319,7 +331,7 @@ mod tests {
         assert_eq!(journal.phase, Phase::Decided);
         journal.save(&path).unwrap();
         let written = fs::read_to_string(&path).unwrap();
-        assert!(written.contains(r#""phase": "decided""#), "{written}");
+        assert!(written.contains(r#""phase": "stopped""#), "{written}");
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! is never taken twice and a pre-upgrade that succeeded never runs again.
 //!
 //! What each journal phase means on resume:
-//! * `decided`: check the binary again, then back up (the supervisor has waited for the daemon
-//!   that was being stopped to be gone).
+//! * `stopped` ([`Phase::Decided`]): check the binary again, then back up (the supervisor has
+//!   waited for the daemon that was being stopped to be gone).
 //! * `backing_up`: if the backup's final folder exists the rename happened: go on; otherwise
 //!   remove the staging folder and back up again.
 //! * `backed_up`, `custom_pre_upgrade_done`: run the next hook.
@@ -160,7 +160,7 @@ pub struct Upgrade {
 }
 
 impl Upgrade {
-    /// Decides to apply `plan`: journals it (phase `decided`), before the daemon is stopped for
+    /// Decides to apply `plan`: journals it ([`Phase::Decided`]), before the daemon is stopped for
     /// it, so a cosmovisor killed from now on resumes this upgrade instead of starting the old
     /// binary again, which would run past the height.
     pub fn decide(plan: &Plan, layout: &Layout) -> Result<Upgrade, UpgradeError> {
@@ -725,7 +725,7 @@ mod tests {
 
     /// `DAEMON_RESTART_DELAY` passes on tokio's clock (paused here, so the hour passes at once)
     /// between the stop and the backup: a millisecond before its end, the journal still says
-    /// `decided` and no backup exists.
+    /// `stopped` ([`Phase::Decided`]) and no backup exists.
     #[tokio::test(start_paused = true)]
     async fn the_restart_delay_is_waited_after_the_stop_and_before_the_backup() {
         let home = tempfile::tempdir().unwrap();

@@ -543,7 +543,7 @@ fn sigterm_during_the_upgrade_stops_and_the_next_start_resumes() {
 #[test]
 fn kill_9_at_every_phase_converges() {
     for point in [
-        "decided",
+        "stopped",
         "backing_up",
         "backup_copied",
         "backed_up",
