@@ -40,17 +40,78 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The first path segment after each `crate::` in `code`.
+/// `text` without the items `#[cfg(test)]` gates (a `mod tests;` line or a `{ … }` block).
+fn without_test_items(text: &str) -> String {
+    let mut kept = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        kept.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let end = match (item.find(';'), item.find('{')) {
+            (Some(semi), brace) if brace.is_none_or(|brace| semi < brace) => semi + 1,
+            (_, Some(brace)) => block_end(item, brace),
+            _ => item.len(),
+        };
+        rest = &item[end..];
+    }
+    kept.push_str(rest);
+    kept
+}
+
+/// Where the block opened at `open` (a `{`) closes, just past its `}`.
+fn block_end(text: &str, open: usize) -> usize {
+    let mut depth = 0usize;
+    for (at, c) in text[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return open + at + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// The first path segment of each path after `crate::` in `code`, groups (`crate::{a, b::c}`)
+/// included.
 fn crate_modules(code: &str) -> Vec<&str> {
-    code.match_indices("crate::")
-        .map(|(at, prefix)| {
-            let rest = &code[at + prefix.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .collect()
+    let mut modules = Vec::new();
+    for (at, prefix) in code.match_indices("crate::") {
+        let rest = &code[at + prefix.len()..];
+        if rest.starts_with('{') {
+            let group = &rest[1..block_end(rest, 0) - 1];
+            let mut depth = 0usize;
+            let mut start = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        modules.push(first_segment(&group[start..i]));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            modules.push(first_segment(&group[start..]));
+        } else {
+            modules.push(first_segment(rest));
+        }
+    }
+    modules.retain(|module| !module.is_empty());
+    modules
+}
+
+fn first_segment(path: &str) -> &str {
+    let path = path.trim_start();
+    let end = path
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(path.len());
+    &path[..end]
 }
 
 #[test]
@@ -70,9 +131,14 @@ fn no_layer_uses_one_above_it() {
             continue;
         }
         let own = rank(top.trim_end_matches(".rs"));
-        let text = fs::read_to_string(&file).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for module in crate_modules(code) {
+        let code = without_test_items(&fs::read_to_string(&file).unwrap());
+        if code.contains("super::super") {
+            broken.push(format!(
+                "src/{} reaches out with super::super (name the module by its crate:: path)",
+                relative.display()
+            ));
+        }
+        for module in crate_modules(&code) {
             if rank(module) > own {
                 broken.push(format!("src/{} uses crate::{module}", relative.display()));
             }
@@ -93,4 +159,49 @@ fn the_checker_sees_an_import_that_breaks_the_rule() {
     assert_eq!(modules, ["supervisor", "home"]);
     assert!(rank("supervisor") > rank("upgrade"));
     assert_eq!(rank("signals"), 0, "a shared piece is below every layer");
+}
+
+/// The last path segment of each `what<Type>` occurrence's type in `text`, e.g. of each
+/// `ExitCode for Type` or `probe::<path::Type>`.
+fn types_after<'a>(text: &'a str, what: &str) -> Vec<&'a str> {
+    text.match_indices(what)
+        .map(|(at, found)| {
+            let path = &text[at + found.len()..];
+            let end = path
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(path.len());
+            path[..end].rsplit("::").next().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Every error type with an exit code (`impl … ExitCode for …`) is listed once in
+/// `commands::CODED_ERRORS`, the list `main` asks; one that is not would exit 1 instead.
+#[test]
+fn every_coded_error_is_listed_where_main_asks() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut implemented: Vec<&str> = Vec::new();
+    let texts: Vec<String> = files
+        .iter()
+        .map(|file| without_test_items(&fs::read_to_string(file).unwrap()))
+        .collect();
+    for text in &texts {
+        implemented.extend(types_after(text, "ExitCode for "));
+    }
+    let commands = fs::read_to_string(src.join("commands/mod.rs")).unwrap();
+    let list = commands
+        .split("pub const CODED_ERRORS")
+        .nth(1)
+        .and_then(|rest| rest.split("];").next())
+        .unwrap();
+    let mut listed = types_after(list, "probe::<");
+    implemented.sort_unstable();
+    listed.sort_unstable();
+    assert!(!listed.is_empty());
+    assert_eq!(
+        implemented, listed,
+        "ExitCode impls vs commands::CODED_ERRORS"
+    );
 }
