@@ -15,7 +15,8 @@
 //! `DAEMON_SHUTDOWN_GRACE`.
 //!
 //! The binary checks are in `doctor/binary.rs`, the download check in `doctor/download.rs`, those
-//! of the machine and the service in `doctor/host.rs`.
+//! of the machine and the service in `doctor/host.rs`, and `doctor/systemd.rs` reads the unit
+//! files they look at.
 
 use std::ffi::OsString;
 use std::io::Write;

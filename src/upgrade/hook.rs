@@ -18,7 +18,7 @@ use crate::signals::{Interrupted, Signals};
 /// Why a hook gave no exit status to judge.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("{0}")]
+    #[error(transparent)]
     Run(#[from] io::Error),
     #[error(transparent)]
     Interrupted(#[from] Interrupted),

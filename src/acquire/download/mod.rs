@@ -230,7 +230,7 @@ async fn install(
             return Err(DownloadError::Io {
                 what: "cannot inspect",
                 path: bin,
-                err: std::io::Error::other(err.to_string()),
+                err: std::io::Error::other(err),
             });
         }
     }
