@@ -367,25 +367,20 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_mid_copy_removes_the_partial_copy() {
         let tmp = tempfile::tempdir().unwrap();
-        let disk = tmp.path().join("disk");
-        fs::create_dir(&disk).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(&disk)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            crate::test_support::skip::skip_or_fail_in_ci("cannot mount a tmpfs here (needs root)");
+        let Some(disk) = crate::test_support::skip::Tmpfs::mount(&tmp.path().join("disk"), "1m")
+        else {
             return;
-        }
+        };
         let data = tmp.path().join("data");
         fs::create_dir(&data).unwrap();
         fs::write(data.join("a.ldb"), vec![5u8; 3 << 20]).unwrap();
-        let paths = choose_paths(&disk, chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
+        let paths = choose_paths(
+            disk.path(),
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+        );
         let mut signals = Signals::install().unwrap();
         let result = take(&data, &paths, Mode::Copy, 3 << 20, &mut signals).await;
-        let leftovers = fs::read_dir(&disk).unwrap().count();
-        let _ = std::process::Command::new("umount").arg(&disk).status();
+        let leftovers = fs::read_dir(disk.path()).unwrap().count();
         let err = result.err().expect("the copy must fail").to_string();
         assert!(err.contains("No space left on device"), "{err}");
         assert_eq!(leftovers, 0, "the partial copy is removed");

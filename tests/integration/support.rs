@@ -1,7 +1,8 @@
 //! Test support: a throw-away node home in the cosmovisor layout, fake daemons generated as shell
 //! scripts, the real `mock-node`, a runner for the real `cosmovisor` binary with deadlines,
 //! `wait_until` — the one way tests wait for something — loopback servers and ports, and
-//! `skip_or_fail_in_ci` (from `skip.rs`) — the one way a test that cannot run here says so.
+//! `skip_or_fail_in_ci` and `Tmpfs` (from `skip.rs`) — the one way a test that cannot run here
+//! says so, and the small disk the full-disk tests mount.
 
 #![allow(dead_code)]
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-pub use crate::skip::skip_or_fail_in_ci;
+pub use crate::skip::{Tmpfs, skip_or_fail_in_ci};
 
 pub const COSMOVISOR: &str = env!("CARGO_BIN_EXE_cosmovisor");
 pub const MOCK_NODE: &str = env!("CARGO_BIN_EXE_mock-node");
@@ -852,48 +853,6 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
         writer.write_all(bytes).expect("zip write");
     }
     writer.finish().expect("zip finish").into_inner()
-}
-
-/// A tmpfs mounted over a folder for the life of the test.
-pub struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` over `dir`; `None` (after [`skip_or_fail_in_ci`]) where that
-    /// is not allowed (it needs root).
-    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).expect("mkdir for the tmpfs");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .is_ok_and(|out| out.status.success());
-        if mounted {
-            Some(Tmpfs(dir.to_path_buf()))
-        } else {
-            skip_or_fail_in_ci(&format!(
-                "cannot mount a tmpfs on {} (needs root)",
-                dir.display()
-            ));
-            None
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes zeros until the file system is full.
-    pub fn fill(&self) {
-        let mut filler = fs::File::create(self.0.join("filler")).expect("create the filler");
-        let block = vec![0u8; 4096];
-        while filler.write_all(&block).is_ok() {}
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// A loopback port that was free a moment ago (for servers the test starts or tells cosmovisor to bind).
