@@ -341,9 +341,9 @@ impl Drop for KillOnDrop {
 /// Needs `strace` (apt package `strace`): counting the fsync calls is what tells one fsync per
 /// file (55 s for this archive) from one `syncfs` at the end, without a timing assertion.
 #[test]
-fn a_tar_with_100_000_entries_is_unpacked_without_an_fsync_per_file() {
+fn a_tar_with_20_000_entries_is_unpacked_without_an_fsync_per_file() {
     use std::os::unix::process::CommandExt;
-    let server = Server::start(vec![("/v2.tar.gz".into(), many_entries(100_000))]);
+    let server = Server::start(vec![("/v2.tar.gz".into(), many_entries(20_000))]);
     let home = home_requesting(&binaries(&[("any", server.url("/v2.tar.gz"))]));
     let trace = home.path().join("fsync.trace");
     let child = std::process::Command::new("strace")
@@ -368,16 +368,19 @@ fn a_tar_with_100_000_entries_is_unpacked_without_an_fsync_per_file() {
         .spawn()
         .expect("strace must be installed (apt package strace)");
     let child = KillOnDrop(child);
-    home.wait_for_event("ready v2");
+    // 20 000 files under strace: twice the usual deadline, for a machine whose disk is busy.
+    wait_until("ready v2 under strace", 2 * DEADLINE, || {
+        home.events().iter().any(|event| event == "ready v2")
+    });
     drop(child);
-    assert!(home.upgrade_dir("v2").join("lib/f99999").is_file());
+    assert!(home.upgrade_dir("v2").join("lib/f19999").is_file());
     assert_nothing_staged(&home);
     let fsyncs = fs::read_to_string(&trace)
         .unwrap()
         .lines()
         .filter(|line| line.contains("fsync("))
         .count();
-    assert!(fsyncs < 1000, "{fsyncs} fsync calls for 100 000 entries");
+    assert!(fsyncs < 1000, "{fsyncs} fsync calls for 20 000 entries");
 }
 
 #[test]
