@@ -10,5 +10,8 @@ pub fn os(args: &[&str]) -> Vec<OsString> {
 
 /// `skip_or_fail_in_ci`: the same file the integration tests use, so both follow one rule.
 #[path = "../tests/integration/skip.rs"]
-#[allow(dead_code, reason = "the integration tests use all of it, the unit tests a part")]
+#[allow(
+    dead_code,
+    reason = "the integration tests use all of it, the unit tests a part"
+)]
 pub mod skip;
