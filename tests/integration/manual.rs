@@ -109,9 +109,9 @@ fn add_upgrade_rejects_a_missing_executable() {
     assert!(!home.root().join("upgrades").exists());
 }
 
-#[test]
-fn manual_upgrade_happens_at_its_height_and_not_before() {
-    let home = mock_home();
+/// Stages the mock node as upgrade `v2` (its own version in its config) and queues it at
+/// height 12.
+fn schedule_mock_v2_at_12(home: &Home) {
     home.cosmovisor(["add-upgrade", "v2", MOCK_NODE, "--upgrade-height", "12"])
         .run()
         .assert_code(0);
@@ -120,6 +120,12 @@ fn manual_upgrade_happens_at_its_height_and_not_before() {
         json!({"version": "v2", "block_time_ms": 30}).to_string(),
     )
     .unwrap();
+}
+
+#[test]
+fn manual_upgrade_happens_at_its_height_and_not_before() {
+    let home = mock_home();
+    schedule_mock_v2_at_12(&home);
     let queue: serde_json::Value =
         serde_json::from_slice(&fs::read(home.data().join("upgrade-info.json.batch")).unwrap())
             .unwrap();
@@ -148,14 +154,7 @@ fn manual_upgrade_happens_at_its_height_and_not_before() {
 #[test]
 fn a_manual_upgrade_stopped_by_sigterm_leaves_the_queue_and_resumes() {
     let home = mock_home();
-    home.cosmovisor(["add-upgrade", "v2", MOCK_NODE, "--upgrade-height", "12"])
-        .run()
-        .assert_code(0);
-    fs::write(
-        home.upgrade_dir("v2").join("mock-node.json"),
-        json!({"version": "v2", "block_time_ms": 30}).to_string(),
-    )
-    .unwrap();
+    schedule_mock_v2_at_12(&home);
     let marker = home.path().join("hook-started");
     fs::write(
         home.root().join("hook.sh"),
