@@ -4,7 +4,7 @@
 //! version folder, "binaries" that this machine cannot execute, and credentials in URLs.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +18,9 @@ use crate::download::{
     assert_download_fails, assert_nothing_staged, binaries, home_requesting, v2_script,
     with_downloads,
 };
-use crate::support::{DEADLINE, FakeDaemon, Home, RefusingPort, Server, sha256, wait_until};
+use crate::support::{
+    DEADLINE, FakeDaemon, Home, RefusingPort, Server, read_request_head, sha256, wait_until,
+};
 
 /// A loopback server that reads each request's head and hands the connection to `respond`, one
 /// thread per connection (so a stalled answer never blocks the client's retry).
@@ -40,13 +42,8 @@ impl Hostile {
                 let respond = Arc::clone(&respond);
                 let seen = Arc::clone(&seen);
                 thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
+                    if read_request_head(&mut stream).is_none() {
+                        return;
                     }
                     seen.fetch_add(1, Ordering::SeqCst);
                     respond(&mut stream);

@@ -2,7 +2,7 @@
 //! arrive (and hashed on another thread), yet nothing reaches `upgrades/` before the checksum of
 //! the whole body is verified; a mismatch found at the end removes what was unpacked.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,7 +12,7 @@ use crate::download::{
     assert_download_fails, assert_nothing_staged, binaries, home_requesting, v2_script,
     with_downloads,
 };
-use crate::support::{DEADLINE, Home, sha256, tar, wait_until};
+use crate::support::{DEADLINE, Home, read_request_head, sha256, tar, wait_until};
 
 /// Serves `body` once: everything but the last `held_back` bytes, then the rest when the test
 /// says so (or after the deadline, so a failing test never hangs).
@@ -33,13 +33,8 @@ impl GatedServer {
             let Ok((mut stream, _)) = listener.accept() else {
                 return;
             };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => return,
-                }
+            if read_request_head(&mut stream).is_none() {
+                return;
             }
             let split = body.len() - held_back;
             let _ = write!(

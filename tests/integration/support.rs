@@ -726,6 +726,20 @@ impl Output {
     }
 }
 
+/// Reads an HTTP request's head, up to and including its blank line, a byte at a time (so
+/// nothing of what follows is consumed); `None` when the client closed or failed first.
+pub fn read_request_head(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
 /// A loopback HTTP/1.1 server answering GET with the body of each path (404 for unknown paths)
 /// and recording every path asked for. It lives until the test process ends.
 pub struct Server {
@@ -745,14 +759,9 @@ impl Server {
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => break,
-                    }
-                }
+                let Some(head) = read_request_head(&mut stream) else {
+                    continue;
+                };
                 let head = String::from_utf8_lossy(&head);
                 let path = head
                     .split_whitespace()
