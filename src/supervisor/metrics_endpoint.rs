@@ -55,13 +55,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[must_use]
 pub fn render(metrics: &Metrics, layout: &Layout, recase: bool) -> String {
     let counters = metrics.snapshot();
-    let current = layout
-        .current_dir()
-        .map(|dir| inventory::version_name(layout, &dir))
+    // `current` resolved once, so the version and its applied plan come from the same folder.
+    let current_dir = layout.current_dir().ok();
+    let current = current_dir
+        .as_ref()
+        .map(|dir| inventory::version_name(layout, dir))
         .unwrap_or_default();
-    let applied = layout
-        .current_dir()
-        .map(|dir| crate::home::plan::read_applied(&dir))
+    let applied = current_dir
+        .as_ref()
+        .map(|dir| crate::home::plan::read_applied(dir))
         .unwrap_or_default();
     let (pending_height, staged) = match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) if applied.is_superseded_by(&plan) => {
