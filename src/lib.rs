@@ -8,7 +8,8 @@
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
 //! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
-//!   [`child`], [`elf`], [`log`], [`progress`], [`notify`], [`metrics`], and [`VERSION`].
+//!   [`child`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
+//!   [`VERSION`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
@@ -25,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod redact;
 pub mod signals;
 pub mod supervisor;
 #[cfg(test)]

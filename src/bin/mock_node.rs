@@ -9,7 +9,9 @@
 //! tests can synchronise on it.
 //!
 //! With `start --rpc.laddr tcp://127.0.0.1:<port>` it answers `CometBFT`'s RPC
-//! `GET /status` with its height (`result.sync_info.latest_block_height`).
+//! `GET /status` with its node ID (`result.node_info.id`, from
+//! `config/node_key.json`, written on first start like `CometBFT` does) and its
+//! height (`result.sync_info.latest_block_height`).
 //!
 //! Its behaviour is configured by `mock-node.json`, read from the parent of the
 //! directory holding the executable (e.g. `cosmovisor/genesis/mock-node.json`
@@ -414,7 +416,7 @@ fn cmd_start(cfg: Config, args: &[String]) -> i32 {
         return 1;
     };
     if let Some(laddr) = &opts.rpc_laddr {
-        serve_rpc(laddr, Arc::clone(&node.committed));
+        serve_rpc(laddr, node_id(&opts.home), Arc::clone(&node.committed));
     }
     node.run(&opts, &signals)
 }
@@ -813,22 +815,55 @@ fn json_string(s: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// `--rpc.laddr`: CometBFT's `GET /status`, height only.
+// `--rpc.laddr`: CometBFT's `GET /status`, node ID and height only.
 // ---------------------------------------------------------------------------
 
+/// The node's ID from `<home>/config/node_key.json`, which is written first
+/// when missing (as `CometBFT` does on its first start): 64 bytes whose last 32
+/// stand for the ed25519 public key; the ID is the hex of the first 20 bytes
+/// of their SHA-256.
+fn node_id(home: &Path) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let path = home.join("config/node_key.json");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let value = fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|key| key["priv_key"]["value"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            let seed = sha2::Sha512::digest(home.as_os_str().as_encoded_bytes());
+            let value = engine.encode(seed);
+            let key = format!(
+                "{{\"priv_key\":{{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":\"{value}\"}}}}"
+            );
+            fs::create_dir_all(home.join("config")).or_die("creating config/");
+            fs::write(&path, key).or_die(format_args!("writing {}", path.display()));
+            value
+        });
+    let raw = engine
+        .decode(value)
+        .or_die(format_args!("decoding {}", path.display()));
+    let public = raw.get(32..).unwrap_or_default();
+    sha2::Sha256::digest(public)[..20]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Answers `GET /status` on `laddr` (`tcp://ip:port`) from a thread, one
-/// request per connection, with the last committed height.
-fn serve_rpc(laddr: &str, committed: Arc<AtomicU64>) {
+/// request per connection, with the node's ID and last committed height.
+fn serve_rpc(laddr: &str, id: String, committed: Arc<AtomicU64>) {
     let addr = laddr.strip_prefix("tcp://").unwrap_or(laddr);
     let listener = TcpListener::bind(addr).or_die(format_args!("binding --rpc.laddr {laddr}"));
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            answer_status(stream, committed.load(Ordering::SeqCst));
+            answer_status(stream, &id, committed.load(Ordering::SeqCst));
         }
     });
 }
 
-fn answer_status(mut stream: TcpStream, height: u64) {
+fn answer_status(mut stream: TcpStream, id: &str, height: u64) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -840,7 +875,7 @@ fn answer_status(mut stream: TcpStream, height: u64) {
     }
     let (status, body) = if request.starts_with(b"GET /status ") {
         let body = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":-1,\"result\":{{\"sync_info\":{{\"latest_block_height\":\"{height}\",\"catching_up\":false}}}}}}"
+            "{{\"jsonrpc\":\"2.0\",\"id\":-1,\"result\":{{\"node_info\":{{\"id\":\"{id}\"}},\"sync_info\":{{\"latest_block_height\":\"{height}\",\"catching_up\":false}}}}}}"
         );
         ("200 OK", body)
     } else {

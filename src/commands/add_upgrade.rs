@@ -3,8 +3,10 @@
 //! before).
 //!
 //! A height the node has already passed is refused before anything is changed; the node's height
-//! comes from its `CometBFT` RPC (`COSMOVISOR_NODE_RPC`). When the RPC cannot be reached the plan
-//! is queued with a warning saying the height could not be checked. After queueing, the command
+//! comes from its `CometBFT` RPC, believed only when the answer carries this node's ID
+//! (`supervisor/node_rpc.rs`). When the height cannot be checked (no RPC, another node's answer,
+//! no node key) the plan is queued with a warning saying so. Two plans at one height are refused.
+//! The queue is changed under its lock (`batch::update`). After queueing, the command
 //! says what will happen: a running supervisor (it holds the home's lock) restarts the node with
 //! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
 
@@ -20,7 +22,8 @@ use crate::config::Config;
 use crate::exit;
 use crate::home::layout::{self, Layout, UpgradeName};
 use crate::home::plan;
-use crate::supervisor::{lock, node_rpc};
+use crate::supervisor::lock;
+use crate::supervisor::node_rpc::NodeRpc;
 use crate::upgrade::batch::{self, Entry};
 use crate::upgrade::journal::Journal;
 
@@ -50,6 +53,14 @@ pub enum ArgumentError {
     NoList,
     #[error(transparent)]
     Name(#[from] layout::NameError),
+    #[error(
+        "upgrades {first} and {second} would both be at height {height}: the node can halt for only one; give one of them another height"
+    )]
+    SameHeight {
+        first: String,
+        second: String,
+        height: i64,
+    },
     #[error(
         "missed manual upgrade {name} at height {height}, last known height is {latest} (the node's RPC at {rpc}): choose a height above {latest}"
     )]
@@ -124,7 +135,7 @@ async fn add_upgrade(
     force: bool,
     height: Option<i64>,
 ) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked()?;
+    let cfg = ctx.load_for_writing()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let name = UpgradeName::new(name, !cfg.disable_recase).map_err(ArgumentError::from)?;
     if let Some(height) = height.filter(|h| *h <= 0) {
@@ -135,49 +146,70 @@ async fn add_upgrade(
         refuse_under_way(&layout, &cfg, &name)?;
     }
     let queue = layout.batch_file();
-    if height.is_some() {
-        let scheduled = batch::load(&queue)?;
-        if let Some(entry) = scheduled.iter().find(|e| name.same_as(&e.name)) {
-            if !force {
-                return Err(ArgumentError::Scheduled {
-                    name: entry.name.clone(),
-                    height: entry.height,
-                }
-                .into());
-            }
-        }
-    }
     if let Some(height) = height {
+        refuse_scheduled(&batch::load(&queue)?, &name, height, force)?;
         refuse_passed(&cfg, &[(&name, height)]).await?;
     }
     stage(&layout, &name, executable, force)?;
     if let Some(height) = height {
-        let mut entries: Vec<Entry> = batch::load(&queue)?
-            .into_iter()
-            .filter(|e| !name.same_as(&e.name))
-            .collect();
-        entries.push(Entry::new(name.as_str(), height));
-        batch::save(&queue, &entries)?;
+        batch::update(&queue, |entries| -> anyhow::Result<()> {
+            // Again under the lock: the queue may have changed since.
+            refuse_scheduled(entries, &name, height, force)?;
+            entries.retain(|e| !name.same_as(&e.name));
+            entries.push(Entry::new(name.as_str(), height));
+            Ok(())
+        })?;
         info!(queue = %queue.display(), name = %name, height, "{} upgrade binary will switch at height {height}", name);
         tell_what_happens(&layout, &cfg, Some(&name))?;
     }
     Ok(exit::OK)
 }
 
-/// Refuses heights the node has already reached (its RPC says so); warns when it cannot tell.
+/// Refuses to schedule `name` at `height` when it is already scheduled (unless `force`) or
+/// another upgrade is scheduled at that height.
+fn refuse_scheduled(
+    entries: &[Entry],
+    name: &UpgradeName,
+    height: i64,
+    force: bool,
+) -> Result<(), ArgumentError> {
+    if let Some(entry) = entries.iter().find(|e| name.same_as(&e.name)) {
+        if !force {
+            return Err(ArgumentError::Scheduled {
+                name: entry.name.clone(),
+                height: entry.height,
+            });
+        }
+    }
+    match entries
+        .iter()
+        .find(|e| e.height == height && !name.same_as(&e.name))
+    {
+        Some(other) => Err(ArgumentError::SameHeight {
+            first: other.name.clone(),
+            second: name.to_string(),
+            height,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses heights the node has already reached (its authenticated RPC says so); warns when it
+/// cannot tell.
 async fn refuse_passed(cfg: &Config, plans: &[(&UpgradeName, i64)]) -> anyhow::Result<()> {
-    match node_rpc::latest_height(&cfg.node_rpc).await {
+    let rpc = NodeRpc::for_home(cfg);
+    match rpc.latest_height().await {
         Ok(latest) => {
             if let Some((name, height)) = plans.iter().find(|(_, height)| *height <= latest) {
                 return Err(ArgumentError::Missed {
                     name: name.to_string(),
                     height: *height,
                     latest,
-                    rpc: cfg.node_rpc.clone(),
+                    rpc: rpc.shown(),
                 }
                 .into());
             }
-            info!(node_height = latest, rpc = %cfg.node_rpc, "the node has not reached the upgrade height yet");
+            info!(node_height = latest, rpc = %rpc.shown(), "the node has not reached the upgrade height yet");
         }
         Err(err) => {
             warn!(error = %err, "the node's height could not be checked (COSMOVISOR_NODE_RPC); queueing the upgrade anyway: make sure the node has not reached its height");
@@ -208,9 +240,9 @@ fn tell_what_happens(
         );
         return Ok(());
     }
-    if let Some(pid) = lock::holder(layout.root()) {
+    if let Some(holder) = lock::holder(layout.root()) {
         info!(
-            supervisor_pid = pid,
+            supervisor_pid = holder.pid,
             "the running node will be restarted with --halt-height {} (unless it already runs with it) and upgraded to {} when it halts there",
             next.height,
             next.name
@@ -257,7 +289,7 @@ async fn add_batch_upgrade(
     list: &[String],
     file: Option<&Path>,
 ) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked()?;
+    let cfg = ctx.load_for_writing()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     let raw: Vec<String> = match (file, list.is_empty()) {
         (Some(file), _) => {
@@ -283,10 +315,19 @@ async fn add_batch_upgrade(
         check_executable(executable)?;
         refuse_under_way(&layout, &cfg, name)?;
     }
-    let heights: Vec<(&UpgradeName, i64)> = planned
+    let mut heights: Vec<(&UpgradeName, i64)> = planned
         .iter()
         .map(|(name, _, height)| (name, *height))
         .collect();
+    heights.sort_by_key(|(_, height)| *height);
+    if let Some(pair) = heights.windows(2).find(|pair| pair[0].1 == pair[1].1) {
+        return Err(ArgumentError::SameHeight {
+            first: pair[0].0.to_string(),
+            second: pair[1].0.to_string(),
+            height: pair[0].1,
+        }
+        .into());
+    }
     refuse_passed(&cfg, &heights).await?;
     let mut entries = Vec::new();
     for (name, executable, height) in &planned {
@@ -294,7 +335,10 @@ async fn add_batch_upgrade(
         entries.push(Entry::new(name.as_str(), *height));
     }
     let queue = layout.batch_file();
-    batch::save(&queue, &entries)?;
+    batch::update(&queue, |queued| -> anyhow::Result<()> {
+        queued.clone_from(&entries);
+        Ok(())
+    })?;
     info!(queue = %queue.display(), upgrades = entries.len(), "manual upgrades scheduled");
     tell_what_happens(&layout, &cfg, None)?;
     Ok(exit::OK)

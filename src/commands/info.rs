@@ -35,7 +35,7 @@ pub struct ShowUpgradeInfoArgs {
 }
 
 /// Prints `data/upgrade-info.json` as it is (text) or as a validated plan (JSON), with the
-/// credentials of its URLs hidden (`plan_info::redact`).
+/// credentials of its URLs hidden (`crate::redact::redact`).
 impl Run for ShowUpgradeInfoArgs {
     fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let cfg = ctx.load_home()?;
@@ -59,7 +59,7 @@ impl Run for ShowUpgradeInfoArgs {
         };
         match self.output {
             OutputFormat::Text => {
-                let text = crate::acquire::plan_info::redact(&String::from_utf8_lossy(&bytes));
+                let text = crate::redact::redact(&String::from_utf8_lossy(&bytes));
                 stdout
                     .write_all(text.as_bytes())
                     .context("cannot write to stdout")?;
@@ -72,7 +72,7 @@ impl Run for ShowUpgradeInfoArgs {
                     "name": plan.name.as_str(),
                     "raw_name": plan.raw_name,
                     "height": plan.height,
-                    "info": crate::acquire::plan_info::redact(&plan.info),
+                    "info": crate::redact::redact(&plan.info),
                     "upgrade_dir": layout.upgrade_dir(&plan.name),
                 });
                 writeln!(stdout, "{value}").context("cannot write to stdout")?;

@@ -44,6 +44,7 @@ impl Run for InitArgs {
 fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
     check_executable(executable)?;
     let cfg = Config::load(ctx.config_file())?;
+    crate::commands::home_owner::become_home_owner(&cfg.home)?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     check_existing(&layout)?;
 

@@ -13,6 +13,7 @@
 pub mod add_upgrade;
 pub mod completion;
 pub mod doctor;
+pub mod home_owner;
 pub mod info;
 pub mod init;
 pub mod prepare;
@@ -69,6 +70,14 @@ impl Context {
         } else {
             Err(ConfigErrors(errors).into())
         }
+    }
+
+    /// [`Context::load_checked`] for a command that writes into the home: run by root on another
+    /// user's home, it goes on as that user ([`home_owner::become_home_owner`]).
+    pub fn load_for_writing(&self) -> anyhow::Result<Config> {
+        let cfg = self.load_checked()?;
+        home_owner::become_home_owner(&cfg.home)?;
+        Ok(cfg)
     }
 
     /// Loads the configuration and checks that the home has a `cosmovisor/` folder, for the
@@ -150,6 +159,7 @@ pub const CODED_ERRORS: &[exit::Probe] = &[
     exit::probe::<add_upgrade::ArgumentError>,
     exit::probe::<add_upgrade::UnderWayError>,
     exit::probe::<rollback::RollbackError>,
+    exit::probe::<crate::supervisor::lock::HomeBusy>,
     exit::probe::<crate::signals::Interrupted>,
 ];
 

@@ -23,7 +23,7 @@ impl Run for PrepareUpgradeArgs {
 }
 
 async fn prepare(ctx: &Context) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked()?;
+    let cfg = ctx.load_for_writing()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     info!(address = %cfg.grpc_address, "Using gRPC address");
     let Some(remote) = grpc::current_plan(&cfg.grpc_address).await? else {

@@ -47,9 +47,12 @@ pub enum RollbackError {
     #[error(
         "a cosmovisor supervises this home ({} is locked{}): stop it first (for example `systemctl stop cosmovisor`)",
         lock.display(),
-        pid.map_or_else(String::new, |pid| format!(" by pid {pid}"))
+        holder.map_or_else(String::new, |holder| format!(" by {holder}"))
     )]
-    SupervisorRunning { lock: PathBuf, pid: Option<i32> },
+    SupervisorRunning {
+        lock: PathBuf,
+        holder: Option<lock::Holder>,
+    },
     #[error("the daemon started by cosmovisor is still running (pid {pid}): stop it first")]
     DaemonRunning { pid: i32 },
     #[error(
@@ -122,16 +125,16 @@ impl Run for RollbackArgs {
     reason = "one linear procedure: checks, summary, confirmation, then the three changes"
 )]
 fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked()?;
+    let cfg = ctx.load_for_writing()?;
     let layout = Layout::new(&cfg.home, &cfg.name);
     layout::check_home(&layout)?;
-    let lock_path = layout.root();
-    let Some(_lock) = SupervisorLock::try_acquire(lock_path)
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?
+    let root = layout.root();
+    let Some(_lock) = SupervisorLock::try_acquire(root)
+        .with_context(|| format!("cannot lock {}", lock::lock_file(root).display()))?
     else {
         return Err(RollbackError::SupervisorRunning {
-            pid: lock::holder(lock_path),
-            lock: lock_path.to_path_buf(),
+            holder: lock::holder(root),
+            lock: lock::lock_file(root),
         }
         .into());
     };

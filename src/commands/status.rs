@@ -96,6 +96,9 @@ pub struct JournalState {
 pub struct Running {
     pub running: bool,
     pub pid: Option<i32>,
+    /// The user it runs as, when that is not the home's owner (the supervisor lock only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_uid: Option<u32>,
 }
 
 /// `cosmovisor status`'s arguments.
@@ -162,7 +165,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Some(PendingPlan {
                 name: plan.name.as_str().to_owned(),
                 height: plan.height,
-                info: crate::acquire::plan_info::redact(&plan.info),
+                info: crate::redact::redact(&plan.info),
                 would_trigger: applied.is_superseded_by(&plan),
                 binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,
@@ -244,7 +247,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         }
     };
     let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
-    let supervisor_pid = crate::supervisor::lock::holder(layout.root());
+    let supervisor = crate::supervisor::lock::holder(layout.root());
     Status {
         cosmovisor_version: crate::VERSION,
         home: layout.home().to_path_buf(),
@@ -259,10 +262,12 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         daemon: Running {
             running: daemon_pid.is_some(),
             pid: daemon_pid,
+            foreign_uid: None,
         },
         supervisor: Running {
-            running: supervisor_pid.is_some(),
-            pid: supervisor_pid,
+            running: supervisor.is_some(),
+            pid: supervisor.map(|holder| holder.pid),
+            foreign_uid: supervisor.and_then(|holder| holder.foreign_uid),
         },
         errors,
     }
@@ -381,9 +386,12 @@ pub fn text(status: &Status) -> String {
             },
         ),
     );
-    let running = |r: &Running| match r.pid {
-        Some(pid) => format!("running (pid {pid})"),
-        None => "not running".to_owned(),
+    let running = |r: &Running| match (r.pid, r.foreign_uid) {
+        (Some(pid), None) => format!("running (pid {pid})"),
+        (Some(pid), Some(uid)) => {
+            format!("running (pid {pid}, run by uid {uid}, not the home's owner)")
+        }
+        (None, _) => "not running".to_owned(),
     };
     line("daemon:", running(&status.daemon));
     line("supervisor:", running(&status.supervisor));

@@ -54,7 +54,8 @@ pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
 pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
 
-/// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset (`CometBFT`'s default `rpc.laddr`).
+/// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset and the node's `config.toml` names
+/// no TCP `[rpc] laddr` (`CometBFT`'s default `rpc.laddr`).
 pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
 /// Read by `log.rs` alone, not part of [`Config`].
 pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
@@ -153,7 +154,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         COSMOVISOR_NODE_RPC,
-        "http://127.0.0.1:26657: the node's CometBFT RPC, asked for its height (never to trigger)",
+        "the node's [rpc] laddr in $DAEMON_HOME/config/config.toml, else http://127.0.0.1:26657: the node's CometBFT RPC, asked for its height (never to trigger); an answer counts only from the node whose ID config/node_key.json gives",
     ),
     (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
 ];
@@ -190,9 +191,10 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// A download that receives less than 1 KiB in this long fails as stalled (default 60s).
     pub download_idle_timeout: Duration,
-    /// The node's `CometBFT` RPC (`http(s)://host:port`), asked for the node's height only to refuse
-    /// or confirm, never to trigger anything.
-    pub node_rpc: String,
+    /// `COSMOVISOR_NODE_RPC` when set: the node's `CometBFT` RPC (`http(s)://host:port`), asked
+    /// for the node's height only to refuse or confirm, never to trigger anything. Unset: the
+    /// node's own `[rpc] laddr` (`supervisor/node_rpc.rs`).
+    pub node_rpc: Option<String>,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.

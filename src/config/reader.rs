@@ -20,7 +20,7 @@ use super::{
     DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
     DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
     DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
-    DAEMON_SHUTDOWN_GRACE, DEFAULT_NODE_RPC, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+    DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -323,21 +323,19 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     }
 
     /// `COSMOVISOR_NODE_RPC`: an `http://` or `https://` URL with a host; unset or empty gives
-    /// the default.
-    fn node_rpc(&mut self) -> String {
-        let Some(value) = self.non_empty(COSMOVISOR_NODE_RPC) else {
-            return DEFAULT_NODE_RPC.to_owned();
-        };
+    /// `None` (the node's own `[rpc] laddr` is used: `supervisor/node_rpc.rs`).
+    fn node_rpc(&mut self) -> Option<String> {
+        let value = self.non_empty(COSMOVISOR_NODE_RPC)?;
         let url = value.trim().trim_end_matches('/').to_owned();
         match url::Url::parse(&url) {
             Ok(parsed)
                 if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
             {
-                url
+                Some(url)
             }
             _ => {
                 self.errors.push(ConfigError::InvalidNodeRpc { value });
-                DEFAULT_NODE_RPC.to_owned()
+                None
             }
         }
     }

@@ -15,7 +15,7 @@ use super::{
     COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES,
     DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
     DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, DEFAULT_NODE_RPC, UNSAFE_SKIP_BACKUP,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP,
     format_go_duration,
 };
 
@@ -79,7 +79,13 @@ impl Config {
                 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
                 format_go_duration(self.download_idle_timeout),
             ),
-            (COSMOVISOR_NODE_RPC, self.node_rpc.clone()),
+            (
+                COSMOVISOR_NODE_RPC,
+                self.node_rpc
+                    .as_deref()
+                    .map(crate::redact::redact)
+                    .unwrap_or_default(),
+            ),
         ];
         let derived = [
             ("Root Dir", show(&root)),
@@ -163,8 +169,8 @@ impl Config {
         if let Some(addr) = self.metrics_addr {
             lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
         }
-        if self.node_rpc != DEFAULT_NODE_RPC {
-            lines.push(("cosmovisor_node_rpc", toml_string(&self.node_rpc)));
+        if let Some(rpc) = &self.node_rpc {
+            lines.push(("cosmovisor_node_rpc", toml_string(rpc)));
         }
         let mut out = String::new();
         for (key, value) in lines {
@@ -229,7 +235,7 @@ mod tests {
             backup_mode: BackupMode::Checkpoint,
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             download_idle_timeout: Duration::from_millis(250),
-            node_rpc: "https://rpc.example:443".into(),
+            node_rpc: Some("https://rpc.example:443".into()),
         };
         let text = odd.to_toml();
         assert!(

@@ -183,7 +183,7 @@ pub(super) fn defaults() -> Config {
         backup_mode: BackupMode::Auto,
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
-        node_rpc: "http://127.0.0.1:26657".into(),
+        node_rpc: None,
     }
 }
 

@@ -1,35 +1,56 @@
-//! The supervisor lock: an advisory `flock` on the `cosmovisor/` directory itself, held for the
-//! life of the one `cosmovisor run` that supervises this home's node and carries out its
-//! upgrades. A lock file could be deleted under a running supervisor (then a second one would
-//! lock a new file and also supervise); the directory cannot be removed while it holds the
-//! home's binaries, and replacing it would not carry the running supervisor's state anyway.
+//! The supervisor lock: an advisory `flock` on `cosmovisor/supervisor.lock`, held for the life of
+//! the one `cosmovisor run` that supervises this home's node and carries out its upgrades.
 //!
-//! A second `cosmovisor run` for the same home (say `cosmovisor run query …` beside a running
-//! node) does not get it and runs its command as a plain pass-through, never touching upgrades.
-//! The kernel drops the lock when the holder dies, even by SIGKILL, so a crash never leaves a
-//! stale lock behind. The file descriptor is close-on-exec, so the daemon never inherits it.
+//! Only the home's owner can take it (docs/design.md "Trust boundaries"): the file is created
+//! `0600` by the supervisor in `cosmovisor/`, which other users cannot write, and opened without
+//! following links, so another local user can neither open it to lock it nor plant one. (Locking
+//! the `cosmovisor/` folder itself, as earlier versions did, let anyone who could read the home
+//! take the lock and silently turn every later `run start` into a pass-through.)
+//!
+//! A second `cosmovisor run start` for the same home is refused with [`exit::HOME_BUSY`]
+//! (`supervise.rs`); any other `cosmovisor run <command>` beside a running node (`run query …`)
+//! runs as a plain pass-through, never touching upgrades. The kernel drops the lock when the
+//! holder dies, even by SIGKILL, so a crash never leaves a stale lock behind. The file descriptor
+//! is close-on-exec, so the daemon never inherits it. `status` and `rollback` name the holder, and
+//! its user when that is not the home's owner.
+//!
+//! [`exit::HOME_BUSY`]: crate::exit::HOME_BUSY
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+/// The lock file's name in `cosmovisor/`.
+const LOCK_FILE: &str = "supervisor.lock";
 
 /// Proof that we hold the lock; dropping it releases the lock.
 pub struct SupervisorLock {
     _lock: Flock<File>,
 }
 
+/// The lock file of the home whose `cosmovisor/` folder is `root`.
+#[must_use]
+pub fn lock_file(root: &Path) -> PathBuf {
+    root.join(LOCK_FILE)
+}
+
 impl SupervisorLock {
-    /// Takes the lock on the directory `dir` if nobody holds it; `Ok(None)` when another
-    /// cosmovisor does.
-    pub fn try_acquire(dir: &Path) -> io::Result<Option<SupervisorLock>> {
+    /// Takes the lock of the home whose `cosmovisor/` folder is `root` if nobody holds it;
+    /// `Ok(None)` when another cosmovisor does.
+    pub fn try_acquire(root: &Path) -> io::Result<Option<SupervisorLock>> {
         let file = OpenOptions::new()
             .read(true)
-            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
-            .open(dir)?;
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(lock_file(root))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(Some(SupervisorLock { _lock: lock })),
             Err((_, Errno::EWOULDBLOCK)) => Ok(None),
@@ -38,15 +59,59 @@ impl SupervisorLock {
     }
 }
 
-/// The pid of the process holding the lock on the directory `path`, if any, read from `/proc/locks` without
-/// touching the lock (taking it, even briefly, could turn a supervisor starting at that moment
-/// into a pass-through). `None` when nobody holds it or `/proc` is not available.
+/// `cosmovisor run start` on a home another cosmovisor supervises: starting a second node on the
+/// same data would corrupt it, and a silent pass-through would never upgrade.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another cosmovisor already supervises this home ({} is locked{}): not starting a second node on the same data; stop the other one first (for example `systemctl stop cosmovisor`)",
+    lock.display(),
+    holder.map_or_else(String::new, |holder| format!(" by {holder}"))
+)]
+pub struct HomeBusy {
+    pub lock: PathBuf,
+    pub holder: Option<Holder>,
+}
+
+impl crate::exit::ExitCode for HomeBusy {
+    fn exit_code(&self) -> u8 {
+        crate::exit::HOME_BUSY
+    }
+}
+
+/// The process holding a home's supervisor lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    /// Its user, when that is not the home's owner (or `None` when it is, or cannot be told).
+    pub foreign_uid: Option<u32>,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(uid) = self.foreign_uid {
+            write!(f, ", run by uid {uid}, not the home's owner")?;
+        }
+        Ok(())
+    }
+}
+
+/// The process holding the supervisor lock of the home whose `cosmovisor/` folder is `root`, if
+/// any, read from `/proc/locks` without touching the lock (taking it, even briefly, could make a
+/// supervisor starting at that moment refuse to start). `None` when nobody holds it or `/proc` is
+/// not available.
 #[must_use]
-pub fn holder(path: &Path) -> Option<i32> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = std::fs::metadata(path).ok()?.ino();
+pub fn holder(root: &Path) -> Option<Holder> {
+    let inode = std::fs::symlink_metadata(lock_file(root)).ok()?.ino();
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    holder_in(&locks, inode)
+    let pid = holder_in(&locks, inode)?;
+    let owner = root.parent().and_then(|home| std::fs::metadata(home).ok());
+    let uid = std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid());
+    let foreign_uid = match (uid, owner) {
+        (Some(uid), Some(owner)) if uid != owner.uid() => Some(uid),
+        _ => None,
+    };
+    Some(Holder { pid, foreign_uid })
 }
 
 /// Finds an active `FLOCK` on `inode` in the text of `/proc/locks`
@@ -67,6 +132,8 @@ fn holder_in(locks: &str, inode: u64) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -81,6 +148,24 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_file_is_private_and_never_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lock = SupervisorLock::try_acquire(tmp.path()).unwrap();
+        assert!(lock.is_some());
+        let mode = std::fs::metadata(lock_file(tmp.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(lock);
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_file(lock_file(tmp.path())).unwrap();
+        std::os::unix::fs::symlink(other.path().join("x"), lock_file(tmp.path())).unwrap();
+        assert!(SupervisorLock::try_acquire(tmp.path()).is_err());
+        assert!(!other.path().join("x").exists());
+    }
+
+    #[test]
     fn holder_is_read_from_proc_locks() {
         let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:2f:777 0 EOF\n\
                      1: -> FLOCK  ADVISORY  WRITE 4343 00:2f:777 0 EOF\n\
@@ -89,15 +174,19 @@ mod tests {
         assert_eq!(holder_in(locks, 888), None);
         assert_eq!(holder_in(locks, 1), None);
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path();
-        let lock = SupervisorLock::try_acquire(path).unwrap();
+        let root = tmp.path().join("cosmovisor");
+        std::fs::create_dir(&root).unwrap();
+        let lock = SupervisorLock::try_acquire(&root).unwrap();
         if std::path::Path::new("/proc/locks").exists() {
             assert_eq!(
-                holder(path),
-                Some(i32::try_from(std::process::id()).unwrap())
+                holder(&root),
+                Some(Holder {
+                    pid: i32::try_from(std::process::id()).unwrap(),
+                    foreign_uid: None
+                })
             );
         }
         drop(lock);
-        assert_eq!(holder(path), None);
+        assert_eq!(holder(&root), None);
     }
 }

@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -48,13 +48,21 @@ pub struct Hints {
 
 /// The halt heights the daemon's output claimed.
 pub struct Halts {
-    halt: watch::Receiver<Option<i64>>,
+    halt: watch::Receiver<Option<HaltLine>>,
+}
+
+/// The last halt line the daemon printed: the height it names, and when it was read (a signal
+/// forwarded after it makes the node's exit no evidence of a halt: `supervise/manual.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaltLine {
+    pub height: i64,
+    pub seen: Instant,
 }
 
 impl Hints {
-    /// The height of the last halt line the daemon printed, if any.
+    /// The last halt line the daemon printed, if any.
     #[must_use]
-    pub fn halt_height(&self) -> Option<i64> {
+    pub fn halt_line(&self) -> Option<HaltLine> {
         *self.halts.halt.borrow()
     }
 }
@@ -67,8 +75,8 @@ impl Halts {
             if self.halt.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            if let Some(height) = *self.halt.borrow_and_update() {
-                return height;
+            if let Some(line) = *self.halt.borrow_and_update() {
+                return line.height;
             }
         }
     }
@@ -78,7 +86,7 @@ impl Halts {
 #[derive(Clone)]
 pub struct HintSender {
     lines: mpsc::Sender<LinePlan>,
-    halt: watch::Sender<Option<i64>>,
+    halt: watch::Sender<Option<HaltLine>>,
 }
 
 /// A new pair of hint channels, for one run of the daemon.
@@ -114,7 +122,10 @@ impl HintSink {
                 self.last_line = Some(line);
             }
             Notice::Halted(height) => {
-                self.sender.halt.send_replace(Some(height));
+                self.sender.halt.send_replace(Some(HaltLine {
+                    height,
+                    seen: Instant::now(),
+                }));
             }
         }
     }
@@ -339,7 +350,7 @@ mod tests {
             received,
             (1..=i64::try_from(LINE_QUEUE).unwrap()).collect::<Vec<_>>()
         );
-        assert_eq!(hints.halt_height(), Some(9));
+        assert_eq!(hints.halt_line().map(|line| line.height), Some(9));
     }
 
     #[test]

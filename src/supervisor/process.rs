@@ -48,6 +48,9 @@ pub struct Daemon {
     /// Whether the daemon leads its own process group (else it shares ours: see `signals.rs`).
     own_group: bool,
     copiers: Vec<Copier>,
+    /// When a signal cosmovisor received last reached the daemon (forwarded, or delivered by the
+    /// terminal to the group they share).
+    last_signalled: Option<std::time::Instant>,
 }
 
 /// What to run.
@@ -146,6 +149,7 @@ impl Daemon {
                 pid,
                 own_group,
                 copiers,
+                last_signalled: None,
             },
             hints,
         ))
@@ -156,6 +160,11 @@ impl Daemon {
         self.pid
     }
 
+    /// When a signal cosmovisor received last reached the daemon, if one did.
+    pub fn last_signalled(&self) -> Option<std::time::Instant> {
+        self.last_signalled
+    }
+
     /// Waits for the daemon to exit and reaps it. Cancel-safe.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.child.wait().await
@@ -164,6 +173,7 @@ impl Daemon {
     /// Passes on a signal cosmovisor received, by the policy of `signals.rs`: a terminal's
     /// SIGINT already reached a daemon that shares our process group, so it is not sent twice.
     pub fn forward(&mut self, signal: Signal) {
+        self.last_signalled = Some(std::time::Instant::now());
         if signals::already_delivered(signal, self.own_group) {
             return;
         }

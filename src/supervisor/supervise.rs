@@ -16,8 +16,9 @@
 //!
 //! A change of the manual-upgrade queue while the node runs is acted on at once: when the queue's
 //! lowest height is not the `--halt-height` the node runs with, the node is restarted gracefully
-//! with the right one (unless its RPC says it is already past that height). A plan in
-//! `upgrade-info.json` that can never be applied stops the node and cosmovisor with an error.
+//! with the right one (unless its authenticated RPC says it is already past that height). A plan
+//! in `upgrade-info.json` that can never be applied, and a queue that cannot be used, stop the
+//! node and cosmovisor with an error, the same one a start with them gives.
 //! Those decisions about manual upgrades, and the questions to the node's RPC, are `manual.rs`.
 //!
 //! Before the first launch it resumes the upgrade a cosmovisor that was stopped or killed left
@@ -51,8 +52,9 @@ use crate::home::plan::{self, Applied, LinePlan, Plan};
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
-use crate::supervisor::lock::SupervisorLock;
+use crate::supervisor::lock::{self, SupervisorLock};
 use crate::supervisor::metrics_endpoint;
+use crate::supervisor::node_rpc::NodeRpc;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
@@ -79,12 +81,16 @@ enum Ending {
     Restart,
     /// `upgrade-info.json` holds a plan that can never be applied.
     Unusable(UnusablePlan),
+    /// The manual-upgrade queue cannot be used.
+    InvalidQueue(batch::BatchError),
 }
 
 /// One run of the daemon, ended, with what is left to act on.
 struct Run {
     daemon: Daemon,
     hints: Hints,
+    /// The arguments it was launched with.
+    args: Vec<OsString>,
     /// The manual upgrade due while it ran (its `--halt-height` was passed), if any.
     manual: Option<Plan>,
     ending: Ending,
@@ -111,9 +117,16 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
     check_runnable(&layout)?;
     let signals = Signals::install().context("cannot install signal handlers")?;
     process::become_subreaper();
-    let lock_path = layout.root().to_path_buf();
-    let lock = SupervisorLock::try_acquire(&lock_path)
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let root = layout.root().to_path_buf();
+    let lock = SupervisorLock::try_acquire(&root)
+        .with_context(|| format!("cannot lock {}", lock::lock_file(&root).display()))?;
+    if lock.is_none() && args.first().is_some_and(|first| first == "start") {
+        return Err(lock::HomeBusy {
+            lock: lock::lock_file(&root),
+            holder: lock::holder(&root),
+        }
+        .into());
+    }
     let mut supervisor = Supervisor {
         cfg,
         layout,
@@ -125,7 +138,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
     let result = if let Some(_held) = lock {
         supervisor.supervise().await.or_else(stopped_by_signal)
     } else {
-        info!(lock = %lock_path.display(), "another cosmovisor supervises this home; running the command without upgrade handling");
+        info!(lock = %lock::lock_file(&root).display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
     };
     if let Err(err) = &result {
@@ -216,6 +229,7 @@ impl Supervisor<'_> {
         Ok(Run {
             daemon,
             hints,
+            args,
             manual,
             ending,
         })
@@ -238,16 +252,21 @@ impl Supervisor<'_> {
         let Run {
             mut daemon,
             hints,
+            args,
             manual,
             ending,
         } = run;
         let (plan, upgrade) = match ending {
             Ending::Exited(status) => {
                 self.reaped(&mut daemon, status).await;
-                match self
-                    .plan_after_exit(watcher, &hints, manual.as_ref())
-                    .await?
-                {
+                let halt = halted_for(
+                    &hints,
+                    manual.as_ref(),
+                    &args,
+                    status,
+                    daemon.last_signalled(),
+                );
+                match self.plan_after_exit(watcher, halt).await? {
                     Some(plan) => {
                         let upgrade = Upgrade::decide(&plan, &self.layout)?;
                         (plan, upgrade)
@@ -274,6 +293,15 @@ impl Supervisor<'_> {
                 self.stop_daemon(&mut daemon, &why).await?;
                 return Err(unusable.into());
             }
+            Ending::InvalidQueue(err) => {
+                error!(error = %err, "the manual upgrade queue cannot be used; stopping the node");
+                let why = format!(
+                    "stopping {}: the manual upgrade queue cannot be used",
+                    self.cfg.name
+                );
+                self.stop_daemon(&mut daemon, &why).await?;
+                return Err(err.into());
+            }
         };
         let applied = self.apply(&plan, upgrade, watcher).await;
         // Done, or interrupted with the journal to carry it to its end on the next start: either
@@ -290,21 +318,17 @@ impl Supervisor<'_> {
     }
 
     /// After the daemon exited on its own: the plan to apply now, if any. The node may have
-    /// written the plan just before dying (Go checks too), or reported its halt at a manual
-    /// upgrade's height before it exited. None once a termination signal arrived: we stop too.
+    /// written the plan just before dying (Go checks too), or halted at a manual upgrade's height
+    /// (`halt`, judged by [`halted_for`]). None once a termination signal arrived: we stop too.
     async fn plan_after_exit(
         &mut self,
         watcher: &mut Watcher,
-        hints: &Hints,
-        manual: Option<&Plan>,
+        halt: Option<Plan>,
     ) -> anyhow::Result<Option<Plan>> {
         if self.signals.interrupted().is_err() {
             return Ok(None);
         }
-        Ok(watcher
-            .check_now()
-            .await?
-            .or_else(|| halted_for(hints, manual)))
+        Ok(watcher.check_now().await?.or(halt))
     }
 
     /// Decides the upgrade to `plan` and stops the daemon for it. The upgrade is journaled before
@@ -474,7 +498,7 @@ impl Supervisor<'_> {
         // An upgrade line waiting for the file to confirm it, and until when.
         let mut unconfirmed: Option<(LinePlan, Instant)> = None;
         let mut orphan_exits = child_exits()?;
-        let mut checks = HeightChecks::new(&self.cfg.node_rpc);
+        let mut checks = HeightChecks::new(NodeRpc::for_home(self.cfg));
         let mut watchdog = notify::Watchdog::new();
         loop {
             let settle_deadline = unconfirmed.as_ref().map(|(_, deadline)| *deadline);
@@ -508,7 +532,7 @@ impl Supervisor<'_> {
                     }
                 }
                 height = hints.halts.next(), if !stopping => {
-                    checks.halt_claimed(height, manual.as_ref());
+                    checks.halt_claimed(height, manual.as_ref(), args);
                 }
                 Some(line) = hints.upgrade_lines.recv(), if !stopping => {
                     // Only a hint: look at the file now; its plan is the one applied.
@@ -587,6 +611,7 @@ fn ending_for(verdict: Verdict) -> Option<Ending> {
         Verdict::Nothing => None,
         Verdict::Restart => Some(Ending::Restart),
         Verdict::Upgrade(plan) => Some(Ending::Upgrade(plan)),
+        Verdict::Invalid(err) => Some(Ending::InvalidQueue(err)),
     }
 }
 

@@ -7,11 +7,20 @@
 //! is carried out like a governance one, then removed from the queue. A plan is never applied
 //! before the node says it reached the height. The file is a JSON array of plans (Go v1.7's
 //! format), written atomically.
+//!
+//! One writer at a time: `add-upgrade`, `add-batch-upgrade` and the supervisor's removal of an
+//! applied plan read, change and write the queue through [`update`], under an exclusive `flock` on
+//! `upgrade-info.json.batch.lock` beside it (created `0600`: only the home's owner can take it), so
+//! neither loses the other's change. Two plans at one height are refused: the node can halt for
+//! only one of them.
 
 use std::ffi::OsString;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +53,18 @@ pub enum BatchError {
     Plan { path: PathBuf, err: PlanError },
     #[error("cannot write {}: {err}", path.display())]
     Write { path: PathBuf, err: io::Error },
+    #[error("cannot lock the manual upgrade queue with {}: {err}", path.display())]
+    Lock { path: PathBuf, err: io::Error },
+    #[error(
+        "{} schedules {first} and {second} both at height {height}: the node can halt for only one; remove one of them",
+        path.display()
+    )]
+    SameHeight {
+        path: PathBuf,
+        first: String,
+        second: String,
+        height: i64,
+    },
 }
 
 impl crate::exit::ExitCode for BatchError {
@@ -95,11 +116,58 @@ pub fn load(path: &Path) -> Result<Vec<Entry>, BatchError> {
             reason: err.to_string(),
         })?;
     entries.sort_by_key(|entry| entry.height);
+    if let Some(pair) = entries.windows(2).find(|pair| pair[0].height == pair[1].height) {
+        return Err(BatchError::SameHeight {
+            path: path.to_path_buf(),
+            first: pair[0].name.clone(),
+            second: pair[1].name.clone(),
+            height: pair[0].height,
+        });
+    }
     Ok(entries)
 }
 
-/// Writes the queue (sorted, indented like Go's), or removes the file when it is empty.
-pub fn save(path: &Path, entries: &[Entry]) -> Result<(), BatchError> {
+/// Reads the queue, lets `change` change it, and writes it back when it changed, all under the
+/// queue's lock. When `change` fails nothing is written.
+pub fn update<T, E: From<BatchError>>(
+    path: &Path,
+    change: impl FnOnce(&mut Vec<Entry>) -> Result<T, E>,
+) -> Result<T, E> {
+    let _lock = lock(path)?;
+    let mut entries = load(path)?;
+    let before = entries.clone();
+    let out = change(&mut entries)?;
+    if entries != before {
+        save(path, &entries)?;
+    }
+    Ok(out)
+}
+
+/// Takes the queue's lock, waiting for another writer to finish (each holds it only to read and
+/// write the small file).
+fn lock(path: &Path) -> Result<Flock<File>, BatchError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let failed = |err| BatchError::Lock {
+        path: lock_path.clone(),
+        err,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(&lock_path)
+        .map_err(failed)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| failed(io::Error::from(errno)))
+}
+
+/// Writes the queue (sorted, indented like Go's), or removes the file when it is empty. Callers
+/// that change what is there go through [`update`].
+fn save(path: &Path, entries: &[Entry]) -> Result<(), BatchError> {
     let write = |err| BatchError::Write {
         path: path.to_path_buf(),
         err,
@@ -132,16 +200,28 @@ pub fn next_due(path: &Path, applied: &Applied, recase: bool) -> Result<Option<P
 
 /// Removes the entries for `plan` (after it was applied).
 pub fn remove(path: &Path, plan: &Plan) -> Result<(), BatchError> {
-    let entries = load(path)?;
-    let kept: Vec<Entry> = entries
-        .iter()
-        .filter(|entry| !plan.name.same_as(&entry.name))
-        .cloned()
-        .collect();
-    if kept.len() == entries.len() {
-        return Ok(());
-    }
-    save(path, &kept)
+    update(path, |entries: &mut Vec<Entry>| {
+        entries.retain(|entry| !plan.name.same_as(&entry.name));
+        Ok::<(), BatchError>(())
+    })
+}
+
+/// The `--halt-height` the daemon runs with for `args`: the last one given (the flag parser's
+/// rule), when it is a height.
+#[must_use]
+pub fn halt_height_of(args: &[OsString]) -> Option<i64> {
+    args.iter()
+        .enumerate()
+        .filter_map(|(i, arg)| {
+            let arg = arg.to_string_lossy();
+            if let Some(value) = arg.strip_prefix("--halt-height=") {
+                return value.parse::<i64>().ok();
+            }
+            (arg == "--halt-height")
+                .then(|| args.get(i + 1)?.to_string_lossy().parse::<i64>().ok())?
+        })
+        .last()
+        .filter(|height| *height > 0)
 }
 
 /// The daemon's arguments with `--halt-height <height>` added for a `start`, unless the operator
@@ -151,14 +231,7 @@ pub fn with_halt_height(args: &[OsString], height: i64) -> Option<Vec<OsString>>
     if args.first().is_none_or(|first| first != "start") {
         return None;
     }
-    let existing = args.iter().enumerate().find_map(|(i, arg)| {
-        let arg = arg.to_string_lossy();
-        if let Some(value) = arg.strip_prefix("--halt-height=") {
-            return value.parse::<i64>().ok();
-        }
-        (arg == "--halt-height").then(|| args.get(i + 1)?.to_string_lossy().parse::<i64>().ok())?
-    });
-    if existing.is_some_and(|h| h > 0 && h <= height) {
+    if halt_height_of(args).is_some_and(|existing| existing <= height) {
         return None;
     }
     let mut args: Vec<OsString> = args.to_vec();

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::DownloadError;
 use super::sink::{Landed, Sink, Target};
-use crate::acquire::plan_info::{self, Location, Source};
+use crate::acquire::plan_info::{Location, Source};
 use crate::bounded_read::ReadError;
 use crate::config::{COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, format_go_duration};
 use crate::progress::Progress;
@@ -417,7 +417,7 @@ fn network_reason(err: reqwest::Error) -> String {
         reason.push_str(&inner.to_string());
         cause = inner.source();
     }
-    plan_info::redact(&reason)
+    crate::redact::redact(&reason)
 }
 
 #[cfg(test)]

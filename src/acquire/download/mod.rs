@@ -14,7 +14,7 @@
 //! are fetched under timeouts and size caps (`fetch.rs`), the unpacking is bounded and cancellable,
 //! what is installed must be an executable for this machine, and a termination signal ends any step
 //! at once with [`DownloadError::Interrupted`] (the staging folder is removed). URLs are shown only
-//! through [`plan_info::redact`].
+//! through [`crate::redact::redact`].
 //! Unpacking and the archive safety rules are `archive/`; parsing the plan's `info` and URLs is
 //! `plan_info.rs`.
 

@@ -1,6 +1,16 @@
-//! Manual upgrades while the node runs: what a change of the queue asks of the running node, and
-//! the questions to the node's RPC (`node_rpc.rs`) that decide two cases the daemon's output cannot
-//! (docs/design.md "Trust boundaries"):
+//! Manual upgrades while the node runs: what a change of the queue asks of the running node, what
+//! counts as the node's halt at a manual upgrade's height, and the questions to the node's
+//! authenticated RPC (`node_rpc.rs`). The daemon's output is only a hint (docs/design.md "Trust
+//! boundaries"): a manual upgrade at H is carried out only when the node's height is confirmed,
+//! either
+//!
+//! * by the node's own clean exit: it printed a halt line naming exactly the `--halt-height` it
+//!   runs with (H), then exited with status 0, with no signal reaching it since ([`halted_for`]);
+//!   a halt line with another height, or followed by a non-zero exit, a death by signal or an exit
+//!   after a forwarded signal, is an ordinary exit (the queue kept) with one warning saying why; or
+//! * by its RPC, for a node that keeps running after its halt line (see below).
+//!
+//! The RPC is asked in two cases:
 //!
 //! * before restarting the node with a lower `--halt-height` the queue asks for: is the node
 //!   already past it? Then the plan is reported as missed, taken out of the queue, and the node is
@@ -8,29 +18,36 @@
 //!   upgraded at the wrong height, now or at the next start);
 //! * a halt line at the manual plan's height from a node that keeps running (SDK 0.50's
 //!   `FinalizeBlock` error does not end the process): the upgrade goes ahead only when the node's
-//!   height is at least the plan's. An RPC that cannot be reached is asked again every
-//!   [`RPC_RETRY`]; the node's own exit after the halt line still counts meanwhile.
+//!   height is at least the plan's. At most one question a second (a node printing the line in a
+//!   loop costs nothing), and each distinct reason to doubt is warned about once. An RPC that
+//!   cannot be reached, or answers for another node, is asked again every [`RPC_RETRY`]; the
+//!   node's own clean exit after the halt line still counts meanwhile.
 //!
 //! The RPC answers never trigger anything on their own: they only confirm or refuse what the
-//! queue (written by the operator) or the node's halt asks for.
+//! queue (written by the operator) or the node's halt asks for, and an answer that cannot be
+//! authenticated neither confirms a halt nor removes a queued upgrade.
 
 use std::ffi::OsString;
 use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::pin::Pin;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::home::plan::{Applied, Plan};
-use crate::supervisor::node_rpc::{self, RpcError};
+use crate::supervisor::node_rpc::{NodeRpc, RpcError};
 use crate::supervisor::output::Hints;
 use crate::upgrade::batch;
 
 /// How long to wait before asking the node's RPC again when it could not be reached while the
 /// node claims its halt at a manual upgrade's height.
 const RPC_RETRY: Duration = Duration::from_secs(5);
+/// The least time between two questions about one halt claim.
+const RPC_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The node's answer to "what is your height", on its way.
 type HeightAnswer = Pin<Box<dyn Future<Output = Result<i64, RpcError>>>>;
@@ -43,6 +60,9 @@ pub(super) enum Verdict {
     Restart,
     /// Stop and carry out this manual upgrade: the node halted at its height.
     Upgrade(Plan),
+    /// The queue cannot be followed: stop the node, as a start with this queue would refuse to
+    /// start it.
+    Invalid(batch::BatchError),
 }
 
 /// The daemon's arguments for a launch while `manual` is the next manual upgrade:
@@ -53,43 +73,103 @@ pub(super) fn halt_args(args: &[OsString], manual: Option<&Plan>) -> Vec<OsStrin
         .unwrap_or_else(|| args.to_vec())
 }
 
-/// The manual plan whose height the daemon reported halting at before it exited on its own.
-pub(super) fn halted_for(hints: &Hints, manual: Option<&Plan>) -> Option<Plan> {
+/// The manual plan the node halted for, judged when it exited on its own: it ran with
+/// `--halt-height` H (`args`), printed a halt line naming exactly H, and then exited with status
+/// 0 with no signal reaching it since the line (`last_signalled`). Otherwise the exit is an
+/// ordinary one, with one warning saying why when there was a halt line.
+pub(super) fn halted_for(
+    hints: &Hints,
+    manual: Option<&Plan>,
+    args: &[OsString],
+    status: ExitStatus,
+    last_signalled: Option<std::time::Instant>,
+) -> Option<Plan> {
     let plan = manual?;
-    let height = hints
-        .halt_height()
-        .filter(|&height| height >= plan.height)?;
-    info!(name = %plan.name, height, "node halted at the manual upgrade height");
-    Some(plan.clone())
+    let line = hints.halt_line()?;
+    let why_not = if batch::halt_height_of(args) != Some(plan.height) {
+        format!(
+            "the node did not run with --halt-height {}",
+            plan.height
+        )
+    } else if line.height != plan.height {
+        format!(
+            "its halt line names height {}, not its --halt-height {}",
+            line.height, plan.height
+        )
+    } else if let Some(signal) = status.signal() {
+        format!("it then died by signal {signal}")
+    } else if status.code() != Some(0) {
+        format!(
+            "it then exited with status {}",
+            status.code().unwrap_or_default()
+        )
+    } else if last_signalled.is_some_and(|at| at >= line.seen) {
+        "a signal reached it after its halt line".to_owned()
+    } else {
+        info!(name = %plan.name, height = plan.height, "node halted at the manual upgrade height");
+        return Some(plan.clone());
+    };
+    warn!(name = %plan.name, height = plan.height, "the node printed a halt line, but {why_not}: not a halt at the manual upgrade height; the upgrade stays queued");
+    None
 }
 
 /// The questions to the node's RPC under way for one run of the daemon.
 pub(super) struct HeightChecks {
-    rpc: String,
+    rpc: NodeRpc,
     /// The node claimed its halt at the manual plan's height and runs on: the question that
     /// would confirm it.
     halt_check: Option<HeightAnswer>,
-    /// When to ask again after the RPC could not be reached.
+    /// When to ask again (after the RPC could not check, or a claim came too soon after the last
+    /// question).
     ask_again_at: Option<Instant>,
-    rpc_warned: bool,
+    /// When the halt claim was last asked about.
+    last_asked: Option<Instant>,
+    /// The last reason to doubt a halt claim that was warned about (each is warned about once).
+    last_doubt: Option<String>,
     /// A lower halt height the queue asks for, waiting for the node's height.
     restart_check: Option<(Plan, HeightAnswer)>,
 }
 
 impl HeightChecks {
-    pub(super) fn new(rpc: &str) -> HeightChecks {
+    pub(super) fn new(rpc: NodeRpc) -> HeightChecks {
         HeightChecks {
-            rpc: rpc.to_owned(),
+            rpc,
             halt_check: None,
             ask_again_at: None,
-            rpc_warned: false,
+            last_asked: None,
+            last_doubt: None,
             restart_check: None,
         }
     }
 
     fn ask(&self) -> HeightAnswer {
         let rpc = self.rpc.clone();
-        Box::pin(async move { node_rpc::latest_height(&rpc).await })
+        Box::pin(async move { rpc.latest_height().await })
+    }
+
+    /// Asks about the halt claim now, or as soon as the last question is a second old.
+    fn ask_about_halt(&mut self) {
+        let now = Instant::now();
+        match self.last_asked {
+            Some(last) if now < last + RPC_MIN_INTERVAL => {
+                self.ask_again_at = Some(last + RPC_MIN_INTERVAL);
+            }
+            _ => {
+                self.last_asked = Some(now);
+                self.ask_again_at = None;
+                self.halt_check = Some(self.ask());
+            }
+        }
+    }
+
+    /// Warns about a reason to doubt the node's halt claim, once per distinct reason.
+    fn doubt(&mut self, plan: &Plan, why: String) {
+        if self.last_doubt.as_ref() == Some(&why) {
+            debug!(name = %plan.name, height = plan.height, "{why}");
+            return;
+        }
+        warn!(name = %plan.name, height = plan.height, "{why}");
+        self.last_doubt = Some(why);
     }
 
     /// The manual-upgrade queue changed while the daemon runs with `args` for `manual`: decides
@@ -105,10 +185,7 @@ impl HeightChecks {
     ) -> Verdict {
         let due = match batch::next_due(queue, applied, recase) {
             Ok(due) => due,
-            Err(err) => {
-                warn!(error = %err, "cannot use the changed manual upgrade queue; the node keeps running as it was started");
-                return Verdict::Nothing;
-            }
+            Err(err) => return Verdict::Invalid(err),
         };
         if halt_args(base_args, due.as_ref()) == args {
             *manual = due;
@@ -133,16 +210,26 @@ impl HeightChecks {
         }
     }
 
-    /// The daemon printed a halt line at `height`: when it is at or past the manual plan's
-    /// height, ask the node whether it really is there.
-    pub(super) fn halt_claimed(&mut self, height: i64, manual: Option<&Plan>) {
-        if manual.is_some_and(|plan| height >= plan.height) && self.halt_check.is_none() {
+    /// The daemon printed a halt line at `height`: when it names exactly the manual plan's height
+    /// (the `--halt-height` it runs with), ask the node whether it really is there.
+    pub(super) fn halt_claimed(&mut self, height: i64, manual: Option<&Plan>, args: &[OsString]) {
+        let Some(plan) = manual else {
+            return;
+        };
+        if height != plan.height || batch::halt_height_of(args) != Some(plan.height) {
+            let why = format!(
+                "a halt line at height {height} on the daemon's output does not match the node's --halt-height {}; ignoring it",
+                plan.height
+            );
+            self.doubt(plan, why);
+            return;
+        }
+        if self.halt_check.is_none() && self.ask_again_at.is_none() {
             debug!(
                 height,
                 "the node claims its halt; asking its RPC for its height"
             );
-            self.ask_again_at = None;
-            self.halt_check = Some(self.ask());
+            self.ask_about_halt();
         }
     }
 
@@ -187,7 +274,7 @@ impl HeightChecks {
                 }
                 () = ask_again => {
                     self.ask_again_at = None;
-                    self.halt_check = Some(self.ask());
+                    self.ask_about_halt();
                 }
             }
         }
@@ -200,15 +287,12 @@ impl HeightChecks {
                 return Some(Verdict::Upgrade(plan.clone()));
             }
             Ok(latest) => {
-                warn!(name = %plan.name, height = plan.height, node_height = latest, "a halt line on the daemon's output is not confirmed by the node's RPC; ignoring it");
+                let why = format!("a halt line on the daemon's output is not confirmed by the node's RPC (its height is {latest}); ignoring it");
+                self.doubt(plan, why);
             }
             Err(err) => {
-                if self.rpc_warned {
-                    debug!(error = %err, "the node's RPC still cannot be reached");
-                } else {
-                    warn!(name = %plan.name, height = plan.height, error = %err, "the node claims its halt at the manual upgrade height, but its height cannot be checked (COSMOVISOR_NODE_RPC); waiting for the node to exit, and asking again every {}", crate::config::format_go_duration(RPC_RETRY));
-                    self.rpc_warned = true;
-                }
+                let why = format!("the node claims its halt at the manual upgrade height, but its height could not be checked: {err}; waiting for the node to exit, and asking again every {}", crate::config::format_go_duration(RPC_RETRY));
+                self.doubt(plan, why);
                 self.ask_again_at = Some(Instant::now() + RPC_RETRY);
             }
         }
