@@ -25,7 +25,7 @@ const DETAIL: &str = "Configurable Values:
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
-  COSMOVISOR_NODE_RPC: http://127.0.0.1:26657\nDerived Values:
+  COSMOVISOR_NODE_RPC: \nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -60,6 +60,7 @@ COSMOVISOR_METRICS_ADDR=[::1]:9102 => COSMOVISOR_METRICS_ADDR: [::1]:9102
 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=250ms => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 250ms
 COSMOVISOR_NODE_RPC=http://10.0.0.5:26657/ => COSMOVISOR_NODE_RPC: http://10.0.0.5:26657
 COSMOVISOR_NODE_RPC=https://rpc.example.org => COSMOVISOR_NODE_RPC: https://rpc.example.org
+COSMOVISOR_NODE_RPC=https://user:pass@rpc.example.org/n/?token=t => COSMOVISOR_NODE_RPC: https://user:***@rpc.example.org/n/?token=***
 ";
 
 /// `VAR=value => the one exact error` (only that variable set besides home and name).

@@ -7,6 +7,11 @@
 //! the `cosmovisor/` folder itself, as earlier versions did, let anyone who could read the home
 //! take the lock and silently turn every later `run start` into a pass-through.)
 //!
+//! The supervisor also takes an `flock` on the `cosmovisor/` folder, as earlier versions did, so
+//! that a second supervisor still finds the first when the lock file was deleted under it (or the
+//! first is an earlier version): a folder lock held by a process of the lock file's owner means
+//! another supervisor; one held by another user is only reported and ignored.
+//!
 //! A second `cosmovisor run start` for the same home is refused with [`exit::HOME_BUSY`]
 //! (`supervise.rs`); any other `cosmovisor run <command>` beside a running node (`run query …`)
 //! runs as a plain pass-through, never touching upgrades. The kernel drops the lock when the
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use tracing::warn;
 
 /// The lock file's name in `cosmovisor/`.
 const LOCK_FILE: &str = "supervisor.lock";
@@ -31,6 +37,7 @@ const LOCK_FILE: &str = "supervisor.lock";
 /// Proof that we hold the lock; dropping it releases the lock.
 pub struct SupervisorLock {
     _lock: Flock<File>,
+    _folder_lock: Option<Flock<File>>,
 }
 
 /// The lock file of the home whose `cosmovisor/` folder is `root`.
@@ -51,11 +58,40 @@ impl SupervisorLock {
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(lock_file(root))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(SupervisorLock { _lock: lock })),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, err)) => Err(io::Error::from(err)),
-        }
+        let owner = file.metadata()?.uid();
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, err)) => return Err(io::Error::from(err)),
+        };
+        let folder = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+            .open(root)?;
+        let folder_lock = match Flock::lock(folder, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Some(lock),
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let holder = locked_by(root);
+                match holder.and_then(|(pid, uid)| Some((pid, uid?))) {
+                    Some((pid, uid)) if uid != owner => {
+                        warn!(
+                            pid,
+                            uid,
+                            folder = %root.display(),
+                            "another user's process holds a lock on the cosmovisor folder; ignored: only {} decides who supervises this home",
+                            lock_file(root).display()
+                        );
+                        None
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            Err((_, err)) => return Err(io::Error::from(err)),
+        };
+        Ok(Some(SupervisorLock {
+            _lock: lock,
+            _folder_lock: folder_lock,
+        }))
     }
 }
 
@@ -102,16 +138,31 @@ impl fmt::Display for Holder {
 /// not available.
 #[must_use]
 pub fn holder(root: &Path) -> Option<Holder> {
-    let inode = std::fs::symlink_metadata(lock_file(root)).ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let pid = holder_in(&locks, inode)?;
-    let owner = root.parent().and_then(|home| std::fs::metadata(home).ok());
-    let uid = std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid());
-    let foreign_uid = match (uid, owner) {
-        (Some(uid), Some(owner)) if uid != owner.uid() => Some(uid),
+    let home_owner = root
+        .parent()
+        .and_then(|home| std::fs::metadata(home).ok())
+        .map(|meta| meta.uid());
+    let (pid, uid) = locked_by(&lock_file(root)).or_else(|| {
+        // A supervisor whose lock file was deleted, or an earlier version: the folder lock,
+        // when a process of the home's owner holds it.
+        locked_by(root).filter(|(_, uid)| uid.is_some() && *uid == home_owner)
+    })?;
+    let foreign_uid = match (uid, home_owner) {
+        (Some(uid), Some(owner)) if uid != owner => Some(uid),
         _ => None,
     };
     Some(Holder { pid, foreign_uid })
+}
+
+/// The pid (and its user, when `/proc` tells) of the process holding an `flock` on `path`.
+fn locked_by(path: &Path) -> Option<(i32, Option<u32>)> {
+    let inode = std::fs::symlink_metadata(path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = holder_in(&locks, inode)?;
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid());
+    Some((pid, uid))
 }
 
 /// Finds an active `FLOCK` on `inode` in the text of `/proc/locks`

@@ -121,8 +121,8 @@ impl NodeRpc {
 
 /// `$DAEMON_HOME/config/config.toml`, when it can be read and parsed.
 fn node_config(home: &Path) -> Option<toml::Table> {
-    let text = bounded_read::read_capped_string(&home.join("config/config.toml"), DOCUMENT_CAP)
-        .ok()?;
+    let text =
+        bounded_read::read_capped_string(&home.join("config/config.toml"), DOCUMENT_CAP).ok()?;
     text.parse::<toml::Table>().ok()
 }
 
@@ -178,7 +178,8 @@ fn node_id(home: &Path) -> Result<String, RpcError> {
         .unwrap_or_else(|| DEFAULT_NODE_KEY_FILE.to_owned());
     let path = home.join(file);
     let no_key = |reason: String| RpcError::NoNodeKey { reason };
-    let bytes = bounded_read::read_capped(&path, RECORD_CAP).map_err(|err| no_key(err.to_string()))?;
+    let bytes =
+        bounded_read::read_capped(&path, RECORD_CAP).map_err(|err| no_key(err.to_string()))?;
     id_of_node_key(&bytes).map_err(|reason| no_key(format!("{}: {reason}", path.display())))
 }
 

@@ -116,7 +116,10 @@ pub fn load(path: &Path) -> Result<Vec<Entry>, BatchError> {
             reason: err.to_string(),
         })?;
     entries.sort_by_key(|entry| entry.height);
-    if let Some(pair) = entries.windows(2).find(|pair| pair[0].height == pair[1].height) {
+    if let Some(pair) = entries
+        .windows(2)
+        .find(|pair| pair[0].height == pair[1].height)
+    {
         return Err(BatchError::SameHeight {
             path: path.to_path_buf(),
             first: pair[0].name.clone(),
@@ -200,6 +203,10 @@ pub fn next_due(path: &Path, applied: &Applied, recase: bool) -> Result<Option<P
 
 /// Removes the entries for `plan` (after it was applied).
 pub fn remove(path: &Path, plan: &Plan) -> Result<(), BatchError> {
+    // No queue, nothing to remove (and no lock file to create in data/).
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
     update(path, |entries: &mut Vec<Entry>| {
         entries.retain(|entry| !plan.name.same_as(&entry.name));
         Ok::<(), BatchError>(())

@@ -478,7 +478,7 @@ fn config_file_durations_and_environment_overrides() {
   COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
-  COSMOVISOR_NODE_RPC: http://127.0.0.1:26657
+  COSMOVISOR_NODE_RPC: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades

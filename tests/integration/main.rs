@@ -27,4 +27,5 @@ mod startup;
 mod status;
 mod streaming_download;
 mod support;
+mod trusted_height;
 mod upgrade;

@@ -94,7 +94,7 @@ fn add_upgrade_refuses_a_height_the_node_has_passed_and_warns_when_it_cannot_tel
         .run();
     out.assert_code(0)
         .stderr_contains("the node's height could not be checked (COSMOVISOR_NODE_RPC)")
-        .stderr_contains("cannot reach the node's RPC at http://127.0.0.1:9/status")
+        .stderr_contains("cannot authenticate the node's RPC")
         .stderr_contains("no cosmovisor supervises this home now: the next `cosmovisor run start` starts the node with --halt-height 1000");
 
     let port = free_port();

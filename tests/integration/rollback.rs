@@ -116,7 +116,7 @@ fn refused_while_a_supervisor_runs() {
         out.errors(),
         [format!(
             "a cosmovisor supervises this home ({} is locked by pid {}): stop it first (for example `systemctl stop cosmovisor`)",
-            home.root().display(),
+            home.root().join("supervisor.lock").display(),
             running.pid
         )],
         "{out}"

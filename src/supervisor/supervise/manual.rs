@@ -87,17 +87,16 @@ pub(super) fn halted_for(
     let plan = manual?;
     let line = hints.halt_line()?;
     let why_not = if batch::halt_height_of(args) != Some(plan.height) {
-        format!(
-            "the node did not run with --halt-height {}",
-            plan.height
-        )
+        format!("the node did not run with --halt-height {}", plan.height)
     } else if line.height != plan.height {
         format!(
             "its halt line names height {}, not its --halt-height {}",
             line.height, plan.height
         )
     } else if let Some(signal) = status.signal() {
-        format!("it then died by signal {signal}")
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map_or_else(|_| signal.to_string(), |signal| signal.to_string());
+        format!("it then died by signal {name}")
     } else if status.code() != Some(0) {
         format!(
             "it then exited with status {}",
@@ -287,11 +286,16 @@ impl HeightChecks {
                 return Some(Verdict::Upgrade(plan.clone()));
             }
             Ok(latest) => {
-                let why = format!("a halt line on the daemon's output is not confirmed by the node's RPC (its height is {latest}); ignoring it");
+                let why = format!(
+                    "a halt line on the daemon's output is not confirmed by the node's RPC (its height is {latest}); ignoring it"
+                );
                 self.doubt(plan, why);
             }
             Err(err) => {
-                let why = format!("the node claims its halt at the manual upgrade height, but its height could not be checked: {err}; waiting for the node to exit, and asking again every {}", crate::config::format_go_duration(RPC_RETRY));
+                let why = format!(
+                    "the node claims its halt at the manual upgrade height, but its height could not be checked: {err}; waiting for the node to exit, and asking again every {}",
+                    crate::config::format_go_duration(RPC_RETRY)
+                );
                 self.doubt(plan, why);
                 self.ask_again_at = Some(Instant::now() + RPC_RETRY);
             }
