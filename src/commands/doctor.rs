@@ -138,6 +138,7 @@ fn check_all(
     }
     let current = check_current(report, &layout);
     check_journal(report, &layout, &cfg.data_backup_dir);
+    check_queue(report, &cfg, &layout);
     check_next_upgrade(report, &cfg, &layout, current.as_deref());
     host::check_backup_space(report, &cfg, &layout);
     host::check_home_argument(report, &cfg, args);
@@ -239,6 +240,29 @@ fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::P
             format!(
                 "inspect {}, then remove it to abandon the upgrade",
                 layout.journal_file().display()
+            ),
+        ),
+    }
+}
+
+/// The manual-upgrade queue, when there is one: every entry usable, no two at one height.
+fn check_queue(report: &mut Report, cfg: &Config, layout: &Layout) {
+    let queue = layout.batch_file();
+    match crate::upgrade::batch::plans(&queue, !cfg.disable_recase) {
+        Ok(plans) if plans.is_empty() => {}
+        Ok(plans) => report.pass(format!(
+            "manual upgrade queue: {}",
+            plans
+                .iter()
+                .map(|plan| format!("{} at {}", plan.name, plan.height))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(err) => report.fail(
+            err.to_string(),
+            format!(
+                "correct {} (or schedule again with add-upgrade --upgrade-height); cosmovisor refuses to start the node with it",
+                queue.display()
             ),
         ),
     }

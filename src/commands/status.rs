@@ -221,12 +221,12 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
-    let manual_upgrades = match crate::upgrade::batch::load(&layout.batch_file()) {
-        Ok(entries) => entries
+    let manual_upgrades = match crate::upgrade::batch::plans(&layout.batch_file(), recase) {
+        Ok(plans) => plans
             .into_iter()
-            .map(|entry| AppliedPlan {
-                name: entry.name,
-                height: entry.height,
+            .map(|plan| AppliedPlan {
+                name: plan.raw_name,
+                height: plan.height,
             })
             .collect(),
         Err(err) => {

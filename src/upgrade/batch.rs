@@ -187,18 +187,25 @@ fn save(path: &Path, entries: &[Entry]) -> Result<(), BatchError> {
     write_atomic(path, &json, 0o600).map_err(write)
 }
 
+/// Every queued plan, lowest height first, each checked (name and height): the one rule of what
+/// makes the queue usable, for the supervisor at start and while it runs, `status` and `doctor`.
+pub fn plans(path: &Path, recase: bool) -> Result<Vec<Plan>, BatchError> {
+    load(path)?
+        .iter()
+        .map(|entry| {
+            entry.to_plan(recase).map_err(|err| BatchError::Plan {
+                path: path.to_path_buf(),
+                err,
+            })
+        })
+        .collect()
+}
+
 /// The lowest queued plan that is still to be applied.
 pub fn next_due(path: &Path, applied: &Applied, recase: bool) -> Result<Option<Plan>, BatchError> {
-    for entry in load(path)? {
-        let plan = entry.to_plan(recase).map_err(|err| BatchError::Plan {
-            path: path.to_path_buf(),
-            err,
-        })?;
-        if applied.is_superseded_by(&plan) {
-            return Ok(Some(plan));
-        }
-    }
-    Ok(None)
+    Ok(plans(path, recase)?
+        .into_iter()
+        .find(|plan| applied.is_superseded_by(plan)))
 }
 
 /// Removes the entries for `plan` (after it was applied).
@@ -275,6 +282,80 @@ mod tests {
         let v3 = next_due(&path, &applied, true).unwrap().unwrap();
         remove(&path, &v3).unwrap();
         assert!(!path.exists(), "an empty queue removes the file");
+    }
+
+    #[test]
+    fn concurrent_writers_never_lose_each_others_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("upgrade-info.json.batch");
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let height = 1 + writer * 1000 + i;
+                        update(&path, |entries| {
+                            entries.push(Entry::new(&format!("u{height}"), height));
+                            Ok::<(), BatchError>(())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(load(&path).unwrap().len(), 100);
+        let mut lock_name = path.clone().into_os_string();
+        lock_name.push(".lock");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(PathBuf::from(lock_name))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn two_plans_at_one_height_and_bad_entries_make_the_queue_unusable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("b");
+        fs::write(
+            &path,
+            r#"[{"name":"a","height":5},{"name":"b","height":5}]"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&path),
+            Err(BatchError::SameHeight { height: 5, .. })
+        ));
+        fs::write(&path, r#"[{"name":"..","height":5}]"#).unwrap();
+        assert!(load(&path).is_ok());
+        assert!(matches!(plans(&path, true), Err(BatchError::Plan { .. })));
+        let failed = update(&path, |entries| {
+            entries.clear();
+            Err::<(), _>(BatchError::Malformed {
+                path: path.clone(),
+                reason: "refused".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert!(path.exists(), "a failed change writes nothing");
+    }
+
+    #[test]
+    fn the_last_halt_height_flag_is_the_one_the_node_uses() {
+        assert_eq!(halt_height_of(&os(&["start"])), None);
+        assert_eq!(
+            halt_height_of(&os(&["start", "--halt-height", "90"])),
+            Some(90)
+        );
+        assert_eq!(
+            halt_height_of(&os(&["start", "--halt-height=90", "--halt-height", "50"])),
+            Some(50)
+        );
+        assert_eq!(halt_height_of(&os(&["start", "--halt-height", "0"])), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod doctor;
 mod download;
 mod fast_backup;
 mod friction;
+mod home_privileges;
 mod hostile_download;
 mod hostile_files;
 mod hostile_metrics;
