@@ -31,14 +31,16 @@ pub const LAYOUT: u8 = 4;
 /// points at the old version, and the next start resumes the upgrade from its journal. Also: the
 /// journal or the manual-upgrade queue cannot be used (unreadable, not a regular file, or a journal
 /// naming a backup folder outside `DAEMON_DATA_BACKUP_DIR`); nothing was removed or started. And:
-/// `data/upgrade-info.json` holds a complete plan that can never be applied (the daemon was
-/// stopped; every start fails the same way until the file is removed or replaced).
+/// `data/upgrade-info.json` holds a complete plan that can never be applied, or the manual-upgrade
+/// queue cannot be used (the daemon was stopped, or not started; every start fails the same way
+/// until the file is fixed).
 pub const UPGRADE_FAILED: u8 = 5;
 /// `cosmovisor doctor` found at least one problem (each is a `✗` line on stdout).
 pub const DOCTOR_FAILED: u8 = 7;
 /// `cosmovisor rollback` refused because the home is in use: a cosmovisor supervises it (its lock
 /// is held), the daemon it started is still running, or an upgrade is under way (journal); or
-/// `add-upgrade --force` would replace the binary of the upgrade under way. Nothing was changed.
+/// `add-upgrade --force` would replace the binary of the upgrade under way; or `run start` while
+/// another cosmovisor supervises the home. Nothing was changed.
 pub const HOME_BUSY: u8 = 8;
 /// The daemon binary exists but could not be executed (shell convention).
 pub const CANNOT_EXECUTE: u8 = 126;
@@ -72,7 +74,7 @@ pub const OWN_CODES: &[(u8, &str)] = &[
     ),
     (
         HOME_BUSY,
-        "rollback or add-upgrade --force refused: a supervisor holds the lock, the daemon still runs, or an upgrade is under way; nothing changed",
+        "rollback or add-upgrade --force refused: a supervisor holds the lock, the daemon still runs, or an upgrade is under way; or run start while another cosmovisor supervises the home; nothing changed",
     ),
     (CANNOT_EXECUTE, "the daemon binary could not be executed"),
     (NOT_FOUND, "the daemon binary was not found"),
