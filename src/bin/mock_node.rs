@@ -18,7 +18,7 @@
 //! for `cosmovisor/genesis/bin/panacead`). Every field is optional.
 
 use std::env;
-use std::fmt::Display;
+use std::fmt::{Display, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
@@ -847,8 +847,10 @@ fn node_id(home: &Path) -> String {
     let public = raw.get(32..).unwrap_or_default();
     sha2::Sha256::digest(public)[..20]
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::new(), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// Answers `GET /status` on `laddr` (`tcp://ip:port`) from a thread, one

@@ -16,6 +16,7 @@
 //! restart by itself. The request has a short timeout, goes to the address as given (no proxy
 //! from the environment), and the body is capped. The address is shown redacted everywhere.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -206,7 +207,15 @@ fn id_of_node_key(bytes: &[u8]) -> Result<String, String> {
         ));
     };
     let digest = Sha256::digest(public);
-    Ok(digest[..20].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&digest[..20]))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// What a `status` answer says.
@@ -311,10 +320,7 @@ mod tests {
     #[test]
     fn node_id_is_the_truncated_sha256_of_the_public_key() {
         let public: Vec<u8> = (32u8..64).collect();
-        let want: String = Sha256::digest(&public)[..20]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let want = hex(&Sha256::digest(&public)[..20]);
         assert_eq!(id_of_node_key(key_json().as_bytes()), Ok(want));
         for bad in [
             r#"{"priv_key":{"value":"AAAA"}}"#,

@@ -234,7 +234,7 @@ pub fn halt_height_of(args: &[OsString]) -> Option<i64> {
             (arg == "--halt-height")
                 .then(|| args.get(i + 1)?.to_string_lossy().parse::<i64>().ok())?
         })
-        .last()
+        .next_back()
         .filter(|height| *height > 0)
 }
 

@@ -266,7 +266,7 @@ fn an_invalid_queue_is_refused_the_same_way_at_start_and_while_running() {
     fs::write(&queue, invalid).unwrap();
     let out = home.cosmovisor(["run", "start"]).run();
     out.assert_code(5);
-    assert_eq!(out.errors(), [expected.clone()], "{out}");
+    assert_eq!(out.errors(), std::slice::from_ref(&expected), "{out}");
     assert!(home.events().is_empty(), "the node was not started");
 
     fs::remove_file(&queue).unwrap();
@@ -275,7 +275,7 @@ fn an_invalid_queue_is_refused_the_same_way_at_start_and_while_running() {
     fs::write(&queue, invalid).unwrap();
     let out = running.wait();
     out.assert_code(5);
-    assert_eq!(out.errors(), [expected.clone()], "{out}");
+    assert_eq!(out.errors(), std::slice::from_ref(&expected), "{out}");
     assert_eq!(
         home.events(),
         ["ready v1", "TERM"],
