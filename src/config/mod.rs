@@ -25,7 +25,7 @@ mod render;
 mod tests;
 
 pub use duration::{format_go_duration, parse_go_duration};
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 
 use error::{io_reason, toml_reason};
 use reader::Reader;
@@ -93,7 +93,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         DAEMON_POLL_INTERVAL,
-        "300ms: how often upgrade-info.json is polled without inotify (10ms at least)",
+        "300ms: how often upgrade-info.json is polled without inotify (below 10ms: 10ms, with a warning)",
     ),
     (
         DAEMON_DATA_BACKUP_DIR,
@@ -193,6 +193,8 @@ pub struct Config {
     /// The node's `CometBFT` RPC (`http(s)://host:port`), asked for the node's height only to refuse
     /// or confirm, never to trigger anything.
     pub node_rpc: String,
+    /// Values Go accepts that are used differently here, to log once logging is set up.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.

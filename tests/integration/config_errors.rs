@@ -168,23 +168,6 @@ fn durations_need_a_known_unit_and_must_be_positive() {
     run_cases(&cases);
 }
 
-/// A poll interval of a nanosecond made cosmovisor burn most of a core; below 10ms is refused.
-#[test]
-fn poll_interval_below_the_minimum_is_refused() {
-    let cases: Vec<Case> = ["1ns", "9ms", "9999us"]
-        .iter()
-        .map(|value| {
-            case(
-                &[("DAEMON_POLL_INTERVAL", Some(value))],
-                &[&format!(
-                    "DAEMON_POLL_INTERVAL: {value:?} is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)"
-                )],
-            )
-        })
-        .collect();
-    run_cases(&cases);
-}
-
 #[test]
 fn integers_formats_and_backup_settings() {
     let not_a_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
