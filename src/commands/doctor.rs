@@ -375,7 +375,7 @@ fn explain_layout(layout: &Layout, err: &LayoutError) -> (String, String) {
             ),
             init,
         ),
-        LayoutError::CurrentNotLink { link } => (
+        LayoutError::CurrentNotLink { link } | LayoutError::CurrentInTheWay { link } => (
             format!("{} is not a symbolic link", link.display()),
             format!("move it away and {init}"),
         ),

@@ -36,19 +36,25 @@ pub enum PlanError {
     Empty,
     #[error("upgrade plan is not valid JSON: {0}")]
     Malformed(String),
-    // Parity: Go's texts (`parseUpgradeInfoFile` wrapping x/upgrade's `ValidateBasic`).
-    #[error("invalid upgrade-info.json content: name cannot be empty")]
-    NoName,
+    // Parity: Go's texts (`parseUpgradeInfoFile` wrapping x/upgrade's `ValidateBasic`, whose
+    // checks run in this order), then what was found; Go's `, got: {…}` tail is not repeated.
     #[error(
-        "invalid upgrade-info.json content: height must be greater than 0 (plan {name:?} has height {height})"
-    )]
-    BadHeight { name: String, height: i64 },
-    #[error(
-        "upgrade plan {name:?} is time-based ({time}); time-based upgrades have been deprecated in the SDK"
+        "invalid upgrade-info.json content: time-based upgrades have been deprecated in the SDK: \
+         invalid request (plan {name:?} has time {time})"
     )]
     TimeBased { name: String, time: String },
-    #[error("upgrade plan {0:?} sets upgraded_client_state, which is deprecated")]
+    #[error(
+        "invalid upgrade-info.json content: upgrade logic for IBC has been moved to the IBC module: \
+         invalid request (plan {0:?} sets upgraded_client_state)"
+    )]
     ClientState(String),
+    #[error("invalid upgrade-info.json content: name cannot be empty: invalid request")]
+    NoName,
+    #[error(
+        "invalid upgrade-info.json content: height must be greater than 0: invalid request (plan \
+         {name:?} has height {height})"
+    )]
+    BadHeight { name: String, height: i64 },
     #[error(transparent)]
     Name(#[from] NameError),
 }
@@ -89,15 +95,6 @@ pub fn parse(bytes: &[u8], recase: bool) -> Result<Plan, PlanError> {
 }
 
 fn from_parts(raw: RawPlan, recase: bool) -> Result<Plan, PlanError> {
-    if raw.name.is_empty() {
-        return Err(PlanError::NoName);
-    }
-    if raw.height <= 0 {
-        return Err(PlanError::BadHeight {
-            name: raw.name,
-            height: raw.height,
-        });
-    }
     if let Some(time) = raw.time {
         if time != ZERO_TIME && !time.is_empty() {
             return Err(PlanError::TimeBased {
@@ -111,6 +108,15 @@ fn from_parts(raw: RawPlan, recase: bool) -> Result<Plan, PlanError> {
         .is_some_and(|value| !value.is_null())
     {
         return Err(PlanError::ClientState(raw.name));
+    }
+    if raw.name.is_empty() {
+        return Err(PlanError::NoName);
+    }
+    if raw.height <= 0 {
+        return Err(PlanError::BadHeight {
+            name: raw.name,
+            height: raw.height,
+        });
     }
     Ok(Plan {
         name: UpgradeName::new(&raw.name, recase)?,
@@ -352,7 +358,7 @@ mod tests {
             (b"{\"name\":\"x\",\"hei", "upgrade plan is not valid JSON"),
             (
                 b"{\"height\":5}",
-                "invalid upgrade-info.json content: name cannot be empty",
+                "invalid upgrade-info.json content: name cannot be empty: invalid request",
             ),
             (
                 b"{}",
@@ -360,18 +366,18 @@ mod tests {
             ),
             (
                 b"{\"name\":\"x\"}",
-                "height must be greater than 0 (plan \"x\" has height 0)",
+                "height must be greater than 0: invalid request (plan \"x\" has height 0)",
             ),
             (b"{\"name\":\"x\",\"height\":-3}", "has height -3"),
             (b"{\"name\":\"x\",\"height\":\"5\"}", "not valid JSON"),
             (b"[1,2]", "not valid JSON"),
             (
                 b"{\"name\":\"x\",\"height\":5,\"time\":\"2024-01-01T00:00:00Z\"}",
-                "time-based",
+                "time-based upgrades have been deprecated in the SDK: invalid request",
             ),
             (
                 b"{\"name\":\"x\",\"height\":5,\"upgraded_client_state\":{}}",
-                "upgraded_client_state",
+                "upgrade logic for IBC has been moved to the IBC module: invalid request",
             ),
             (b"{\"name\":\"..\",\"height\":5}", "outside upgrades/"),
         ];
