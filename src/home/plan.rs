@@ -297,6 +297,33 @@ fn match_halt_line(line: &[u8]) -> Option<i64> {
     digits_at(&rest[height_at + OLD_HEIGHT.len()..])
 }
 
+/// The height of a JSON plan, whatever else is wrong with it: a plan at a height listed in
+/// `--unsafe-skip-upgrades` is skipped even when it could never be applied (Go skips any plan
+/// whose height is listed).
+#[must_use]
+pub fn height_of(bytes: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<RawPlan>(bytes)
+        .ok()
+        .map(|raw| raw.height)
+}
+
+/// Whether the queued manual upgrade `name` at `height` is passed over because `height` is in
+/// `skip` (`--unsafe-skip-upgrades`); says so once per look while it is newer than `applied`.
+#[must_use]
+pub fn skips_queued(name: &str, height: i64, applied: &Applied, skip: &[i64]) -> bool {
+    if !skip.contains(&height) {
+        return false;
+    }
+    if height > applied.height {
+        tracing::info!(
+            name,
+            height,
+            "manual upgrade height is listed in --unsafe-skip-upgrades; the node does not halt for it"
+        );
+    }
+    true
+}
+
 /// The heights listed after `--unsafe-skip-upgrades` in the daemon's arguments: tokens up to the
 /// next one starting with `-`; tokens that are not integers are skipped; only the first
 /// occurrence of the flag counts (Go `UpgradeSkipHeights`). The `--flag=value` form is also
