@@ -297,14 +297,14 @@ fn match_halt_line(line: &[u8]) -> Option<i64> {
     digits_at(&rest[height_at + OLD_HEIGHT.len()..])
 }
 
-/// The height of a JSON plan, whatever else is wrong with it: a plan at a height listed in
-/// `--unsafe-skip-upgrades` is skipped even when it could never be applied (Go skips any plan
-/// whose height is listed).
+/// The name and height of a JSON plan, whatever else is wrong with it: a plan at a height listed
+/// in `--unsafe-skip-upgrades` is skipped even when it could never be applied (Go skips any plan
+/// whose height is listed), and `status` names a plan it cannot use.
 #[must_use]
-pub fn height_of(bytes: &[u8]) -> Option<i64> {
+pub fn identify(bytes: &[u8]) -> Option<(String, i64)> {
     serde_json::from_slice::<RawPlan>(bytes)
         .ok()
-        .map(|raw| raw.height)
+        .map(|raw| (raw.name, raw.height))
 }
 
 /// Whether the queued manual upgrade `name` at `height` is passed over because `height` is in

@@ -241,7 +241,10 @@ impl Watcher {
                 warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
                 Ok(None)
             }
-            Err(err) => match plan::height_of(&bytes).filter(|h| self.skip_heights.contains(h)) {
+            Err(err) => match plan::identify(&bytes)
+                .map(|(_, height)| height)
+                .filter(|h| self.skip_heights.contains(h))
+            {
                 Some(height) => {
                     info!(file = %self.file.display(), height, error = %err, "upgrade height is listed in --unsafe-skip-upgrades, skipping the plan that could not be applied");
                     Ok(None)

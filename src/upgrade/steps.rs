@@ -103,6 +103,12 @@ pub enum UpgradeError {
         target: PathBuf,
         err: io::Error,
     },
+    #[error("upgrade {name:?}: cannot record its plan in {}: {err}", path.display())]
+    RecordPlan {
+        name: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     #[error("upgrade {name:?}: cannot write {} again from the upgrade journal: {err}", path.display())]
     RestorePlan {
         name: String,
@@ -164,6 +170,7 @@ impl Upgrade {
     /// it, so a cosmovisor killed from now on resumes this upgrade instead of starting the old
     /// binary again, which would run past the height.
     pub fn decide(plan: &Plan, layout: &Layout) -> Result<Upgrade, UpgradeError> {
+        record_plan_file(layout, plan)?;
         Ok(Upgrade {
             journal: Journal::record(plan, layout)?,
         })
@@ -292,6 +299,37 @@ async fn carry_out(
     Journal::finish(&journal_path)?;
     info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
     Ok(())
+}
+
+/// Makes `data/upgrade-info.json` name `plan` before the upgrade is journaled (the journal then
+/// fsyncs it): a manual upgrade from the queue has no file from x/upgrade, or the previous
+/// upgrade's, and the new binary reads the file at start to see its own upgrade (Go v1.7 writes
+/// each queued plan there as it comes due). A file that already names the plan (a governance
+/// upgrade read from it), one with a plan at a greater height (the chain's, newer than ours) and
+/// something that is not a regular file are left alone.
+fn record_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
+    let path = layout.upgrade_info_file();
+    match bounded_read::read_capped(&path, DOCUMENT_CAP) {
+        Ok(bytes) => {
+            let names_plan = crate::home::plan::parse(&bytes, false).is_ok_and(|found| {
+                found.height == plan.height && plan.name.same_as(found.name.as_str())
+            });
+            let newer = crate::home::plan::identify(&bytes).is_some_and(|(_, h)| h > plan.height);
+            if names_plan || newer {
+                return Ok(());
+            }
+        }
+        Err(ReadError::NotRegular { .. }) => return Ok(()),
+        Err(_) => {}
+    }
+    info!(file = %path.display(), name = %plan.name, height = plan.height, "recording the manual upgrade's plan in upgrade-info.json, as x/upgrade does for a governance upgrade");
+    layout::write_atomic(&path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
+        UpgradeError::RecordPlan {
+            name: plan.name.to_string(),
+            path: path.clone(),
+            err,
+        }
+    })
 }
 
 /// Writes `data/upgrade-info.json` from `plan` (atomically) when it is missing, empty or not a
