@@ -146,7 +146,7 @@ fn check_all(
 
 /// The configuration the node runs with: with `--unit`, from the environment the unit gives
 /// (its `Environment=` and `EnvironmentFile=`s, not the shell's, which is compared with it);
-/// else from the shell's. Every configuration error is a failed check.
+/// else from the shell's. Every configuration error is a failed check; every warning a `!` note.
 fn load_config(
     report: &mut Report,
     config_file: Option<&Path>,
@@ -170,7 +170,12 @@ fn load_config(
         ),
     };
     match loaded {
-        Ok(cfg) => Some(cfg),
+        Ok(cfg) => {
+            for warning in &cfg.warnings {
+                report.warn(warning.to_string(), "Go accepts it; it works as said");
+            }
+            Some(cfg)
+        }
         Err(errors) => {
             for error in errors.0 {
                 match &unit_env {

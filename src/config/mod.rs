@@ -59,6 +59,27 @@ pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
 /// Read by `log.rs` alone, not part of [`Config`].
 pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
 
+/// The variables only a running supervisor reads (how it stops, waits, retries, backs up, serves
+/// metrics and logs): commands run by hand (`add-upgrade`, `status`, `rollback`, …) behave the
+/// same whatever they are, so `doctor --unit` notes a shell that differs from the unit in them
+/// instead of failing.
+pub const SUPERVISOR_ONLY: &[&str] = &[
+    DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY,
+    DAEMON_SHUTDOWN_GRACE,
+    DAEMON_POLL_INTERVAL,
+    DAEMON_PREUPGRADE_MAX_RETRIES,
+    COSMOVISOR_DISABLE_LOGS,
+    COSMOVISOR_COLOR_LOGS,
+    COSMOVISOR_TIMEFORMAT_LOGS,
+    COSMOVISOR_CUSTOM_PREUPGRADE,
+    COSMOVISOR_BACKUP_KEEP,
+    COSMOVISOR_LOG_FORMAT,
+    COSMOVISOR_BACKUP_MODE,
+    COSMOVISOR_METRICS_ADDR,
+    COSMOVISOR_LOG_LEVEL,
+];
+
 /// Every variable cosmovisor reads, in the README's order, with its default and meaning: the one
 /// list the manual page's ENVIRONMENT section and `doctor`'s comparison of the shell with a
 /// systemd unit are made from.

@@ -119,6 +119,44 @@ fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
     );
 }
 
+/// Variables only the running supervisor reads (`DAEMON_POLL_INTERVAL`, `COSMOVISOR_COLOR_LOGS`,
+/// the log format) do not change what commands run by hand do: a shell that differs from the unit
+/// in them is a `!` note, not a failure. The unit's `DAEMON_POLL_INTERVAL=8ms` works with Go, so
+/// it is valid here too.
+#[test]
+fn doctor_notes_a_shell_that_differs_only_in_supervisor_settings() {
+    let home = healthy();
+    let unit = home.path().join("node.service");
+    fs::write(
+        &unit,
+        unit_text(&format!(
+            "Environment=DAEMON_HOME={} DAEMON_NAME=simd DAEMON_POLL_INTERVAL=8ms",
+            home.path().display()
+        )),
+    )
+    .expect("test setup");
+    let out = bare(["doctor", "--unit", unit.to_str().expect("utf-8")])
+        .env("DAEMON_HOME", home.path())
+        .env("DAEMON_NAME", "simd")
+        .env("DAEMON_POLL_INTERVAL", "300ms")
+        .env("COSMOVISOR_COLOR_LOGS", "false")
+        .env("COSMOVISOR_LOG_FORMAT", "json")
+        .run();
+    out.assert_code(0);
+    assert!(failures(&out).is_empty(), "{out}");
+    out.stdout_contains(&format!(
+        "! the shell's environment differs from unit {} in settings only the running supervisor \
+         reads: DAEMON_POLL_INTERVAL=300ms (the unit: 8ms), COSMOVISOR_COLOR_LOGS=false (the \
+         unit: unset), COSMOVISOR_LOG_FORMAT=json (the unit: unset) — hint: commands run by hand \
+         are not affected; the node runs with the unit's values",
+        unit.display()
+    ));
+    out.stdout_contains(
+        "! DAEMON_POLL_INTERVAL: \"8ms\" is below the minimum of 10ms, polling every 10ms instead \
+         (set it to 10ms or more to silence this warning) — hint: Go accepts it; it works as said",
+    );
+}
+
 #[test]
 fn doctor_names_a_required_environment_file_that_is_missing() {
     let home = healthy();
