@@ -123,6 +123,10 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 "" => default,
                 "true" => true,
                 "false" => false,
+                // Parity: in file mode viper decodes an overriding variable with Go's
+                // strconv.ParseBool, which also takes 1, t, T, 0, f and F.
+                "1" | "t" if self.file.is_some() => true,
+                "0" | "f" if self.file.is_some() => false,
                 _ => {
                     self.errors.push(ConfigError::InvalidBool { var, value: s });
                     default

@@ -364,10 +364,20 @@ fn file_with_env_override() {
     want.name = "panacead".into();
     want.poll_interval = Duration::from_secs(5);
     assert_eq!(from_file(text, &env), Ok(want));
-    // Env values are just as strict in file mode.
+    // In file mode an overriding variable is a Go ParseBool boolean (viper's weak decoding).
+    for (value, want) in [
+        ("1", true),
+        ("t", true),
+        ("T", true),
+        ("0", false),
+        ("F", false),
+    ] {
+        let cfg = from_file(text, &[(UNSAFE_SKIP_BACKUP, value)]).unwrap();
+        assert_eq!(cfg.unsafe_skip_backup, want, "{value}");
+    }
     assert_eq!(
-        messages(from_file(text, &[(DAEMON_RESTART_AFTER_UPGRADE, "1")])),
-        [r#"DAEMON_RESTART_AFTER_UPGRADE: invalid boolean "1" (expected true or false)"#]
+        messages(from_file(text, &[(DAEMON_RESTART_AFTER_UPGRADE, "yes")])),
+        [r#"DAEMON_RESTART_AFTER_UPGRADE: invalid boolean "yes" (expected true or false)"#]
     );
 }
 

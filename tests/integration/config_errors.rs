@@ -501,6 +501,25 @@ fn run_with_a_config_file_starts_the_daemon() {
     assert_eq!(out.stdout(), "ran\n", "{out}");
 }
 
+/// What Go accepts in file mode works here too: a negative duration in the file (the default is
+/// used, with a warning) and an overriding variable that is a Go `ParseBool` boolean (`1`, `t`),
+/// which viper decodes weakly.
+#[test]
+fn a_config_file_go_accepts_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = ready_home();
+    let text = format!("{}daemon_restart_delay = '-1s'\n", base_file(&home));
+    let file = write_file(dir.path(), &text);
+    let out = file_mode([OsString::from("-c"), file.clone().into(), "config".into()])
+        .env("DAEMON_RESTART_AFTER_UPGRADE", "0")
+        .env("UNSAFE_SKIP_BACKUP", "t")
+        .run();
+    out.assert_code(0);
+    out.stdout_contains("DAEMON_RESTART_AFTER_UPGRADE: false")
+        .stdout_contains("UNSAFE_SKIP_BACKUP: true")
+        .stdout_contains("DAEMON_RESTART_DELAY: 0s");
+}
+
 // ---- the config command ------------------------------------------------------------------
 
 #[test]
