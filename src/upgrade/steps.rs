@@ -103,16 +103,13 @@ pub enum UpgradeError {
         target: PathBuf,
         err: io::Error,
     },
-    #[error("upgrade {name:?}: cannot record its plan in {}: {err}", path.display())]
-    RecordPlan {
+    /// `data/upgrade-info.json` could not be written (`why`: to record a manual upgrade's plan,
+    /// or to put a lost one back from the journal).
+    #[error("upgrade {name:?}: cannot write {} {why}: {err}", path.display())]
+    PlanFile {
         name: String,
         path: PathBuf,
-        err: io::Error,
-    },
-    #[error("upgrade {name:?}: cannot write {} again from the upgrade journal: {err}", path.display())]
-    RestorePlan {
-        name: String,
-        path: PathBuf,
+        why: &'static str,
         err: io::Error,
     },
     #[error(transparent)]
@@ -323,10 +320,16 @@ fn record_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
         Err(_) => {}
     }
     info!(file = %path.display(), name = %plan.name, height = plan.height, "recording the manual upgrade's plan in upgrade-info.json, as x/upgrade does for a governance upgrade");
-    layout::write_atomic(&path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
-        UpgradeError::RecordPlan {
+    write_plan_file(&path, plan, "to record the manual upgrade's plan")
+}
+
+/// Writes `plan` to `data/upgrade-info.json` (`path`) atomically, as x/upgrade writes it.
+fn write_plan_file(path: &Path, plan: &Plan, why: &'static str) -> Result<(), UpgradeError> {
+    layout::write_atomic(path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
+        UpgradeError::PlanFile {
             name: plan.name.to_string(),
-            path: path.clone(),
+            path: path.to_path_buf(),
+            why,
             err,
         }
     })
@@ -345,13 +348,7 @@ fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
         _ => {}
     }
     warn!(file = %path.display(), name = %plan.name, height = plan.height, "upgrade-info.json is missing, empty or not a valid plan; writing it again from the upgrade journal");
-    layout::write_atomic(&path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
-        UpgradeError::RestorePlan {
-            name: plan.name.to_string(),
-            path: path.clone(),
-            err,
-        }
-    })
+    write_plan_file(&path, plan, "again from the upgrade journal")
 }
 
 /// The new binary must be a regular file we can execute. A missing execute bit is added, as Go

@@ -83,23 +83,29 @@ fn doctor_uses_the_units_environment_and_environment_files() {
     ));
 }
 
-#[test]
-fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
-    let home = healthy();
-    let other = Home::new("simd");
+/// `node.service` in `home` giving the node `DAEMON_HOME`, `DAEMON_NAME=simd` and `more`; and
+/// `doctor --unit` for it, with `DAEMON_NAME=simd` in the shell.
+fn unit_and_doctor(home: &Home, more: &str) -> (std::path::PathBuf, Cosmovisor) {
     let unit = home.path().join("node.service");
     fs::write(
         &unit,
         unit_text(&format!(
-            "Environment=DAEMON_HOME={} DAEMON_NAME=simd",
+            "Environment=DAEMON_HOME={} DAEMON_NAME=simd{more}",
             home.path().display()
         )),
     )
     .expect("test setup");
-    let out = bare(["doctor", "--unit", unit.to_str().expect("utf-8")])
-        .env("DAEMON_HOME", other.path())
-        .env("DAEMON_NAME", "simd")
-        .run();
+    let doctor =
+        bare(["doctor", "--unit", unit.to_str().expect("utf-8")]).env("DAEMON_NAME", "simd");
+    (unit, doctor)
+}
+
+#[test]
+fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
+    let home = healthy();
+    let other = Home::new("simd");
+    let (unit, doctor) = unit_and_doctor(&home, "");
+    let out = doctor.env("DAEMON_HOME", other.path()).run();
     out.assert_code(7);
     out.stdout_contains(&format!(
         "✓ home {} has cosmovisor/ and data/",
@@ -126,18 +132,9 @@ fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
 #[test]
 fn doctor_notes_a_shell_that_differs_only_in_supervisor_settings() {
     let home = healthy();
-    let unit = home.path().join("node.service");
-    fs::write(
-        &unit,
-        unit_text(&format!(
-            "Environment=DAEMON_HOME={} DAEMON_NAME=simd DAEMON_POLL_INTERVAL=8ms",
-            home.path().display()
-        )),
-    )
-    .expect("test setup");
-    let out = bare(["doctor", "--unit", unit.to_str().expect("utf-8")])
+    let (unit, doctor) = unit_and_doctor(&home, " DAEMON_POLL_INTERVAL=8ms");
+    let out = doctor
         .env("DAEMON_HOME", home.path())
-        .env("DAEMON_NAME", "simd")
         .env("DAEMON_POLL_INTERVAL", "300ms")
         .env("COSMOVISOR_COLOR_LOGS", "false")
         .env("COSMOVISOR_LOG_FORMAT", "json")
