@@ -229,7 +229,9 @@ fn tell_what_happens(
         .version_to_run()
         .map(|dir| plan::read_applied(&dir))
         .unwrap_or_default();
-    let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase)? else {
+    // The node's --unsafe-skip-upgrades are not known here: the running supervisor applies them.
+    let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase, &[])?
+    else {
         warn!("no queued manual upgrade is newer than the applied one; none will happen");
         return Ok(());
     };

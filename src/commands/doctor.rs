@@ -147,7 +147,7 @@ fn check_all(
 
 /// The configuration the node runs with: with `--unit`, from the environment the unit gives
 /// (its `Environment=` and `EnvironmentFile=`s, not the shell's, which is compared with it);
-/// else from the shell's. Every configuration error is a failed check.
+/// else from the shell's. Every configuration error is a failed check; every warning a `!` note.
 fn load_config(
     report: &mut Report,
     config_file: Option<&Path>,
@@ -171,7 +171,12 @@ fn load_config(
         ),
     };
     match loaded {
-        Ok(cfg) => Some(cfg),
+        Ok(cfg) => {
+            for warning in &cfg.warnings {
+                report.warn(warning.to_string(), "Go accepts it; it works as said");
+            }
+            Some(cfg)
+        }
         Err(errors) => {
             for error in errors.0 {
                 match &unit_env {
@@ -399,7 +404,7 @@ fn explain_layout(layout: &Layout, err: &LayoutError) -> (String, String) {
             ),
             init,
         ),
-        LayoutError::CurrentNotLink { link } => (
+        LayoutError::CurrentNotLink { link } | LayoutError::CurrentInTheWay { link } => (
             format!("{} is not a symbolic link", link.display()),
             format!("move it away and {init}"),
         ),

@@ -1,9 +1,11 @@
 //! `cosmovisor init <path>`: sets up a home for cosmovisor.
 //!
-//! Everything that could make it fail is checked before anything is written, so a bad call
-//! creates nothing. Then, as Go does: `genesis/bin/` is created, the binary copied into it (an
-//! existing one is kept), made executable, `current` pointed at genesis (an existing valid link
-//! is kept), and `config.toml` written from the environment. An existing `config.toml` is only
+//! The argument, the configuration and the folders are checked before anything is written, so
+//! a bad call creates nothing. Then, as Go does, with its log lines in its order and each of its
+//! errors at its step: `genesis/bin/` is created, the binary copied into it (an existing one is
+//! kept, and must be a regular file), made executable, `current` pointed at genesis (an existing
+//! valid link is kept; anything else in its place is refused), and `config.toml` written from the
+//! environment. An existing `config.toml` is only
 //! replaced after a "y" at an interactive prompt; without a terminal it is kept (Go blocks on
 //! stdin there). Its log lines are Go's texts (paths quoted as Go's `%q` does).
 
@@ -83,6 +85,13 @@ fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
         "making sure {:?} is executable",
         genesis_bin.display().to_string()
     );
+    if !genesis_bin.is_file() {
+        return Err(LayoutError::InTheWay {
+            path: genesis_bin,
+            expected: "regular file",
+        }
+        .into());
+    }
     if layout::check_binary(&genesis_bin).is_err() {
         layout::make_executable(&genesis_bin)
             .with_context(|| format!("cannot make {} executable", genesis_bin.display()))?;
@@ -97,6 +106,9 @@ fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
                 .set_current(&layout.genesis_dir())
                 .with_context(|| format!("cannot create {}", layout.current_link().display()))?;
             layout.genesis_dir()
+        }
+        Err(LayoutError::CurrentNotLink { link }) => {
+            return Err(LayoutError::CurrentInTheWay { link }.into());
         }
         Err(err) => return Err(err.into()),
     };
@@ -119,7 +131,11 @@ pub enum ArgumentError {
     NotFound(PathBuf),
     #[error("could not stat executable {}: {err}", path.display())]
     Unreadable { path: PathBuf, err: io::Error },
-    #[error("invalid path to executable {}: must not be a directory", .0.display())]
+    #[error(
+        "invalid path to executable: must not be a directory ({} is a directory: give the path \
+         of the daemon binary)",
+        .0.display()
+    )]
     Directory(PathBuf),
 }
 
@@ -149,7 +165,8 @@ fn check_executable(path: &Path) -> Result<(), ArgumentError> {
     Ok(())
 }
 
-/// Refuses homes whose existing entries we would have to overwrite or could not use.
+/// Refuses homes whose folders are files, before anything is created (the genesis binary and
+/// `current` are checked at their steps, as Go does).
 fn check_existing(layout: &Layout) -> anyhow::Result<()> {
     let root = layout.root();
     if root.exists() && !root.is_dir() {
@@ -166,18 +183,7 @@ fn check_existing(layout: &Layout) -> anyhow::Result<()> {
         }
         .into());
     }
-    let genesis_bin = layout.genesis_bin();
-    if genesis_bin.exists() && !genesis_bin.is_file() {
-        return Err(LayoutError::InTheWay {
-            path: genesis_bin,
-            expected: "regular file",
-        }
-        .into());
-    }
-    match layout.current_dir() {
-        Ok(_) | Err(LayoutError::CurrentMissing { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
+    Ok(())
 }
 
 /// Copies the binary through a temporary file, so a partial copy never looks like a binary.

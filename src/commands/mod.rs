@@ -121,6 +121,9 @@ pub fn start_logging(cfg: &Config) {
             config::LogFormat::Json => crate::log::Format::Json,
         },
     });
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Runs an async command body to its end on a current-thread runtime.

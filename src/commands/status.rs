@@ -5,12 +5,14 @@
 //! are `null` when there is nothing to show, and problems met while reading go to `errors`.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::bounded_read::{self, DOCUMENT_CAP};
 use crate::commands::{Context, OutputFormat, Run};
 use crate::exit;
 use crate::home::inventory;
@@ -25,7 +27,11 @@ pub struct Status {
     pub daemon_name: String,
     pub current: Option<Current>,
     pub applied_plan: Option<AppliedPlan>,
+    /// The plan a supervisor would carry out (`null` unless one is pending).
     pub pending_plan: Option<PendingPlan>,
+    /// What `data/upgrade-info.json` holds, pending or not (`null`: no file, or one that is not a
+    /// plan, which is in `errors`).
+    pub plan_file: Option<PlanFile>,
     /// The manual upgrades queued in `data/upgrade-info.json.batch`, lowest height first.
     pub manual_upgrades: Vec<AppliedPlan>,
     pub staged_upgrades: Vec<Staged>,
@@ -56,11 +62,20 @@ pub struct PendingPlan {
     pub name: String,
     pub height: i64,
     pub info: String,
-    /// Whether a supervisor would carry it out (new name and greater height than the applied
-    /// plan; `--unsafe-skip-upgrades` is not known here).
+    /// Always `true`: a plan that would not be carried out is not pending (see [`PlanFile`]).
     pub would_trigger: bool,
     pub upgrade_dir: PathBuf,
     pub binary_staged: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanFile {
+    pub name: String,
+    pub height: i64,
+    /// `pending` (a supervisor would carry it out), `applied` (not newer than the applied plan),
+    /// `skipped` (its height is in the running node's `--unsafe-skip-upgrades`) or `unusable`
+    /// (it can never be applied; the reason is in `errors`).
+    pub state: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -159,22 +174,51 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         name: name.clone(),
         height: applied.height,
     });
-    let pending_plan = match inventory::pending_plan(layout, recase) {
+    let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
+    let skip = daemon_pid.map(daemon_skip_heights).unwrap_or_default();
+    let (plan_file, pending_plan) = match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) => {
+            let state = if !applied.is_superseded_by(&plan) {
+                "applied"
+            } else if skip.contains(&plan.height) {
+                "skipped"
+            } else {
+                "pending"
+            };
             let upgrade_dir = layout.upgrade_dir(&plan.name);
-            Some(PendingPlan {
+            let pending = (state == "pending").then(|| PendingPlan {
                 name: plan.name.as_str().to_owned(),
                 height: plan.height,
                 info: crate::redact::redact(&plan.info),
-                would_trigger: applied.is_superseded_by(&plan),
+                would_trigger: true,
                 binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,
-            })
+            });
+            let file = PlanFile {
+                name: plan.name.as_str().to_owned(),
+                height: plan.height,
+                state,
+            };
+            (Some(file), pending)
         }
-        Ok(None) => None,
+        Ok(None) => (None, None),
         Err(err) => {
-            errors.push(err);
-            None
+            let found = bounded_read::read_capped(&layout.upgrade_info_file(), DOCUMENT_CAP)
+                .ok()
+                .and_then(|bytes| crate::home::plan::identify(&bytes));
+            let file = found.map(|(name, height)| PlanFile {
+                state: if skip.contains(&height) {
+                    "skipped"
+                } else {
+                    "unusable"
+                },
+                name,
+                height,
+            });
+            if file.as_ref().is_none_or(|file| file.state != "skipped") {
+                errors.push(err);
+            }
+            (file, None)
         }
     };
     let staged_upgrades = match inventory::versions(layout) {
@@ -246,7 +290,6 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
-    let daemon_pid = pid_file::running(&layout.daemon_pid_file()).map(nix::unistd::Pid::as_raw);
     let supervisor = crate::supervisor::lock::holder(layout.root());
     Status {
         cosmovisor_version: crate::VERSION,
@@ -255,6 +298,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         current,
         applied_plan,
         pending_plan,
+        plan_file,
         manual_upgrades,
         staged_upgrades,
         last_backup,
@@ -271,6 +315,19 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         },
         errors,
     }
+}
+
+/// The `--unsafe-skip-upgrades` heights of the running daemon (from its command line), which a
+/// supervisor honours.
+fn daemon_skip_heights(pid: i32) -> Vec<i64> {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    let args: Vec<std::ffi::OsString> = cmdline
+        .split(|&b| b == 0)
+        .map(|arg| std::ffi::OsStr::from_bytes(arg).to_owned())
+        .collect();
+    crate::home::plan::skip_heights(&args)
 }
 
 /// The human-readable form.
@@ -307,14 +364,8 @@ pub fn text(status: &Status) -> String {
     );
     line(
         "pending:",
-        match &status.pending_plan {
-            None => "none".to_owned(),
-            // The node's file still holds the plan `current` already applied: nothing is pending.
-            Some(p) if !p.would_trigger => format!(
-                "none (data/upgrade-info.json holds {} at height {}, already applied)",
-                p.name, p.height
-            ),
-            Some(p) => format!(
+        match (&status.pending_plan, &status.plan_file) {
+            (Some(p), _) => format!(
                 "{} at height {} (will be applied; binary {})",
                 p.name,
                 p.height,
@@ -324,6 +375,17 @@ pub fn text(status: &Status) -> String {
                     "NOT staged"
                 }
             ),
+            (None, Some(f)) => format!(
+                "none (data/upgrade-info.json holds {} at height {}, {})",
+                f.name,
+                f.height,
+                match f.state {
+                    "applied" => "already applied",
+                    "skipped" => "skipped: its height is in the node's --unsafe-skip-upgrades",
+                    _ => "which can never be applied: see the error below",
+                }
+            ),
+            (None, None) => "none".to_owned(),
         },
     );
     let queue: Vec<String> = status

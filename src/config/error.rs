@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::{
     COSMOVISOR_BACKUP_KEEP, COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, DAEMON_NAME, DAEMON_POLL_INTERVAL,
@@ -46,17 +47,6 @@ pub enum ConfigError {
         positive_hint(var)
     )]
     NotPositive { var: &'static str, value: String },
-    #[error(
-        "{var}: {value:?} is below the minimum of {} (set it to {} or more, or {})",
-        super::format_go_duration(*min),
-        super::format_go_duration(*min),
-        positive_hint(var)
-    )]
-    BelowMinimum {
-        var: &'static str,
-        value: String,
-        min: std::time::Duration,
-    },
     #[error("{var}: invalid integer {value:?} (expected {})", integer_hint(var))]
     InvalidInteger { var: &'static str, value: String },
     #[error(
@@ -152,6 +142,36 @@ fn integer_hint(var: &str) -> &'static str {
     } else {
         "a whole number 0 or greater"
     }
+}
+
+/// A value Go accepts that we use differently: never a failure, logged once as a warning when
+/// logging starts (README, "Differences from Go cosmovisor").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigWarning {
+    #[error(
+        "{var}: {value:?} is below the minimum of {}, polling every {} instead (set it to {} or \
+         more to silence this warning)",
+        super::format_go_duration(*min),
+        super::format_go_duration(*min),
+        super::format_go_duration(*min)
+    )]
+    RaisedToMinimum {
+        var: &'static str,
+        value: String,
+        min: Duration,
+    },
+    #[error(
+        "config file {}: key {key}: negative duration {value:?}, using {} instead (remove the key \
+         or set a positive duration to silence this warning)",
+        path.display(),
+        super::format_go_duration(*used)
+    )]
+    NegativeDuration {
+        path: PathBuf,
+        key: String,
+        value: String,
+        used: Duration,
+    },
 }
 
 /// All the problems found, in upstream's order. Displayed one per line.

@@ -25,7 +25,7 @@ mod render;
 mod tests;
 
 pub use duration::{format_go_duration, parse_go_duration};
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 
 use error::{io_reason, toml_reason};
 use reader::Reader;
@@ -59,6 +59,27 @@ pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
 pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
 /// Read by `log.rs` alone, not part of [`Config`].
 pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
+
+/// The variables only a running supervisor reads (how it stops, waits, retries, backs up, serves
+/// metrics and logs): commands run by hand (`add-upgrade`, `status`, `rollback`, …) behave the
+/// same whatever they are, so `doctor --unit` notes a shell that differs from the unit in them
+/// instead of failing.
+pub const SUPERVISOR_ONLY: &[&str] = &[
+    DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY,
+    DAEMON_SHUTDOWN_GRACE,
+    DAEMON_POLL_INTERVAL,
+    DAEMON_PREUPGRADE_MAX_RETRIES,
+    COSMOVISOR_DISABLE_LOGS,
+    COSMOVISOR_COLOR_LOGS,
+    COSMOVISOR_TIMEFORMAT_LOGS,
+    COSMOVISOR_CUSTOM_PREUPGRADE,
+    COSMOVISOR_BACKUP_KEEP,
+    COSMOVISOR_LOG_FORMAT,
+    COSMOVISOR_BACKUP_MODE,
+    COSMOVISOR_METRICS_ADDR,
+    COSMOVISOR_LOG_LEVEL,
+];
 
 /// Every variable cosmovisor reads, in the README's order, with its default and meaning: the one
 /// list the manual page's ENVIRONMENT section and `doctor`'s comparison of the shell with a
@@ -94,7 +115,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         DAEMON_POLL_INTERVAL,
-        "300ms: how often upgrade-info.json is polled without inotify (10ms at least)",
+        "300ms: how often upgrade-info.json is polled without inotify (below 10ms: 10ms, with a warning)",
     ),
     (
         DAEMON_DATA_BACKUP_DIR,
@@ -195,6 +216,8 @@ pub struct Config {
     /// for the node's height only to refuse or confirm, never to trigger anything. Unset: the
     /// node's own `[rpc] laddr` (`supervisor/node_rpc.rs`).
     pub node_rpc: Option<String>,
+    /// Values Go accepts that are used differently here, to log once logging is set up.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// `COSMOVISOR_TIMEFORMAT_LOGS`: upstream's option names for Go's predefined layouts.

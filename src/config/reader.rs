@@ -10,17 +10,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::duration::parse_duration;
+use super::duration::{DurationError, parse_duration};
 use super::error::TIME_FORMAT_HINT;
 use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
     COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors,
-    DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
-    DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
-    DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
-    DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+    ConfigWarning, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
+    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
+    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat,
+    UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -31,7 +32,7 @@ const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_GRPC_ADDRESS: &str = "localhost:9090";
 const FILE_DURATION_TYPE: &str = "a duration string like '300ms' or an integer of nanoseconds";
 const FILE_DURATION_VALUE: &str =
-    "a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds";
+    "a Go duration such as '300ms' or '1m30s', or an integer of nanoseconds";
 
 /// Where one variable's value came from.
 enum Raw<'a> {
@@ -53,12 +54,17 @@ pub(super) struct Reader<'a, F> {
     vars: F,
     file: Option<(&'a Path, &'a toml::Table)>,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigWarning>,
 }
 
 impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     pub(super) fn new(vars: F, file: Option<(&'a Path, &'a toml::Table)>) -> Self {
-        let errors = Vec::new();
-        Reader { vars, file, errors }
+        Reader {
+            vars,
+            file,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     /// The environment wins; in file mode an empty variable counts as unset (viper's rule) and the
@@ -117,6 +123,10 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 "" => default,
                 "true" => true,
                 "false" => false,
+                // Parity: in file mode viper decodes an overriding variable with Go's
+                // strconv.ParseBool, which also takes 1, t, T, 0, f and F.
+                "1" | "t" if self.file.is_some() => true,
+                "0" | "f" if self.file.is_some() => false,
                 _ => {
                     self.errors.push(ConfigError::InvalidBool { var, value: s });
                     default
@@ -130,10 +140,8 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
-    /// Env values must be > 0 when set; in the file, 0 (Go's `init` writes it for unset values)
-    /// means the default.
-    /// `DAEMON_POLL_INTERVAL`, refused below [`MIN_POLL_INTERVAL`]: upstream takes any value
-    /// above 0, and `1ns` kept a core busy polling.
+    /// `DAEMON_POLL_INTERVAL`: any value upstream takes; below [`MIN_POLL_INTERVAL`] it is
+    /// raised to that with a warning (`1ns` kept a core busy polling).
     fn poll_interval(&mut self) -> Duration {
         let interval = self.duration(DAEMON_POLL_INTERVAL, DEFAULT_POLL_INTERVAL);
         if interval >= MIN_POLL_INTERVAL {
@@ -145,14 +153,29 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             Raw::File(value) => value.to_string(),
             Raw::Unset | Raw::Bad => String::new(),
         };
-        self.errors.push(ConfigError::BelowMinimum {
+        self.warnings.push(ConfigWarning::RaisedToMinimum {
             var: DAEMON_POLL_INTERVAL,
             value,
             min: MIN_POLL_INTERVAL,
         });
-        DEFAULT_POLL_INTERVAL
+        MIN_POLL_INTERVAL
     }
 
+    /// A negative duration in the file, which upstream accepts there (its > 0 checks are for the
+    /// environment only): the default, with a warning.
+    fn negative_in_file(&mut self, var: &str, value: String, default: Duration) -> Duration {
+        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        self.warnings.push(ConfigWarning::NegativeDuration {
+            path,
+            key,
+            value,
+            used: default,
+        });
+        default
+    }
+
+    /// Env values must be > 0 when set; in the file, 0 (Go's `init` writes it for unset values)
+    /// means the default.
     fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
         match self.raw(var) {
             Raw::Unset | Raw::Bad => default,
@@ -177,6 +200,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             Raw::File(toml::Value::String(s)) => match parse_duration(s) {
                 Ok(d) if d.is_zero() => default,
                 Ok(d) => d,
+                Err(DurationError::Negative) => self.negative_in_file(var, s.clone(), default),
                 Err(_) => {
                     self.invalid_value(var, s.clone(), FILE_DURATION_VALUE);
                     default
@@ -185,10 +209,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             Raw::File(toml::Value::Integer(n)) => match u64::try_from(*n) {
                 Ok(0) => default,
                 Ok(n) => Duration::from_nanos(n),
-                Err(_) => {
-                    self.invalid_value(var, n.to_string(), FILE_DURATION_VALUE);
-                    default
-                }
+                Err(_) => self.negative_in_file(var, n.to_string(), default),
             },
             Raw::File(_) => {
                 self.wrong_type(var, FILE_DURATION_TYPE);
@@ -433,6 +454,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             metrics_addr,
             download_idle_timeout,
             node_rpc,
+            warnings: self.warnings,
         })
     }
 }

@@ -235,6 +235,7 @@ mod tests {
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             download_idle_timeout: Duration::from_millis(250),
             node_rpc: Some("https://rpc.example:443".into()),
+            warnings: Vec::new(),
         };
         let text = odd.to_toml();
         assert!(

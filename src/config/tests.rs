@@ -78,7 +78,6 @@ DAEMON_SHUTDOWN_GRACE=10 => DAEMON_SHUTDOWN_GRACE: invalid duration "10": missin
 DAEMON_POLL_INTERVAL=3x => DAEMON_POLL_INTERVAL: invalid duration "3x" (expected a Go duration such as 300ms or 1m30s)
 DAEMON_POLL_INTERVAL=600 => DAEMON_POLL_INTERVAL: invalid duration "600": missing unit (expected a Go duration such as 300ms or 1m30s)
 DAEMON_POLL_INTERVAL=0ms => DAEMON_POLL_INTERVAL: must be greater than 0, got "0ms" (unset it to use the default of 300ms)
-DAEMON_POLL_INTERVAL=1ns => DAEMON_POLL_INTERVAL: "1ns" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
 DAEMON_POLL_INTERVAL=9999999h => DAEMON_POLL_INTERVAL: invalid duration "9999999h": out of range (expected a Go duration such as 300ms or 1m30s)
 DAEMON_DATA_BACKUP_DIR=bak => DAEMON_DATA_BACKUP_DIR must be an absolute path, got "bak"
 UNSAFE_SKIP_BACKUP=on => UNSAFE_SKIP_BACKUP: invalid boolean "on" (expected true or false)
@@ -101,11 +100,8 @@ COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=0s => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: must be
 
 /// `one line added to a valid config.toml => the one exact error`.
 const BAD_FILE: &str = r#"
-daemon_poll_interval = '5ms' => DAEMON_POLL_INTERVAL: "5ms" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
-daemon_poll_interval = 1 => DAEMON_POLL_INTERVAL: "1" is below the minimum of 10ms (set it to 10ms or more, or unset it to use the default of 300ms)
 daemon_poll_interval = true => config file /h/cosmovisor/config.toml: key daemon_poll_interval must be a duration string like '300ms' or an integer of nanoseconds
-daemon_restart_delay = -5 => config file /h/cosmovisor/config.toml: key daemon_restart_delay: invalid value "-5" (expected a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds)
-daemon_shutdown_grace = '600' => config file /h/cosmovisor/config.toml: key daemon_shutdown_grace: invalid value "600" (expected a Go duration such as '300ms' or '1m30s', or a non-negative integer of nanoseconds)
+daemon_shutdown_grace = '600' => config file /h/cosmovisor/config.toml: key daemon_shutdown_grace: invalid value "600" (expected a Go duration such as '300ms' or '1m30s', or an integer of nanoseconds)
 unsafe_skip_backup = 'true' => config file /h/cosmovisor/config.toml: key unsafe_skip_backup must be a boolean (true or false)
 daemon_grpc_address = 9090 => config file /h/cosmovisor/config.toml: key daemon_grpc_address must be a string
 daemon_preupgrade_max_retries = -1 => config file /h/cosmovisor/config.toml: key daemon_preupgrade_max_retries: invalid value "-1" (expected an integer 0 or greater)
@@ -185,6 +181,7 @@ pub(super) fn defaults() -> Config {
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -368,10 +365,20 @@ fn file_with_env_override() {
     want.name = "panacead".into();
     want.poll_interval = Duration::from_secs(5);
     assert_eq!(from_file(text, &env), Ok(want));
-    // Env values are just as strict in file mode.
+    // In file mode an overriding variable is a Go ParseBool boolean (viper's weak decoding).
+    for (value, want) in [
+        ("1", true),
+        ("t", true),
+        ("T", true),
+        ("0", false),
+        ("F", false),
+    ] {
+        let cfg = from_file(text, &[(UNSAFE_SKIP_BACKUP, value)]).unwrap();
+        assert_eq!(cfg.unsafe_skip_backup, want, "{value}");
+    }
     assert_eq!(
-        messages(from_file(text, &[(DAEMON_RESTART_AFTER_UPGRADE, "1")])),
-        [r#"DAEMON_RESTART_AFTER_UPGRADE: invalid boolean "1" (expected true or false)"#]
+        messages(from_file(text, &[(DAEMON_RESTART_AFTER_UPGRADE, "yes")])),
+        [r#"DAEMON_RESTART_AFTER_UPGRADE: invalid boolean "yes" (expected true or false)"#]
     );
 }
 
@@ -441,4 +448,51 @@ fn check_filesystem_backup_dir() {
         file.display().to_string()
     );
     assert_eq!(check(file, false), [want]);
+}
+
+/// Values upstream accepts that we use differently are warnings, never errors: a unit or
+/// `config.toml` that works with Go keeps working (README, "Differences from Go cosmovisor").
+#[test]
+fn values_go_accepts_are_used_with_a_warning() {
+    let raised = |value: &str| ConfigWarning::RaisedToMinimum {
+        var: DAEMON_POLL_INTERVAL,
+        value: value.to_owned(),
+        min: Duration::from_millis(10),
+    };
+    for (value, warning) in [("8ms", "8ms"), ("15ns", "15ns"), ("9.999ms", "9.999ms")] {
+        let cfg = from_env(&env_with(&format!("DAEMON_POLL_INTERVAL={value}"))).unwrap();
+        assert_eq!(cfg.poll_interval, Duration::from_millis(10), "{value}");
+        assert_eq!(cfg.warnings, vec![raised(warning)]);
+    }
+    assert_eq!(
+        raised("8ms").to_string(),
+        "DAEMON_POLL_INTERVAL: \"8ms\" is below the minimum of 10ms, polling every 10ms instead \
+         (set it to 10ms or more to silence this warning)"
+    );
+    let base = "daemon_home = '/h'\ndaemon_name = 'simd'\n";
+    let cfg = from_file(&format!("{base}daemon_poll_interval = 1\n"), &[]).unwrap();
+    assert_eq!(cfg.poll_interval, Duration::from_millis(10));
+    assert_eq!(cfg.warnings, vec![raised("1")]);
+    let text = format!("{base}daemon_restart_delay = -5\ndaemon_shutdown_grace = '-1s'\n");
+    let cfg = from_file(&text, &[]).unwrap();
+    assert_eq!(cfg.restart_delay, Duration::ZERO);
+    assert_eq!(cfg.shutdown_grace, Duration::from_secs(30));
+    let lines: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "config file /h/cosmovisor/config.toml: key daemon_restart_delay: negative duration \
+             \"-5\", using 0s instead (remove the key or set a positive duration to silence this \
+             warning)",
+            "config file /h/cosmovisor/config.toml: key daemon_shutdown_grace: negative duration \
+             \"-1s\", using 30s instead (remove the key or set a positive duration to silence this \
+             warning)"
+        ]
+    );
+    assert_eq!(
+        from_env(&env_with("DAEMON_POLL_INTERVAL=300ms"))
+            .unwrap()
+            .warnings,
+        []
+    );
 }

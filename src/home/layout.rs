@@ -262,6 +262,14 @@ pub enum LayoutError {
         link.display()
     )]
     CurrentNotLink { link: PathBuf },
+    /// Parity: Go's `init` fails with `symlink genesis current: file exists` when `current` is
+    /// not a link (v1.7 creates the link relative to the root).
+    #[error(
+        "symlink genesis current: file exists ({} is not a symbolic link: move it away and run \
+         `cosmovisor init` again)",
+        link.display()
+    )]
+    CurrentInTheWay { link: PathBuf },
     #[error(
         "{} points to {}, which does not exist: point it at a version folder (`ln -sfn genesis {}`)",
         link.display(),

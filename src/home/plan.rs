@@ -36,19 +36,25 @@ pub enum PlanError {
     Empty,
     #[error("upgrade plan is not valid JSON: {0}")]
     Malformed(String),
-    // Parity: Go's texts (`parseUpgradeInfoFile` wrapping x/upgrade's `ValidateBasic`).
-    #[error("invalid upgrade-info.json content: name cannot be empty")]
-    NoName,
+    // Parity: Go's texts (`parseUpgradeInfoFile` wrapping x/upgrade's `ValidateBasic`, whose
+    // checks run in this order), then what was found; Go's `, got: {…}` tail is not repeated.
     #[error(
-        "invalid upgrade-info.json content: height must be greater than 0 (plan {name:?} has height {height})"
-    )]
-    BadHeight { name: String, height: i64 },
-    #[error(
-        "upgrade plan {name:?} is time-based ({time}); time-based upgrades have been deprecated in the SDK"
+        "invalid upgrade-info.json content: time-based upgrades have been deprecated in the SDK: \
+         invalid request (plan {name:?} has time {time})"
     )]
     TimeBased { name: String, time: String },
-    #[error("upgrade plan {0:?} sets upgraded_client_state, which is deprecated")]
+    #[error(
+        "invalid upgrade-info.json content: upgrade logic for IBC has been moved to the IBC module: \
+         invalid request (plan {0:?} sets upgraded_client_state)"
+    )]
     ClientState(String),
+    #[error("invalid upgrade-info.json content: name cannot be empty: invalid request")]
+    NoName,
+    #[error(
+        "invalid upgrade-info.json content: height must be greater than 0: invalid request (plan \
+         {name:?} has height {height})"
+    )]
+    BadHeight { name: String, height: i64 },
     #[error(transparent)]
     Name(#[from] NameError),
 }
@@ -89,15 +95,6 @@ pub fn parse(bytes: &[u8], recase: bool) -> Result<Plan, PlanError> {
 }
 
 fn from_parts(raw: RawPlan, recase: bool) -> Result<Plan, PlanError> {
-    if raw.name.is_empty() {
-        return Err(PlanError::NoName);
-    }
-    if raw.height <= 0 {
-        return Err(PlanError::BadHeight {
-            name: raw.name,
-            height: raw.height,
-        });
-    }
     if let Some(time) = raw.time {
         if time != ZERO_TIME && !time.is_empty() {
             return Err(PlanError::TimeBased {
@@ -111,6 +108,15 @@ fn from_parts(raw: RawPlan, recase: bool) -> Result<Plan, PlanError> {
         .is_some_and(|value| !value.is_null())
     {
         return Err(PlanError::ClientState(raw.name));
+    }
+    if raw.name.is_empty() {
+        return Err(PlanError::NoName);
+    }
+    if raw.height <= 0 {
+        return Err(PlanError::BadHeight {
+            name: raw.name,
+            height: raw.height,
+        });
     }
     Ok(Plan {
         name: UpgradeName::new(&raw.name, recase)?,
@@ -291,6 +297,33 @@ fn match_halt_line(line: &[u8]) -> Option<i64> {
     digits_at(&rest[height_at + OLD_HEIGHT.len()..])
 }
 
+/// The name and height of a JSON plan, whatever else is wrong with it: a plan at a height listed
+/// in `--unsafe-skip-upgrades` is skipped even when it could never be applied (Go skips any plan
+/// whose height is listed), and `status` names a plan it cannot use.
+#[must_use]
+pub fn identify(bytes: &[u8]) -> Option<(String, i64)> {
+    serde_json::from_slice::<RawPlan>(bytes)
+        .ok()
+        .map(|raw| (raw.name, raw.height))
+}
+
+/// Whether the queued manual upgrade `name` at `height` is passed over because `height` is in
+/// `skip` (`--unsafe-skip-upgrades`); says so once per look while it is newer than `applied`.
+#[must_use]
+pub fn skips_queued(name: &str, height: i64, applied: &Applied, skip: &[i64]) -> bool {
+    if !skip.contains(&height) {
+        return false;
+    }
+    if height > applied.height {
+        tracing::info!(
+            name,
+            height,
+            "manual upgrade height is listed in --unsafe-skip-upgrades; the node does not halt for it"
+        );
+    }
+    true
+}
+
 /// The heights listed after `--unsafe-skip-upgrades` in the daemon's arguments: tokens up to the
 /// next one starting with `-`; tokens that are not integers are skipped; only the first
 /// occurrence of the flag counts (Go `UpgradeSkipHeights`). The `--flag=value` form is also
@@ -352,7 +385,7 @@ mod tests {
             (b"{\"name\":\"x\",\"hei", "upgrade plan is not valid JSON"),
             (
                 b"{\"height\":5}",
-                "invalid upgrade-info.json content: name cannot be empty",
+                "invalid upgrade-info.json content: name cannot be empty: invalid request",
             ),
             (
                 b"{}",
@@ -360,18 +393,18 @@ mod tests {
             ),
             (
                 b"{\"name\":\"x\"}",
-                "height must be greater than 0 (plan \"x\" has height 0)",
+                "height must be greater than 0: invalid request (plan \"x\" has height 0)",
             ),
             (b"{\"name\":\"x\",\"height\":-3}", "has height -3"),
             (b"{\"name\":\"x\",\"height\":\"5\"}", "not valid JSON"),
             (b"[1,2]", "not valid JSON"),
             (
                 b"{\"name\":\"x\",\"height\":5,\"time\":\"2024-01-01T00:00:00Z\"}",
-                "time-based",
+                "time-based upgrades have been deprecated in the SDK: invalid request",
             ),
             (
                 b"{\"name\":\"x\",\"height\":5,\"upgraded_client_state\":{}}",
-                "upgraded_client_state",
+                "upgrade logic for IBC has been moved to the IBC module: invalid request",
             ),
             (b"{\"name\":\"..\",\"height\":5}", "outside upgrades/"),
         ];

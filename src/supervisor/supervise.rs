@@ -218,6 +218,7 @@ impl Supervisor<'_> {
             &self.layout.batch_file(),
             watcher.applied(),
             !self.cfg.disable_recase,
+            watcher.skip_heights(),
         )?;
         let args = self.launch_args(manual.as_ref());
         let (mut daemon, mut hints, version) = self.launch(&args)?;
@@ -519,8 +520,8 @@ impl Supervisor<'_> {
                     Change::Plan(plan) => return Ok(Ending::Upgrade(plan)),
                     Change::Unusable(unusable) => return Ok(Ending::Unusable(unusable)),
                     Change::Queue => {
-                        let applied = watcher.applied().clone();
-                        let verdict = checks.queue_changed(&queue, &applied, recase, self.args, args, manual);
+                        let judged = (watcher.applied(), watcher.skip_heights());
+                        let verdict = checks.queue_changed(&queue, judged, recase, self.args, args, manual);
                         if let Some(ending) = ending_for(verdict) {
                             return Ok(ending);
                         }

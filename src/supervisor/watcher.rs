@@ -23,7 +23,8 @@
 //!
 //! Whether a parsed plan is applied is [`Applied::is_superseded_by`] plus the skip heights. A
 //! complete, valid JSON plan that can never be applied (a name that cannot be a folder, a height
-//! of 0, a time-based plan) is not "not yet": it is an [`UnusablePlan`], and the supervisor stops.
+//! of 0, a time-based plan) is not "not yet": it is an [`UnusablePlan`], and the supervisor stops,
+//! unless its height is listed in `--unsafe-skip-upgrades` (then it is skipped, as any plan there).
 //!
 //! The same watch reports changes of the manual-upgrade queue (`upgrade-info.json.batch`, by its
 //! identity), so the supervisor can make the node halt at a height added while it runs.
@@ -240,11 +241,26 @@ impl Watcher {
                 warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
                 Ok(None)
             }
-            Err(err) => Err(UnusablePlan {
-                file: self.file.clone(),
-                err,
-            }),
+            Err(err) => match plan::identify(&bytes)
+                .map(|(_, height)| height)
+                .filter(|h| self.skip_heights.contains(h))
+            {
+                Some(height) => {
+                    info!(file = %self.file.display(), height, error = %err, "upgrade height is listed in --unsafe-skip-upgrades, skipping the plan that could not be applied");
+                    Ok(None)
+                }
+                None => Err(UnusablePlan {
+                    file: self.file.clone(),
+                    err,
+                }),
+            },
         }
+    }
+
+    /// The `--unsafe-skip-upgrades` heights: plans there, queued ones too, are never acted on.
+    #[must_use]
+    pub fn skip_heights(&self) -> &[i64] {
+        &self.skip_heights
     }
 
     /// Whether the manual-upgrade queue file changed since the last call (or since start).

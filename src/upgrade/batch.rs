@@ -201,11 +201,27 @@ pub fn plans(path: &Path, recase: bool) -> Result<Vec<Plan>, BatchError> {
         .collect()
 }
 
-/// The lowest queued plan that is still to be applied.
-pub fn next_due(path: &Path, applied: &Applied, recase: bool) -> Result<Option<Plan>, BatchError> {
-    Ok(plans(path, recase)?
-        .into_iter()
-        .find(|plan| applied.is_superseded_by(plan)))
+/// The lowest queued plan that is still to be applied; entries at a height in `skip`
+/// (`--unsafe-skip-upgrades`) are passed over, whatever else is wrong with them.
+pub fn next_due(
+    path: &Path,
+    applied: &Applied,
+    recase: bool,
+    skip: &[i64],
+) -> Result<Option<Plan>, BatchError> {
+    for entry in load(path)? {
+        if crate::home::plan::skips_queued(&entry.name, entry.height, applied, skip) {
+            continue;
+        }
+        let plan = entry.to_plan(recase).map_err(|err| BatchError::Plan {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        if applied.is_superseded_by(&plan) {
+            return Ok(Some(plan));
+        }
+    }
+    Ok(None)
 }
 
 /// Removes the entries for `plan` (after it was applied).
@@ -270,16 +286,25 @@ mod tests {
             entries.iter().map(|e| e.height).collect::<Vec<_>>(),
             vec![20, 30]
         );
-        let next = next_due(&path, &Applied::default(), true).unwrap().unwrap();
+        let next = next_due(&path, &Applied::default(), true, &[])
+            .unwrap()
+            .unwrap();
         assert_eq!((next.name.as_str(), next.height), ("v2", 20));
         let applied = Applied {
             name: Some("v2".into()),
             height: 20,
         };
-        assert_eq!(next_due(&path, &applied, true).unwrap().unwrap().height, 30);
+        assert_eq!(
+            next_due(&path, &applied, true, &[])
+                .unwrap()
+                .unwrap()
+                .height,
+            30
+        );
+        assert_eq!(next_due(&path, &applied, true, &[30]).unwrap(), None);
         remove(&path, &next).unwrap();
         assert_eq!(load(&path).unwrap(), vec![Entry::new("v3", 30)]);
-        let v3 = next_due(&path, &applied, true).unwrap().unwrap();
+        let v3 = next_due(&path, &applied, true, &[]).unwrap().unwrap();
         remove(&path, &v3).unwrap();
         assert!(!path.exists(), "an empty queue removes the file");
     }

@@ -103,10 +103,13 @@ pub enum UpgradeError {
         target: PathBuf,
         err: io::Error,
     },
-    #[error("upgrade {name:?}: cannot write {} again from the upgrade journal: {err}", path.display())]
-    RestorePlan {
+    /// `data/upgrade-info.json` could not be written (`why`: to record a manual upgrade's plan,
+    /// or to put a lost one back from the journal).
+    #[error("upgrade {name:?}: cannot write {} {why}: {err}", path.display())]
+    PlanFile {
         name: String,
         path: PathBuf,
+        why: &'static str,
         err: io::Error,
     },
     #[error(transparent)]
@@ -164,6 +167,7 @@ impl Upgrade {
     /// it, so a cosmovisor killed from now on resumes this upgrade instead of starting the old
     /// binary again, which would run past the height.
     pub fn decide(plan: &Plan, layout: &Layout) -> Result<Upgrade, UpgradeError> {
+        record_plan_file(layout, plan)?;
         Ok(Upgrade {
             journal: Journal::record(plan, layout)?,
         })
@@ -294,6 +298,43 @@ async fn carry_out(
     Ok(())
 }
 
+/// Makes `data/upgrade-info.json` name `plan` before the upgrade is journaled (the journal then
+/// fsyncs it): a manual upgrade from the queue has no file from x/upgrade, or the previous
+/// upgrade's, and the new binary reads the file at start to see its own upgrade (Go v1.7 writes
+/// each queued plan there as it comes due). A file that already names the plan (a governance
+/// upgrade read from it), one with a plan at a greater height (the chain's, newer than ours) and
+/// something that is not a regular file are left alone.
+fn record_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
+    let path = layout.upgrade_info_file();
+    match bounded_read::read_capped(&path, DOCUMENT_CAP) {
+        Ok(bytes) => {
+            let names_plan = crate::home::plan::parse(&bytes, false).is_ok_and(|found| {
+                found.height == plan.height && plan.name.same_as(found.name.as_str())
+            });
+            let newer = crate::home::plan::identify(&bytes).is_some_and(|(_, h)| h > plan.height);
+            if names_plan || newer {
+                return Ok(());
+            }
+        }
+        Err(ReadError::NotRegular { .. }) => return Ok(()),
+        Err(_) => {}
+    }
+    info!(file = %path.display(), name = %plan.name, height = plan.height, "recording the manual upgrade's plan in upgrade-info.json, as x/upgrade does for a governance upgrade");
+    write_plan_file(&path, plan, "to record the manual upgrade's plan")
+}
+
+/// Writes `plan` to `data/upgrade-info.json` (`path`) atomically, as x/upgrade writes it.
+fn write_plan_file(path: &Path, plan: &Plan, why: &'static str) -> Result<(), UpgradeError> {
+    layout::write_atomic(path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
+        UpgradeError::PlanFile {
+            name: plan.name.to_string(),
+            path: path.to_path_buf(),
+            why,
+            err,
+        }
+    })
+}
+
 /// Writes `data/upgrade-info.json` from `plan` (atomically) when it is missing, empty or not a
 /// valid plan. Something that is not a regular file there is left alone.
 fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
@@ -307,13 +348,7 @@ fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
         _ => {}
     }
     warn!(file = %path.display(), name = %plan.name, height = plan.height, "upgrade-info.json is missing, empty or not a valid plan; writing it again from the upgrade journal");
-    layout::write_atomic(&path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
-        UpgradeError::RestorePlan {
-            name: plan.name.to_string(),
-            path: path.clone(),
-            err,
-        }
-    })
+    write_plan_file(&path, plan, "again from the upgrade journal")
 }
 
 /// The new binary must be a regular file we can execute. A missing execute bit is added, as Go

@@ -83,23 +83,29 @@ fn doctor_uses_the_units_environment_and_environment_files() {
     ));
 }
 
-#[test]
-fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
-    let home = healthy();
-    let other = Home::new("simd");
+/// `node.service` in `home` giving the node `DAEMON_HOME`, `DAEMON_NAME=simd` and `more`; and
+/// `doctor --unit` for it, with `DAEMON_NAME=simd` in the shell.
+fn unit_and_doctor(home: &Home, more: &str) -> (std::path::PathBuf, Cosmovisor) {
     let unit = home.path().join("node.service");
     fs::write(
         &unit,
         unit_text(&format!(
-            "Environment=DAEMON_HOME={} DAEMON_NAME=simd",
+            "Environment=DAEMON_HOME={} DAEMON_NAME=simd{more}",
             home.path().display()
         )),
     )
     .expect("test setup");
-    let out = bare(["doctor", "--unit", unit.to_str().expect("utf-8")])
-        .env("DAEMON_HOME", other.path())
-        .env("DAEMON_NAME", "simd")
-        .run();
+    let doctor =
+        bare(["doctor", "--unit", unit.to_str().expect("utf-8")]).env("DAEMON_NAME", "simd");
+    (unit, doctor)
+}
+
+#[test]
+fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
+    let home = healthy();
+    let other = Home::new("simd");
+    let (unit, doctor) = unit_and_doctor(&home, "");
+    let out = doctor.env("DAEMON_HOME", other.path()).run();
     out.assert_code(7);
     out.stdout_contains(&format!(
         "✓ home {} has cosmovisor/ and data/",
@@ -116,6 +122,35 @@ fn doctor_checks_the_units_home_and_names_the_shells_mismatch() {
             home.path().display()
         )],
         "{out}"
+    );
+}
+
+/// Variables only the running supervisor reads (`DAEMON_POLL_INTERVAL`, `COSMOVISOR_COLOR_LOGS`,
+/// the log format) do not change what commands run by hand do: a shell that differs from the unit
+/// in them is a `!` note, not a failure. The unit's `DAEMON_POLL_INTERVAL=8ms` works with Go, so
+/// it is valid here too.
+#[test]
+fn doctor_notes_a_shell_that_differs_only_in_supervisor_settings() {
+    let home = healthy();
+    let (unit, doctor) = unit_and_doctor(&home, " DAEMON_POLL_INTERVAL=8ms");
+    let out = doctor
+        .env("DAEMON_HOME", home.path())
+        .env("DAEMON_POLL_INTERVAL", "300ms")
+        .env("COSMOVISOR_COLOR_LOGS", "false")
+        .env("COSMOVISOR_LOG_FORMAT", "json")
+        .run();
+    out.assert_code(0);
+    assert!(failures(&out).is_empty(), "{out}");
+    out.stdout_contains(&format!(
+        "! the shell's environment differs from unit {} in settings only the running supervisor \
+         reads: DAEMON_POLL_INTERVAL=300ms (the unit: 8ms), COSMOVISOR_COLOR_LOGS=false (the \
+         unit: unset), COSMOVISOR_LOG_FORMAT=json (the unit: unset) — hint: commands run by hand \
+         are not affected; the node runs with the unit's values",
+        unit.display()
+    ));
+    out.stdout_contains(
+        "! DAEMON_POLL_INTERVAL: \"8ms\" is below the minimum of 10ms, polling every 10ms instead \
+         (set it to 10ms or more to silence this warning) — hint: Go accepts it; it works as said",
     );
 }
 

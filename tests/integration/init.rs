@@ -1,5 +1,6 @@
 //! `cosmovisor init <path>`: sets up a home (genesis binary, `current`, `config.toml`), keeps
-//! what is already there, and refuses, before writing anything, homes it cannot use.
+//! what is already there, and refuses homes it cannot use: before writing anything, or, for the
+//! genesis binary and `current`, at their steps as Go does.
 
 use std::ffi::OsString;
 use std::fs;
@@ -200,19 +201,34 @@ fn a_second_init_changes_nothing() {
     );
 }
 
+/// `init` must fail at the `current` step with exactly `error`, leaving `current` as it was.
+fn assert_current_refused(home: &Home, error: &str) -> Output {
+    let link = home.root().join("current");
+    let before = fs::symlink_metadata(&link).unwrap();
+    let out = init(home, &simple_source().path).run();
+    out.assert_code(4);
+    assert_eq!(out.errors(), [error], "{out}");
+    let after = fs::symlink_metadata(&link).unwrap();
+    assert_eq!(
+        (before.ino(), before.file_type()),
+        (after.ino(), after.file_type()),
+        "current changed\n{out}"
+    );
+    assert!(!home.root().join("config.toml").exists(), "{out}");
+    out
+}
+
 #[test]
 fn current_as_a_plain_file_is_refused() {
     let home = Home::blank("simd");
     fs::create_dir_all(home.root()).unwrap();
     let link = home.root().join("current");
     fs::write(&link, "genesis").unwrap();
-    assert_refused(
+    assert_current_refused(
         &home,
-        &simple_source().path,
-        4,
         &format!(
-            "{} is not a symbolic link: move it away and run `cosmovisor init` to point it at \
-             genesis",
+            "symlink genesis current: file exists ({} is not a symbolic link: move it away and \
+             run `cosmovisor init` again)",
             show(&link)
         ),
     );
@@ -224,10 +240,8 @@ fn a_dangling_current_is_refused() {
     fs::create_dir_all(home.root()).unwrap();
     home.set_current("upgrades/gone");
     let link = show(&home.root().join("current"));
-    assert_refused(
+    assert_current_refused(
         &home,
-        &simple_source().path,
-        4,
         &format!(
             "{link} points to upgrades/gone, which does not exist: point it at a version folder \
              (`ln -sfn genesis {link}`)"
@@ -328,7 +342,8 @@ fn a_directory_is_not_an_executable() {
         dir,
         2,
         &format!(
-            "invalid path to executable {}: must not be a directory",
+            "invalid path to executable: must not be a directory ({} is a directory: give the \
+             path of the daemon binary)",
             show(dir)
         ),
     );

@@ -379,3 +379,63 @@ fn prepare_upgrade_names_an_unreachable_node() {
         "{out}"
     );
 }
+
+/// A version that records what `data/upgrade-info.json` says when it starts (as an SDK app reads
+/// it at start-up), then halts at its `--halt-height` like the SDK, or runs until SIGTERM.
+fn version_reading_the_plan_file(tag: &str) -> FakeDaemon {
+    FakeDaemon::new()
+        .raw(r#"[ "${1:-}" = pre-upgrade ] && exit 0"#)
+        .raw(r"trap 'exit 0' TERM")
+        .raw(&format!(
+            r#"printf 'start {tag} %s\n' "$(cat "$DAEMON_HOME/data/upgrade-info.json" 2>/dev/null)" >> "$DAEMON_HOME/events""#
+        ))
+        .raw(r#"h=; prev=; for a in "$@"; do [ "$prev" = --halt-height ] && h=$a; prev=$a; done"#)
+        .raw(r#"[ -n "$h" ] && { printf 'INF halt per configuration height %s module=server\n' "$h"; exit 0; }"#)
+        .block()
+}
+
+/// Go v1.7 writes each queued plan to `data/upgrade-info.json` as it comes due, so a new binary
+/// that reads the file at start sees its own upgrade: after `vN` is applied at `H` the file names
+/// `vN@H`, written on purpose (never by the journal's repair of a lost file).
+#[test]
+fn each_manual_upgrade_leaves_its_plan_in_upgrade_info_json() {
+    let home = Home::new("simd");
+    home.genesis(&version_reading_the_plan_file("v1"));
+    let versions: Vec<(String, i64)> = (2..=12).map(|n| (format!("v{n}"), (n - 1) * 10)).collect();
+    let mut list = Vec::new();
+    for (name, height) in &versions {
+        let src = home.path().join(format!("src-{name}"));
+        fs::write(&src, version_reading_the_plan_file(name).script()).unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+        list.push(format!("{name}:{}:{height}", src.display()));
+    }
+    home.cosmovisor(["add-batch-upgrade", "--upgrade-list", &list.join(",")])
+        .run()
+        .assert_code(0);
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    crate::support::wait_until("v12 to start", crate::support::DEADLINE, || {
+        home.events().iter().any(|e| e.starts_with("start v12 "))
+    });
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0)
+        .stderr_lacks("writing it again from the upgrade journal");
+    let mut expected = vec!["start v1 ".to_owned()];
+    for (name, height) in &versions {
+        expected.push(format!(
+            r#"start {name} {{"name":"{name}","time":"0001-01-01T00:00:00Z","height":{height}}}"#
+        ));
+    }
+    assert_eq!(home.events(), expected, "{out}");
+    assert_eq!(
+        out.stderr()
+            .matches("recording the manual upgrade's plan in upgrade-info.json")
+            .count(),
+        versions.len(),
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v12"));
+}

@@ -276,6 +276,44 @@ fn a_plan_that_can_never_be_applied_stops_the_node_and_later_starts_fail_the_sam
     assert_eq!(starts, 1, "the node was not started again");
 }
 
+/// The operator's escape hatch works for a plan that can never be applied: with its height in
+/// `--unsafe-skip-upgrades` (Go skips any plan whose height is listed) the node starts and runs
+/// past it, and so past a queued manual upgrade at a listed height whose name is unusable too.
+#[test]
+fn a_plan_that_can_never_be_applied_at_a_skipped_height_lets_the_node_run() {
+    let home = mock_home();
+    let name = "a".repeat(300);
+    mock_version_genesis(
+        &home,
+        &json!({"upgrade": {"name": name, "height": 5}, "after_upgrade": "keep-running"}),
+    );
+    home.cosmovisor(["run", "start"]).run().assert_code(5);
+    let queue = home.data().join("upgrade-info.json.batch");
+    let queued = json!([{"name": "b".repeat(300), "time": "0001-01-01T00:00:00Z", "height": 8}]);
+    fs::write(&queue, queued.to_string()).unwrap();
+
+    let running = home
+        .cosmovisor(["run", "start", "--unsafe-skip-upgrades", "5", "8"])
+        .env("UNSAFE_SKIP_BACKUP", "true")
+        .spawn();
+    wait_for_mock_event(&home, "block 20");
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    for line in [
+        "upgrade height is listed in --unsafe-skip-upgrades, skipping the plan that could not be applied",
+        "manual upgrade height is listed in --unsafe-skip-upgrades; the node does not halt for it",
+    ] {
+        assert_eq!(out.stderr().matches(line).count(), 1, "{line}\n{out}");
+    }
+    assert_eq!(
+        starts(&home),
+        ["start v1 height=0", "start v1 height=4"],
+        "{out}"
+    );
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+}
+
 fn mock_version_genesis(home: &Home, extra: &serde_json::Value) {
     let mut config = json!({"version": "v1", "block_time_ms": 30});
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {

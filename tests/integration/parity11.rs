@@ -341,6 +341,74 @@ fn init_logs_upstreams_lines() {
         ));
 }
 
+/// Lines of `out`'s log that are `init` steps, without their time prefix and level.
+fn info_lines(out: &crate::support::Output) -> Vec<String> {
+    out.stderr()
+        .lines()
+        .filter_map(|l| l.split_once(" INF ").map(|(_, rest)| rest.to_owned()))
+        .collect()
+}
+
+/// Go's `init` fails at the step that finds the problem, after that step's log line: the
+/// genesis binary that is a directory, and `current` that is not a link.
+#[test]
+fn init_fails_at_upstreams_steps_with_upstreams_text() {
+    let home = Home::blank("simd");
+    let src = source_binary(&home);
+    let bin = home.genesis_dir().join("bin/simd");
+    fs::create_dir_all(&bin).unwrap();
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(4);
+    let logged = info_lines(&out);
+    let expected = [
+        "checking on the genesis/bin directory".to_owned(),
+        format!(
+            "the \"{}\" directory already exists",
+            home.genesis_dir().join("bin").display()
+        ),
+        "checking on the genesis/bin executable".to_owned(),
+        format!("the \"{}\" file already exists", bin.display()),
+        format!("making sure \"{}\" is executable", bin.display()),
+    ];
+    assert_eq!(logged.len(), expected.len(), "{out}");
+    for (line, want) in logged.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} is not {want:?}\n{out}"
+        );
+    }
+    assert!(
+        out.errors()[0].contains("simd is not a regular file"),
+        "{out}"
+    );
+
+    fs::remove_dir(&bin).unwrap();
+    let current = home.root().join("current");
+    fs::write(&current, "").unwrap();
+    let out = home.cosmovisor(["init".as_ref(), src.as_os_str()]).run();
+    out.assert_code(4);
+    let logged = info_lines(&out);
+    assert!(
+        logged.last().is_some_and(
+            |l| l.starts_with("checking on the current symlink and creating it if needed")
+        ),
+        "{out}"
+    );
+    assert!(
+        out.errors()[0].starts_with("symlink genesis current: file exists"),
+        "{out}"
+    );
+
+    let dir = home.path().join("a-folder");
+    fs::create_dir(&dir).unwrap();
+    let out = home.cosmovisor(["init".as_ref(), dir.as_os_str()]).run();
+    out.assert_code(2);
+    assert!(
+        out.errors()[0].starts_with("invalid path to executable: must not be a directory"),
+        "{out}"
+    );
+}
+
 #[test]
 fn init_validation_errors_use_upstreams_text() {
     let home = Home::blank("simd");
@@ -386,21 +454,21 @@ fn invalid_plans_use_upstreams_messages() {
     for (content, message) in [
         (
             "{}",
-            "invalid upgrade-info.json content: name cannot be empty",
+            "invalid upgrade-info.json content: name cannot be empty: invalid request",
         ),
         (
             r#"{"height": 1}"#,
-            "invalid upgrade-info.json content: name cannot be empty",
+            "invalid upgrade-info.json content: name cannot be empty: invalid request",
         ),
         (
             r#"{"name": "upgrade2"}"#,
-            "invalid upgrade-info.json content: height must be greater than 0 (plan \"upgrade2\" \
-             has height 0)",
+            "invalid upgrade-info.json content: height must be greater than 0: invalid request \
+             (plan \"upgrade2\" has height 0)",
         ),
         (
             r#"{"name": "upgrade1", "heigh": "123"}"#,
-            "invalid upgrade-info.json content: height must be greater than 0 (plan \"upgrade1\" \
-             has height 0)",
+            "invalid upgrade-info.json content: height must be greater than 0: invalid request \
+             (plan \"upgrade1\" has height 0)",
         ),
     ] {
         fs::write(&file, content).unwrap();

@@ -68,6 +68,9 @@ fn json_keys_are_present_and_typed() {
         ("pending_plan.would_trigger", Value::is_boolean),
         ("pending_plan.upgrade_dir", Value::is_string),
         ("pending_plan.binary_staged", Value::is_boolean),
+        ("plan_file.name", Value::is_string),
+        ("plan_file.height", Value::is_i64),
+        ("plan_file.state", Value::is_string),
         ("manual_upgrades", Value::is_array),
         ("manual_upgrades.0.name", Value::is_string),
         ("manual_upgrades.0.height", Value::is_i64),
@@ -97,6 +100,7 @@ fn json_keys_are_present_and_typed() {
     assert_eq!(status["pending_plan"]["name"], "v3");
     assert_eq!(status["pending_plan"]["would_trigger"], true);
     assert_eq!(status["pending_plan"]["binary_staged"], false);
+    assert_eq!(status["plan_file"]["state"], "pending");
     assert_eq!(
         status["manual_upgrades"][0]["name"], "v4",
         "lowest height first"
@@ -166,4 +170,52 @@ fn broken_home_is_reported_not_fatal() {
             .contains("which does not exist"),
         "{status:#}"
     );
+}
+
+/// `pending_plan` is null unless a supervisor would carry the plan out: a script that checks
+/// `.pending_plan != null` must not page for an upgrade that is done. What the file holds is under
+/// `plan_file`, with its state.
+#[test]
+fn the_plan_file_is_pending_applied_skipped_or_unusable() {
+    let home = home_with_everything();
+    home.write_plan("v2", 10);
+    let status = json(&home);
+    assert!(status["pending_plan"].is_null(), "{status:#}");
+    assert_eq!(
+        status["plan_file"],
+        serde_json::json!({"name": "v2", "height": 10, "state": "applied"})
+    );
+    assert_eq!(status["errors"], Value::Array(vec![]));
+    home.cosmovisor(["status"]).run().stdout_contains(
+        "pending:    none (data/upgrade-info.json holds v2 at height 10, already applied)",
+    );
+
+    let name = "a".repeat(300);
+    home.write_plan(&name, 20);
+    let status = json(&home);
+    assert!(status["pending_plan"].is_null(), "{status:#}");
+    assert_eq!(
+        status["plan_file"],
+        serde_json::json!({"name": name, "height": 20, "state": "unusable"})
+    );
+    assert_eq!(
+        status["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{status:#}"
+    );
+
+    home.set_current("genesis");
+    let running = home
+        .cosmovisor(["run", "start", "--unsafe-skip-upgrades", "20"])
+        .spawn();
+    home.wait_for_event("ready v1");
+    crate::support::wait_until("the daemon's pid file", crate::support::DEADLINE, || {
+        home.root().join(".daemon.pid").exists()
+    });
+    let status = json(&home);
+    assert_eq!(status["plan_file"]["state"], "skipped", "{status:#}");
+    assert!(status["pending_plan"].is_null(), "{status:#}");
+    assert_eq!(status["errors"], Value::Array(vec![]), "{status:#}");
+    running.signal(Signal::SIGTERM);
+    running.wait().assert_code(0);
 }

@@ -736,3 +736,21 @@ fn kill_9_while_the_node_shuts_down_resumes_after_it_is_gone() {
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
     assert_eq!(home.backups().len(), 1);
 }
+
+/// `DAEMON_POLL_INTERVAL=8ms` works with Go: it must not stop a validator after the binary swap.
+/// Below 10ms it is used as 10ms, with one warning.
+#[test]
+fn poll_interval_below_the_minimum_runs_and_upgrades_with_one_warning() {
+    let home = Home::new("simd");
+    home.genesis(&v1_requesting("v2", 49))
+        .upgrade("v2", &daemon("v2", &[0]));
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_POLL_INTERVAL", "8ms")
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
+    let warning = "DAEMON_POLL_INTERVAL: \"8ms\" is below the minimum of 10ms, polling every 10ms \
+                   instead (set it to 10ms or more to silence this warning)";
+    assert_eq!(out.stderr().matches(warning).count(), 1, "{out}");
+}

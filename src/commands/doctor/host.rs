@@ -88,7 +88,8 @@ pub(super) fn check_home_argument(report: &mut Report, cfg: &Config, args: &[OsS
 
 /// The environment the unit at `path` gives the node, with a failed check for each
 /// `EnvironmentFile=` that gives nothing and one when the shell's variables differ from it (the
-/// commands an operator runs by hand would act on another home or name). `None` when the unit
+/// commands an operator runs by hand would act on another home or name); a difference only in
+/// [`crate::config::SUPERVISOR_ONLY`] variables is a `!` note. `None` when the unit
 /// cannot be read ([`check_units`] says so).
 pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(String, String)>> {
     let settings = systemd::read(path).ok()?;
@@ -109,6 +110,7 @@ pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(
         }
     }
     let mut differences = Vec::new();
+    let mut supervisor_only = Vec::new();
     let mut shell_sets_any = false;
     for (var, _) in crate::config::VARIABLES {
         let Some(shell) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
@@ -118,10 +120,15 @@ pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(
         let shell = shell.to_string_lossy();
         let unit_value = systemd::lookup(&env, var);
         if unit_value != Some(shell.as_ref()) {
-            differences.push(format!(
+            let difference = format!(
                 "{var}={shell} (the unit: {})",
                 unit_value.unwrap_or("unset")
-            ));
+            );
+            if crate::config::SUPERVISOR_ONLY.contains(var) {
+                supervisor_only.push(difference);
+            } else {
+                differences.push(difference);
+            }
         }
     }
     if !differences.is_empty() {
@@ -133,7 +140,18 @@ pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(
             ),
             "commands run by hand (add-upgrade, status, rollback) use the shell's values: set them as the unit does, or unset them",
         );
-    } else if shell_sets_any {
+    }
+    if !supervisor_only.is_empty() {
+        report.warn(
+            format!(
+                "the shell's environment differs from unit {} in settings only the running supervisor reads: {}",
+                path.display(),
+                supervisor_only.join(", ")
+            ),
+            "commands run by hand are not affected; the node runs with the unit's values",
+        );
+    }
+    if differences.is_empty() && supervisor_only.is_empty() && shell_sets_any {
         report.pass(format!(
             "the shell's environment agrees with unit {}",
             path.display()

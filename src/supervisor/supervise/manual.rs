@@ -176,13 +176,13 @@ impl HeightChecks {
     pub(super) fn queue_changed(
         &mut self,
         queue: &Path,
-        applied: &Applied,
+        (applied, skip): (&Applied, &[i64]),
         recase: bool,
         base_args: &[OsString],
         args: &[OsString],
         manual: &mut Option<Plan>,
     ) -> Verdict {
-        let due = match batch::next_due(queue, applied, recase) {
+        let due = match batch::next_due(queue, applied, recase, skip) {
             Ok(due) => due,
             Err(err) => return Verdict::Invalid(err),
         };
