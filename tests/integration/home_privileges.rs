@@ -283,4 +283,8 @@ fn an_invalid_queue_is_refused_the_same_way_at_start_and_while_running() {
     );
     let status = home.cosmovisor(["status"]).run();
     status.stdout_contains(&expected);
+    let doctor = home.cosmovisor(["doctor"]).run();
+    doctor
+        .assert_code(7)
+        .stdout_contains(&format!("✗ {expected} — fix: correct {}", queue.display()));
 }
