@@ -1,7 +1,8 @@
 //! The module map of README "Architecture" and docs/design.md "Module map", checked: the folders
 //! under `src/` are layers (`home` < `acquire` < `upgrade` < `supervisor` < `commands`), the
 //! shared pieces at the top of `src/` use no layer, and no layer's code (tests aside) uses one
-//! above it. A `use crate::…` that breaks the rule fails here with the file and the import.
+//! above it. A `use crate::…` that breaks the rule fails here with the file and the import. Also:
+//! every coded error is listed for main, and `cli::COMMANDS` is exactly the clap subcommands.
 
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used)]
@@ -203,5 +204,28 @@ fn every_coded_error_is_listed_where_main_asks() {
     assert_eq!(
         implemented, listed,
         "ExitCode impls vs commands::CODED_ERRORS"
+    );
+}
+
+/// `cli::COMMANDS` decides which first words are ours: a subcommand missing from it would run as
+/// the daemon's command (`cosmovisor newcmd` → `run newcmd`), a word in it without a subcommand
+/// would be refused by clap. It must be exactly the clap definition's subcommands and `help`.
+#[test]
+fn the_command_words_are_the_clap_subcommands() {
+    use clap::CommandFactory as _;
+    let mut defined: Vec<String> = cosmovisor::cli::Cli::command()
+        .get_subcommands()
+        .map(|command| command.get_name().to_owned())
+        .chain(std::iter::once("help".to_owned()))
+        .collect();
+    defined.sort();
+    let mut listed: Vec<String> = cosmovisor::cli::COMMANDS
+        .iter()
+        .map(|word| (*word).to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed, defined,
+        "cli::COMMANDS differs from the subcommands of cli::Cli"
     );
 }
