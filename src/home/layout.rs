@@ -532,6 +532,21 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Opens (creating it `0600` when missing) a lock file: readable and writable by its owner only,
+/// never through a symbolic link, and not inherited by children (docs/design.md "Trust
+/// boundaries": locks are the home owner's only).
+pub fn open_lock_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// `create_dir_all` whose new folders survive a power cut: the parent of each folder it created
 /// is fsynced.
 pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {

@@ -31,6 +31,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use tracing::warn;
 
+use crate::home::layout::open_lock_file;
+
 /// The lock file's name in `cosmovisor/`.
 const LOCK_FILE: &str = "supervisor.lock";
 
@@ -50,14 +52,7 @@ impl SupervisorLock {
     /// Takes the lock of the home whose `cosmovisor/` folder is `root` if nobody holds it;
     /// `Ok(None)` when another cosmovisor does.
     pub fn try_acquire(root: &Path) -> io::Result<Option<SupervisorLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(lock_file(root))?;
+        let file = open_lock_file(&lock_file(root))?;
         let owner = file.metadata()?.uid();
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,

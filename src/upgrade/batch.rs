@@ -15,9 +15,8 @@
 //! only one of them.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -25,7 +24,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::home::layout::{UpgradeName, write_atomic};
+use crate::home::layout::{UpgradeName, open_lock_file, write_atomic};
 use crate::home::plan::{Applied, Plan, PlanError};
 
 /// One queued plan as stored in the file.
@@ -156,15 +155,7 @@ fn lock(path: &Path) -> Result<Flock<File>, BatchError> {
         path: lock_path.clone(),
         err,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(failed)?;
+    let file = open_lock_file(&lock_path).map_err(failed)?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| failed(io::Error::from(errno)))
 }
 
