@@ -46,8 +46,9 @@ done
 ((${#missing[@]} == 0)) \
   || die "missing ${missing[*]}: apt-get install podman runc catatonit busybox-static musl-tools curl util-linux binutils; pip install kubernetes-validate"
 busybox=/bin/busybox
-[[ -x $busybox ]] && ! readelf -lW "$busybox" | grep -q 'Requesting program interpreter' \
-  || die "$busybox is missing or not static: apt-get install busybox-static (the slow hook runs on it in an image with no shell)"
+if [[ ! -x $busybox ]] || readelf -lW "$busybox" | grep -q 'Requesting program interpreter'; then
+  die "$busybox is missing or not static: apt-get install busybox-static (the slow hook runs on it in an image with no shell)"
+fi
 
 # shellcheck source=scripts/container-lib.sh
 source scripts/container-lib.sh
@@ -202,7 +203,8 @@ expect_eq "current after the stop" "$(readlink "$cv/current")" "upgrades/v2"
 logs=$(pm logs node 2>&1)
 grep -q '"message":"upgrade interrupted; it resumes on the next start"' <<<"$logs" \
   || die "cosmovisor did not say the upgrade resumes: $(tail -n5 <<<"$logs")"
-backups=$(cd "$home" && ls -d data-backup-* | wc -l)
+count_backups() { find "$home" -maxdepth 1 -name 'data-backup-*' | wc -l; }
+backups=$(count_backups)
 echo "stopped in ${stop_ms} ms, exit 143, journal at backed_up, $backups backups"
 
 step "podman start: the journal completes v3"
@@ -210,7 +212,7 @@ pm start node >/dev/null
 wait_for 60 "v3 starting after the restart" has_match "^start v3.0.0 height=" "$events"
 expect_eq "current after the resumed upgrade" "$(readlink "$cv/current")" "upgrades/v3"
 [[ ! -e $journal ]] || die "the journal is still there after the upgrade: $(cat "$journal")"
-expect_eq "backups after the resumed upgrade (not taken twice)" "$(cd "$home" && ls -d data-backup-* | wc -l)" "$backups"
+expect_eq "backups after the resumed upgrade (not taken twice)" "$(count_backups)" "$backups"
 expect_eq "the hook's second run" "$(cat "$home/hook-resumed" 2>&1)" "v3 20"
 said=$(pm exec node /usr/bin/cosmovisor version)
 grep -qx v3.0.0 <<<"$said" || die "'cosmovisor version' in the container does not print the new binary's v3.0.0: $said"

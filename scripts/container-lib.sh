@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/check-image.sh and bench/container-start.sh: what both need to run the image.
 # A private podman for this run: everything it stores (images, containers, run state) lives in $work, a new folder that
 # podman_cleanup removes, and it uses the flags that work on these machines: vfs storage, runc
