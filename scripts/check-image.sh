@@ -25,7 +25,7 @@
 # Usage: scripts/release.sh && scripts/check-image.sh
 # Needs: root; podman, runc, catatonit (podman's pause image for kube play), a static busybox (the
 # slow hook's shell: busybox-static), musl-tools (the static mock node), kubernetes-validate
-# (pip install kubernetes-validate), curl, nsenter (util-linux). About 1 minute once release.sh
+# (pip install kubernetes-validate), curl, nsenter (util-linux). Under a minute once release.sh
 # has built (it compiles only the mock node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
