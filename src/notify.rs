@@ -176,12 +176,17 @@ fn send(message: &str) {
     }
 }
 
-fn set_step(text: &str) {
+/// Records `text` as the current step's status and returns it as it goes into a `STATUS=` value:
+/// control characters escaped (`log::escape_controls`), so a plan name holding a newline cannot
+/// add an assignment (`WATCHDOG=trigger`, `MAINPID=1`) to the datagram.
+fn set_step(text: &str) -> String {
+    let text = crate::log::escape_controls(text).into_owned();
     if let Some(notifier) = notifier() {
         if let Ok(mut step) = notifier.step.lock() {
-            *step = (text.to_owned(), None);
+            *step = (text.clone(), None);
         }
     }
+    text
 }
 
 fn extend_line(by: Duration) -> String {
@@ -190,8 +195,7 @@ fn extend_line(by: Duration) -> String {
 
 /// The daemon runs `version` of `daemon`; the first time, also `READY=1`.
 pub fn running(daemon: &str, version: &str, first: bool) {
-    let status = format!("running {daemon} ({version})");
-    set_step(&status);
+    let status = set_step(&format!("running {daemon} ({version})"));
     if first {
         send(&format!("READY=1\nSTATUS={status}"));
     } else {
@@ -201,7 +205,7 @@ pub fn running(daemon: &str, version: &str, first: bool) {
 
 /// A long step begins: its status, and systemd's timeout extended while it runs.
 pub fn step(status: &str) {
-    set_step(status);
+    let status = set_step(status);
     send(&format!(
         "STATUS={status}\n{}",
         extend_line(2 * EXTEND_EVERY)
@@ -210,7 +214,7 @@ pub fn step(status: &str) {
 
 /// The node is being stopped with `grace` before SIGKILL: `status`, and a timeout that covers it.
 pub fn stopping_node(status: &str, grace: Duration) {
-    set_step(status);
+    let status = set_step(status);
     send(&format!(
         "STATUS={status}\n{}",
         extend_line(grace + 2 * EXTEND_EVERY)
@@ -238,8 +242,7 @@ pub fn progress(done: u64, total: u64) {
 
 /// The last word before exiting with an error.
 pub fn failed(error: &str) {
-    let first_line = error.lines().next().unwrap_or_default();
-    set_step(first_line);
+    let first_line = set_step(error.lines().next().unwrap_or_default());
     send(&format!("STATUS=failed: {first_line}"));
 }
 

@@ -277,8 +277,10 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
 pub fn text(status: &Status) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    // Names and errors come from plans and folders anyone may have written: no control
+    // character reaches the operator's terminal (`log::escape_controls`).
     let mut line = |label: &str, value: String| {
-        let _ = writeln!(out, "{label:<11} {value}");
+        let _ = writeln!(out, "{label:<11} {}", crate::log::escape_controls(&value));
     };
     line("home:", status.home.display().to_string());
     line(

@@ -390,3 +390,70 @@ fn an_abstract_notify_socket_is_reached() {
         "{lines:#?}"
     );
 }
+
+/// A plan name and a pre-upgrade hook's output made to forge lines: a newline and a whole
+/// `11:59PM ERR …` line, a terminal escape (OSC title, BEL), and an sd_notify assignment.
+#[test]
+fn hostile_plan_names_and_hook_output_forge_no_line_escape_or_assignment() {
+    let home = Home::new("simd");
+    // The name as JSON text, and its folder (Go's url.PathEscape of it).
+    let name_json = r"X\n11:59PM ERR validator key leaked\u001b]0;owned\u0007\nWATCHDOG=trigger";
+    let folder =
+        "X%0A11:59PM%20ERR%20validator%20key%20leaked%1B%5D0%3Bowned%07%0AWATCHDOG=trigger";
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    home.upgrade(
+        folder,
+        &FakeDaemon::new()
+            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then printf 'ok\n11:59PM ERR hook forged line\033[2J\r\n'; printf 'err\n11:59PM ERR hook forged stderr\n' >&2; exit 0; fi"#)
+            .ready("v2")
+            .block(),
+    );
+    let socket = NotifySocket::bind();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("COSMOVISOR_DISABLE_RECASE", "true")
+        .spawn();
+    home.wait_for_event("ready v1");
+    home.write_plan(name_json, 20);
+    home.wait_for_event("ready v2");
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    let stderr = out.stderr();
+    assert!(stderr.contains("pre-upgrade result"), "{out}");
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("11:59PM ERR"),
+            "forged line {line:?} in {out}"
+        );
+        assert!(
+            !line.starts_with("WATCHDOG="),
+            "forged line {line:?} in {out}"
+        );
+    }
+    assert!(!stderr.contains(['\x1b', '\x07', '\r']), "{stderr:?}");
+
+    let lines = socket.lines_once_stopping();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with("WATCHDOG=") && !l.starts_with("11:59PM")),
+        "an assignment was injected: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=running simd (X%0A11:59PM")),
+        "{lines:#?}"
+    );
+
+    let status = home.cosmovisor(["status"]).run();
+    status.assert_code(0);
+    let text = status.stdout();
+    assert!(text.contains(r"applied:    X\n11:59PM ERR validator key leaked\x1b]0;owned\x07\nWATCHDOG=trigger at height 20"), "{text}");
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "{text:?}"
+    );
+}
