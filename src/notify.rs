@@ -36,6 +36,10 @@ pub const VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PI
 /// How often a long step extends systemd's timeout (by twice this).
 pub const EXTEND_EVERY: Duration = Duration::from_secs(5);
 
+/// The shortest time between two watchdog pings: a smaller `WATCHDOG_USEC` (below twice this) is
+/// clamped, with one warning, instead of spending a core on pings (README "Running under systemd").
+pub const FASTEST_PING: Duration = Duration::from_millis(500);
+
 /// How often a percentage may update the status line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -43,8 +47,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub socket: String,
-    /// Half of `WATCHDOG_USEC`: how often to ping.
+    /// Half of `WATCHDOG_USEC`, at least [`FASTEST_PING`]: how often to ping.
     pub watchdog_every: Option<Duration>,
+    /// The `WATCHDOG_USEC` value when it asked for pings faster than [`FASTEST_PING`].
+    pub watchdog_clamped: Option<u64>,
 }
 
 /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (values as given, `pid` ours).
@@ -73,7 +79,7 @@ pub fn settings(
                 == pid
         }
     };
-    let watchdog_every = match watchdog_usec.filter(|u| !u.is_empty()) {
+    let (watchdog_every, watchdog_clamped) = match watchdog_usec.filter(|u| !u.is_empty()) {
         Some(value) if ours => {
             let usec = value
                 .parse::<u64>()
@@ -82,13 +88,19 @@ pub fn settings(
                 .ok_or_else(|| {
                     format!("WATCHDOG_USEC={value:?} is not a positive number of microseconds")
                 })?;
-            Some(Duration::from_micros(usec) / 2)
+            let every = Duration::from_micros(usec) / 2;
+            if every < FASTEST_PING {
+                (Some(FASTEST_PING), Some(usec))
+            } else {
+                (Some(every), None)
+            }
         }
-        _ => None,
+        _ => (None, None),
     };
     Ok(Some(Settings {
         socket: socket.to_owned(),
         watchdog_every,
+        watchdog_clamped,
     }))
 }
 
@@ -131,6 +143,13 @@ pub fn init() {
                 return None;
             }
         };
+        if let Some(usec) = settings.watchdog_clamped {
+            warn!(
+                "WATCHDOG_USEC={usec} asks for a watchdog ping more often than every {}; pinging every {} instead: set WatchdogSec= to 1s or more",
+                crate::config::format_go_duration(FASTEST_PING),
+                crate::config::format_go_duration(FASTEST_PING)
+            );
+        }
         match connect(&settings) {
             Ok(notifier) => Some(notifier),
             Err(err) => {
@@ -331,7 +350,8 @@ mod tests {
             plain,
             Ok(Some(Settings {
                 socket: "/run/systemd/notify".into(),
-                watchdog_every: None
+                watchdog_every: None,
+                watchdog_clamped: None,
             }))
         );
         let abstract_socket = settings(Some("@/org/freedesktop/systemd1/notify"), None, None, 7);
@@ -349,6 +369,17 @@ mod tests {
         );
         assert_eq!(watchdog(Some("30000000"), Some("8")), Ok(None));
         assert_eq!(watchdog(None, Some("7")), Ok(None));
+        // Below a second, pings come every 500ms, not every half microsecond.
+        assert_eq!(watchdog(Some("1"), None), Ok(Some(FASTEST_PING)));
+        assert_eq!(watchdog(Some("999999"), None), Ok(Some(FASTEST_PING)));
+        assert_eq!(
+            watchdog(Some("1000000"), None),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            settings(Some("/n"), Some("1"), None, 7).map(|s| s.and_then(|s| s.watchdog_clamped)),
+            Ok(Some(1))
+        );
     }
 
     #[test]
