@@ -82,10 +82,19 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
         }
     };
     let is_script = match elf::kind(head) {
-        elf::Kind::Script => {
-            report.pass(format!("{label}: binary is a script (#!)"));
-            true
-        }
+        elf::Kind::Script => match layout::check_format(&bin) {
+            Err(err @ layout::BinaryError::BadInterpreter { .. }) => {
+                report.fail(
+                    format!("{label}: {err}"),
+                    "install the interpreter the #! line names, or fix that line",
+                );
+                return;
+            }
+            _ => {
+                report.pass(format!("{label}: binary is a script (#!)"));
+                true
+            }
+        },
         elf::Kind::Elf { machine } if host.is_none_or(|h| h == machine) => {
             report.pass(format!(
                 "{label}: binary is an ELF executable for {}",
