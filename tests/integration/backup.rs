@@ -285,3 +285,45 @@ fn checkpoint_mode_hard_links_table_files() {
         "the checkpoint holds the same bytes"
     );
 }
+
+/// Under systemd's `RestrictSUIDSGID=true` (our units set it) a setgid folder in `data/` (shared
+/// group folders, Kubernetes `fsGroup` volumes) made every backup fail with EPERM. Now no backup
+/// carries a setuid/setgid bit: one warning says how many were left out.
+#[test]
+fn a_setgid_folder_in_data_backs_up_under_restrict_suid_sgid() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(wrapper) = crate::support::restrict_suid_sgid() else {
+        return;
+    };
+    let home = Home::new("simd");
+    let shared = home.data().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("state"), "s").unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(home.data().join("tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(home.data().join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let out = home
+        .cosmovisor_under(
+            &[wrapper, crate::support::COSMOVISOR.into()],
+            ["run", "start"],
+        )
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"), "{out}");
+    let backup = home.path().join(&home.backups()[0]);
+    let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(backup.join("shared")), 0o775, "{out}");
+    assert_eq!(mode(backup.join("tool")), 0o755, "{out}");
+    assert_eq!(
+        fs::read_to_string(backup.join("shared/state")).unwrap(),
+        "s"
+    );
+    assert_eq!(
+        out.stderr()
+            .matches("setuid/setgid bits were left out of the copy (a backup or restore never creates them): 2 files and folders of")
+            .count(),
+        1,
+        "{out}"
+    );
+}
