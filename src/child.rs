@@ -7,6 +7,8 @@
 //!
 //! Every child we start, the daemon included (`supervisor/process.rs`), gets SIGTERM as its
 //! parent-death signal ([`set_parent_death_signal`]), so it is never left running without us.
+//! A child run in a process group of its own leaves nothing behind: [`end_group`] stops and reaps
+//! what is left in the group once the child has exited.
 //! What a child's exit status means is the caller's business.
 
 use std::future::Future;
@@ -172,6 +174,84 @@ pub async fn run_within(mut command: Command, limit: Duration) -> io::Result<Opt
     })
     .await?;
     Ok((!timed_out).then_some(ended))
+}
+
+/// How long what a child left in its process group gets between SIGTERM and SIGKILL.
+pub const GROUP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long [`end_group`] waits for SIGKILL to take effect before it gives up.
+const GROUP_KILL_LIMIT: Duration = Duration::from_secs(5);
+
+/// After the leader of process group `pgid` (a child started with `process_group(0)`) was reaped:
+/// stops what is left in the group (SIGTERM, then SIGKILL after `grace`) and reaps those of them
+/// that are our children (as a child subreaper, the leader's orphans are). Returns how many
+/// processes were still running in the group; 0, at once, when none were.
+pub async fn end_group(pgid: Pid, grace: Duration) -> usize {
+    let start = tokio::time::Instant::now();
+    let mut found = 0;
+    let mut sent = None;
+    loop {
+        let members = group_members(pgid);
+        let us = nix::unistd::getpid();
+        for member in &members {
+            if member.zombie && member.parent == us {
+                let _ =
+                    nix::sys::wait::waitpid(member.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
+        }
+        let running = members.iter().filter(|m| !m.zombie).count();
+        if sent.is_none() {
+            found = running;
+        }
+        if running == 0 && !members.iter().any(|m| m.parent == us) {
+            return found;
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= grace + GROUP_KILL_LIMIT {
+            return found;
+        }
+        let signal = if elapsed >= grace {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        if running > 0 && sent != Some(signal) {
+            let _ = nix::sys::signal::killpg(pgid, signal);
+            sent = Some(signal);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One process of a group, from `/proc/<pid>/stat`.
+struct Member {
+    pid: Pid,
+    parent: Pid,
+    zombie: bool,
+}
+
+/// The processes whose process group is `pgid`.
+fn group_members(pgid: Pid) -> Vec<Member> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name in parentheses: state, ppid, pgrp, ...
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            let zombie = fields.next()? == "Z";
+            let parent = fields.next()?.parse().ok()?;
+            let group: i32 = fields.next()?.parse().ok()?;
+            (group == pgid.as_raw()).then(|| Member {
+                pid: Pid::from_raw(pid),
+                parent: Pid::from_raw(parent),
+                zombie,
+            })
+        })
+        .collect()
 }
 
 /// Reads `pipe` to its end into `captured`; a read error ends the capture (the exit status
