@@ -35,6 +35,29 @@ use crate::signals::{Interrupted, Signals};
 use crate::upgrade::copy::{CopyError, CopyStats, Mode};
 use crate::upgrade::journal::BackupPaths;
 
+/// One warning for each symbolic link in `data` that points outside it ([`crate::upgrade::copy::links_leaving`]):
+/// the backup holds the link only. A listing that failed is a warning too; the backup goes on.
+pub fn warn_links_leaving(data: &Path, leaving: io::Result<Vec<(PathBuf, PathBuf)>>) {
+    match leaving {
+        Ok(links) => {
+            for (link, target) in links {
+                warn!(
+                    link = %link.display(),
+                    target = %target.display(),
+                    "{} is a symbolic link to {}, outside {}: the backup holds the link, not what it points to; back that up yourself, or move it into {}",
+                    link.display(),
+                    target.display(),
+                    data.display(),
+                    data.display()
+                );
+            }
+        }
+        Err(err) => {
+            warn!(data = %data.display(), error = %err, "cannot look for symbolic links leaving data/");
+        }
+    }
+}
+
 /// Picks a name for today's backup in `backup_dir` that no existing folder has.
 #[must_use]
 pub fn choose_paths(backup_dir: &Path, today: chrono::NaiveDate) -> BackupPaths {

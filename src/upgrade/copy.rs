@@ -367,6 +367,49 @@ fn add_usage(path: &Path, link_dev: Option<u64>, usage: &mut Usage) -> io::Resul
     Ok(())
 }
 
+/// The symbolic links under `root` whose target is outside it (an absolute path elsewhere, or a
+/// relative one that climbs out), with their targets, sorted: a backup holds such a link, not
+/// what it points to (`data/application.db -> /mnt/ssd/application.db`). Read from the folder
+/// listings and the links alone: nothing is followed.
+pub fn links_leaving(root: &Path) -> io::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(dir) = folders.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                if !stays_under(root, &dir.join(&target)) {
+                    found.push((entry.path(), target));
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Whether `path`, with `.` and `..` taken lexically, is `root` or under it.
+fn stays_under(root: &Path, path: &Path) -> bool {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +512,30 @@ mod tests {
         assert_eq!(mode(&dst.join("shared")), 0o775);
         assert_eq!(mode(&dst.join("shared/000005.ldb")), 0o644);
         assert_eq!(fs::read(dst.join("shared/000005.ldb")).unwrap(), b"table");
+    }
+
+    #[test]
+    fn finds_the_links_that_leave_the_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("snapshots")).unwrap();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, data.join(name)).unwrap();
+        link("/mnt/ssd/application.db", "application.db");
+        link("../../elsewhere", "snapshots/up");
+        link("../state.db", "snapshots/inside");
+        link("state.db", "plain");
+        std::os::unix::fs::symlink(data.join("plain"), data.join("absolute-inside")).unwrap();
+        assert_eq!(
+            links_leaving(&data).unwrap(),
+            [
+                (
+                    data.join("application.db"),
+                    PathBuf::from("/mnt/ssd/application.db")
+                ),
+                (data.join("snapshots/up"), PathBuf::from("../../elsewhere")),
+            ]
+        );
     }
 
     #[test]

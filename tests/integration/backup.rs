@@ -327,3 +327,51 @@ fn a_setgid_folder_in_data_backs_up_under_restrict_suid_sgid() {
         "{out}"
     );
 }
+
+/// `data/application.db -> /mnt/ssd/…`: the backup can only hold the link; the upgrade says so,
+/// naming the link and its target, and so does `doctor` beforehand.
+#[test]
+fn a_store_linked_from_outside_data_is_named_at_backup_and_by_doctor() {
+    let home = Home::new("simd");
+    let ssd = tempfile::tempdir().unwrap();
+    let store = ssd.path().join("application.db");
+    fs::create_dir(&store).unwrap();
+    fs::write(store.join("000001.ldb"), "table").unwrap();
+    std::os::unix::fs::symlink(&store, home.data().join("application.db")).unwrap();
+    // Both answer `version` at once, for doctor.
+    let answers = r#"if [ "${1:-}" = version ]; then echo v; exit 0; fi"#;
+    home.genesis(
+        &FakeDaemon::new()
+            .raw(answers)
+            .ready("v1")
+            .request_upgrade("v2", 49)
+            .block(),
+    )
+    .upgrade(
+        "v2",
+        &FakeDaemon::new()
+            .raw(answers)
+            .pre_upgrade("v2", &[0])
+            .ready("v2")
+            .block(),
+    );
+    let named = format!(
+        "{} is a symbolic link to {}, outside",
+        home.data().join("application.db").display(),
+        store.display()
+    );
+    let doctor = home.cosmovisor(["doctor"]).run();
+    assert!(
+        doctor
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("! backup: ") && l.contains(&named)),
+        "{doctor}"
+    );
+    let out = home
+        .cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert_eq!(out.stderr().matches(&named).count(), 1, "{out}");
+    out.stderr_contains("the backup holds the link, not what it points to");
+}

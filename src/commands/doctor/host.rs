@@ -41,6 +41,19 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
             "free space there, or point DAEMON_DATA_BACKUP_DIR at a larger disk (UNSAFE_SKIP_BACKUP=true skips the backup)",
         ),
     }
+    // What the backup would hold as a link only (the space above does not count it either).
+    if let Ok(links) = crate::upgrade::copy::links_leaving(&data) {
+        for (link, target) in links {
+            report.warn(
+                format!(
+                    "backup: {} is a symbolic link to {}, outside data/: a backup holds the link, not what it points to",
+                    link.display(),
+                    target.display()
+                ),
+                "back that store up yourself, or move it into data/",
+            );
+        }
+    }
 }
 
 /// The value of `--home X` or `--home=X` in the daemon's arguments.
