@@ -82,6 +82,9 @@ pub struct LastBackup {
     pub age_seconds: u64,
     /// How it was taken (`copy`, `checkpoint`, `reflink`); `null` for a backup without a record.
     pub mode: Option<String>,
+    /// The files it shares with `data/` (hard links) that changed since it was taken, in words;
+    /// empty when none did or nothing is shared.
+    pub changed_files: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +207,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
             mode: crate::home::backups::read_record(&backup.path).map(|record| record.mode),
+            changed_files: crate::home::backups::changes(&backup.path).unwrap_or_default(),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -371,6 +375,16 @@ pub fn text(status: &Status) -> String {
             },
         ),
     );
+    if let Some(backup) = &status.last_backup {
+        for changed in &backup.changed_files {
+            line(
+                "",
+                format!(
+                    "CHANGED since the backup (rollback --restore-data refuses it without --force): {changed}"
+                ),
+            );
+        }
+    }
     line(
         "journal:",
         status.journal.as_ref().map_or_else(

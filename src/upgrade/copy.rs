@@ -28,8 +28,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tracing::warn;
@@ -38,7 +38,7 @@ use tracing::warn;
 const SET_ID_BITS: u32 = 0o6000;
 
 /// What a finished copy amounted to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyStats {
     pub files: u64,
     pub bytes: u64,
@@ -46,6 +46,8 @@ pub struct CopyStats {
     pub linked_bytes: u64,
     /// Files and folders whose setuid/setgid bits were left out.
     pub set_id_stripped: u64,
+    /// The hard-linked files, relative to the copy's root, sorted.
+    pub linked: Vec<PathBuf>,
 }
 
 /// Why a copy stopped.
@@ -129,6 +131,7 @@ pub fn copy_tree(
 
     let next = AtomicUsize::new(0);
     let linked_bytes = AtomicU64::new(0);
+    let linked = Mutex::new(Vec::new());
     let failed = AtomicBool::new(false);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -139,10 +142,15 @@ pub fn copy_tree(
                         return;
                     }
                     match copy_file(job) {
-                        Ok(linked) => {
+                        Ok(was_linked) => {
                             copied.fetch_add(job.len, Ordering::Relaxed);
-                            if linked {
+                            if was_linked {
                                 linked_bytes.fetch_add(job.len, Ordering::Relaxed);
+                                if let (Ok(mut list), Ok(relative)) =
+                                    (linked.lock(), job.to.strip_prefix(dst))
+                                {
+                                    list.push(relative.to_path_buf());
+                                }
                             }
                         }
                         Err(err) => {
@@ -189,6 +197,11 @@ pub fn copy_tree(
         bytes: jobs.iter().map(|job| job.len).sum(),
         linked_bytes: linked_bytes.into_inner(),
         set_id_stripped,
+        linked: {
+            let mut linked = linked.into_inner().unwrap_or_else(PoisonError::into_inner);
+            linked.sort();
+            linked
+        },
     })
 }
 
@@ -454,6 +467,7 @@ mod tests {
                 bytes: 100_002,
                 linked_bytes: 0,
                 set_id_stripped: 0,
+                linked: Vec::new(),
             }
         );
         assert_eq!(copied.load(Ordering::Relaxed), 100_002);
@@ -603,6 +617,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stats.linked_bytes, 1000);
+        assert_eq!(stats.linked, [PathBuf::from("application.db/000005.ldb")]);
         let usage = disk_usage(&src, &tmp.path().join("other"), Mode::Checkpoint).unwrap();
         assert!(usage.total >= 1000 + usage.written, "{usage:?}");
         let ino = |p: &Path| fs::metadata(p).unwrap().ino();

@@ -403,10 +403,18 @@ async fn back_up(
         took = %format_go_duration(took),
         "backup completed"
     );
+    if let Ok(future) =
+        crate::home::backups::dated_in_future(&cfg.data_backup_dir, chrono::Local::now())
+    {
+        for path in future {
+            warn!(path = %path.display(), "backup {} is dated in the future (the clock was ahead when it was taken?): backups are ordered by when they were taken, not by their dates, so it counts as older than the one just taken", path.display());
+        }
+    }
     if let Some(keep) = cfg.backup_keep {
         match crate::home::backups::prune(
             &cfg.data_backup_dir,
             usize::try_from(keep).unwrap_or(usize::MAX),
+            Some(&paths.target),
         ) {
             Ok(removed) => {
                 for path in removed {

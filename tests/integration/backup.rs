@@ -375,3 +375,42 @@ fn a_store_linked_from_outside_data_is_named_at_backup_and_by_doctor() {
     assert_eq!(out.stderr().matches(&named).count(), 1, "{out}");
     out.stderr_contains("the backup holds the link, not what it points to");
 }
+
+/// A backup folder dated in the future (taken when the clock was ahead) used to count as the
+/// newest: `COSMOVISOR_BACKUP_KEEP=1` deleted the backup just taken, and `rollback` restored the
+/// stale one. The record's sequence orders backups now; the stale one is warned about.
+#[test]
+fn a_backup_dated_in_the_future_never_outlives_the_one_just_taken() {
+    let home = Home::new("simd");
+    fs::write(home.data().join("state.db"), "now").unwrap();
+    let stale = home.path().join("data-backup-2099-1-1");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join("state.db"), "stale").unwrap();
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_BACKUP_KEEP", "1")
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert!(
+        out.stderr().contains(&format!(
+            "backup {} is dated in the future",
+            stale.display()
+        )),
+        "{out}"
+    );
+    let backups = home.backups();
+    assert_eq!(backups.len(), 1, "{backups:?}\n{out}");
+    assert_ne!(
+        backups[0], "data-backup-2099-1-1",
+        "the stale one was pruned\n{out}"
+    );
+    fs::write(home.data().join("state.db"), "later").unwrap();
+    home.cosmovisor(["rollback", "--to", "genesis", "--restore-data", "--yes"])
+        .run()
+        .assert_code(0);
+    assert_eq!(
+        fs::read_to_string(home.data().join("state.db")).unwrap(),
+        "now"
+    );
+}
