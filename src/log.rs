@@ -460,7 +460,7 @@ fn needs_quote(s: &str) -> bool {
 /// `s` with every control character (CR, LF, ESC, BEL, the C1 range, ...) written as a `\n`,
 /// `\x1b`-style or `\u{85}`-style escape, so text from outside (plan names, the node's or a hook's
 /// output) can neither start a forged line nor reach a terminal as an escape sequence; other
-/// text, non-ASCII included, is kept. Used for console log lines, `status` and sd_notify values.
+/// text, non-ASCII included, is kept. Used for console log lines, `status` and `sd_notify` values.
 #[must_use]
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
     if !s

@@ -392,7 +392,7 @@ fn an_abstract_notify_socket_is_reached() {
 }
 
 /// A plan name and a pre-upgrade hook's output made to forge lines: a newline and a whole
-/// `11:59PM ERR …` line, a terminal escape (OSC title, BEL), and an sd_notify assignment.
+/// `11:59PM ERR …` line, a terminal escape (OSC title, BEL), and an `sd_notify` assignment.
 #[test]
 fn hostile_plan_names_and_hook_output_forge_no_line_escape_or_assignment() {
     let home = Home::new("simd");
