@@ -428,6 +428,18 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    fn checkpoint(src: &Path, dst: &Path) -> CopyStats {
+        copy_tree(
+            src,
+            dst,
+            Mode::Checkpoint,
+            2,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        )
+        .unwrap()
+    }
+
     fn copy(src: &Path, dst: &Path) -> Result<CopyStats, CopyError> {
         copy_tree(
             src,
@@ -507,15 +519,7 @@ mod tests {
         fs::set_permissions(db.join("000005.ldb"), fs::Permissions::from_mode(0o2644)).unwrap();
         fs::set_permissions(&db, fs::Permissions::from_mode(0o2775)).unwrap();
         let dst = tmp.path().join("copy");
-        let stats = copy_tree(
-            &src,
-            &dst,
-            Mode::Checkpoint,
-            2,
-            &AtomicBool::new(false),
-            &AtomicU64::new(0),
-        )
-        .unwrap();
+        let stats = checkpoint(&src, &dst);
         assert_eq!(stats.set_id_stripped, 3);
         assert_eq!(
             stats.linked_bytes, 0,
@@ -607,15 +611,7 @@ mod tests {
         fs::create_dir_all(src.join("loose")).unwrap();
         fs::write(src.join("loose/000007.ldb"), "not in a store").unwrap();
         let dst = tmp.path().join("copy");
-        let stats = copy_tree(
-            &src,
-            &dst,
-            Mode::Checkpoint,
-            2,
-            &AtomicBool::new(false),
-            &AtomicU64::new(0),
-        )
-        .unwrap();
+        let stats = checkpoint(&src, &dst);
         assert_eq!(stats.linked_bytes, 1000);
         assert_eq!(stats.linked, [PathBuf::from("application.db/000005.ldb")]);
         let usage = disk_usage(&src, &tmp.path().join("other"), Mode::Checkpoint).unwrap();
