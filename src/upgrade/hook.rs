@@ -29,34 +29,25 @@ pub enum HookError {
 /// Runs `command` (stdin from /dev/null, stdout and stderr captured: [`child::run`]) to its end,
 /// in a process group of its own, forwarding every signal we receive to it. Whatever the hook
 /// left running in its group (a process forked into the background) is then stopped and reaped
-/// ([`child::end_group`]), with one warning naming how many: nothing of a hook runs beside the
+/// ([`child::run_in_group`]), with one warning naming how many: nothing of a hook runs beside the
 /// new node.
-pub async fn run(mut command: Command, signals: &mut Signals) -> Result<Ended, HookError> {
-    command.process_group(0);
+pub async fn run(command: Command, signals: &mut Signals) -> Result<Ended, HookError> {
     let program = command.as_std().get_program().to_owned();
     let forwarding = &mut *signals;
-    let mut group = None;
-    let leader = &mut group;
-    let ended = child::run(command, move |pid| {
-        *leader = Some(pid);
-        async move {
-            loop {
-                let sig = forwarding.recv().await;
-                let _ = nix::sys::signal::kill(pid, sig);
-            }
+    let (ended, left) = child::run_in_group(command, move |pid| async move {
+        loop {
+            let sig = forwarding.recv().await;
+            let _ = nix::sys::signal::kill(pid, sig);
         }
     })
     .await?;
-    if let Some(pgid) = group {
-        let left = child::end_group(pgid, child::GROUP_GRACE).await;
-        if left > 0 {
-            warn!(
-                hook = %std::path::Path::new(&program).display(),
-                count = left,
-                "the hook left {left} process(es) running in its process group; stopped them (SIGTERM, then SIGKILL after {})",
-                crate::config::format_go_duration(child::GROUP_GRACE)
-            );
-        }
+    if left > 0 {
+        warn!(
+            hook = %std::path::Path::new(&program).display(),
+            count = left,
+            "the hook left {left} process(es) running in its process group; stopped them (SIGTERM, then SIGKILL after {})",
+            crate::config::format_go_duration(child::GROUP_GRACE)
+        );
     }
     signals.interrupted()?;
     Ok(ended)

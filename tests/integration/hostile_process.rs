@@ -266,7 +266,7 @@ fn processes_a_hook_leaves_behind_do_not_run_beside_the_new_node() {
     home.genesis(&crate::support::v1_requesting("v2", 30)).upgrade(
         "v2",
         &FakeDaemon::new()
-            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then sleep 300 >/dev/null 2>&1 & echo $! > "$DAEMON_HOME/pre-upgrade-child"; sh -c 'trap "" TERM; exec sleep 300' >/dev/null 2>&1 & echo $! > "$DAEMON_HOME/stubborn-child"; exit 0; fi"#)
+            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then sleep 300 & echo $! > "$DAEMON_HOME/pre-upgrade-child"; sh -c 'trap "" TERM; exec sleep 300' >/dev/null 2>&1 & echo $! > "$DAEMON_HOME/stubborn-child"; exit 0; fi"#)
             .ready("v2")
             .block(),
     );
