@@ -3,7 +3,8 @@
 # scripts that leave running nodes alone, the exact list of files with their modes, a real
 # `dpkg -i` and `dpkg --purge` (into a private root) of this machine's package, the installed files
 # (binary, man page, completions, units, example environment), `systemd-analyze verify` of both units against the packaged binary and man
-# page, `cosmovisor doctor --unit` on an instance of the template unit, and lintian (no error, no
+# page, their `systemd-analyze security --offline=true` exposure (3.0 or less, OK), the template's
+# refusal of the `root` instance, `cosmovisor doctor --unit` on an instance of the template unit, and lintian (no error, no
 # warning; overrides are justified in debian/cosmovisor.lintian-overrides).
 #
 # Usage: scripts/release.sh && scripts/check-package.sh
@@ -107,6 +108,39 @@ for unit in cosmovisor.service cosmovisor@.service; do
     fail "systemd-analyze verify $unit: $out"
   fi
 done
+
+echo "== systemd-analyze security --offline=true (exposure <= 3.0, OK)"
+# The hardening of both units, as systemd rates it (docs: README "Packaging").
+for unit in cosmovisor.service cosmovisor@.service; do
+  out=$(systemd-analyze security --offline=true "$root/units/$unit" 2>&1 | tail -n1)
+  if [[ $out =~ Overall\ exposure\ level\ for\ [^:]+:\ ([0-9]+\.[0-9]+)\ ([A-Z]+) ]]; then
+    figure=${BASH_REMATCH[1]} rating=${BASH_REMATCH[2]}
+    echo "$unit: exposure $figure $rating"
+    awk -v x="$figure" 'BEGIN { exit !(x <= 3.0) }' && [[ $rating == OK ]] \
+      || fail "$unit: systemd-analyze security rates it $figure $rating, expected 3.0 or less (OK)"
+  else
+    fail "systemd-analyze security $unit said no exposure level: $out"
+  fi
+done
+
+echo "== cosmovisor@root refuses to start"
+# The template's ExecCondition, as systemd runs it for the instance `root` (%i, %n expanded, $$ is
+# a literal $), run as root: it must fail and say why; run as another user it must pass.
+condition=$(sed -n 's/^ExecCondition=//p' "$template" | sed -e 's/%n/cosmovisor@root.service/g' -e 's/%i/root/g' -e 's/\$\$/$/g')
+[[ -n $condition ]] || fail "cosmovisor@.service has no ExecCondition= refusing the root instance"
+if [[ -n $condition ]]; then
+  if ((EUID == 0)); then
+    if out=$(eval "$condition" 2>&1); then
+      fail "cosmovisor@root.service: the ExecCondition let root start the node"
+    elif [[ $out != *"refusing to run the node as root"* ]]; then
+      fail "cosmovisor@root.service: the ExecCondition failed without saying why: $out"
+    fi
+    out=$(setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "$condition" 2>&1) \
+      || fail "cosmovisor@nobody: the ExecCondition refused an ordinary user: $out"
+  else
+    echo "note: not root: the refusal of cosmovisor@root is not exercised" >&2
+  fi
+fi
 
 echo "== cosmovisor doctor --unit on cosmovisor@panacea.service"
 # An instance as systemd makes it (%i = panacea), reading the example environment with a home

@@ -7,6 +7,8 @@
 //!
 //! Every child we start, the daemon included (`supervisor/process.rs`), gets SIGTERM as its
 //! parent-death signal ([`set_parent_death_signal`]), so it is never left running without us.
+//! A child run in a process group of its own ([`run_in_group`]) leaves nothing behind: what is
+//! left in the group once the child has exited is stopped and reaped ([`end_group`]).
 //! What a child's exit status means is the caller's business.
 
 use std::future::Future;
@@ -103,7 +105,35 @@ impl Ended {
 /// given the child's pid and runs beside it until the child exits: what the caller does to a
 /// running child (forward our signals to it, kill it after a time limit). A `watch` that ends
 /// early only stops watching; the child is still waited for.
-pub async fn run<Watch, F>(mut command: Command, watch: Watch) -> io::Result<Ended>
+pub async fn run<Watch, F>(command: Command, watch: Watch) -> io::Result<Ended>
+where
+    Watch: FnOnce(Pid) -> F,
+    F: Future<Output = ()>,
+{
+    Ok(run_with(command, watch, false).await?.0)
+}
+
+/// Runs `command` as [`run`] does, in a process group of its own. Once it has exited, whatever it
+/// left running in its group is stopped and reaped ([`end_group`], with [`GROUP_GRACE`]) before
+/// its pipes are drained, so a leftover that holds them open costs no wait. Also returns how many
+/// processes were left.
+pub async fn run_in_group<Watch, F>(
+    mut command: Command,
+    watch: Watch,
+) -> io::Result<(Ended, usize)>
+where
+    Watch: FnOnce(Pid) -> F,
+    F: Future<Output = ()>,
+{
+    command.process_group(0);
+    run_with(command, watch, true).await
+}
+
+async fn run_with<Watch, F>(
+    mut command: Command,
+    watch: Watch,
+    own_group: bool,
+) -> io::Result<(Ended, usize)>
 where
     Watch: FnOnce(Pid) -> F,
     F: Future<Output = ()>,
@@ -121,6 +151,7 @@ where
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let mut stdout = Captured::default();
     let mut stderr = Captured::default();
+    let mut left = 0;
     let status = {
         let reading = async {
             tokio::join!(
@@ -143,6 +174,9 @@ where
                 () = &mut watching, if !watch_done => watch_done = true,
             }
         };
+        if let (true, Some(pid)) = (own_group, pid) {
+            left = end_group(pid, GROUP_GRACE).await;
+        }
         if !read_done {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut reading).await;
         }
@@ -150,11 +184,14 @@ where
     };
     stdout.keep_last();
     stderr.keep_last();
-    Ok(Ended {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok((
+        Ended {
+            status,
+            stdout,
+            stderr,
+        },
+        left,
+    ))
 }
 
 /// Runs `command` as [`run`] does, in a process group of its own, for at most `limit`:
@@ -172,6 +209,84 @@ pub async fn run_within(mut command: Command, limit: Duration) -> io::Result<Opt
     })
     .await?;
     Ok((!timed_out).then_some(ended))
+}
+
+/// How long what a child left in its process group gets between SIGTERM and SIGKILL.
+pub const GROUP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long [`end_group`] waits for SIGKILL to take effect before it gives up.
+const GROUP_KILL_LIMIT: Duration = Duration::from_secs(5);
+
+/// After the leader of process group `pgid` (a child started with `process_group(0)`) was reaped:
+/// stops what is left in the group (SIGTERM, then SIGKILL after `grace`) and reaps those of them
+/// that are our children (as a child subreaper, the leader's orphans are). Returns how many
+/// processes were still running in the group; 0, at once, when none were.
+async fn end_group(pgid: Pid, grace: Duration) -> usize {
+    let start = tokio::time::Instant::now();
+    let mut found = 0;
+    let mut sent = None;
+    loop {
+        let members = group_members(pgid);
+        let us = nix::unistd::getpid();
+        for member in &members {
+            if member.zombie && member.parent == us {
+                let _ =
+                    nix::sys::wait::waitpid(member.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
+        }
+        let running = members.iter().filter(|m| !m.zombie).count();
+        if sent.is_none() {
+            found = running;
+        }
+        if running == 0 && !members.iter().any(|m| m.parent == us) {
+            return found;
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= grace + GROUP_KILL_LIMIT {
+            return found;
+        }
+        let signal = if elapsed >= grace {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        if running > 0 && sent != Some(signal) {
+            let _ = nix::sys::signal::killpg(pgid, signal);
+            sent = Some(signal);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One process of a group, from `/proc/<pid>/stat`.
+struct Member {
+    pid: Pid,
+    parent: Pid,
+    zombie: bool,
+}
+
+/// The processes whose process group is `pgid`.
+fn group_members(pgid: Pid) -> Vec<Member> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name in parentheses: state, ppid, pgrp, ...
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            let zombie = fields.next()? == "Z";
+            let parent = fields.next()?.parse().ok()?;
+            let group: i32 = fields.next()?.parse().ok()?;
+            (group == pgid.as_raw()).then(|| Member {
+                pid: Pid::from_raw(pid),
+                parent: Pid::from_raw(parent),
+                zombie,
+            })
+        })
+        .collect()
 }
 
 /// Reads `pipe` to its end into `captured`; a read error ends the capture (the exit status
@@ -271,6 +386,33 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// On the real clock: the leftover gets SIGTERM once `sh` has exited.
+    #[tokio::test]
+    async fn what_a_child_leaves_in_its_group_is_stopped_before_the_pipes_are_drained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pid_file = tmp.path().join("pid");
+        let mut command = Command::new("sh");
+        // The leftover keeps stdout open: draining would wait for it.
+        command
+            .args(["-c", "sleep 600 & echo $! > \"$0\"; echo done"])
+            .arg(&pid_file);
+        let started = std::time::Instant::now();
+        let (ended, left) = run_in_group(command, |_| async {}).await.unwrap();
+        assert!(started.elapsed() < DRAIN_TIMEOUT, "{:?}", started.elapsed());
+        assert_eq!((ended.stdout.text().as_str(), left), ("done", 1));
+        let leftover = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", leftover.trim());
+        assert!(
+            std::fs::read_to_string(stat).is_ok_and(|s| s.contains(") Z "))
+                || !std::path::Path::new(&format!("/proc/{}", leftover.trim())).exists(),
+            "the leftover still runs"
+        );
+        let (_, none_left) = run_in_group(Command::new("true"), |_| async {})
+            .await
+            .unwrap();
+        assert_eq!(none_left, 0);
     }
 
     #[tokio::test]

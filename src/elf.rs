@@ -73,8 +73,9 @@ pub fn host_machine() -> Option<u16> {
         .map(|(number, _)| *number)
 }
 
-/// How many first bytes [`refusal`] needs, and how many of them it shows.
-pub const HEAD_LEN: usize = 64;
+/// How many first bytes [`refusal`] and [`interpreter`] need (the kernel's `BINPRM_BUF_SIZE`: it
+/// reads no more of a `#!` line either).
+pub const HEAD_LEN: usize = 256;
 /// How many first bytes a refusal quotes.
 const SHOWN: usize = 32;
 
@@ -99,6 +100,25 @@ pub fn refusal(head: &[u8], size: u64) -> Option<String> {
             escape(&head[..head.len().min(SHOWN)])
         )),
     }
+}
+
+/// The interpreter a `#!` line names, read as the kernel reads it: after `#!` and blanks, up to
+/// the next blank or the end of the line. `None` when `head` is not a script; an empty name when
+/// the line names none (the kernel then refuses to run the file).
+#[must_use]
+pub fn interpreter(head: &[u8]) -> Option<&[u8]> {
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let start = line
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(line.len());
+    let rest = &line[start..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b' ' | b'\t' | b'\r' | 0))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 /// Bytes as printable ASCII: `\n`, `\"`, `\x7f` and so on for the rest, so a hostile file
@@ -156,6 +176,19 @@ mod tests {
             let why = refusal(&header(1, other), 1000).unwrap_or_default();
             assert!(why.starts_with("it is built for "), "{why}");
         }
+    }
+
+    #[test]
+    fn reads_the_interpreter_of_a_hash_bang_line() {
+        assert_eq!(interpreter(b"\x7fELF"), None);
+        assert_eq!(interpreter(b"#!/bin/sh\necho"), Some(&b"/bin/sh"[..]));
+        assert_eq!(
+            interpreter(b"#! \t/usr/bin/env python3 -u\n"),
+            Some(&b"/usr/bin/env"[..])
+        );
+        assert_eq!(interpreter(b"#!/bin/bash\r\n"), Some(&b"/bin/bash"[..]));
+        assert_eq!(interpreter(b"#!"), Some(&b""[..]));
+        assert_eq!(interpreter(b"#!   \nexit 0\n"), Some(&b""[..]));
     }
 
     #[test]

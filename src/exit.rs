@@ -39,8 +39,10 @@ pub const UPGRADE_FAILED: u8 = 5;
 pub const DOCTOR_FAILED: u8 = 7;
 /// `cosmovisor rollback` refused because the home is in use: a cosmovisor supervises it (its lock
 /// is held), the daemon it started is still running, or an upgrade is under way (journal); or
-/// `add-upgrade --force` would replace the binary of the upgrade under way; or `run start` while
-/// another cosmovisor supervises the home. Nothing was changed.
+/// the backup `--restore-data` would restore shares files with `data/` that changed since it was
+/// taken (`--force` restores it anyway); or `add-upgrade --force` would replace the binary of the
+/// upgrade under way; or `run start` while another cosmovisor supervises the home. Nothing was
+/// changed.
 pub const HOME_BUSY: u8 = 8;
 /// The daemon binary exists but could not be executed (shell convention).
 pub const CANNOT_EXECUTE: u8 = 126;
@@ -74,7 +76,7 @@ pub const OWN_CODES: &[(u8, &str)] = &[
     ),
     (
         HOME_BUSY,
-        "rollback or add-upgrade --force refused: a supervisor holds the lock, the daemon still runs, or an upgrade is under way; or run start while another cosmovisor supervises the home; nothing changed",
+        "rollback or add-upgrade --force refused: a supervisor holds the lock, the daemon still runs, an upgrade is under way, or the backup to restore changed since it was taken (rollback --force); or run start while another cosmovisor supervises the home; nothing changed",
     ),
     (CANNOT_EXECUTE, "the daemon binary could not be executed"),
     (NOT_FOUND, "the daemon binary was not found"),

@@ -172,7 +172,7 @@ impl<W: Write> LineLayer<W> {
         self.paint(&mut line, tag, colour);
         if !event.message.is_empty() {
             line.push(' ');
-            line.push_str(&event.message);
+            line.push_str(&escape_controls(&event.message));
         }
 
         let mut fields = event.fields;
@@ -193,7 +193,10 @@ impl<W: Write> LineLayer<W> {
                 line.push_str(key);
                 line.push('=');
             }
-            let text = value.console();
+            // The quoting above keeps a value on one line; a value that already looked quoted or
+            // like JSON is passed as it is, so escape what a terminal would act on here, once.
+            let console = value.console();
+            let text = escape_controls(&console);
             if self.color && *key == "error" {
                 let _ = write!(line, "\x1b[{RED}m\x1b[{BOLD}m{text}\x1b[0m\x1b[0m");
             } else {
@@ -454,6 +457,36 @@ fn needs_quote(s: &str) -> bool {
             .any(|b| !(0x20..=0x7e).contains(&b) || matches!(b, b' ' | b'\\' | b'"' | b'='))
 }
 
+/// `s` with every control character (CR, LF, ESC, BEL, the C1 range, ...) written as a `\n`,
+/// `\x1b`-style or `\u{85}`-style escape, so text from outside (plan names, the node's or a hook's
+/// output) can neither start a forged line nor reach a terminal as an escape sequence; other
+/// text, non-ASCII included, is kept. Used for console log lines, `status` and `sd_notify` values.
+#[must_use]
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Go `strconv.Quote`-style quoting (printable non-ASCII is kept as is).
 fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -661,6 +694,30 @@ mod tests {
             "INF q a=\"with space\" b=\"\" c=\"say \\\"hi\\\"\" d=\"k=v\" e=\"line\\nbreak\\\\\" \
              f=plain-value_1.2/x g=\"display with space\" h=\"debug string\" i=1.5s module=cosmovisor\n"
         );
+    }
+
+    #[test]
+    fn no_field_or_message_carries_a_control_character() {
+        // A value that already looks quoted (`%name` of a plan name, a hook's output) or like
+        // JSON, and a message built from one, are escaped too: no forged line, no escape code.
+        let forged = "\"x\"\n11:59PM ERR validator key leaked\r\u{1b}]0;owned\u{7}\"";
+        let out = run(plain(), || {
+            info!(
+                a = %forged,
+                b = ?forged,
+                c = forged,
+                d = %"[\"\u{85}\"]",
+                "hook said {forged}"
+            );
+        });
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(!out.chars().any(|c| c != '\n' && c.is_control()), "{out:?}");
+        assert!(
+            out.contains("\\n11:59PM ERR validator key leaked\\r\\x1b]0;owned\\x07"),
+            "{out:?}"
+        );
+        assert_eq!(escape_controls("plain ünïcode"), "plain ünïcode");
+        assert_eq!(escape_controls("a\u{2028}b\u{9b}"), "a\\u{2028}b\\u{9b}");
     }
 
     #[test]

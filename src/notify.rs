@@ -36,6 +36,10 @@ pub const VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PI
 /// How often a long step extends systemd's timeout (by twice this).
 pub const EXTEND_EVERY: Duration = Duration::from_secs(5);
 
+/// The shortest time between two watchdog pings: a smaller `WATCHDOG_USEC` (below twice this) is
+/// clamped, with one warning, instead of spending a core on pings (README "Running under systemd").
+pub const FASTEST_PING: Duration = Duration::from_millis(500);
+
 /// How often a percentage may update the status line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -43,8 +47,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub socket: String,
-    /// Half of `WATCHDOG_USEC`: how often to ping.
+    /// Half of `WATCHDOG_USEC`, at least [`FASTEST_PING`]: how often to ping.
     pub watchdog_every: Option<Duration>,
+    /// The `WATCHDOG_USEC` value when it asked for pings faster than [`FASTEST_PING`].
+    pub watchdog_clamped: Option<u64>,
 }
 
 /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (values as given, `pid` ours).
@@ -73,7 +79,7 @@ pub fn settings(
                 == pid
         }
     };
-    let watchdog_every = match watchdog_usec.filter(|u| !u.is_empty()) {
+    let (watchdog_every, watchdog_clamped) = match watchdog_usec.filter(|u| !u.is_empty()) {
         Some(value) if ours => {
             let usec = value
                 .parse::<u64>()
@@ -82,13 +88,19 @@ pub fn settings(
                 .ok_or_else(|| {
                     format!("WATCHDOG_USEC={value:?} is not a positive number of microseconds")
                 })?;
-            Some(Duration::from_micros(usec) / 2)
+            let every = Duration::from_micros(usec) / 2;
+            if every < FASTEST_PING {
+                (Some(FASTEST_PING), Some(usec))
+            } else {
+                (Some(every), None)
+            }
         }
-        _ => None,
+        _ => (None, None),
     };
     Ok(Some(Settings {
         socket: socket.to_owned(),
         watchdog_every,
+        watchdog_clamped,
     }))
 }
 
@@ -131,6 +143,13 @@ pub fn init() {
                 return None;
             }
         };
+        if let Some(usec) = settings.watchdog_clamped {
+            warn!(
+                "WATCHDOG_USEC={usec} asks for a watchdog ping more often than every {}; pinging every {} instead: set WatchdogSec= to 1s or more",
+                crate::config::format_go_duration(FASTEST_PING),
+                crate::config::format_go_duration(FASTEST_PING)
+            );
+        }
         match connect(&settings) {
             Ok(notifier) => Some(notifier),
             Err(err) => {
@@ -176,12 +195,17 @@ fn send(message: &str) {
     }
 }
 
-fn set_step(text: &str) {
+/// Records `text` as the current step's status and returns it as it goes into a `STATUS=` value:
+/// control characters escaped (`log::escape_controls`), so a plan name holding a newline cannot
+/// add an assignment (`WATCHDOG=trigger`, `MAINPID=1`) to the datagram.
+fn set_step(text: &str) -> String {
+    let text = crate::log::escape_controls(text).into_owned();
     if let Some(notifier) = notifier() {
         if let Ok(mut step) = notifier.step.lock() {
-            *step = (text.to_owned(), None);
+            *step = (text.clone(), None);
         }
     }
+    text
 }
 
 fn extend_line(by: Duration) -> String {
@@ -190,8 +214,7 @@ fn extend_line(by: Duration) -> String {
 
 /// The daemon runs `version` of `daemon`; the first time, also `READY=1`.
 pub fn running(daemon: &str, version: &str, first: bool) {
-    let status = format!("running {daemon} ({version})");
-    set_step(&status);
+    let status = set_step(&format!("running {daemon} ({version})"));
     if first {
         send(&format!("READY=1\nSTATUS={status}"));
     } else {
@@ -201,7 +224,7 @@ pub fn running(daemon: &str, version: &str, first: bool) {
 
 /// A long step begins: its status, and systemd's timeout extended while it runs.
 pub fn step(status: &str) {
-    set_step(status);
+    let status = set_step(status);
     send(&format!(
         "STATUS={status}\n{}",
         extend_line(2 * EXTEND_EVERY)
@@ -210,7 +233,7 @@ pub fn step(status: &str) {
 
 /// The node is being stopped with `grace` before SIGKILL: `status`, and a timeout that covers it.
 pub fn stopping_node(status: &str, grace: Duration) {
-    set_step(status);
+    let status = set_step(status);
     send(&format!(
         "STATUS={status}\n{}",
         extend_line(grace + 2 * EXTEND_EVERY)
@@ -238,8 +261,7 @@ pub fn progress(done: u64, total: u64) {
 
 /// The last word before exiting with an error.
 pub fn failed(error: &str) {
-    let first_line = error.lines().next().unwrap_or_default();
-    set_step(first_line);
+    let first_line = set_step(error.lines().next().unwrap_or_default());
     send(&format!("STATUS=failed: {first_line}"));
 }
 
@@ -328,7 +350,8 @@ mod tests {
             plain,
             Ok(Some(Settings {
                 socket: "/run/systemd/notify".into(),
-                watchdog_every: None
+                watchdog_every: None,
+                watchdog_clamped: None,
             }))
         );
         let abstract_socket = settings(Some("@/org/freedesktop/systemd1/notify"), None, None, 7);
@@ -346,6 +369,17 @@ mod tests {
         );
         assert_eq!(watchdog(Some("30000000"), Some("8")), Ok(None));
         assert_eq!(watchdog(None, Some("7")), Ok(None));
+        // Below a second, pings come every 500ms, not every half microsecond.
+        assert_eq!(watchdog(Some("1"), None), Ok(Some(FASTEST_PING)));
+        assert_eq!(watchdog(Some("999999"), None), Ok(Some(FASTEST_PING)));
+        assert_eq!(
+            watchdog(Some("1000000"), None),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            settings(Some("/n"), Some("1"), None, 7).map(|s| s.and_then(|s| s.watchdog_clamped)),
+            Ok(Some(1))
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::exit;
 use crate::home::inventory;
 use crate::home::layout::{self, Layout, LayoutError};
 use crate::home::plan::Plan;
+use crate::log::escape_controls;
 use crate::upgrade::journal::Journal;
 
 mod binary;
@@ -41,19 +42,31 @@ pub(crate) struct Report {
     failures: usize,
 }
 
+/// Each line names plans, folders and binaries anyone may have named: control characters are
+/// escaped (`log::escape_controls`) before they reach the terminal.
 impl Report {
     pub(crate) fn pass(&mut self, what: impl AsRef<str>) {
-        let _ = writeln!(self.out, "✓ {}", what.as_ref());
+        let _ = writeln!(self.out, "✓ {}", escape_controls(what.as_ref()));
     }
 
     /// Worth changing, but nothing breaks: not counted as a problem.
     pub(crate) fn warn(&mut self, what: impl AsRef<str>, hint: impl AsRef<str>) {
-        let _ = writeln!(self.out, "! {} — hint: {}", what.as_ref(), hint.as_ref());
+        let _ = writeln!(
+            self.out,
+            "! {} — hint: {}",
+            escape_controls(what.as_ref()),
+            escape_controls(hint.as_ref())
+        );
     }
 
     pub(crate) fn fail(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
         self.failures += 1;
-        let _ = writeln!(self.out, "✗ {} — fix: {}", what.as_ref(), fix.as_ref());
+        let _ = writeln!(
+            self.out,
+            "✗ {} — fix: {}",
+            escape_controls(what.as_ref()),
+            escape_controls(fix.as_ref())
+        );
     }
 }
 

@@ -78,6 +78,11 @@ pub enum RollbackError {
     #[error("--restore-data: no complete backup (data-backup-*) in {}", dir.display())]
     NoBackup { dir: PathBuf },
     #[error(
+        "--restore-data: backup {} no longer holds data/ as it was: {changed}; these files are shared with data/ (hard links) and were changed there after the backup: restore it anyway with --force (those files come back as they are now), or move this backup aside to restore an older one",
+        backup.display()
+    )]
+    BackupChanged { backup: PathBuf, changed: String },
+    #[error(
         "rollback changes the node's binary{}: confirm on a terminal or pass --yes",
         if *restore { " and data" } else { "" }
     )]
@@ -91,7 +96,8 @@ impl exit::ExitCode for RollbackError {
         match self {
             RollbackError::SupervisorRunning { .. }
             | RollbackError::DaemonRunning { .. }
-            | RollbackError::UpgradeUnderWay { .. } => exit::HOME_BUSY,
+            | RollbackError::UpgradeUnderWay { .. }
+            | RollbackError::BackupChanged { .. } => exit::HOME_BUSY,
             _ => exit::USAGE,
         }
     }
@@ -111,6 +117,10 @@ pub struct RollbackArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
+    /// With --restore-data: restore the backup even when files it shares with data/ (hard-linked
+    /// table files) were changed since it was taken.
+    #[arg(long = "force", requires = "restore_data")]
+    pub force: bool,
 }
 
 impl Run for RollbackArgs {
@@ -170,6 +180,20 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
+    let changed = restore_from
+        .as_ref()
+        .and_then(|backup| crate::home::backups::changes(&backup.path))
+        .filter(|changed| !changed.is_empty())
+        .map(|changed| describe_changes(&changed));
+    if let (Some(backup), Some(changed)) = (&restore_from, &changed) {
+        if !request.force {
+            return Err(RollbackError::BackupChanged {
+                backup: backup.path.clone(),
+                changed: changed.clone(),
+            }
+            .into());
+        }
+    }
 
     let mut stdout = io::stdout();
     let describe = |v: &str, height: Option<i64>| match height {
@@ -186,6 +210,13 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
         describe(&current_name, current_height),
         describe(&target.name, target.height())
     );
+    if let (Some(backup), Some(changed)) = (&restore_from, &changed) {
+        let _ = writeln!(
+            plan,
+            "Warning (--force): backup {} no longer holds data/ as it was: {changed}.",
+            backup.path.display()
+        );
+    }
     if let Some(backup) = &restore_from {
         let _ = write!(
             plan,
@@ -295,6 +326,17 @@ pub fn choose_target<'a>(
         .max_by_key(|(h, _)| *h)
         .map(|(_, v)| v)
         .ok_or(RollbackError::AtGenesis)
+}
+
+/// `N hard-linked files changed since it was taken (a, b, c, …)`, naming the first few.
+fn describe_changes(changed: &[String]) -> String {
+    const NAMED: usize = 3;
+    let more = if changed.len() > NAMED { ", …" } else { "" };
+    format!(
+        "{} hard-linked file(s) changed since it was taken ({}{more})",
+        changed.len(),
+        changed[..changed.len().min(NAMED)].join("; ")
+    )
 }
 
 /// Asks on the terminal; refuses without one.

@@ -97,6 +97,9 @@ pub struct LastBackup {
     pub age_seconds: u64,
     /// How it was taken (`copy`, `checkpoint`, `reflink`); `null` for a backup without a record.
     pub mode: Option<String>,
+    /// The files it shares with `data/` (hard links) that changed since it was taken, in words;
+    /// empty when none did or nothing is shared.
+    pub changed_files: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,6 +254,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
             mode: crate::home::backups::read_record(&backup.path).map(|record| record.mode),
+            changed_files: crate::home::backups::changes(&backup.path).unwrap_or_default(),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -339,8 +343,10 @@ fn daemon_skip_heights(pid: i32) -> Vec<i64> {
 pub fn text(status: &Status) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    // Names and errors come from plans and folders anyone may have written: no control
+    // character reaches the operator's terminal (`log::escape_controls`).
     let mut line = |label: &str, value: String| {
-        let _ = writeln!(out, "{label:<11} {value}");
+        let _ = writeln!(out, "{label:<11} {}", crate::log::escape_controls(&value));
     };
     line("home:", status.home.display().to_string());
     line(
@@ -436,6 +442,16 @@ pub fn text(status: &Status) -> String {
             },
         ),
     );
+    if let Some(backup) = &status.last_backup {
+        for changed in &backup.changed_files {
+            line(
+                "",
+                format!(
+                    "CHANGED since the backup (rollback --restore-data refuses it without --force): {changed}"
+                ),
+            );
+        }
+    }
     line(
         "journal:",
         status.journal.as_ref().map_or_else(

@@ -370,6 +370,11 @@ pub enum BinaryError {
         path.display()
     )]
     NotForThisMachine { path: PathBuf, why: String },
+    #[error(
+        "binary {} is a script whose #! line {why}: install the interpreter or fix the script's first line",
+        path.display()
+    )]
+    BadInterpreter { path: PathBuf, why: String },
     #[error("binary {} is not executable (fix: chmod 755 {})", path.display(), path.display())]
     NotExecutable { path: PathBuf },
     #[error("cannot inspect binary {}: {err}", path.display())]
@@ -495,12 +500,49 @@ pub fn check_format(path: &Path) -> Result<(), BinaryError> {
     file.take(crate::elf::HEAD_LEN as u64)
         .read_to_end(&mut head)
         .map_err(io_err)?;
-    match crate::elf::refusal(&head, size) {
+    if let Some(why) = crate::elf::refusal(&head, size) {
+        return Err(BinaryError::NotForThisMachine {
+            path: path.to_path_buf(),
+            why,
+        });
+    }
+    match crate::elf::interpreter(&head).and_then(interpreter_refusal) {
         None => Ok(()),
-        Some(why) => Err(BinaryError::NotForThisMachine {
+        Some(why) => Err(BinaryError::BadInterpreter {
             path: path.to_path_buf(),
             why,
         }),
+    }
+}
+
+/// Why the interpreter a `#!` line names cannot run the script (as `execve` would find it), or
+/// `None` when it can: it must be an absolute path to an executable regular file.
+fn interpreter_refusal(interpreter: &[u8]) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let shown = crate::elf::escape(interpreter);
+    if interpreter.is_empty() {
+        return Some("names no interpreter".to_owned());
+    }
+    let path = Path::new(std::ffi::OsStr::from_bytes(interpreter));
+    if !path.is_absolute() {
+        return Some(format!(
+            "names the relative interpreter {shown}, which would be looked up from whatever folder the node starts in"
+        ));
+    }
+    match fs::metadata(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(format!(
+            "names the interpreter {shown}, which does not exist"
+        )),
+        Err(err) => Some(format!(
+            "names the interpreter {shown}, which cannot be inspected: {err}"
+        )),
+        Ok(meta) if !meta.is_file() => Some(format!(
+            "names the interpreter {shown}, which is not a regular file"
+        )),
+        Ok(_) if nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_err() => Some(
+            format!("names the interpreter {shown}, which is not executable"),
+        ),
+        Ok(_) => None,
     }
 }
 

@@ -29,11 +29,34 @@ use chrono::Datelike;
 use tracing::warn;
 
 use crate::config::BackupMode;
-use crate::home::backups::{PREFIX, Record, partial_name, record_path};
+use crate::home::backups::{Linked, PREFIX, Record, links_path, partial_name, record_path};
 use crate::progress::{Progress, human};
 use crate::signals::{Interrupted, Signals};
 use crate::upgrade::copy::{CopyError, CopyStats, Mode};
 use crate::upgrade::journal::BackupPaths;
+
+/// One warning for each symbolic link in `data` that points outside it ([`crate::upgrade::copy::links_leaving`]):
+/// the backup holds the link only. A listing that failed is a warning too; the backup goes on.
+pub fn warn_links_leaving(data: &Path, leaving: io::Result<Vec<(PathBuf, PathBuf)>>) {
+    match leaving {
+        Ok(links) => {
+            for (link, target) in links {
+                warn!(
+                    link = %link.display(),
+                    target = %target.display(),
+                    "{} is a symbolic link to {}, outside {}: the backup holds the link, not what it points to; back that up yourself, or move it into {}",
+                    link.display(),
+                    target.display(),
+                    data.display(),
+                    data.display()
+                );
+            }
+        }
+        Err(err) => {
+            warn!(data = %data.display(), error = %err, "cannot look for symbolic links leaving data/");
+        }
+    }
+}
 
 /// Picks a name for today's backup in `backup_dir` that no existing folder has.
 #[must_use]
@@ -141,13 +164,44 @@ fn clones(data: &Path, backup_dir: &Path) -> bool {
 fn write_record(target: &Path, record: &Record) -> io::Result<()> {
     let path = record_path(target)
         .ok_or_else(|| io::Error::other(format!("{} has no folder name", target.display())))?;
+    write_json(&path, record)
+}
+
+/// Writes the list of the files the backup at `partial` (to land at `target`) hard-linked, each
+/// with its size, mtime, inode and mode now, so that a later change to one is found
+/// ([`crate::home::backups::changes`]). A backup that linked nothing gets no list.
+fn write_links(partial: &Path, target: &Path, linked: &[PathBuf]) -> io::Result<()> {
+    let Some(path) = links_path(target) else {
+        return Err(io::Error::other(format!(
+            "{} has no folder name",
+            target.display()
+        )));
+    };
+    if linked.is_empty() {
+        return match fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        };
+    }
+    let list = linked
+        .iter()
+        .filter_map(|relative| {
+            let name = relative.to_str()?.to_owned();
+            Some(Linked::of(&partial.join(relative), name))
+        })
+        .collect::<io::Result<Vec<Linked>>>()?;
+    write_json(&path, &list)
+}
+
+/// Writes `value` as JSON to `path` (temp file + rename), creating its folder.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let json = serde_json::to_vec(value).map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, json)?;
-    fs::rename(&tmp, &path)
+    fs::rename(&tmp, path)
 }
 
 /// A complete backup.
@@ -249,13 +303,23 @@ fn copy_into_place(
         path: paths.target.clone(),
         err,
     };
-    let record = Record {
-        mode: mode.name().to_owned(),
-        files: stats.files,
-        bytes: stats.bytes,
-        linked_bytes: stats.linked_bytes,
-    };
-    if let Err(err) = write_record(&paths.target, &record) {
+    let written = paths
+        .target
+        .parent()
+        .map_or(Ok(1), crate::home::backups::next_sequence)
+        .and_then(|sequence| {
+            let record = Record {
+                mode: mode.name().to_owned(),
+                files: stats.files,
+                bytes: stats.bytes,
+                linked_bytes: stats.linked_bytes,
+                sequence: Some(sequence),
+                taken_at: Some(chrono::Utc::now().timestamp()),
+            };
+            write_links(&paths.partial, &paths.target, &stats.linked)?;
+            write_record(&paths.target, &record)
+        });
+    if let Err(err) = written {
         let _ = remove_partial(&paths.partial);
         return Err(at(err));
     }
@@ -342,11 +406,13 @@ mod tests {
             files: 3,
             bytes: 300,
             linked_bytes: 200,
+            sequence: None,
+            taken_at: Some(1_700_000_000),
         };
         write_record(&backup, &record).unwrap();
         assert_eq!(read_record(&backup), Some(record));
         fs::create_dir(tmp.path().join("data-backup-2024-8-6")).unwrap();
-        prune(tmp.path(), 1).unwrap();
+        prune(tmp.path(), 1, None).unwrap();
         assert!(
             !tmp.path()
                 .join(".backup-records/data-backup-2024-8-5.json")

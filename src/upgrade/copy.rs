@@ -16,22 +16,38 @@
 //! is synced once at the end (`syncfs`) instead of once per file. A cancel flag is checked between
 //! files; the first error stops every worker. Sockets, fifos and devices are skipped: they have no
 //! place in a node's data.
+//!
+//! No copy ever carries a setuid or setgid bit (docs/design.md "Trust boundaries"): the bits are
+//! stripped from every file and folder written, and a table file that has one is copied rather than
+//! linked, with one warning naming how many. A backup or restore run by root can then never make
+//! a setuid-root file out of one the node's user left in `data/`, and one setgid folder (shared
+//! group folders, Kubernetes `fsGroup` volumes) never makes a backup fail under systemd's
+//! `RestrictSUIDSGID=true`, which refuses to create those bits.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
+use tracing::warn;
+
+/// `S_ISUID | S_ISGID`: the bits no copy keeps.
+const SET_ID_BITS: u32 = 0o6000;
+
 /// What a finished copy amounted to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyStats {
     pub files: u64,
     pub bytes: u64,
     /// Of `bytes`, those of the table files hard-linked rather than written.
     pub linked_bytes: u64,
+    /// Files and folders whose setuid/setgid bits were left out.
+    pub set_id_stripped: u64,
+    /// The hard-linked files, relative to the copy's root, sorted.
+    pub linked: Vec<PathBuf>,
 }
 
 /// Why a copy stopped.
@@ -80,6 +96,10 @@ struct Job {
     to: PathBuf,
     len: u64,
     modified: SystemTime,
+    /// The source's permission bits, without setuid/setgid.
+    mode: u32,
+    /// The source had a setuid or setgid bit.
+    set_id: bool,
     /// An immutable table file to hard-link (checkpoint mode).
     link: bool,
 }
@@ -87,7 +107,9 @@ struct Job {
 /// A folder whose mode and time are set once everything inside it is written.
 struct Folder {
     path: PathBuf,
+    /// The source's permission bits, without setuid/setgid.
     mode: u32,
+    set_id: bool,
     modified: SystemTime,
 }
 
@@ -109,6 +131,7 @@ pub fn copy_tree(
 
     let next = AtomicUsize::new(0);
     let linked_bytes = AtomicU64::new(0);
+    let linked = Mutex::new(Vec::new());
     let failed = AtomicBool::new(false);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -119,10 +142,15 @@ pub fn copy_tree(
                         return;
                     }
                     match copy_file(job) {
-                        Ok(linked) => {
+                        Ok(was_linked) => {
                             copied.fetch_add(job.len, Ordering::Relaxed);
-                            if linked {
+                            if was_linked {
                                 linked_bytes.fetch_add(job.len, Ordering::Relaxed);
+                                if let (Ok(mut list), Ok(relative)) =
+                                    (linked.lock(), job.to.strip_prefix(dst))
+                                {
+                                    list.push(relative.to_path_buf());
+                                }
                             }
                         }
                         Err(err) => {
@@ -143,6 +171,16 @@ pub fn copy_tree(
     if cancel.load(Ordering::Relaxed) {
         return Err(CopyError::Cancelled);
     }
+    let set_id_stripped = jobs.iter().filter(|job| job.set_id).count() as u64
+        + folders.iter().filter(|folder| folder.set_id).count() as u64;
+    if set_id_stripped > 0 {
+        warn!(
+            count = set_id_stripped,
+            to = %dst.display(),
+            "setuid/setgid bits were left out of the copy (a backup or restore never creates them): {set_id_stripped} files and folders of {} have them; remove them there too with chmod ug-s",
+            src.display()
+        );
+    }
     // Innermost folders last in the walk; set their times before their parents'.
     for folder in folders.iter().rev() {
         fs::set_permissions(&folder.path, fs::Permissions::from_mode(folder.mode))
@@ -158,6 +196,12 @@ pub fn copy_tree(
         files: jobs.len() as u64,
         bytes: jobs.iter().map(|job| job.len).sum(),
         linked_bytes: linked_bytes.into_inner(),
+        set_id_stripped,
+        linked: {
+            let mut linked = linked.into_inner().unwrap_or_else(PoisonError::into_inner);
+            linked.sort();
+            linked
+        },
     })
 }
 
@@ -189,9 +233,11 @@ fn walk(
     let store = link_dev.is_some() && is_table_store(src);
     let meta = fs::metadata(src).map_err(at(src))?;
     fs::create_dir(dst).map_err(at(dst))?;
+    let mode = meta.permissions().mode() & 0o7777;
     folders.push(Folder {
         path: dst.to_path_buf(),
-        mode: meta.permissions().mode() & 0o7777,
+        mode: mode & !SET_ID_BITS,
+        set_id: mode & SET_ID_BITS != 0,
         modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
     });
     for entry in fs::read_dir(src).map_err(at(src))? {
@@ -209,12 +255,17 @@ fn walk(
             std::os::unix::fs::symlink(target, &to).map_err(at(&to))?;
         } else if kind.is_file() {
             let meta = entry.metadata().map_err(at(&from))?;
-            let link = store && is_table_file(&from) && Some(meta.dev()) == link_dev;
+            let mode = meta.permissions().mode() & 0o7777;
+            let set_id = mode & SET_ID_BITS != 0;
+            // A link would share the bits: such a file is copied without them.
+            let link = store && !set_id && is_table_file(&from) && Some(meta.dev()) == link_dev;
             jobs.push(Job {
                 from,
                 to,
                 len: meta.len(),
                 modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                mode: mode & !SET_ID_BITS,
+                set_id,
                 link,
             });
         }
@@ -233,9 +284,27 @@ fn copy_file(job: &Job) -> Result<bool, CopyError> {
             Err(err) => return Err(at(&job.to)(err)),
         }
     }
-    fs::copy(&job.from, &job.to).map_err(at(&job.from))?;
+    copy_contents(job)?;
     set_modified(&job.to, job.modified, false)?;
     Ok(false)
+}
+
+/// Writes a new file `job.to` with the bytes of `job.from` (`io::copy` between two files is
+/// `copy_file_range`: a reflink clone on XFS and btrfs) and `job.mode`, which has no
+/// setuid/setgid bit: unlike `fs::copy`, the mode asked of `open` and `fchmod` never carries one.
+fn copy_contents(job: &Job) -> Result<(), CopyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut from = fs::File::open(&job.from).map_err(at(&job.from))?;
+    let mut to = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(job.mode & 0o777)
+        .open(&job.to)
+        .map_err(at(&job.to))?;
+    io::copy(&mut from, &mut to).map_err(at(&job.from))?;
+    // The umask may have taken bits away at open.
+    to.set_permissions(fs::Permissions::from_mode(job.mode))
+        .map_err(at(&job.to))
 }
 
 fn link_refused(err: &io::Error) -> bool {
@@ -311,10 +380,65 @@ fn add_usage(path: &Path, link_dev: Option<u64>, usage: &mut Usage) -> io::Resul
     Ok(())
 }
 
+/// The symbolic links under `root` whose target is outside it (an absolute path elsewhere, or a
+/// relative one that climbs out), with their targets, sorted: a backup holds such a link, not
+/// what it points to (`data/application.db -> /mnt/ssd/application.db`). Read from the folder
+/// listings and the links alone: nothing is followed.
+pub fn links_leaving(root: &Path) -> io::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(dir) = folders.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                if !stays_under(root, &dir.join(&target)) {
+                    found.push((entry.path(), target));
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Whether `path`, with `.` and `..` taken lexically, is `root` or under it.
+fn stays_under(root: &Path, path: &Path) -> bool {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    fn checkpoint(src: &Path, dst: &Path) -> CopyStats {
+        copy_tree(
+            src,
+            dst,
+            Mode::Checkpoint,
+            2,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        )
+        .unwrap()
+    }
 
     fn copy(src: &Path, dst: &Path) -> Result<CopyStats, CopyError> {
         copy_tree(
@@ -354,6 +478,8 @@ mod tests {
                 files: 2,
                 bytes: 100_002,
                 linked_bytes: 0,
+                set_id_stripped: 0,
+                linked: Vec::new(),
             }
         );
         assert_eq!(copied.load(Ordering::Relaxed), 100_002);
@@ -376,6 +502,57 @@ mod tests {
         assert_eq!(
             times(&src.join("application.db")),
             times(&dst.join("application.db"))
+        );
+    }
+
+    #[test]
+    fn no_copy_keeps_a_setuid_or_setgid_bit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("data");
+        let db = src.join("shared");
+        fs::create_dir_all(&db).unwrap();
+        fs::write(db.join("CURRENT"), "MANIFEST-000002\n").unwrap();
+        fs::write(db.join("MANIFEST-000002"), "m").unwrap();
+        fs::write(db.join("000005.ldb"), b"table").unwrap();
+        fs::write(src.join("shell"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(src.join("shell"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::set_permissions(db.join("000005.ldb"), fs::Permissions::from_mode(0o2644)).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o2775)).unwrap();
+        let dst = tmp.path().join("copy");
+        let stats = checkpoint(&src, &dst);
+        assert_eq!(stats.set_id_stripped, 3);
+        assert_eq!(
+            stats.linked_bytes, 0,
+            "a setgid table is copied, not linked"
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&dst.join("shell")), 0o755);
+        assert_eq!(mode(&dst.join("shared")), 0o775);
+        assert_eq!(mode(&dst.join("shared/000005.ldb")), 0o644);
+        assert_eq!(fs::read(dst.join("shared/000005.ldb")).unwrap(), b"table");
+    }
+
+    #[test]
+    fn finds_the_links_that_leave_the_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("snapshots")).unwrap();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, data.join(name)).unwrap();
+        link("/mnt/ssd/application.db", "application.db");
+        link("../../elsewhere", "snapshots/up");
+        link("../state.db", "snapshots/inside");
+        link("state.db", "plain");
+        std::os::unix::fs::symlink(data.join("plain"), data.join("absolute-inside")).unwrap();
+        assert_eq!(
+            links_leaving(&data).unwrap(),
+            [
+                (
+                    data.join("application.db"),
+                    PathBuf::from("/mnt/ssd/application.db")
+                ),
+                (data.join("snapshots/up"), PathBuf::from("../../elsewhere")),
+            ]
         );
     }
 
@@ -434,16 +611,9 @@ mod tests {
         fs::create_dir_all(src.join("loose")).unwrap();
         fs::write(src.join("loose/000007.ldb"), "not in a store").unwrap();
         let dst = tmp.path().join("copy");
-        let stats = copy_tree(
-            &src,
-            &dst,
-            Mode::Checkpoint,
-            2,
-            &AtomicBool::new(false),
-            &AtomicU64::new(0),
-        )
-        .unwrap();
+        let stats = checkpoint(&src, &dst);
         assert_eq!(stats.linked_bytes, 1000);
+        assert_eq!(stats.linked, [PathBuf::from("application.db/000005.ldb")]);
         let usage = disk_usage(&src, &tmp.path().join("other"), Mode::Checkpoint).unwrap();
         assert!(usage.total >= 1000 + usage.written, "{usage:?}");
         let ino = |p: &Path| fs::metadata(p).unwrap().ino();

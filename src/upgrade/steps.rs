@@ -409,11 +409,13 @@ async fn back_up(
         warn!(dir = %cfg.data_backup_dir.display(), "COSMOVISOR_BACKUP_MODE=reflink: the backup folder is not on data/'s XFS or btrfs, copying instead");
     }
     let (walked, backup_dir) = (data.clone(), cfg.data_backup_dir.clone());
-    let total = off_the_loop(move || {
-        backup::check_space(&walked, &backup_dir, mode).map_err(BackupFailure::from)
+    let (total, leaving) = off_the_loop(move || {
+        let total = backup::check_space(&walked, &backup_dir, mode)?;
+        Ok::<_, BackupFailure>((total, crate::upgrade::copy::links_leaving(&walked)))
     })
     .await
     .map_err(|err| fail(&cfg.data_backup_dir, err))?;
+    backup::warn_links_leaving(&data, leaving);
     let paths = backup::choose_paths(&cfg.data_backup_dir, chrono::Local::now().date_naive());
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
@@ -436,10 +438,18 @@ async fn back_up(
         took = %format_go_duration(took),
         "backup completed"
     );
+    if let Ok(future) =
+        crate::home::backups::dated_in_future(&cfg.data_backup_dir, chrono::Local::now())
+    {
+        for path in future {
+            warn!(path = %path.display(), "backup {} is dated in the future (the clock was ahead when it was taken?): backups are ordered by when they were taken, not by their dates, so it counts as older than the one just taken", path.display());
+        }
+    }
     if let Some(keep) = cfg.backup_keep {
         match crate::home::backups::prune(
             &cfg.data_backup_dir,
             usize::try_from(keep).unwrap_or(usize::MAX),
+            Some(&paths.target),
         ) {
             Ok(removed) => {
                 for path in removed {

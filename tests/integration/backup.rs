@@ -285,3 +285,132 @@ fn checkpoint_mode_hard_links_table_files() {
         "the checkpoint holds the same bytes"
     );
 }
+
+/// Under systemd's `RestrictSUIDSGID=true` (our units set it) a setgid folder in `data/` (shared
+/// group folders, Kubernetes `fsGroup` volumes) made every backup fail with EPERM. Now no backup
+/// carries a setuid/setgid bit: one warning says how many were left out.
+#[test]
+fn a_setgid_folder_in_data_backs_up_under_restrict_suid_sgid() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(wrapper) = crate::support::restrict_suid_sgid() else {
+        return;
+    };
+    let home = Home::new("simd");
+    let shared = home.data().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("state"), "s").unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(home.data().join("tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(home.data().join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let out = home
+        .cosmovisor_under(
+            &[wrapper, crate::support::COSMOVISOR.into()],
+            ["run", "start"],
+        )
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"), "{out}");
+    let backup = home.path().join(&home.backups()[0]);
+    let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(backup.join("shared")), 0o775, "{out}");
+    assert_eq!(mode(backup.join("tool")), 0o755, "{out}");
+    assert_eq!(
+        fs::read_to_string(backup.join("shared/state")).unwrap(),
+        "s"
+    );
+    assert_eq!(
+        out.stderr()
+            .matches("setuid/setgid bits were left out of the copy (a backup or restore never creates them): 2 files and folders of")
+            .count(),
+        1,
+        "{out}"
+    );
+}
+
+/// `data/application.db -> /mnt/ssd/…`: the backup can only hold the link; the upgrade says so,
+/// naming the link and its target, and so does `doctor` beforehand.
+#[test]
+fn a_store_linked_from_outside_data_is_named_at_backup_and_by_doctor() {
+    let home = Home::new("simd");
+    let ssd = tempfile::tempdir().unwrap();
+    let store = ssd.path().join("application.db");
+    fs::create_dir(&store).unwrap();
+    fs::write(store.join("000001.ldb"), "table").unwrap();
+    std::os::unix::fs::symlink(&store, home.data().join("application.db")).unwrap();
+    // Both answer `version` at once, for doctor.
+    let answers = r#"if [ "${1:-}" = version ]; then echo v; exit 0; fi"#;
+    home.genesis(
+        &FakeDaemon::new()
+            .raw(answers)
+            .ready("v1")
+            .request_upgrade("v2", 49)
+            .block(),
+    )
+    .upgrade(
+        "v2",
+        &FakeDaemon::new()
+            .raw(answers)
+            .pre_upgrade("v2", &[0])
+            .ready("v2")
+            .block(),
+    );
+    let named = format!(
+        "{} is a symbolic link to {}, outside",
+        home.data().join("application.db").display(),
+        store.display()
+    );
+    let doctor = home.cosmovisor(["doctor"]).run();
+    assert!(
+        doctor
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("! backup: ") && l.contains(&named)),
+        "{doctor}"
+    );
+    let out = home
+        .cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert_eq!(out.stderr().matches(&named).count(), 1, "{out}");
+    out.stderr_contains("the backup holds the link, not what it points to");
+}
+
+/// A backup folder dated in the future (taken when the clock was ahead) used to count as the
+/// newest: `COSMOVISOR_BACKUP_KEEP=1` deleted the backup just taken, and `rollback` restored the
+/// stale one. The record's sequence orders backups now; the stale one is warned about.
+#[test]
+fn a_backup_dated_in_the_future_never_outlives_the_one_just_taken() {
+    let home = Home::new("simd");
+    fs::write(home.data().join("state.db"), "now").unwrap();
+    let stale = home.path().join("data-backup-2099-1-1");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join("state.db"), "stale").unwrap();
+    home.genesis(&v1_requesting("v2", 49)).upgrade("v2", &v2());
+    let out = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_BACKUP_KEEP", "1")
+        .stop_after(&home, "ready v2");
+    out.assert_code(0);
+    assert!(
+        out.stderr().contains(&format!(
+            "backup {} is dated in the future",
+            stale.display()
+        )),
+        "{out}"
+    );
+    let backups = home.backups();
+    assert_eq!(backups.len(), 1, "{backups:?}\n{out}");
+    assert_ne!(
+        backups[0], "data-backup-2099-1-1",
+        "the stale one was pruned\n{out}"
+    );
+    fs::write(home.data().join("state.db"), "later").unwrap();
+    home.cosmovisor(["rollback", "--to", "genesis", "--restore-data", "--yes"])
+        .run()
+        .assert_code(0);
+    assert_eq!(
+        fs::read_to_string(home.data().join("state.db")).unwrap(),
+        "now"
+    );
+}

@@ -222,3 +222,79 @@ fn free_space_check_counts_only_bytes_written() {
         .assert_code(0);
     assert_eq!(home.backups().len(), 1, "{:?}", home.backups());
 }
+
+/// An in-place write into a table the backup shares with `data/` (a repair tool, `dd`) changes
+/// the backup too: `status` names it, and `rollback --restore-data` refuses (nothing changed)
+/// unless `--force`.
+#[test]
+fn a_linked_table_written_in_place_is_named_and_blocks_the_restore() {
+    use std::io::{Seek, SeekFrom, Write};
+    let home = Home::new("simd");
+    fill(&home.data(), 4096);
+    home.genesis(&v1_requesting("v2", 49))
+        .upgrade("v2", &upgraded_daemon("v2", &[0]));
+    home.cosmovisor(["run", "start"])
+        .stop_after(&home, "ready v2")
+        .assert_code(0);
+    let backup = home.path().join(&home.backups()[0]);
+    let table = format!("{STORE}/000003.ldb");
+    assert_eq!(
+        ino(&home.data().join(&table)),
+        ino(&backup.join(&table)),
+        "linked"
+    );
+    assert!(
+        status_json(&home, home.path())["last_backup"]["changed_files"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+
+    // Same size, same inode, new bytes in the middle: only the mtime tells.
+    let mut file = fs::File::options()
+        .write(true)
+        .open(home.data().join(&table))
+        .unwrap();
+    file.seek(SeekFrom::Start(100)).unwrap();
+    file.write_all(b"corrupted").unwrap();
+    drop(file);
+    let named = format!("{table} was written to since the backup");
+    let status = status_json(&home, home.path());
+    assert_eq!(
+        status["last_backup"]["changed_files"][0]
+            .as_str()
+            .unwrap_or_default(),
+        format!("{named} (its modification time changed)"),
+        "{status}"
+    );
+    let text = home.cosmovisor(["status"]).run();
+    text.assert_code(0).stdout_contains(&named);
+
+    let out = home
+        .cosmovisor(["rollback", "--to", "genesis", "--restore-data", "--yes"])
+        .run();
+    out.assert_code(8);
+    assert!(out.errors()[0].contains(&named), "{out}");
+    assert!(
+        out.errors()[0].contains("restore it anyway with --force"),
+        "{out}"
+    );
+    assert_eq!(
+        home.current_target(),
+        PathBuf::from("upgrades/v2"),
+        "nothing changed"
+    );
+    assert!(!home.path().join(".data.restore-partial").exists());
+
+    let out = home
+        .cosmovisor([
+            "rollback",
+            "--to",
+            "genesis",
+            "--restore-data",
+            "--yes",
+            "--force",
+        ])
+        .run();
+    out.assert_code(0).stdout_contains("Warning (--force)");
+    assert_eq!(home.current_target(), PathBuf::from("genesis"));
+}

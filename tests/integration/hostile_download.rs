@@ -581,3 +581,43 @@ fn credentials_never_reach_a_network_error() {
         out.stderr_lacks(secret);
     }
 }
+
+#[test]
+fn a_script_whose_interpreter_is_missing_is_refused_before_the_backup() {
+    let not_executable = tempfile::NamedTempFile::new().unwrap();
+    fs::set_permissions(
+        not_executable.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let shown = not_executable.path().display();
+    for (script, named) in [
+        (
+            "#!/opt/missing/python3 -u\nprint(1)\n".to_owned(),
+            "names the interpreter /opt/missing/python3, which does not exist".to_owned(),
+        ),
+        (
+            "#!\necho v2\n".to_owned(),
+            "names no interpreter".to_owned(),
+        ),
+        (
+            format!("#!{shown}\n"),
+            format!("names the interpreter {shown}, which is not executable"),
+        ),
+    ] {
+        let home = staged(script.as_bytes());
+        let out = home.cosmovisor(["run", "start"]).run();
+        out.assert_code(5);
+        assert!(out.errors()[0].contains(&named), "{out}");
+        assert!(
+            out.errors()[0].contains("install the interpreter or fix the script's first line"),
+            "{out}"
+        );
+        assert!(home.backups().is_empty(), "no backup\n{out}");
+        assert_eq!(
+            home.current_target(),
+            std::path::PathBuf::from("genesis"),
+            "{out}"
+        );
+    }
+}

@@ -272,3 +272,44 @@ fn the_daemons_descendants_do_not_outlive_an_upgrade() {
         "v1's child {grandchild} outlived the upgrade\n{out}"
     );
 }
+
+/// A `pre-upgrade` and a `COSMOVISOR_CUSTOM_PREUPGRADE` script that fork into the background
+/// (one child that ignores SIGTERM): once each hook exits, what it left is stopped and reaped
+/// before the new node starts, with a warning naming how many.
+#[test]
+fn processes_a_hook_leaves_behind_do_not_run_beside_the_new_node() {
+    let home = Home::new("simd");
+    home.genesis(&crate::support::v1_requesting("v2", 30)).upgrade(
+        "v2",
+        &FakeDaemon::new()
+            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then sleep 300 & echo $! > "$DAEMON_HOME/pre-upgrade-child"; sh -c 'trap "" TERM; exec sleep 300' >/dev/null 2>&1 & echo $! > "$DAEMON_HOME/stubborn-child"; exit 0; fi"#)
+            .ready("v2")
+            .block(),
+    );
+    let script = home.root().join("custom.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nsleep 300 >/dev/null 2>&1 &\necho $! > \"$DAEMON_HOME/custom-child\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("COSMOVISOR_CUSTOM_PREUPGRADE", "custom.sh")
+        .spawn();
+    home.wait_for_event("ready v2");
+    // The hooks ended before the new node started: what they left is gone by now, not a zombie.
+    for file in ["pre-upgrade-child", "stubborn-child", "custom-child"] {
+        let pid = read_pid(&home.path().join(file));
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{file} {pid} still exists beside the new node:\n{}",
+            running.stderr_so_far()
+        );
+    }
+    running.signal(Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    out.stderr_contains("the hook left 2 process(es) running in its process group; stopped them (SIGTERM, then SIGKILL after 2s)")
+        .stderr_contains("the hook left 1 process(es) running in its process group");
+}

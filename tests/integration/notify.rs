@@ -163,7 +163,7 @@ fn watchdog_pings_keep_coming_while_the_node_runs_and_during_long_steps() {
     home.genesis(&v1_requesting("v2", 49)).upgrade(
         "v2",
         &FakeDaemon::new()
-            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then sleep 1; exit 0; fi"#)
+            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then sleep 2; exit 0; fi"#)
             .ready("v2")
             .block(),
     );
@@ -171,7 +171,7 @@ fn watchdog_pings_keep_coming_while_the_node_runs_and_during_long_steps() {
     let out = home
         .cosmovisor(["run", "start"])
         .env("NOTIFY_SOCKET", &socket.path)
-        .env("WATCHDOG_USEC", "100000")
+        .env("WATCHDOG_USEC", "1000000")
         .stop_after(&home, "ready v2");
     out.assert_code(0);
     let lines = socket.lines_once_stopping();
@@ -181,7 +181,7 @@ fn watchdog_pings_keep_coming_while_the_node_runs_and_during_long_steps() {
         .iter()
         .filter(|line| *line == "WATCHDOG=1")
         .count();
-    // The pre-upgrade takes a second; pings are due every 50ms.
+    // The pre-upgrade takes two seconds; pings are due every 500ms (the fastest allowed).
     assert!(pings >= 3, "{pings} pings during pre-upgrade: {lines:#?}");
 
     // While the node runs, the supervisor's loop pings on.
@@ -189,11 +189,11 @@ fn watchdog_pings_keep_coming_while_the_node_runs_and_during_long_steps() {
     let running = home
         .cosmovisor(["run", "start"])
         .env("NOTIFY_SOCKET", &socket.path)
-        .env("WATCHDOG_USEC", "100000")
+        .env("WATCHDOG_USEC", "1000000")
         .spawn();
     home.wait_for_events("ready v2", 2);
-    wait_until("ten watchdog pings", DEADLINE, || {
-        socket.count("WATCHDOG=1") >= 10
+    wait_until("three watchdog pings", DEADLINE, || {
+        socket.count("WATCHDOG=1") >= 3
     });
     running.signal(nix::sys::signal::Signal::SIGTERM);
     running.wait().assert_code(0);
@@ -388,5 +388,124 @@ fn an_abstract_notify_socket_is_reached() {
         lines[ready + 1],
         "STATUS=running simd (genesis)",
         "{lines:#?}"
+    );
+}
+
+/// A plan name and a pre-upgrade hook's output made to forge lines: a newline and a whole
+/// `11:59PM ERR …` line, a terminal escape (OSC title, BEL), and an `sd_notify` assignment.
+#[test]
+fn hostile_plan_names_and_hook_output_forge_no_line_escape_or_assignment() {
+    let home = Home::new("simd");
+    // The name as JSON text, and its folder (Go's url.PathEscape of it).
+    let name_json = r"X\n11:59PM ERR validator key leaked\u001b]0;owned\u0007\nWATCHDOG=trigger";
+    let folder =
+        "X%0A11:59PM%20ERR%20validator%20key%20leaked%1B%5D0%3Bowned%07%0AWATCHDOG=trigger";
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    home.upgrade(
+        folder,
+        &FakeDaemon::new()
+            .raw(r#"if [ "${1:-}" = pre-upgrade ]; then printf 'ok\n11:59PM ERR hook forged line\033[2J\r\n'; printf 'err\n11:59PM ERR hook forged stderr\n' >&2; exit 0; fi"#)
+            .ready("v2")
+            .block(),
+    );
+    let socket = NotifySocket::bind();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("COSMOVISOR_DISABLE_RECASE", "true")
+        .spawn();
+    home.wait_for_event("ready v1");
+    home.write_plan(name_json, 20);
+    home.wait_for_event("ready v2");
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    let stderr = out.stderr();
+    assert!(stderr.contains("pre-upgrade result"), "{out}");
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("11:59PM ERR"),
+            "forged line {line:?} in {out}"
+        );
+        assert!(
+            !line.starts_with("WATCHDOG="),
+            "forged line {line:?} in {out}"
+        );
+    }
+    assert!(!stderr.contains(['\x1b', '\x07', '\r']), "{stderr:?}");
+
+    let lines = socket.lines_once_stopping();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with("WATCHDOG=") && !l.starts_with("11:59PM")),
+        "an assignment was injected: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=running simd (X%0A11:59PM")),
+        "{lines:#?}"
+    );
+
+    let status = home.cosmovisor(["status"]).run();
+    status.assert_code(0);
+    let text = status.stdout();
+    assert!(text.contains(r"applied:    X\n11:59PM ERR validator key leaked\x1b]0;owned\x07\nWATCHDOG=trigger at height 20"), "{text}");
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "{text:?}"
+    );
+}
+
+/// utime + stime of `pid`, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(pid: nix::unistd::Pid) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `WATCHDOG_USEC=1` asked for a ping every half microsecond: one warning, pings every 500ms,
+/// and an idle supervisor stays idle (measured from `/proc`, between the 2nd and 5th ping).
+#[test]
+fn a_tiny_watchdog_usec_is_clamped_to_a_ping_every_500ms() {
+    let home = Home::new("simd");
+    home.genesis(&FakeDaemon::new().ready("v1").block());
+    let socket = NotifySocket::bind();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("WATCHDOG_USEC", "1")
+        .spawn();
+    home.wait_for_event("ready v1");
+    wait_until("two watchdog pings", DEADLINE, || {
+        socket.count("WATCHDOG=1") >= 2
+    });
+    let (start, ticks) = (std::time::Instant::now(), cpu_ticks(running.pid));
+    wait_until("five watchdog pings", DEADLINE, || {
+        socket.count("WATCHDOG=1") >= 5
+    });
+    let (elapsed, used) = (start.elapsed(), cpu_ticks(running.pid) - ticks);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap();
+    #[expect(clippy::cast_precision_loss, reason = "a few hundred ticks")]
+    let share = used as f64 / hz as f64 / elapsed.as_secs_f64();
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(0);
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1200),
+        "three pings came within {elapsed:?}: not every 500ms"
+    );
+    assert!(
+        share < 0.1,
+        "cosmovisor used {:.0}% of a core while idle",
+        share * 100.0
+    );
+    assert_eq!(
+        out.stderr().matches("WATCHDOG_USEC=1 asks for a watchdog ping more often than every 500ms; pinging every 500ms instead").count(),
+        1,
+        "{out}"
     );
 }

@@ -96,14 +96,7 @@ fn metrics_endpoint_reports_the_upgrade() {
 
 #[test]
 fn shipped_systemd_unit_verifies() {
-    let runs = Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !runs {
-        skip_or_fail_in_ci(
-            "systemd-analyze is not installed or does not run here (package systemd)",
-        );
+    if !systemd_analyze_runs() {
         return;
     }
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/cosmovisor.service");
@@ -123,6 +116,96 @@ fn shipped_systemd_unit_verifies() {
         "systemd-analyze verify: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `systemd-analyze` runs here; when not, the test that needs it is skipped (failed in CI).
+fn systemd_analyze_runs() -> bool {
+    let runs = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !runs {
+        skip_or_fail_in_ci(
+            "systemd-analyze is not installed or does not run here (package systemd)",
+        );
+    }
+    runs
+}
+
+#[test]
+fn shipped_units_rate_ok_in_systemd_analyze_security() {
+    if !systemd_analyze_runs() {
+        return;
+    }
+    for unit in ["cosmovisor.service", "cosmovisor@.service"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/systemd")
+            .join(unit);
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true"])
+            .arg(&path)
+            .output()
+            .expect("run systemd-analyze");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        let rating = last.rsplit(": ").next().unwrap_or_default();
+        let figure: f64 = rating
+            .split(' ')
+            .next()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no exposure level in {text}"));
+        assert!(
+            figure <= 3.0 && rating.contains(" OK"),
+            "{unit}: exposure {rating}, expected 3.0 or less (OK)\n{text}"
+        );
+    }
+}
+
+/// The template's `ExecCondition=` as systemd runs it for an instance (`%n` expanded, `$$` a `$`).
+fn template_root_check(instance: &str) -> String {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/cosmovisor@.service");
+    let text = std::fs::read_to_string(unit).expect("unit");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecCondition="))
+        .expect("cosmovisor@.service refuses root with an ExecCondition=");
+    line.replace("%n", &format!("cosmovisor@{instance}.service"))
+        .replace("%i", instance)
+        .replace("$$", "$")
+}
+
+#[test]
+fn the_template_refuses_to_run_a_node_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        skip_or_fail_in_ci("needs root: runs the unit's root check as root and as another user");
+        return;
+    }
+    let as_root = Command::new("bash")
+        .args(["-c", &template_root_check("root")])
+        .output()
+        .expect("run the check");
+    assert!(!as_root.status.success(), "root was let through");
+    let said = String::from_utf8_lossy(&as_root.stderr);
+    assert!(
+        said.contains("cosmovisor@root.service: refusing to run the node as root"),
+        "{said}"
+    );
+    let as_user = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            "-c",
+        ])
+        .arg(template_root_check("nobody"))
+        .output()
+        .expect("run setpriv");
+    assert!(
+        as_user.status.success(),
+        "an ordinary user was refused: {}",
+        String::from_utf8_lossy(&as_user.stderr)
     );
 }
 

@@ -213,3 +213,25 @@ fn refused_while_the_daemon_runs_or_an_upgrade_is_under_way() {
     );
     assert_eq!(home.current_target(), PathBuf::from("upgrades/v2"));
 }
+
+/// `sudo cosmovisor rollback --restore-data` of a backup holding a `4755` file the node's user
+/// left there: the restored file has no setuid bit (it would be a root shell), with a warning.
+#[test]
+fn restoring_data_never_restores_a_setuid_bit() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = upgraded();
+    let backup = home.path().join(&home.backups()[0]);
+    fs::write(backup.join("shell"), "#!/bin/sh\n").expect("test setup");
+    fs::set_permissions(backup.join("shell"), fs::Permissions::from_mode(0o4755))
+        .expect("test setup");
+    let out = home
+        .cosmovisor(["rollback", "--to", "genesis", "--restore-data", "--yes"])
+        .run();
+    out.assert_code(0);
+    let mode = fs::metadata(home.data().join("shell"))
+        .expect("restored")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "{out}");
+    out.stderr_contains("setuid/setgid bits were left out of the copy");
+}

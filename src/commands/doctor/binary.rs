@@ -16,6 +16,19 @@ use crate::home::layout::{self, Layout};
 /// How long `<bin> version` and `ldd` may take.
 const RUN_LIMIT: Duration = Duration::from_secs(10);
 
+/// A script's `#!` line must name an interpreter that exists and is executable; `false` (after a
+/// `✗` line) when it does not.
+fn check_interpreter(report: &mut Report, label: &str, bin: &Path) -> bool {
+    if let Err(err @ layout::BinaryError::BadInterpreter { .. }) = layout::check_format(bin) {
+        report.fail(
+            format!("{label}: {err}"),
+            "install the interpreter the #! line names, or fix that line",
+        );
+        return false;
+    }
+    true
+}
+
 /// Everything about one upgrade's binary that can be known before the height.
 pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path) {
     let bin = layout.bin_in(dir);
@@ -83,6 +96,9 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
     };
     let is_script = match elf::kind(head) {
         elf::Kind::Script => {
+            if !check_interpreter(report, &label, &bin) {
+                return;
+            }
             report.pass(format!("{label}: binary is a script (#!)"));
             true
         }

@@ -41,6 +41,32 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
             "free space there, or point DAEMON_DATA_BACKUP_DIR at a larger disk (UNSAFE_SKIP_BACKUP=true skips the backup)",
         ),
     }
+    // The newest backup is what `rollback --restore-data` restores: files it shares with data/
+    // that changed since make it refuse (README "Backups").
+    if let Ok(Some(newest)) = crate::home::inventory::newest_backup(dir) {
+        for changed in crate::home::backups::changes(&newest.path).unwrap_or_default() {
+            report.warn(
+                format!(
+                    "backup {}: {changed}: the backup shares this file with data/ and no longer holds it as it was",
+                    newest.path.display()
+                ),
+                "take a fresh backup (COSMOVISOR_BACKUP_MODE=copy for one that shares nothing), or restore this one with rollback --restore-data --force",
+            );
+        }
+    }
+    // What the backup would hold as a link only (the space above does not count it either).
+    if let Ok(links) = crate::upgrade::copy::links_leaving(&data) {
+        for (link, target) in links {
+            report.warn(
+                format!(
+                    "backup: {} is a symbolic link to {}, outside data/: a backup holds the link, not what it points to",
+                    link.display(),
+                    target.display()
+                ),
+                "back that store up yourself, or move it into data/",
+            );
+        }
+    }
 }
 
 /// The value of `--home X` or `--home=X` in the daemon's arguments.
