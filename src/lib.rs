@@ -8,7 +8,7 @@
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
 //! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
-//!   [`child`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
+//!   [`child`], [`durable`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
 //!   [`VERSION`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
@@ -19,6 +19,7 @@ pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod durable;
 pub mod elf;
 pub mod exit;
 pub mod home;

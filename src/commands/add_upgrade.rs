@@ -11,7 +11,6 @@
 //! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -19,8 +18,11 @@ use tracing::{info, warn};
 
 use crate::commands::{Context, Run, block_on};
 use crate::config::Config;
+use crate::durable;
 use crate::exit;
-use crate::home::layout::{self, Layout, UpgradeName};
+use crate::home::binary;
+use crate::home::layout::Layout;
+use crate::home::name::{NameError, UpgradeName};
 use crate::home::plan;
 use crate::supervisor::lock;
 use crate::supervisor::node_rpc::NodeRpc;
@@ -52,7 +54,7 @@ pub enum ArgumentError {
     #[error("either --upgrade-file or --upgrade-list must be provided")]
     NoList,
     #[error(transparent)]
-    Name(#[from] layout::NameError),
+    Name(#[from] NameError),
     #[error(
         "upgrades {first} and {second} would both be at height {height}: the node can halt for only one; give one of them another height"
     )]
@@ -399,9 +401,9 @@ fn refuse_under_way(layout: &Layout, cfg: &Config, name: &UpgradeName) -> anyhow
 /// `#!` script): anything else the C library would run with `/bin/sh`.
 fn check_executable(path: &Path) -> Result<(), ArgumentError> {
     match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => layout::check_format(path).map_err(|err| {
+        Ok(meta) if meta.is_file() => binary::check_format(path).map_err(|err| {
             let err = match err {
-                layout::BinaryError::NotForThisMachine { why, .. } => why,
+                binary::BinaryError::NotForThisMachine { why, .. } => why,
                 other => other.to_string(),
             };
             ArgumentError::Executable {
@@ -432,22 +434,9 @@ fn stage(
         return Err(ArgumentError::Exists(bin).into());
     }
     let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
-    layout::create_dir_all_durable(&dir)
+    durable::create_dir_all_durable(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        layout.daemon_name(),
-        std::process::id()
-    ));
-    let result = (|| -> io::Result<()> {
-        fs::copy(executable, &temp)?;
-        fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        fs::File::open(&temp)?.sync_all()?;
-        fs::rename(&temp, &bin)?;
-        layout::sync_dir(&dir)
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temp);
+    if let Err(err) = durable::copy_atomic(executable, &bin, durable::Mode::Exactly(0o755)) {
         bail!(
             "cannot copy {} to {}: {err}",
             executable.display(),

@@ -27,7 +27,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 
 use crate::commands::{Context, Run};
+use crate::durable;
 use crate::exit;
+use crate::home::binary;
 use crate::home::inventory::{self, Version};
 use crate::home::layout::{self, Layout, UPGRADE_INFO_FILE};
 use crate::home::plan::Applied;
@@ -170,7 +172,7 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
         request.to.as_deref(),
         !cfg.disable_recase,
     )?;
-    layout::check_binary(&layout.bin_in(&target.dir))?;
+    binary::check_binary(&layout.bin_in(&target.dir))?;
     let restore_from = if request.restore_data {
         let newest = inventory::newest_backup(&cfg.data_backup_dir)
             .with_context(|| format!("cannot list backups in {}", cfg.data_backup_dir.display()))?;
@@ -407,7 +409,7 @@ fn restore_data(layout: &Layout, backup: &Path) -> anyhow::Result<PathBuf> {
             kept.display()
         )
     })?;
-    layout::sync_dir(home).with_context(|| format!("cannot sync {}", home.display()))?;
+    durable::sync_dir(home).with_context(|| format!("cannot sync {}", home.display()))?;
     Ok(kept)
 }
 
@@ -425,7 +427,7 @@ fn carry_signing_state(data: &Path, staging: &Path) -> anyhow::Result<()> {
         m.permissions().mode() & 0o7777
     });
     let target = staging.join(SIGNING_STATE);
-    layout::write_atomic(&target, &bytes, mode)
+    durable::write_atomic(&target, &bytes, mode)
         .with_context(|| format!("cannot write {}", target.display()))
 }
 
@@ -448,7 +450,7 @@ fn move_plan_aside(
     fs::rename(&file, &aside)
         .with_context(|| format!("cannot rename {} to {}", file.display(), aside.display()))?;
     let data = layout.data_dir();
-    layout::sync_dir(&data).with_context(|| format!("cannot sync {}", data.display()))?;
+    durable::sync_dir(&data).with_context(|| format!("cannot sync {}", data.display()))?;
     Ok(Some((plan.name.dir_name(), plan.height, aside)))
 }
 

@@ -15,8 +15,9 @@ use serde::Serialize;
 use crate::bounded_read::{self, DOCUMENT_CAP};
 use crate::commands::{Context, OutputFormat, Run};
 use crate::exit;
+use crate::home::binary;
 use crate::home::inventory;
-use crate::home::layout::{self, Layout};
+use crate::home::layout::Layout;
 use crate::supervisor::process::pid_file;
 use crate::upgrade::journal::Journal;
 
@@ -165,7 +166,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         Current {
             version: inventory::version_name(layout, dir),
             dir: dir.clone(),
-            binary_ok: layout::check_binary(&binary).is_ok(),
+            binary_ok: binary::check_binary(&binary).is_ok(),
             binary,
         }
     });
@@ -194,7 +195,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
                 height: plan.height,
                 info: crate::redact::redact(&plan.info),
                 would_trigger: true,
-                binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
+                binary_staged: binary::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,
             });
             let file = PlanFile {

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::bounded_read;
 use crate::home::backups;
-use crate::home::layout::{Layout, UpgradeName};
+use crate::home::layout::Layout;
+use crate::home::name::UpgradeName;
 use crate::home::plan::{self, Applied, Plan};
 
 /// The name `status` and `rollback --to` use for the genesis folder.

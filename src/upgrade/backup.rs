@@ -329,7 +329,7 @@ fn copy_into_place(
         .and_then(|folder| folder.set_modified(SystemTime::now()))
         .map_err(at)?;
     if let Some(dir) = paths.target.parent() {
-        crate::home::layout::sync_dir(dir).map_err(at)?;
+        crate::durable::sync_dir(dir).map_err(at)?;
     }
     Ok(stats)
 }

@@ -41,7 +41,11 @@ use crate::acquire::download::DownloadError;
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::child::Ended;
 use crate::config::{BackupMode, Config, format_go_duration};
-use crate::home::layout::{self, BinaryError, Layout};
+use crate::durable;
+use crate::home::binary;
+use crate::home::binary::BinaryError;
+use crate::home::layout::Layout;
+use crate::home::name::NameError;
 use crate::home::plan::Plan;
 use crate::metrics::Metrics;
 use crate::notify;
@@ -115,7 +119,7 @@ pub enum UpgradeError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("upgrade journal names an invalid upgrade: {0}")]
-    JournalName(#[from] layout::NameError),
+    JournalName(#[from] NameError),
     /// A termination signal arrived; the journal holds the progress.
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
@@ -227,7 +231,7 @@ async fn carry_out(
     info!(name = %plan.name, height = plan.height, phase = journal.phase.name(), "carrying out upgrade");
     restore_plan_file(layout, &plan)?;
 
-    if matches!(layout::check_binary(&bin), Err(BinaryError::Missing { .. }))
+    if matches!(binary::check_binary(&bin), Err(BinaryError::Missing { .. }))
         && cfg.allow_download_binaries
     {
         notify::step(&format!("upgrade {}: downloading the binary", plan.name));
@@ -271,7 +275,7 @@ async fn carry_out(
     }
 
     if journal.phase < Phase::PreUpgradeDone {
-        let env = crate::home::layout::library_path_env(&version_dir);
+        let env = crate::home::binary::library_path_env(&version_dir);
         run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
             notify::step(&format!(
                 "upgrade {}: pre-upgrade, try {attempt} of {}",
@@ -325,7 +329,7 @@ fn record_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
 
 /// Writes `plan` to `data/upgrade-info.json` (`path`) atomically, as x/upgrade writes it.
 fn write_plan_file(path: &Path, plan: &Plan, why: &'static str) -> Result<(), UpgradeError> {
-    layout::write_atomic(path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
+    durable::write_atomic(path, &plan.to_upgrade_info_json(), 0o600).map_err(|err| {
         UpgradeError::PlanFile {
             name: plan.name.to_string(),
             path: path.to_path_buf(),
@@ -354,7 +358,7 @@ fn restore_plan_file(layout: &Layout, plan: &Plan) -> Result<(), UpgradeError> {
 /// The new binary must be a regular file we can execute. A missing execute bit is added, as Go
 /// v1.5+ does, so an operator's copy without `chmod` does not stop the chain at the height.
 fn ensure_binary(layout: &Layout, plan: &Plan, bin: &Path) -> Result<(), UpgradeError> {
-    match layout::check_binary(bin) {
+    match binary::check_binary(bin) {
         Ok(()) => Ok(()),
         Err(BinaryError::Missing { path, .. }) => Err(UpgradeError::BinaryMissing {
             name: plan.name.to_string(),
@@ -364,7 +368,7 @@ fn ensure_binary(layout: &Layout, plan: &Plan, bin: &Path) -> Result<(), Upgrade
         }),
         Err(BinaryError::NotExecutable { path }) => {
             warn!(path = %path.display(), "upgrade binary is not executable, adding a+x");
-            layout::make_executable(&path).map_err(|err| UpgradeError::Chmod {
+            binary::make_executable(&path).map_err(|err| UpgradeError::Chmod {
                 name: plan.name.to_string(),
                 path: path.clone(),
                 err,
@@ -479,10 +483,10 @@ async fn run_custom_pre_upgrade(
         reason,
     };
     info!(file = %path.display(), "looking for COSMOVISOR_CUSTOM_PREUPGRADE file");
-    match layout::check_binary(&path) {
+    match binary::check_binary(&path) {
         Ok(()) => {}
         Err(BinaryError::NotExecutable { .. }) => {
-            layout::make_executable(&path)
+            binary::make_executable(&path)
                 .map_err(|err| fail(format!("cannot add execute permission: {err}")))?;
         }
         Err(BinaryError::Missing { .. }) => {
@@ -634,7 +638,7 @@ fn switch(layout: &Layout, plan: &Plan, version_dir: &Path) -> Result<(), Upgrad
         target: version_dir.to_path_buf(),
         err,
     };
-    layout::write_atomic(
+    durable::write_atomic(
         &Layout::applied_plan_file(version_dir),
         &plan.to_record_json(),
         0o644,
@@ -757,7 +761,7 @@ mod tests {
         for version in [layout.genesis_dir(), layout.upgrades_dir().join("v2")] {
             std::fs::create_dir_all(version.join("bin")).unwrap();
             std::fs::write(version.join("bin/simd"), script).unwrap();
-            layout::make_executable(&version.join("bin/simd")).unwrap();
+            binary::make_executable(&version.join("bin/simd")).unwrap();
         }
         layout.set_current(&layout.genesis_dir()).unwrap();
         std::fs::create_dir_all(layout.data_dir()).unwrap();
