@@ -1,12 +1,12 @@
 //! `add-upgrade` and `add-batch-upgrade`: staging upgrade binaries by hand, and scheduling manual
-//! upgrades at a height (see `batch.rs` for how those happen: at the node's `--halt-height`, never
+//! upgrades at a height (see `home/queue.rs` for how those happen: at the node's `--halt-height`, never
 //! before).
 //!
 //! A height the node has already passed is refused before anything is changed; the node's height
 //! comes from its `CometBFT` RPC, believed only when the answer carries this node's ID
 //! (`supervisor/node_rpc.rs`). When the height cannot be checked (no RPC, another node's answer,
 //! no node key) the plan is queued with a warning saying so. Two plans at one height are refused.
-//! The queue is changed under its lock (`batch::update`). After queueing, the command
+//! The queue is changed under its lock (`queue::update`). After queueing, the command
 //! says what will happen: a running supervisor (it holds the home's lock) restarts the node with
 //! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
 
@@ -24,9 +24,9 @@ use crate::home::binary;
 use crate::home::layout::Layout;
 use crate::home::name::{NameError, UpgradeName};
 use crate::home::plan;
+use crate::home::queue::{self, Entry};
 use crate::supervisor::lock;
 use crate::supervisor::node_rpc::NodeRpc;
-use crate::upgrade::batch::{self, Entry};
 use crate::upgrade::journal::Journal;
 
 /// What is wrong with the command's arguments (a usage error: exit 2).
@@ -149,12 +149,12 @@ async fn add_upgrade(
     }
     let queue = layout.batch_file();
     if let Some(height) = height {
-        refuse_scheduled(&batch::load(&queue)?, &name, height, force)?;
+        refuse_scheduled(&queue::load(&queue)?, &name, height, force)?;
         refuse_passed(&cfg, &[(&name, height)]).await?;
     }
     stage(&layout, &name, executable, force)?;
     if let Some(height) = height {
-        batch::update(&queue, |entries| -> anyhow::Result<()> {
+        queue::update(&queue, |entries| -> anyhow::Result<()> {
             // Again under the lock: the queue may have changed since.
             refuse_scheduled(entries, &name, height, force)?;
             entries.retain(|e| !name.same_as(&e.name));
@@ -232,7 +232,7 @@ fn tell_what_happens(
         .map(|dir| plan::read_applied(&dir))
         .unwrap_or_default();
     // The node's --unsafe-skip-upgrades are not known here: the running supervisor applies them.
-    let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase, &[])?
+    let Some(next) = queue::next_due(&layout.batch_file(), &applied, !cfg.disable_recase, &[])?
     else {
         warn!("no queued manual upgrade is newer than the applied one; none will happen");
         return Ok(());
@@ -339,7 +339,7 @@ async fn add_batch_upgrade(
         entries.push(Entry::new(name.as_str(), *height));
     }
     let queue = layout.batch_file();
-    batch::update(&queue, |queued| -> anyhow::Result<()> {
+    queue::update(&queue, |queued| -> anyhow::Result<()> {
         queued.clone_from(&entries);
         Ok(())
     })?;

@@ -267,7 +267,7 @@ fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::P
 /// The manual-upgrade queue, when there is one: every entry usable, no two at one height.
 fn check_queue(report: &mut Report, cfg: &Config, layout: &Layout) {
     let queue = layout.batch_file();
-    match crate::upgrade::batch::plans(&queue, !cfg.disable_recase) {
+    match crate::home::queue::plans(&queue, !cfg.disable_recase) {
         Ok(plans) if plans.is_empty() => {}
         Ok(plans) => report.pass(format!(
             "manual upgrade queue: {}",

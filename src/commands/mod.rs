@@ -156,7 +156,7 @@ pub const CODED_ERRORS: &[exit::Probe] = &[
     exit::probe::<binary::BinaryError>,
     exit::probe::<crate::upgrade::steps::UpgradeError>,
     exit::probe::<crate::upgrade::journal::JournalError>,
-    exit::probe::<crate::upgrade::batch::BatchError>,
+    exit::probe::<crate::home::queue::BatchError>,
     exit::probe::<crate::supervisor::watcher::UnusablePlan>,
     exit::probe::<crate::supervisor::process::SpawnError>,
     exit::probe::<init::ArgumentError>,

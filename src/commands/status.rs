@@ -251,11 +251,12 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Vec::new()
         }
     };
-    let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
+    let last_backup = match crate::upgrade::backup::store::newest(&cfg.data_backup_dir) {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
-            mode: crate::home::backups::read_record(&backup.path).map(|record| record.mode),
-            changed_files: crate::home::backups::changes(&backup.path).unwrap_or_default(),
+            mode: crate::upgrade::backup::store::read_record(&backup.path)
+                .map(|record| record.mode),
+            changed_files: crate::upgrade::backup::store::changes(&backup.path).unwrap_or_default(),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -270,7 +271,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
-    let manual_upgrades = match crate::upgrade::batch::plans(&layout.batch_file(), recase) {
+    let manual_upgrades = match crate::home::queue::plans(&layout.batch_file(), recase) {
         Ok(plans) => plans
             .into_iter()
             .map(|plan| AppliedPlan {

@@ -50,6 +50,7 @@ use crate::exit;
 use crate::home::binary;
 use crate::home::layout::{self, Layout};
 use crate::home::plan::{self, Applied, LinePlan, Plan};
+use crate::home::queue;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
@@ -59,7 +60,6 @@ use crate::supervisor::node_rpc::NodeRpc;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
-use crate::upgrade::batch;
 use crate::upgrade::steps::{Upgrade, UpgradeError};
 
 mod manual;
@@ -83,7 +83,7 @@ enum Ending {
     /// `upgrade-info.json` holds a plan that can never be applied.
     Unusable(UnusablePlan),
     /// The manual-upgrade queue cannot be used.
-    InvalidQueue(batch::BatchError),
+    InvalidQueue(queue::BatchError),
 }
 
 /// One run of the daemon, ended, with what is left to act on.
@@ -215,7 +215,7 @@ impl Supervisor<'_> {
 
     /// Launches the daemon and runs it until its run ends.
     async fn run_once(&mut self, watcher: &mut Watcher, restart: bool) -> anyhow::Result<Run> {
-        let mut manual = batch::next_due(
+        let mut manual = queue::next_due(
             &self.layout.batch_file(),
             watcher.applied(),
             !self.cfg.disable_recase,
@@ -312,7 +312,7 @@ impl Supervisor<'_> {
             .as_ref()
             .map_or_else(anyhow::Error::is::<Interrupted>, |_| true)
         {
-            if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
+            if let Err(err) = queue::remove(&self.layout.batch_file(), &plan) {
                 warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
             }
         }

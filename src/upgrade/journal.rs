@@ -197,8 +197,8 @@ impl Journal {
             let target = backup.target.file_name().and_then(|name| name.to_str());
             let partial = backup.partial.file_name().and_then(|name| name.to_str());
             let ours = target.is_some_and(|target| {
-                target.starts_with(crate::home::backups::PREFIX)
-                    && partial == Some(crate::home::backups::partial_name(target).as_str())
+                target.starts_with(crate::upgrade::backup::store::PREFIX)
+                    && partial == Some(crate::upgrade::backup::store::partial_name(target).as_str())
             });
             if !ours {
                 return Err(corrupt(format!(
