@@ -6,7 +6,8 @@
 //! - [`supervisor`]: `cosmovisor run`, the one loop that owns the daemon;
 //! - [`upgrade`]: one upgrade, journaled before the daemon is stopped and carried out after (journal, backup, hooks);
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
-//! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
+//! - [`home`]: the folder layout under `$DAEMON_HOME`, upgrade names, the binary check, the plan
+//!   files, the manual-upgrade queue and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
 //!   [`child`], [`durable`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
 //!   [`VERSION`].
