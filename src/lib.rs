@@ -6,9 +6,10 @@
 //! - [`supervisor`]: `cosmovisor run`, the one loop that owns the daemon;
 //! - [`upgrade`]: one upgrade, journaled before the daemon is stopped and carried out after (journal, backup, hooks);
 //! - [`acquire`]: getting an upgrade's binary (download, archives, plan info, gRPC);
-//! - [`home`]: the folder layout under `$DAEMON_HOME`, the plan files and what is installed;
+//! - [`home`]: the folder layout under `$DAEMON_HOME`, upgrade names, the binary check, the plan
+//!   files, the manual-upgrade queue and what is installed;
 //! - shared pieces every layer may use: [`config`], [`exit`], [`signals`], [`bounded_read`],
-//!   [`child`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
+//!   [`child`], [`durable`], [`elf`], [`log`], [`progress`], [`redact`], [`notify`], [`metrics`], and
 //!   [`VERSION`].
 
 #![allow(clippy::must_use_candidate, clippy::return_self_not_must_use)]
@@ -19,6 +20,7 @@ pub mod child;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod durable;
 pub mod elf;
 pub mod exit;
 pub mod home;

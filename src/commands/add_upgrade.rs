@@ -1,17 +1,16 @@
 //! `add-upgrade` and `add-batch-upgrade`: staging upgrade binaries by hand, and scheduling manual
-//! upgrades at a height (see `batch.rs` for how those happen: at the node's `--halt-height`, never
+//! upgrades at a height (see `home/queue.rs` for how those happen: at the node's `--halt-height`, never
 //! before).
 //!
 //! A height the node has already passed is refused before anything is changed; the node's height
 //! comes from its `CometBFT` RPC, believed only when the answer carries this node's ID
 //! (`supervisor/node_rpc.rs`). When the height cannot be checked (no RPC, another node's answer,
 //! no node key) the plan is queued with a warning saying so. Two plans at one height are refused.
-//! The queue is changed under its lock (`batch::update`). After queueing, the command
+//! The queue is changed under its lock (`queue::update`). After queueing, the command
 //! says what will happen: a running supervisor (it holds the home's lock) restarts the node with
 //! the new `--halt-height` at once; otherwise the next `cosmovisor run start` uses it.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -19,12 +18,15 @@ use tracing::{info, warn};
 
 use crate::commands::{Context, Run, block_on};
 use crate::config::Config;
+use crate::durable;
 use crate::exit;
-use crate::home::layout::{self, Layout, UpgradeName};
+use crate::home::binary;
+use crate::home::layout::Layout;
+use crate::home::name::{NameError, UpgradeName};
 use crate::home::plan;
+use crate::home::queue::{self, Entry};
 use crate::supervisor::lock;
 use crate::supervisor::node_rpc::NodeRpc;
-use crate::upgrade::batch::{self, Entry};
 use crate::upgrade::journal::Journal;
 
 /// What is wrong with the command's arguments (a usage error: exit 2).
@@ -52,7 +54,7 @@ pub enum ArgumentError {
     #[error("either --upgrade-file or --upgrade-list must be provided")]
     NoList,
     #[error(transparent)]
-    Name(#[from] layout::NameError),
+    Name(#[from] NameError),
     #[error(
         "upgrades {first} and {second} would both be at height {height}: the node can halt for only one; give one of them another height"
     )]
@@ -147,12 +149,12 @@ async fn add_upgrade(
     }
     let queue = layout.batch_file();
     if let Some(height) = height {
-        refuse_scheduled(&batch::load(&queue)?, &name, height, force)?;
+        refuse_scheduled(&queue::load(&queue)?, &name, height, force)?;
         refuse_passed(&cfg, &[(&name, height)]).await?;
     }
     stage(&layout, &name, executable, force)?;
     if let Some(height) = height {
-        batch::update(&queue, |entries| -> anyhow::Result<()> {
+        queue::update(&queue, |entries| -> anyhow::Result<()> {
             // Again under the lock: the queue may have changed since.
             refuse_scheduled(entries, &name, height, force)?;
             entries.retain(|e| !name.same_as(&e.name));
@@ -230,7 +232,7 @@ fn tell_what_happens(
         .map(|dir| plan::read_applied(&dir))
         .unwrap_or_default();
     // The node's --unsafe-skip-upgrades are not known here: the running supervisor applies them.
-    let Some(next) = batch::next_due(&layout.batch_file(), &applied, !cfg.disable_recase, &[])?
+    let Some(next) = queue::next_due(&layout.batch_file(), &applied, !cfg.disable_recase, &[])?
     else {
         warn!("no queued manual upgrade is newer than the applied one; none will happen");
         return Ok(());
@@ -337,7 +339,7 @@ async fn add_batch_upgrade(
         entries.push(Entry::new(name.as_str(), *height));
     }
     let queue = layout.batch_file();
-    batch::update(&queue, |queued| -> anyhow::Result<()> {
+    queue::update(&queue, |queued| -> anyhow::Result<()> {
         queued.clone_from(&entries);
         Ok(())
     })?;
@@ -399,9 +401,9 @@ fn refuse_under_way(layout: &Layout, cfg: &Config, name: &UpgradeName) -> anyhow
 /// `#!` script): anything else the C library would run with `/bin/sh`.
 fn check_executable(path: &Path) -> Result<(), ArgumentError> {
     match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => layout::check_format(path).map_err(|err| {
+        Ok(meta) if meta.is_file() => binary::check_format(path).map_err(|err| {
             let err = match err {
-                layout::BinaryError::NotForThisMachine { why, .. } => why,
+                binary::BinaryError::NotForThisMachine { why, .. } => why,
                 other => other.to_string(),
             };
             ArgumentError::Executable {
@@ -432,22 +434,9 @@ fn stage(
         return Err(ArgumentError::Exists(bin).into());
     }
     let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
-    layout::create_dir_all_durable(&dir)
+    durable::create_dir_all_durable(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        layout.daemon_name(),
-        std::process::id()
-    ));
-    let result = (|| -> io::Result<()> {
-        fs::copy(executable, &temp)?;
-        fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        fs::File::open(&temp)?.sync_all()?;
-        fs::rename(&temp, &bin)?;
-        layout::sync_dir(&dir)
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temp);
+    if let Err(err) = durable::copy_atomic(executable, &bin, durable::Mode::Exactly(0o755)) {
         bail!(
             "cannot copy {} to {}: {err}",
             executable.display(),

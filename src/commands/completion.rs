@@ -41,7 +41,7 @@ const MAN_ABOUT: &str = "a process manager for Cosmos SDK application binaries";
 
 /// The manual page: clap's title, name, synopsis, description and options, then every command
 /// (on this page: there are no `cosmovisor-<command>(1)` pages), the environment
-/// ([`config::VARIABLES`]), the exit status ([`exit::OWN_CODES`]) and the version.
+/// ([`config::VARIABLES`]), the exit status ([`exit::table`]) and the version.
 impl Run for ManArgs {
     fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let mut command = ctx
@@ -122,10 +122,9 @@ fn environment_section() -> String {
 
 fn exit_status_section() -> String {
     let mut out = String::from(".SH \"EXIT STATUS\"\n");
-    for (code, meaning) in exit::OWN_CODES {
-        entry(&mut out, &code.to_string(), meaning);
+    for (code, meaning) in exit::table() {
+        entry(&mut out, &code, &meaning.replace('`', ""));
     }
-    let _ = write!(out, ".PP\n{}\n", escape(exit::PASSED_THROUGH));
     out
 }
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::commands::{Context, Run};
 use crate::config::Config;
 use crate::exit;
+use crate::home::binary::{BinaryError, check_binary};
 use crate::home::inventory;
 use crate::home::layout::{self, Layout, LayoutError};
 use crate::home::plan::Plan;
@@ -227,12 +228,12 @@ fn check_current(report: &mut Report, layout: &Layout) -> Option<PathBuf> {
         }
     };
     let bin = layout.bin_in(&dir);
-    match layout::check_binary(&bin) {
+    match check_binary(&bin) {
         Ok(()) => report.pass(format!(
             "current binary {} is present and executable",
             bin.display()
         )),
-        Err(layout::BinaryError::NotExecutable { path }) => report.fail(
+        Err(BinaryError::NotExecutable { path }) => report.fail(
             format!("current binary {} is not executable", path.display()),
             format!("chmod 755 {}", path.display()),
         ),
@@ -266,7 +267,7 @@ fn check_journal(report: &mut Report, layout: &Layout, backup_dir: &std::path::P
 /// The manual-upgrade queue, when there is one: every entry usable, no two at one height.
 fn check_queue(report: &mut Report, cfg: &Config, layout: &Layout) {
     let queue = layout.batch_file();
-    match crate::upgrade::batch::plans(&queue, !cfg.disable_recase) {
+    match crate::home::queue::plans(&queue, !cfg.disable_recase) {
         Ok(plans) if plans.is_empty() => {}
         Ok(plans) => report.pass(format!(
             "manual upgrade queue: {}",
@@ -297,10 +298,7 @@ fn check_next_upgrade(report: &mut Report, cfg: &Config, layout: &Layout, curren
             // Parity with the upgrade: a missing binary is downloaded when that is allowed (into
             // the plan's folder, created if need be), so the plan's info is what to check.
             let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
-            let missing = matches!(
-                layout::check_binary(&bin),
-                Err(layout::BinaryError::Missing { .. })
-            );
+            let missing = matches!(check_binary(&bin), Err(BinaryError::Missing { .. }));
             if missing && cfg.allow_download_binaries {
                 download::check(report, cfg, layout, &plan, &bin);
             } else if let Some(dir) = check_plan_folder(report, cfg, layout, &plan) {

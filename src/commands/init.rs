@@ -18,8 +18,10 @@ use tracing::info;
 
 use crate::commands::{Context, Run};
 use crate::config::Config;
+use crate::durable;
 use crate::exit;
-use crate::home::layout::{self, Layout, LayoutError};
+use crate::home::binary;
+use crate::home::layout::{Layout, LayoutError};
 
 /// `cosmovisor init`'s argument.
 #[derive(Debug, clap::Args)]
@@ -63,7 +65,7 @@ fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
             "creating directory (and any parents): {:?}",
             bin_dir.display().to_string()
         );
-        layout::create_dir_all_durable(&bin_dir)
+        durable::create_dir_all_durable(&bin_dir)
             .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     }
 
@@ -92,11 +94,11 @@ fn init(executable: &Path, ctx: &Context) -> anyhow::Result<u8> {
         }
         .into());
     }
-    if layout::check_binary(&genesis_bin).is_err() {
-        layout::make_executable(&genesis_bin)
+    if binary::check_binary(&genesis_bin).is_err() {
+        binary::make_executable(&genesis_bin)
             .with_context(|| format!("cannot make {} executable", genesis_bin.display()))?;
     }
-    layout::check_binary(&genesis_bin)?;
+    binary::check_binary(&genesis_bin)?;
 
     info!("checking on the current symlink and creating it if needed");
     let current = match layout.current_dir() {
@@ -188,26 +190,8 @@ fn check_existing(layout: &Layout) -> anyhow::Result<()> {
 
 /// Copies the binary through a temporary file, so a partial copy never looks like a binary.
 fn copy_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let temp: PathBuf = to.with_file_name(format!(
-        ".{}.tmp-{}",
-        to.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| -> io::Result<()> {
-        fs::copy(from, &temp)?;
-        layout::make_executable(&temp)?;
-        fs::File::open(&temp)?.sync_all()?;
-        fs::rename(&temp, to)?;
-        layout::sync_dir(to.parent().unwrap_or_else(|| Path::new(".")))
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(err)
-            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()));
-    }
-    Ok(())
+    durable::copy_atomic(from, to, durable::Mode::AddExecute)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
 }
 
 fn write_config(cfg: &Config, path: &Path) -> anyhow::Result<()> {
@@ -215,7 +199,7 @@ fn write_config(cfg: &Config, path: &Path) -> anyhow::Result<()> {
         info!(path = %path.display(), "file already exists, not overriding");
         return Ok(());
     }
-    layout::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
+    durable::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", path.display()))?;
     info!("cosmovisor config.toml created at: {}", path.display());
     Ok(())

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::exit;
+use crate::home::binary;
 use crate::home::layout::{self, Layout};
 
 /// One command, carried out.
@@ -152,10 +153,10 @@ pub const CODED_ERRORS: &[exit::Probe] = &[
     exit::probe::<config::ConfigErrors>,
     exit::probe::<config::ConfigError>,
     exit::probe::<layout::LayoutError>,
-    exit::probe::<layout::BinaryError>,
+    exit::probe::<binary::BinaryError>,
     exit::probe::<crate::upgrade::steps::UpgradeError>,
     exit::probe::<crate::upgrade::journal::JournalError>,
-    exit::probe::<crate::upgrade::batch::BatchError>,
+    exit::probe::<crate::home::queue::BatchError>,
     exit::probe::<crate::supervisor::watcher::UnusablePlan>,
     exit::probe::<crate::supervisor::process::SpawnError>,
     exit::probe::<init::ArgumentError>,

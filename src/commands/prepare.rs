@@ -7,7 +7,9 @@ use tracing::info;
 use crate::acquire::grpc;
 use crate::commands::{Context, Run, block_on};
 use crate::exit;
-use crate::home::layout::{self, Layout, UpgradeName};
+use crate::home::binary;
+use crate::home::layout::Layout;
+use crate::home::name::UpgradeName;
 use crate::home::plan::Plan;
 use crate::upgrade::steps::UpgradeError;
 
@@ -38,7 +40,7 @@ async fn prepare(ctx: &Context) -> anyhow::Result<u8> {
         info: remote.info,
     };
     let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
-    if layout::check_binary(&bin).is_ok() {
+    if binary::check_binary(&bin).is_ok() {
         info!(path = %bin.display(), "upgrade binary already staged");
         return Ok(exit::OK);
     }

@@ -8,38 +8,35 @@
 //! * Refused while the home is in use: the supervisor lock is held, the daemon recorded in the
 //!   pid file still runs, or an upgrade journal exists. The lock is then held by us for the
 //!   whole rollback, so no supervisor can start meanwhile.
-//! * `--restore-data` copies the newest complete `data-backup-*` into `.data.restore-partial`
-//!   next to `data/`, carries the *current* `priv_validator_state.json` into it (an older signing
-//!   state makes a validator double-sign), then renames `data/` to `data.rolled-back-<time>` and
-//!   the copy to `data/`. A failed copy changes nothing.
+//! * `--restore-data` replaces `data/` by the newest complete `data-backup-*`, keeping the
+//!   current signing state (`upgrade/backup/restore.rs`). A failed copy changes nothing.
 //! * A plan in `data/upgrade-info.json` that the rolled-back version would apply again at start
 //!   is renamed to `upgrade-info.json.rolled-back`.
 //! * Last, `current` is swapped atomically. Nothing is deleted.
 //!
-//! On a terminal it asks before changing anything; without one it needs `--yes`.
+//! On a terminal it asks before changing anything; without one it needs `--yes`. This file keeps
+//! the arguments, the checks, the prompt and what is printed; the restore itself is
+//! `upgrade/backup/restore.rs`.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
 use crate::commands::{Context, Run};
+use crate::durable;
 use crate::exit;
+use crate::home::binary;
 use crate::home::inventory::{self, Version};
 use crate::home::layout::{self, Layout, UPGRADE_INFO_FILE};
 use crate::home::plan::Applied;
 use crate::supervisor::lock::{self, SupervisorLock};
 use crate::supervisor::process::pid_file;
-use crate::upgrade::backup;
+use crate::upgrade::backup::restore::{self, SIGNING_STATE};
+use crate::upgrade::backup::store;
 use crate::upgrade::journal::Journal;
-
-/// The file the signing state lives in, inside `data/` (`CometBFT`'s default).
-const SIGNING_STATE: &str = "priv_validator_state.json";
-/// Where the backup is copied before it replaces `data/`.
-const RESTORE_STAGING: &str = ".data.restore-partial";
 
 /// Why a rollback was not done. Nothing was changed in every case.
 #[derive(Debug, thiserror::Error)]
@@ -170,9 +167,9 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
         request.to.as_deref(),
         !cfg.disable_recase,
     )?;
-    layout::check_binary(&layout.bin_in(&target.dir))?;
+    binary::check_binary(&layout.bin_in(&target.dir))?;
     let restore_from = if request.restore_data {
-        let newest = inventory::newest_backup(&cfg.data_backup_dir)
+        let newest = store::newest(&cfg.data_backup_dir)
             .with_context(|| format!("cannot list backups in {}", cfg.data_backup_dir.display()))?;
         Some(newest.ok_or_else(|| RollbackError::NoBackup {
             dir: cfg.data_backup_dir.clone(),
@@ -182,7 +179,7 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
     };
     let changed = restore_from
         .as_ref()
-        .and_then(|backup| crate::home::backups::changes(&backup.path))
+        .and_then(|backup| store::changes(&backup.path))
         .filter(|changed| !changed.is_empty())
         .map(|changed| describe_changes(&changed));
     if let (Some(backup), Some(changed)) = (&restore_from, &changed) {
@@ -235,7 +232,7 @@ fn rollback(ctx: &Context, request: &RollbackArgs) -> anyhow::Result<u8> {
     }
 
     if let Some(backup) = &restore_from {
-        let kept = restore_data(&layout, &backup.path)?;
+        let kept = restore::restore_data(&layout, &backup.path)?;
         writeln!(
             stdout,
             "Restored data/ from {}; the previous data/ is now {}.",
@@ -355,80 +352,6 @@ fn confirm(restore: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
-/// `data.rolled-back-<local time>` in the home, not yet taken.
-fn rolled_back_name(home: &Path) -> PathBuf {
-    let base = format!(
-        "data.rolled-back-{}",
-        chrono::Local::now().format("%Y%m%d-%H%M%S")
-    );
-    let mut candidate = home.join(&base);
-    let mut n = 1;
-    while candidate.exists() {
-        n += 1;
-        candidate = home.join(format!("{base}.{n}"));
-    }
-    candidate
-}
-
-/// Replaces `data/` by a copy of `backup` holding the current signing state; returns where the
-/// previous `data/` went.
-fn restore_data(layout: &Layout, backup: &Path) -> anyhow::Result<PathBuf> {
-    let home = layout.home();
-    let data = layout.data_dir();
-    let staging = home.join(RESTORE_STAGING);
-    backup::remove_partial(&staging)
-        .with_context(|| format!("cannot remove {}", staging.display()))?;
-    let copied = crate::upgrade::copy::copy_tree(
-        backup,
-        &staging,
-        crate::upgrade::copy::Mode::Copy,
-        2,
-        &AtomicBool::new(false),
-        &std::sync::atomic::AtomicU64::new(0),
-    )
-    .map_err(anyhow::Error::from)
-    .and_then(|_| carry_signing_state(&data, &staging));
-    if let Err(err) = copied {
-        let _ = backup::remove_partial(&staging);
-        return Err(err.context(format!(
-            "cannot copy {} to {}; nothing was changed",
-            backup.display(),
-            staging.display()
-        )));
-    }
-    let kept = rolled_back_name(home);
-    fs::rename(&data, &kept)
-        .with_context(|| format!("cannot rename {} to {}", data.display(), kept.display()))?;
-    fs::rename(&staging, &data).with_context(|| {
-        format!(
-            "cannot rename {} to {} (the previous data/ is {}; rename it back to undo)",
-            staging.display(),
-            data.display(),
-            kept.display()
-        )
-    })?;
-    layout::sync_dir(home).with_context(|| format!("cannot sync {}", home.display()))?;
-    Ok(kept)
-}
-
-/// Copies `data/priv_validator_state.json` over the restored one (temp file + rename + fsync).
-fn carry_signing_state(data: &Path, staging: &Path) -> anyhow::Result<()> {
-    let current = data.join(SIGNING_STATE);
-    let bytes = match crate::bounded_read::read_capped(&current, crate::bounded_read::DOCUMENT_CAP)
-    {
-        Ok(bytes) => bytes,
-        Err(err) if err.is_missing() => return Ok(()),
-        Err(err) => return Err(err.into()),
-    };
-    let mode = fs::metadata(&current).map_or(0o600, |m| {
-        use std::os::unix::fs::PermissionsExt;
-        m.permissions().mode() & 0o7777
-    });
-    let target = staging.join(SIGNING_STATE);
-    layout::write_atomic(&target, &bytes, mode)
-        .with_context(|| format!("cannot write {}", target.display()))
-}
-
 /// Renames `data/upgrade-info.json` aside when the rolled-back version would apply its plan.
 fn move_plan_aside(
     layout: &Layout,
@@ -448,12 +371,14 @@ fn move_plan_aside(
     fs::rename(&file, &aside)
         .with_context(|| format!("cannot rename {} to {}", file.display(), aside.display()))?;
     let data = layout.data_dir();
-    layout::sync_dir(&data).with_context(|| format!("cannot sync {}", data.display()))?;
+    durable::sync_dir(&data).with_context(|| format!("cannot sync {}", data.display()))?;
     Ok(Some((plan.name.dir_name(), plan.height, aside)))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn version(name: &str, height: Option<i64>) -> Version {

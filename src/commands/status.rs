@@ -15,8 +15,9 @@ use serde::Serialize;
 use crate::bounded_read::{self, DOCUMENT_CAP};
 use crate::commands::{Context, OutputFormat, Run};
 use crate::exit;
+use crate::home::binary;
 use crate::home::inventory;
-use crate::home::layout::{self, Layout};
+use crate::home::layout::Layout;
 use crate::supervisor::process::pid_file;
 use crate::upgrade::journal::Journal;
 
@@ -165,7 +166,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         Current {
             version: inventory::version_name(layout, dir),
             dir: dir.clone(),
-            binary_ok: layout::check_binary(&binary).is_ok(),
+            binary_ok: binary::check_binary(&binary).is_ok(),
             binary,
         }
     });
@@ -194,7 +195,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
                 height: plan.height,
                 info: crate::redact::redact(&plan.info),
                 would_trigger: true,
-                binary_staged: layout::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
+                binary_staged: binary::check_binary(&layout.bin_in(&upgrade_dir)).is_ok(),
                 upgrade_dir,
             });
             let file = PlanFile {
@@ -250,11 +251,12 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             Vec::new()
         }
     };
-    let last_backup = match inventory::newest_backup(&cfg.data_backup_dir) {
+    let last_backup = match crate::upgrade::backup::store::newest(&cfg.data_backup_dir) {
         Ok(Some(backup)) => Some(LastBackup {
             size_bytes: inventory::tree_size(&backup.path).unwrap_or(0),
-            mode: crate::home::backups::read_record(&backup.path).map(|record| record.mode),
-            changed_files: crate::home::backups::changes(&backup.path).unwrap_or_default(),
+            mode: crate::upgrade::backup::store::read_record(&backup.path)
+                .map(|record| record.mode),
+            changed_files: crate::upgrade::backup::store::changes(&backup.path).unwrap_or_default(),
             age_seconds: SystemTime::now()
                 .duration_since(backup.modified)
                 .map_or(0, |age| age.as_secs()),
@@ -269,7 +271,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
             None
         }
     };
-    let manual_upgrades = match crate::upgrade::batch::plans(&layout.batch_file(), recase) {
+    let manual_upgrades = match crate::home::queue::plans(&layout.batch_file(), recase) {
         Ok(plans) => plans
             .into_iter()
             .map(|plan| AppliedPlan {

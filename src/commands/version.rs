@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::VERSION;
 use crate::commands::{Context, OutputFormat, Run, block_on};
 use crate::exit;
+use crate::home::binary;
 use crate::home::layout::{self, Layout};
 
 /// `cosmovisor version`'s arguments.
@@ -122,10 +123,10 @@ fn daemon_binary(ctx: &Context) -> anyhow::Result<(PathBuf, Vec<(OsString, OsStr
         other => other?,
     };
     let bin = layout.bin_in(&version_dir);
-    layout::check_binary(&bin)?;
+    binary::check_binary(&bin)?;
     Ok((
         bin,
-        crate::home::layout::library_path_env(&version_dir)
+        crate::home::binary::library_path_env(&version_dir)
             .into_iter()
             .collect(),
     ))

@@ -9,7 +9,7 @@
 //! command's text and `config.toml` output are `render.rs`, and the error types are `error.rs`.
 //!
 //! It is not the folder layout: nothing here checks `$DAEMON_HOME/cosmovisor` or the binaries (that
-//! is `layout.rs`). The one filesystem check is upstream's load-time check that
+//! is `home/`). The one filesystem check is upstream's load-time check that
 //! `DAEMON_DATA_BACKUP_DIR` exists, kept apart in [`Config::check_filesystem`].
 
 use std::ffi::OsString;

@@ -1,6 +1,5 @@
 //! What is installed in a home, read without changing anything: the version folders (genesis and
-//! `upgrades/*`) with the plan each was switched to, the version `current` points at, the newest
-//! complete backup, and folder sizes. Shared by `status`, `doctor`, `rollback` and the metrics.
+//! `upgrades/*`) with the plan each was switched to, the version `current` points at, and folder sizes. Shared by `status`, `doctor`, `rollback` and the metrics.
 //!
 //! It decides nothing and writes nothing; paths come from [`Layout`], plan parsing from `plan.rs`.
 
@@ -10,8 +9,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::bounded_read;
-use crate::home::backups;
-use crate::home::layout::{Layout, UpgradeName};
+use crate::home::layout::Layout;
+use crate::home::name::UpgradeName;
 use crate::home::plan::{self, Applied, Plan};
 
 /// The name `status` and `rollback --to` use for the genesis folder.
@@ -154,11 +153,6 @@ pub fn binary_state(path: &Path) -> BinaryState {
     }
 }
 
-/// The complete backup taken last in `dir` (see [`backups::list`]).
-pub fn newest_backup(dir: &Path) -> io::Result<Option<backups::Complete>> {
-    Ok(backups::list(dir)?.pop())
-}
-
 /// The apparent size in bytes of every regular file under `path` (symbolic links not followed),
 /// which is what a backup copies.
 pub fn tree_size(path: &Path) -> io::Result<u64> {
@@ -237,28 +231,5 @@ mod tests {
         assert_eq!(case_variant(&layout, "v4"), Some("V4".to_owned()));
         assert_eq!(case_variant(&layout, "v2"), None);
         assert_eq!(version_name(&layout, &layout.genesis_dir()), "genesis");
-    }
-
-    #[test]
-    fn newest_backup_and_sizes() {
-        let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(newest_backup(tmp.path()).unwrap(), None);
-        for (i, name) in ["data-backup-2024-1-1", "data-backup-2024-1-1.2"]
-            .iter()
-            .enumerate()
-        {
-            let dir = tmp.path().join(name);
-            fs::create_dir(&dir).unwrap();
-            fs::write(dir.join("f"), vec![0u8; 10 * (i + 1)]).unwrap();
-            // The older backup has the newer mtime: the name says which was taken last.
-            let time =
-                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(200 - i as u64);
-            fs::File::open(&dir).unwrap().set_modified(time).unwrap();
-        }
-        fs::create_dir(tmp.path().join(".data-backup-2024-1-2.partial")).unwrap();
-        let newest = newest_backup(tmp.path()).unwrap().unwrap();
-        assert_eq!(newest.path, tmp.path().join("data-backup-2024-1-1.2"));
-        assert_eq!(tree_size(&newest.path).unwrap(), 20);
-        assert_eq!(tree_size(tmp.path()).unwrap(), 30);
     }
 }

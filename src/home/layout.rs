@@ -1,18 +1,17 @@
 //! The folder layout under `$DAEMON_HOME`: typed paths for genesis, upgrades, `current`, the
-//! watched plan files and our own state files, upgrade-name normalisation, and the one write this
-//! module does — swapping the `current` link atomically.
+//! watched plan files and our own state files; the one write this module does — swapping the
+//! `current` link atomically; the validation of a home ([`check_root`], [`check_home`]); and the
+//! sweep of the temp files a crash left in it ([`remove_crash_leftovers`]).
 //!
 //! Getters here never create anything (Go's `CurrentBin()` silently creates a link; we do not).
-//! Checking that a binary is runnable is [`check_binary`]; making one executable is the caller's
-//! explicit decision ([`make_executable`]); a version's own `lib/` reaches its binary through
-//! [`library_path_env`].
+//! Upgrade names are `home::name`; the binary check is `home::binary`.
 
-use std::ffi::OsString;
-use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::durable;
+use crate::home::name::UpgradeName;
 
 /// The name of the file x/upgrade writes into `data/` (and we copy into `upgrades/<name>/`).
 pub const UPGRADE_INFO_FILE: &str = "upgrade-info.json";
@@ -212,9 +211,7 @@ impl Layout {
             )
         })?;
         let link = self.current_link();
-        let temp = self
-            .root
-            .join(format!("current.tmp-{}", std::process::id()));
+        let temp = durable::temp_name(&link);
         match fs::remove_file(&temp) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -225,7 +222,7 @@ impl Layout {
             let _ = fs::remove_file(&temp);
             return Err(err);
         }
-        sync_dir(&self.root)
+        durable::sync_dir(&self.root)
     }
 }
 
@@ -353,285 +350,8 @@ pub fn check_home(layout: &Layout) -> Result<(), LayoutError> {
     }
 }
 
-/// Why a daemon binary cannot be run.
-#[derive(Debug, thiserror::Error)]
-pub enum BinaryError {
-    #[error("binary {} does not exist: {}", path.display(), missing_hint(path, holds.as_ref()))]
-    Missing {
-        path: PathBuf,
-        /// What the binary's folder holds instead (a few names, sorted; `None` when the folder
-        /// cannot be read): a `DAEMON_NAME` typo shows here.
-        holds: Option<Vec<String>>,
-    },
-    #[error("binary {} is not a regular file", path.display())]
-    NotRegular { path: PathBuf },
-    #[error(
-        "binary {} is not an executable for this machine: {why}; replace it with the build for this machine",
-        path.display()
-    )]
-    NotForThisMachine { path: PathBuf, why: String },
-    #[error(
-        "binary {} is a script whose #! line {why}: install the interpreter or fix the script's first line",
-        path.display()
-    )]
-    BadInterpreter { path: PathBuf, why: String },
-    #[error("binary {} is not executable (fix: chmod 755 {})", path.display(), path.display())]
-    NotExecutable { path: PathBuf },
-    #[error("cannot inspect binary {}: {err}", path.display())]
-    Io { path: PathBuf, err: io::Error },
-}
-
-impl crate::exit::ExitCode for BinaryError {
-    fn exit_code(&self) -> u8 {
-        crate::exit::LAYOUT
-    }
-}
-
-/// How many of the names found next to a missing binary its error lists.
-const HOLDS_LISTED: usize = 5;
-
-/// The fix for a missing binary: what its folder holds instead (a `DAEMON_NAME` typo), or that
-/// the binary is to be put there.
-fn missing_hint(path: &Path, holds: Option<&Vec<String>>) -> String {
-    let dir = path.parent().unwrap_or(path);
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let holds = match holds {
-        Some(holds) if !holds.is_empty() => holds,
-        _ => {
-            let state = if holds.is_some() {
-                "is empty"
-            } else {
-                "is missing or unreadable"
-            };
-            return format!(
-                "{} {state} (put the {name} binary there, chmod 755)",
-                dir.display()
-            );
-        }
-    };
-    let more = if holds.len() > HOLDS_LISTED {
-        ", …"
-    } else {
-        ""
-    };
-    format!(
-        "{} holds {}{more} (is DAEMON_NAME={name} a typo?)",
-        dir.display(),
-        holds[..holds.len().min(HOLDS_LISTED)].join(", ")
-    )
-}
-
-/// The names in `dir`, sorted; `None` when it cannot be read. One more than [`HOLDS_LISTED`]
-/// at most are kept, so a hint can say there are more.
-fn folder_names(dir: &Path) -> Option<Vec<String>> {
-    let entries = fs::read_dir(dir).ok()?;
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names.truncate(HOLDS_LISTED + 1);
-    Some(names)
-}
-
-/// Checks that `path` (links followed) is a regular file this machine can execute (see
-/// [`check_format`]) with an execute bit set. The format comes first, so a caller that adds a
-/// missing execute bit never makes a text file runnable.
-pub fn check_binary(path: &Path) -> Result<(), BinaryError> {
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            return Err(BinaryError::Missing {
-                path: path.to_path_buf(),
-                holds: path.parent().and_then(folder_names),
-            });
-        }
-        Err(err) => {
-            return Err(BinaryError::Io {
-                path: path.to_path_buf(),
-                err,
-            });
-        }
-    };
-    if !meta.is_file() {
-        return Err(BinaryError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
-    check_format(path)?;
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(BinaryError::NotExecutable {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(())
-}
-
-/// Checks that the regular file at `path` is an ELF binary for this machine or a `#!` script
-/// (anything else the C library would hand to `/bin/sh`). A file we may execute but not read
-/// (mode `0711`) cannot be inspected and passes: the kernel decides at `exec`.
-pub fn check_format(path: &Path) -> Result<(), BinaryError> {
-    use std::io::Read;
-    let io_err = |err: io::Error| BinaryError::Io {
-        path: path.to_path_buf(),
-        err,
-    };
-    let file = match crate::bounded_read::open_regular(path) {
-        Ok(file) => file,
-        Err(crate::bounded_read::ReadError::Missing(path)) => {
-            let holds = path.parent().and_then(folder_names);
-            return Err(BinaryError::Missing { path, holds });
-        }
-        Err(crate::bounded_read::ReadError::NotRegular { path, .. }) => {
-            return Err(BinaryError::NotRegular { path });
-        }
-        Err(crate::bounded_read::ReadError::Io { source, .. })
-            if source.kind() == io::ErrorKind::PermissionDenied =>
-        {
-            return Ok(());
-        }
-        // Its message names the file and the call that failed; the read error is kept inside.
-        Err(err) => return Err(io_err(io::Error::other(err))),
-    };
-    let size = file.metadata().map_err(io_err)?.len();
-    let mut head = Vec::with_capacity(crate::elf::HEAD_LEN);
-    file.take(crate::elf::HEAD_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(io_err)?;
-    if let Some(why) = crate::elf::refusal(&head, size) {
-        return Err(BinaryError::NotForThisMachine {
-            path: path.to_path_buf(),
-            why,
-        });
-    }
-    match crate::elf::interpreter(&head).and_then(interpreter_refusal) {
-        None => Ok(()),
-        Some(why) => Err(BinaryError::BadInterpreter {
-            path: path.to_path_buf(),
-            why,
-        }),
-    }
-}
-
-/// Why the interpreter a `#!` line names cannot run the script (as `execve` would find it), or
-/// `None` when it can: it must be an absolute path to an executable regular file.
-fn interpreter_refusal(interpreter: &[u8]) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let shown = crate::elf::escape(interpreter);
-    if interpreter.is_empty() {
-        return Some("names no interpreter".to_owned());
-    }
-    let path = Path::new(std::ffi::OsStr::from_bytes(interpreter));
-    if !path.is_absolute() {
-        return Some(format!(
-            "names the relative interpreter {shown}, which would be looked up from whatever folder the node starts in"
-        ));
-    }
-    match fs::metadata(path) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(format!(
-            "names the interpreter {shown}, which does not exist"
-        )),
-        Err(err) => Some(format!(
-            "names the interpreter {shown}, which cannot be inspected: {err}"
-        )),
-        Ok(meta) if !meta.is_file() => Some(format!(
-            "names the interpreter {shown}, which is not a regular file"
-        )),
-        Ok(_) if nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_err() => Some(
-            format!("names the interpreter {shown}, which is not executable"),
-        ),
-        Ok(_) => None,
-    }
-}
-
-/// `LD_LIBRARY_PATH` with the version's own `lib/` first (for `libwasmvm.so` shipped beside the
-/// binary), when that folder exists.
-#[must_use]
-pub fn library_path_env(version_dir: &Path) -> Option<(OsString, OsString)> {
-    let lib = version_dir.join("lib");
-    if !lib.is_dir() {
-        return None;
-    }
-    let mut value = lib.into_os_string();
-    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
-        value.push(":");
-        value.push(existing);
-    }
-    Some((OsString::from("LD_LIBRARY_PATH"), value))
-}
-
-/// Adds `a+x` to a regular file, as Go v1.5+ `EnsureBinary` does.
-pub fn make_executable(path: &Path) -> io::Result<()> {
-    let mut perms = fs::metadata(path)?.permissions();
-    perms.set_mode(perms.mode() | 0o111);
-    fs::set_permissions(path, perms)
-}
-
-/// Flushes a directory's entries (a rename or new link inside it) to disk.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Opens (creating it `0600` when missing) a lock file: readable and writable by its owner only,
-/// never through a symbolic link, and not inherited by children (docs/design.md "Trust
-/// boundaries": locks are the home owner's only).
-pub fn open_lock_file(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// `create_dir_all` whose new folders survive a power cut: the parent of each folder it created
-/// is fsynced.
-pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|path| !path.exists()).collect();
-    fs::create_dir_all(dir)?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` crash-safely: temp file in the same folder, fsync, rename, fsync of
-/// the folder. Readers see the old content or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |name| name.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-/// Removes the temp files (`<name>.tmp-<pid>`, made by [`write_atomic`], `set_current` and the
-/// staging of binaries) that a crash or a power cut left in the folders we own: `cosmovisor/`,
+/// Removes the temp files (`durable::temp_name`, made by every durable write and by
+/// `set_current`) that a crash or a power cut left in the folders we own: `cosmovisor/`,
 /// the version folders and their `bin/`, and our own two files' temps in `data/`. A temp of a
 /// process that is still running (an `add-upgrade` under way) is left alone. Returns what was
 /// removed.
@@ -654,7 +374,7 @@ pub fn remove_crash_leftovers(layout: &Layout) -> Vec<PathBuf> {
         format!("{UPGRADE_INFO_FILE}.batch"),
     ];
     removed.extend(remove_temps_in(&layout.data_dir(), |base| {
-        ours_in_data.iter().any(|ours| base == format!(".{ours}"))
+        ours_in_data.iter().any(|ours| base == ours)
     }));
     removed
 }
@@ -666,14 +386,10 @@ fn remove_temps_in(folder: &Path, ours: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
-        let Some((base, pid)) = name.to_str().and_then(|name| name.rsplit_once(".tmp-")) else {
+        let Some((base, pid)) = name.to_str().and_then(durable::temp_of) else {
             continue;
         };
-        let named_like_ours = base == "current" || (base.starts_with('.') && base.len() > 1);
-        let Ok(pid) = pid.parse::<i32>() else {
-            continue;
-        };
-        if !named_like_ours || !ours(base) || process_exists(pid) {
+        if !ours(base) || process_exists(pid) {
             continue;
         }
         let path = entry.path();
@@ -696,180 +412,10 @@ fn process_exists(pid: i32) -> bool {
     }
 }
 
-/// A validated, normalised upgrade name and the folder name it maps to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpgradeName(String);
-
-/// Why a plan name cannot name an upgrade folder.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("upgrade name is empty")]
-    Empty,
-    #[error("upgrade name {0:?} is not allowed: it would name a folder outside upgrades/")]
-    Escapes(String),
-    #[error("upgrade name {0:?} contains a NUL byte")]
-    Nul(String),
-    #[error(
-        "upgrade name {:?} cannot name a folder: its folder name is {len} bytes, longer than {MAX_DIR_NAME} bytes",
-        shortened(.name)
-    )]
-    TooLong { name: String, len: usize },
-}
-
-/// The longest file name Linux file systems take (`NAME_MAX`).
-const MAX_DIR_NAME: usize = 255;
-
-/// The first 40 characters of a name, for messages about a name too long to print whole.
-fn shortened(name: &str) -> String {
-    match name.char_indices().nth(40) {
-        Some((end, _)) => format!("{}…", &name[..end]),
-        None => name.to_owned(),
-    }
-}
-
-impl UpgradeName {
-    /// Normalises a plan name: lower-cased (Go `strings.ToLower`, Unicode-aware) unless `recase`
-    /// is off (`COSMOVISOR_DISABLE_RECASE=true`). Names that would leave `upgrades/` are refused.
-    pub fn new(raw: &str, recase: bool) -> Result<UpgradeName, NameError> {
-        if raw.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if raw.contains('\0') {
-            return Err(NameError::Nul(raw.to_owned()));
-        }
-        let name = if recase {
-            raw.to_lowercase()
-        } else {
-            raw.to_owned()
-        };
-        // After escaping, '/' is "%2F", so only "." and ".." can still name a parent or self.
-        if name == "." || name == ".." {
-            return Err(NameError::Escapes(raw.to_owned()));
-        }
-        // Refused here, before anything is journaled: a folder that cannot be created would
-        // otherwise fail every later start with `File name too long`.
-        let len = path_escape(&name).len();
-        if len > MAX_DIR_NAME {
-            return Err(NameError::TooLong {
-                name: raw.to_owned(),
-                len,
-            });
-        }
-        Ok(UpgradeName(name))
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The folder name: Go's `url.PathEscape` of the name.
-    #[must_use]
-    pub fn dir_name(&self) -> String {
-        path_escape(&self.0)
-    }
-
-    /// Same upgrade, whatever the case (Go compares with `strings.EqualFold`).
-    #[must_use]
-    pub fn same_as(&self, other: &str) -> bool {
-        self.0.to_lowercase() == other.to_lowercase()
-    }
-}
-
-impl fmt::Display for UpgradeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Go's `url.PathEscape`: unreserved characters and `$&+:=@` stay, everything else is `%XX`
-/// (upper-case hex, per UTF-8 byte).
-#[must_use]
-pub fn path_escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        let keep = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b':' | b'=' | b'@'
-            );
-        if keep {
-            out.push(char::from(byte));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_like_go_path_escape() {
-        let cases = [
-            ("myUpgrade", "myUpgrade"),
-            ("some spaces", "some%20spaces"),
-            ("a/b", "a%2Fb"),
-            ("v1.2.3-rc.1_x~", "v1.2.3-rc.1_x~"),
-            ("a;b,c?d", "a%3Bb%2Cc%3Fd"),
-            ("$&+:=@", "$&+:=@"),
-            ("ä", "%C3%A4"),
-            ("100%", "100%25"),
-        ];
-        for (name, want) in cases {
-            assert_eq!(path_escape(name), want, "escaping {name:?}");
-        }
-    }
-
-    #[test]
-    fn names_are_recased_unless_disabled() {
-        assert_eq!(UpgradeName::new("V8-Rho", true).unwrap().as_str(), "v8-rho");
-        assert_eq!(
-            UpgradeName::new("V8-Rho", false).unwrap().as_str(),
-            "V8-Rho"
-        );
-        assert!(UpgradeName::new("v8-rho", false).unwrap().same_as("V8-RHO"));
-    }
-
-    #[test]
-    fn hostile_names_are_refused() {
-        assert_eq!(UpgradeName::new("", true), Err(NameError::Empty));
-        assert_eq!(
-            UpgradeName::new("..", true),
-            Err(NameError::Escapes("..".into()))
-        );
-        assert_eq!(
-            UpgradeName::new(".", true),
-            Err(NameError::Escapes(".".into()))
-        );
-        assert_eq!(
-            UpgradeName::new("a\0b", true),
-            Err(NameError::Nul("a\0b".into()))
-        );
-        // "../x" is harmless once escaped: it names one folder inside upgrades/.
-        let name = UpgradeName::new("../x", true).unwrap();
-        assert_eq!(name.dir_name(), "..%2Fx");
-        let layout = Layout::new(Path::new("/h"), "simd");
-        assert_eq!(
-            layout.upgrade_dir(&name),
-            PathBuf::from("/h/cosmovisor/upgrades/..%2Fx")
-        );
-        // The folder name counts after escaping: 85 '/' are 255 bytes, 86 are too many.
-        assert!(UpgradeName::new(&"/".repeat(85), true).is_ok());
-        let err = UpgradeName::new(&"/".repeat(86), true).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "upgrade name \"{}…\" cannot name a folder: its folder name is 258 bytes, longer than 255 bytes",
-                "/".repeat(40)
-            )
-        );
-    }
+    use crate::home::name::UpgradeName;
 
     #[test]
     fn paths() {
@@ -942,48 +488,6 @@ mod tests {
     }
 
     #[test]
-    fn binary_checks() {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("simd");
-        assert!(matches!(
-            check_binary(&bin),
-            Err(BinaryError::Missing { .. })
-        ));
-        fs::write(&bin, b"#!/bin/sh\n").unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            check_binary(&bin),
-            Err(BinaryError::NotExecutable { .. })
-        ));
-        make_executable(&bin).unwrap();
-        check_binary(&bin).unwrap();
-        fs::write(&bin, b"<html>").unwrap();
-        assert!(matches!(
-            check_binary(&bin),
-            Err(BinaryError::NotForThisMachine { .. })
-        ));
-        fs::write(&bin, b"").unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(
-            matches!(check_binary(&bin), Err(BinaryError::NotForThisMachine { why, .. }) if why == "an empty file"),
-            "the format is checked before the execute bit"
-        );
-        assert!(matches!(
-            check_binary(tmp.path()),
-            Err(BinaryError::NotRegular { .. })
-        ));
-    }
-
-    #[test]
-    fn durable_create_makes_every_missing_folder() {
-        let tmp = tempfile::tempdir().unwrap();
-        let deep = tmp.path().join("a/b/c");
-        create_dir_all_durable(&deep).unwrap();
-        assert!(deep.is_dir());
-        create_dir_all_durable(&deep).unwrap();
-    }
-
-    #[test]
     fn crash_leftovers_of_dead_processes_only() {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::new(tmp.path(), "simd");
@@ -1022,17 +526,41 @@ mod tests {
         assert!(kept.iter().all(|path| path.exists()));
     }
 
+    /// Every file a durable write or `set_current` makes in the home: the sweep must recognise
+    /// each one's [`durable::temp_name`], so a new writer cannot leave temps it misses.
     #[test]
-    fn atomic_write_replaces_content() {
+    fn the_sweep_removes_what_temp_name_makes() {
         let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("f.json");
-        write_atomic(&file, b"one", 0o644).unwrap();
-        write_atomic(&file, b"two", 0o644).unwrap();
-        assert_eq!(fs::read(&file).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(tmp.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
+        let layout = Layout::new(tmp.path(), "simd");
+        let v2 = layout.upgrade_dir(&UpgradeName::new("v2", true).unwrap());
+        for dir in [layout.genesis_dir(), v2.clone()] {
+            fs::create_dir_all(dir.join("bin")).unwrap();
+        }
+        fs::create_dir_all(layout.data_dir()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let written = [
+            layout.current_link(),
+            layout.journal_file(),
+            layout.config_file(),
+            layout.daemon_pid_file(),
+            layout.genesis_bin(),
+            layout.bin_in(&v2),
+            Layout::applied_plan_file(&v2),
+            layout.upgrade_info_file(),
+            layout.batch_file(),
+        ];
+        let mut temps: Vec<PathBuf> = written
+            .iter()
+            .map(|path| durable::temp_name_of(path, dead))
+            .collect();
+        for temp in &temps {
+            fs::write(temp, "x").unwrap();
+        }
+        let mut removed = remove_crash_leftovers(&layout);
+        removed.sort();
+        temps.sort();
+        assert_eq!(removed, temps);
     }
 }

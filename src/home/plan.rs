@@ -13,7 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP};
-use crate::home::layout::{Layout, NameError, UpgradeName};
+use crate::home::layout::Layout;
+use crate::home::name::{NameError, UpgradeName};
 
 /// The zero `time.Time` as x/upgrade writes it; any other time is a deprecated time-based plan.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

@@ -31,7 +31,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use tracing::warn;
 
-use crate::home::layout::open_lock_file;
+use crate::durable::open_lock_file;
 
 /// The lock file's name in `cosmovisor/`.
 const LOCK_FILE: &str = "supervisor.lock";

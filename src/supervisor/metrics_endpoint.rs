@@ -32,8 +32,9 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+use crate::home::binary;
 use crate::home::inventory;
-use crate::home::layout::{self, Layout};
+use crate::home::layout::Layout;
 use crate::metrics::{Counters, Metrics};
 
 /// Connections served at once; one more is closed as soon as it is accepted.
@@ -68,7 +69,7 @@ pub fn render(metrics: &Metrics, layout: &Layout, recase: bool) -> String {
     let (pending_height, staged) = match inventory::pending_plan(layout, recase) {
         Ok(Some(plan)) if applied.is_superseded_by(&plan) => {
             let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
-            (plan.height, layout::check_binary(&bin).is_ok())
+            (plan.height, binary::check_binary(&bin).is_ok())
         }
         _ => (0, false),
     };

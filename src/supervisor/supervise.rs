@@ -47,8 +47,10 @@ use manual::{HeightChecks, Verdict, halt_args, halted_for};
 
 use crate::config::Config;
 use crate::exit;
+use crate::home::binary;
 use crate::home::layout::{self, Layout};
 use crate::home::plan::{self, Applied, LinePlan, Plan};
+use crate::home::queue;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
@@ -58,7 +60,6 @@ use crate::supervisor::node_rpc::NodeRpc;
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
-use crate::upgrade::batch;
 use crate::upgrade::steps::{Upgrade, UpgradeError};
 
 mod manual;
@@ -82,7 +83,7 @@ enum Ending {
     /// `upgrade-info.json` holds a plan that can never be applied.
     Unusable(UnusablePlan),
     /// The manual-upgrade queue cannot be used.
-    InvalidQueue(batch::BatchError),
+    InvalidQueue(queue::BatchError),
 }
 
 /// One run of the daemon, ended, with what is left to act on.
@@ -214,7 +215,7 @@ impl Supervisor<'_> {
 
     /// Launches the daemon and runs it until its run ends.
     async fn run_once(&mut self, watcher: &mut Watcher, restart: bool) -> anyhow::Result<Run> {
-        let mut manual = batch::next_due(
+        let mut manual = queue::next_due(
             &self.layout.batch_file(),
             watcher.applied(),
             !self.cfg.disable_recase,
@@ -311,7 +312,7 @@ impl Supervisor<'_> {
             .as_ref()
             .map_or_else(anyhow::Error::is::<Interrupted>, |_| true)
         {
-            if let Err(err) = batch::remove(&self.layout.batch_file(), &plan) {
+            if let Err(err) = queue::remove(&self.layout.batch_file(), &plan) {
                 warn!(error = %err, "cannot remove the applied plan from the manual upgrade queue");
             }
         }
@@ -467,9 +468,9 @@ impl Supervisor<'_> {
     fn launch(&self, args: &[OsString]) -> anyhow::Result<(Daemon, Hints, String)> {
         let version_dir = self.ensure_current_link()?;
         let bin = self.layout.bin_in(&version_dir);
-        layout::check_binary(&bin)?;
+        binary::check_binary(&bin)?;
         info!(path = %bin.display(), args = ?args, "running app");
-        let env = layout::library_path_env(&version_dir).into_iter().collect();
+        let env = binary::library_path_env(&version_dir).into_iter().collect();
         let (daemon, hints) = Daemon::spawn(&Launch {
             bin: &bin,
             args,
@@ -581,8 +582,8 @@ impl Supervisor<'_> {
     async fn pass_through(&mut self) -> anyhow::Result<u8> {
         let version_dir = self.layout.current_dir()?;
         let bin = self.layout.bin_in(&version_dir);
-        layout::check_binary(&bin)?;
-        let env = layout::library_path_env(&version_dir).into_iter().collect();
+        binary::check_binary(&bin)?;
+        let env = binary::library_path_env(&version_dir).into_iter().collect();
         let version = crate::home::inventory::version_name(&self.layout, &version_dir);
         notify::running(&self.cfg.name, &version, true);
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
@@ -602,7 +603,7 @@ fn stopped_by_signal(err: anyhow::Error) -> anyhow::Result<u8> {
 /// Checks, changing nothing, that there is a binary to run: `current`'s (or genesis' when
 /// `current` is still to be created).
 fn check_runnable(layout: &Layout) -> anyhow::Result<()> {
-    layout::check_binary(&layout.bin_in(&layout.version_to_run()?))?;
+    binary::check_binary(&layout.bin_in(&layout.version_to_run()?))?;
     Ok(())
 }
 

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::home::layout::{Layout, UpgradeName, write_atomic};
+use crate::durable::write_atomic;
+use crate::home::layout::Layout;
+use crate::home::name::UpgradeName;
 use crate::home::plan::Plan;
 
 /// The journal format version; a newer, unknown one is refused rather than misread.
@@ -152,7 +154,7 @@ impl Journal {
 
     /// The plan this journal is about. The name was validated when the journal was written, so
     /// it is only validated again (never re-cased) here.
-    pub fn plan(&self) -> Result<Plan, crate::home::layout::NameError> {
+    pub fn plan(&self) -> Result<Plan, crate::home::name::NameError> {
         Ok(Plan {
             name: UpgradeName::new(&self.plan.name, false)?,
             raw_name: self.plan.raw_name.clone(),
@@ -195,8 +197,8 @@ impl Journal {
             let target = backup.target.file_name().and_then(|name| name.to_str());
             let partial = backup.partial.file_name().and_then(|name| name.to_str());
             let ours = target.is_some_and(|target| {
-                target.starts_with(crate::home::backups::PREFIX)
-                    && partial == Some(crate::home::backups::partial_name(target).as_str())
+                target.starts_with(crate::upgrade::backup::store::PREFIX)
+                    && partial == Some(crate::upgrade::backup::store::partial_name(target).as_str())
             });
             if !ours {
                 return Err(corrupt(format!(
@@ -246,7 +248,7 @@ impl Journal {
             }
         }
         if let Some(dir) = path.parent() {
-            crate::home::layout::sync_dir(dir).map_err(|err| JournalError::Write {
+            crate::durable::sync_dir(dir).map_err(|err| JournalError::Write {
                 path: path.to_path_buf(),
                 err,
             })?;
@@ -266,7 +268,7 @@ fn sync_plan_file(layout: &Layout) -> Result<(), JournalError> {
         Err(err) => return Err(fail(file)(io::Error::other(err.to_string()))),
     }
     let data = layout.data_dir();
-    crate::home::layout::sync_dir(&data).map_err(fail(data.clone()))
+    crate::durable::sync_dir(&data).map_err(fail(data.clone()))
 }
 
 #[cfg(test)]

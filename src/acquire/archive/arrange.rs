@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{ArchiveError, io_error};
-use crate::home::layout::sync_dir;
+use crate::durable::sync_dir;
 
 /// Where the binary (and its libraries) sit in an unpacked tree.
 struct Found {

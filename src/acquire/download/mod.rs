@@ -29,7 +29,9 @@ use crate::acquire::archive::{self, ArchiveError, Kind, Limits};
 use crate::acquire::plan_info::{self, InfoError, Resolved, Source};
 use crate::bounded_read::ReadError;
 use crate::config::Config;
-use crate::home::layout::{self, BinaryError, Layout};
+use crate::home::binary;
+use crate::home::binary::BinaryError;
+use crate::home::layout::Layout;
 use crate::home::plan::Plan;
 use crate::signals::{Interrupted, Signals};
 
@@ -218,7 +220,7 @@ async fn install(
         })?;
 
     let bin = version.join("bin").join(daemon);
-    match layout::check_format(&bin) {
+    match binary::check_format(&bin) {
         Ok(()) => {}
         Err(BinaryError::NotForThisMachine { why, .. }) => {
             return Err(DownloadError::NotExecutable {
@@ -246,7 +248,7 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), DownloadError> {
         fs::rename(version, target).map_err(io_err("cannot move the download to", target))?;
     }
     if let Some(parent) = target.parent() {
-        crate::home::layout::sync_dir(parent).map_err(io_err("cannot sync", parent))?;
+        crate::durable::sync_dir(parent).map_err(io_err("cannot sync", parent))?;
     }
     Ok(())
 }
@@ -254,8 +256,7 @@ fn move_into_place(version: &Path, target: &Path) -> Result<(), DownloadError> {
 /// Moves the staged `bin/` entries and a `lib/` (unless one exists) into an existing folder.
 fn merge_into(version: &Path, target: &Path) -> Result<(), DownloadError> {
     let (from_bin, to_bin) = (version.join("bin"), target.join("bin"));
-    crate::home::layout::create_dir_all_durable(&to_bin)
-        .map_err(io_err("cannot create", &to_bin))?;
+    crate::durable::create_dir_all_durable(&to_bin).map_err(io_err("cannot create", &to_bin))?;
     for entry in fs::read_dir(&from_bin).map_err(io_err("cannot read", &from_bin))? {
         let entry = entry.map_err(io_err("cannot read", &from_bin))?;
         let to = to_bin.join(entry.file_name());
@@ -272,7 +273,7 @@ fn merge_into(version: &Path, target: &Path) -> Result<(), DownloadError> {
     }
     // The renames above are durable only once both folders are.
     for dir in [&to_bin, target] {
-        crate::home::layout::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
+        crate::durable::sync_dir(dir).map_err(io_err("cannot sync", dir))?;
     }
     Ok(())
 }

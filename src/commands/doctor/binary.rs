@@ -11,7 +11,8 @@ use tokio::process::Command;
 use super::Report;
 use crate::child;
 use crate::elf;
-use crate::home::layout::{self, Layout};
+use crate::home::binary::{BinaryError, check_binary, check_format, library_path_env};
+use crate::home::layout::Layout;
 
 /// How long `<bin> version` and `ldd` may take.
 const RUN_LIMIT: Duration = Duration::from_secs(10);
@@ -19,7 +20,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(10);
 /// A script's `#!` line must name an interpreter that exists and is executable; `false` (after a
 /// `✗` line) when it does not.
 fn check_interpreter(report: &mut Report, label: &str, bin: &Path) -> bool {
-    if let Err(err @ layout::BinaryError::BadInterpreter { .. }) = layout::check_format(bin) {
+    if let Err(err @ BinaryError::BadInterpreter { .. }) = check_format(bin) {
         report.fail(
             format!("{label}: {err}"),
             "install the interpreter the #! line names, or fix that line",
@@ -33,12 +34,12 @@ fn check_interpreter(report: &mut Report, label: &str, bin: &Path) -> bool {
 pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path) {
     let bin = layout.bin_in(dir);
     let label = format!("upgrade {name}");
-    match layout::check_binary(&bin) {
+    match check_binary(&bin) {
         Ok(()) => report.pass(format!(
             "{label}: binary {} is present and executable",
             bin.display()
         )),
-        Err(layout::BinaryError::Missing { path, .. }) => {
+        Err(BinaryError::Missing { path, .. }) => {
             report.fail(
                 format!("{label}: binary {} is missing", path.display()),
                 format!(
@@ -49,7 +50,7 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             );
             return;
         }
-        Err(layout::BinaryError::NotExecutable { path }) => {
+        Err(BinaryError::NotExecutable { path }) => {
             report.fail(
                 format!("{label}: binary {} is not executable", path.display()),
                 format!("chmod 755 {}", path.display()),
@@ -57,7 +58,7 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             return;
         }
         // Told apart below, with the fix for each kind.
-        Err(layout::BinaryError::NotForThisMachine { .. }) => {}
+        Err(BinaryError::NotForThisMachine { .. }) => {}
         Err(err) => {
             report.fail(
                 format!("{label}: {err}"),
@@ -127,7 +128,7 @@ pub(super) fn check(report: &mut Report, layout: &Layout, name: &str, dir: &Path
             return;
         }
     };
-    let env: Vec<(OsString, OsString)> = layout::library_path_env(dir).into_iter().collect();
+    let env: Vec<(OsString, OsString)> = library_path_env(dir).into_iter().collect();
     if !is_script {
         check_libraries(report, &label, &bin, dir, &env);
     }
@@ -252,6 +253,6 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(program))
-            .find(|candidate| layout::check_binary(candidate).is_ok())
+            .find(|candidate| check_binary(candidate).is_ok())
     })
 }

@@ -43,8 +43,8 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
     }
     // The newest backup is what `rollback --restore-data` restores: files it shares with data/
     // that changed since make it refuse (README "Backups").
-    if let Ok(Some(newest)) = crate::home::inventory::newest_backup(dir) {
-        for changed in crate::home::backups::changes(&newest.path).unwrap_or_default() {
+    if let Ok(Some(newest)) = crate::upgrade::backup::store::newest(dir) {
+        for changed in crate::upgrade::backup::store::changes(&newest.path).unwrap_or_default() {
             report.warn(
                 format!(
                     "backup {}: {changed}: the backup shares this file with data/ and no longer holds it as it was",
@@ -55,7 +55,7 @@ pub(super) fn check_backup_space(report: &mut Report, cfg: &Config, layout: &Lay
         }
     }
     // What the backup would hold as a link only (the space above does not count it either).
-    if let Ok(links) = crate::upgrade::copy::links_leaving(&data) {
+    if let Ok(links) = crate::upgrade::backup::copy::links_leaving(&data) {
         for (link, target) in links {
             report.warn(
                 format!(

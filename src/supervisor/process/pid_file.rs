@@ -22,7 +22,7 @@ const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 pub fn write(path: &Path, pid: Pid) -> io::Result<()> {
     let start = start_time(pid).unwrap_or_default();
     let boot = boot_id().unwrap_or_default();
-    crate::home::layout::write_atomic(
+    crate::durable::write_atomic(
         path,
         format!("{} {start} {boot}\n", pid.as_raw()).as_bytes(),
         0o644,

@@ -39,9 +39,9 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::home::plan::{Applied, Plan};
+use crate::home::queue;
 use crate::supervisor::node_rpc::{NodeRpc, RpcError};
 use crate::supervisor::output::Hints;
-use crate::upgrade::batch;
 
 /// How long to wait before asking the node's RPC again when it could not be reached while the
 /// node claims its halt at a manual upgrade's height.
@@ -62,14 +62,14 @@ pub(super) enum Verdict {
     Upgrade(Plan),
     /// The queue cannot be followed: stop the node, as a start with this queue would refuse to
     /// start it.
-    Invalid(batch::BatchError),
+    Invalid(queue::BatchError),
 }
 
 /// The daemon's arguments for a launch while `manual` is the next manual upgrade:
-/// `--halt-height` added for a `start` (see [`batch::with_halt_height`]).
+/// `--halt-height` added for a `start` (see [`queue::with_halt_height`]).
 pub(super) fn halt_args(args: &[OsString], manual: Option<&Plan>) -> Vec<OsString> {
     manual
-        .and_then(|plan| batch::with_halt_height(args, plan.height))
+        .and_then(|plan| queue::with_halt_height(args, plan.height))
         .unwrap_or_else(|| args.to_vec())
 }
 
@@ -86,7 +86,7 @@ pub(super) fn halted_for(
 ) -> Option<Plan> {
     let plan = manual?;
     let line = hints.halt_line()?;
-    let why_not = if batch::halt_height_of(args) != Some(plan.height) {
+    let why_not = if queue::halt_height_of(args) != Some(plan.height) {
         format!("the node did not run with --halt-height {}", plan.height)
     } else if line.height != plan.height {
         format!(
@@ -182,7 +182,7 @@ impl HeightChecks {
         args: &[OsString],
         manual: &mut Option<Plan>,
     ) -> Verdict {
-        let due = match batch::next_due(queue, applied, recase, skip) {
+        let due = match queue::next_due(queue, applied, recase, skip) {
             Ok(due) => due,
             Err(err) => return Verdict::Invalid(err),
         };
@@ -215,7 +215,7 @@ impl HeightChecks {
         let Some(plan) = manual else {
             return;
         };
-        if height != plan.height || batch::halt_height_of(args) != Some(plan.height) {
+        if height != plan.height || queue::halt_height_of(args) != Some(plan.height) {
             let why = format!(
                 "a halt line at height {height} on the daemon's output does not match the node's --halt-height {}; ignoring it",
                 plan.height
@@ -308,7 +308,7 @@ impl HeightChecks {
 fn judge_restart(plan: &Plan, answer: Result<i64, RpcError>, queue: &Path) -> Option<Verdict> {
     match answer {
         Ok(latest) if latest >= plan.height => {
-            let removed = match batch::remove(queue, plan) {
+            let removed = match queue::remove(queue, plan) {
                 Ok(()) => "removed it from the manual upgrade queue".to_owned(),
                 Err(err) => format!(
                     "could not remove it from the manual upgrade queue ({err}): remove it by hand before cosmovisor starts again"

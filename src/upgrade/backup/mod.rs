@@ -1,6 +1,8 @@
-//! Taking a backup of `data/`: choosing its name, the mode, the space check, the copy itself
-//! (cancelled by a termination signal), its record, and cleaning up a copy that did not finish.
-//! The backups that exist (their names, records, listing and pruning) are `home/backups.rs`.
+//! The backup of `data/`, the policy: choosing its name, the mode, the space check, taking it
+//! (the copy cancelled by a termination signal, its record, cleaning up a copy that did not
+//! finish) and pruning old ones after it. The backups that exist (their names, records, listing,
+//! the newest) are [`store`]; the copy engine is [`copy`]; what `rollback --restore-data` does
+//! is [`restore`]. The upgrade step that journals a backup is `upgrade/steps.rs`.
 //!
 //! A backup is written into a hidden staging folder (`.data-backup-<date>.partial`) and renamed
 //! to its final name only once every byte is written and synced, so a folder named
@@ -11,33 +13,38 @@
 //! [`resolve`] turns `COSMOVISOR_BACKUP_MODE` into what this backup does (by default: a reflink
 //! clone where the file system clones, hard links of immutable table files on `data/`'s file
 //! system, a copy elsewhere). Before a byte is written, [`check_space`] makes sure the bytes that
-//! mode writes fit. The copy itself is `copy.rs`; a cancelled or failed copy's staging folder is
+//! mode writes fit. The copy itself is [`copy`]; a cancelled or failed copy's staging folder is
 //! removed, and a termination signal ends [`take`] with `Interrupted` (`signals.rs`). Each
 //! complete backup has a record (`.backup-records/<name>.json` beside it: the mode, files and
 //! bytes) that `status` shows.
+
+pub mod copy;
+pub mod restore;
+pub mod store;
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Datelike;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::BackupMode;
-use crate::home::backups::{Linked, PREFIX, Record, links_path, partial_name, record_path};
 use crate::progress::{Progress, human};
 use crate::signals::{Interrupted, Signals};
-use crate::upgrade::copy::{CopyError, CopyStats, Mode};
+use crate::upgrade::backup::copy::{CopyError, CopyStats, Mode};
+use crate::upgrade::backup::store::{
+    Linked, PREFIX, Record, links_path, partial_name, record_path,
+};
 use crate::upgrade::journal::BackupPaths;
 
-/// One warning for each symbolic link in `data` that points outside it ([`crate::upgrade::copy::links_leaving`]):
+/// One warning for each symbolic link in `data` that points outside it ([`copy::links_leaving`]):
 /// the backup holds the link only. A listing that failed is a warning too; the backup goes on.
-pub fn warn_links_leaving(data: &Path, leaving: io::Result<Vec<(PathBuf, PathBuf)>>) {
+fn warn_links_leaving(data: &Path, leaving: io::Result<Vec<(PathBuf, PathBuf)>>) {
     match leaving {
         Ok(links) => {
             for (link, target) in links {
@@ -109,6 +116,24 @@ pub fn resolve(requested: BackupMode, data: &Path, backup_dir: &Path) -> Mode {
     }
 }
 
+/// What `requested` does here ([`resolve`]), with a warning when `reflink` falls back to a copy.
+#[must_use]
+pub fn choose_mode(requested: BackupMode, data: &Path, backup_dir: &Path) -> Mode {
+    let mode = resolve(requested, data, backup_dir);
+    if requested == BackupMode::Reflink && mode != Mode::Reflink {
+        warn!(dir = %backup_dir.display(), "COSMOVISOR_BACKUP_MODE=reflink: the backup folder is not on data/'s XFS or btrfs, copying instead");
+    }
+    mode
+}
+
+/// Before a backup of `data` in `mode`: [`check_space`], then one warning for each symbolic link
+/// leaving `data`. Returns the data's size. Walks `data/`: run it off the event loop.
+pub fn measure(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, SpaceError> {
+    let total = check_space(data, backup_dir, mode)?;
+    warn_links_leaving(data, copy::links_leaving(data));
+    Ok(total)
+}
+
 /// Checks, before anything is written, that the backup of `data` fits in `backup_dir`: the
 /// bytes `mode` writes plus 5% and 64 MiB (only the margin for a reflink clone; table files
 /// that `checkpoint` links count zero). Returns the data's size, for progress reports.
@@ -119,8 +144,7 @@ pub fn check_space(data: &Path, backup_dir: &Path, mode: Mode) -> Result<u64, Sp
         let path = path.to_path_buf();
         move |err: io::Error| SpaceError::Io { path, err }
     };
-    let usage =
-        crate::upgrade::copy::disk_usage(data, &backup_dir.join(PREFIX), mode).map_err(io(data))?;
+    let usage = copy::disk_usage(data, &backup_dir.join(PREFIX), mode).map_err(io(data))?;
     let stat = nix::sys::statvfs::statvfs(backup_dir).map_err(|err| io(backup_dir)(err.into()))?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let needed = if mode == Mode::Reflink {
@@ -169,7 +193,7 @@ fn write_record(target: &Path, record: &Record) -> io::Result<()> {
 
 /// Writes the list of the files the backup at `partial` (to land at `target`) hard-linked, each
 /// with its size, mtime, inode and mode now, so that a later change to one is found
-/// ([`crate::home::backups::changes`]). A backup that linked nothing gets no list.
+/// ([`store::changes`]). A backup that linked nothing gets no list.
 fn write_links(partial: &Path, target: &Path, linked: &[PathBuf]) -> io::Result<()> {
     let Some(path) = links_path(target) else {
         return Err(io::Error::other(format!(
@@ -193,15 +217,14 @@ fn write_links(partial: &Path, target: &Path, linked: &[PathBuf]) -> io::Result<
     write_json(&path, &list)
 }
 
-/// Writes `value` as JSON to `path` (temp file + rename), creating its folder.
+/// Writes `value` as JSON to `path` (`durable::write_atomic`, `0666` less the umask as
+/// `fs::write` makes it), creating its folder.
 fn write_json(path: &Path, value: &impl serde::Serialize) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
     let json = serde_json::to_vec(value).map_err(io::Error::other)?;
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, json)?;
-    fs::rename(&tmp, path)
+    crate::durable::write_atomic(path, &json, 0o666)
 }
 
 /// A complete backup.
@@ -284,14 +307,7 @@ fn copy_into_place(
     cancel: &AtomicBool,
     copied: &AtomicU64,
 ) -> Result<CopyStats, CopyError> {
-    let stats = match crate::upgrade::copy::copy_tree(
-        data,
-        &paths.partial,
-        mode,
-        threads,
-        cancel,
-        copied,
-    ) {
+    let stats = match copy::copy_tree(data, &paths.partial, mode, threads, cancel, copied) {
         Ok(stats) => stats,
         Err(err) => {
             let _ = remove_partial(&paths.partial);
@@ -306,7 +322,7 @@ fn copy_into_place(
     let written = paths
         .target
         .parent()
-        .map_or(Ok(1), crate::home::backups::next_sequence)
+        .map_or(Ok(1), store::next_sequence)
         .and_then(|sequence| {
             let record = Record {
                 mode: mode.name().to_owned(),
@@ -329,9 +345,36 @@ fn copy_into_place(
         .and_then(|folder| folder.set_modified(SystemTime::now()))
         .map_err(at)?;
     if let Some(dir) = paths.target.parent() {
-        crate::home::layout::sync_dir(dir).map_err(at)?;
+        crate::durable::sync_dir(dir).map_err(at)?;
     }
     Ok(stats)
+}
+
+/// After the backup at `target` was taken in `backup_dir`: one warning for each backup dated in
+/// the future (they count as older than this one), then, with `keep` (`COSMOVISOR_BACKUP_KEEP`),
+/// the oldest beyond it removed. Neither fails the upgrade.
+pub fn after_taken(backup_dir: &Path, keep: Option<u32>, target: &Path) {
+    if let Ok(future) = store::dated_in_future(backup_dir, chrono::Local::now()) {
+        for path in future {
+            warn!(path = %path.display(), "backup {} is dated in the future (the clock was ahead when it was taken?): backups are ordered by when they were taken, not by their dates, so it counts as older than the one just taken", path.display());
+        }
+    }
+    if let Some(keep) = keep {
+        match store::prune(
+            backup_dir,
+            usize::try_from(keep).unwrap_or(usize::MAX),
+            Some(target),
+        ) {
+            Ok(removed) => {
+                for path in removed {
+                    info!(path = %path.display(), keep, "removed old backup (COSMOVISOR_BACKUP_KEEP)");
+                }
+            }
+            Err(err) => {
+                warn!(dir = %backup_dir.display(), error = %err, "cannot prune old backups");
+            }
+        }
+    }
 }
 
 /// Removes a staging folder left by an unfinished backup (ours, or one from before a crash).
@@ -345,7 +388,7 @@ pub fn remove_partial(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::backups::{prune, read_record};
+    use crate::upgrade::backup::store::{prune, read_record};
 
     #[cfg(target_env = "gnu")]
     #[test]

@@ -2,8 +2,9 @@
 //! are named ([`PREFIX`], the hidden staging name of one being written, the order a name
 //! records), the record kept beside each complete one, listing the complete ones in the order
 //! they were taken, checking the hard-linked files a backup shares with `data/` ([`changes`]),
-//! and pruning all but the newest. Taking a backup is `upgrade/backup.rs`. Uses only the shared
-//! pieces.
+//! and pruning all but the newest. Taking a backup is `upgrade/backup/mod.rs`, restoring one
+//! `restore.rs`. Uses only the shared pieces: it sits in `upgrade/` with the rest of the backup,
+//! and what reads it (`status`, `doctor`, `rollback`, the journal) is at that layer or above.
 //!
 //! Order: a record's `sequence` (one more than the highest in the folder when the backup was
 //! taken) says which backup was taken last, whatever the clock said; backups without one (taken
@@ -284,6 +285,11 @@ pub fn list(dir: &Path) -> io::Result<Vec<Complete>> {
     Ok(backups)
 }
 
+/// The complete backup taken last in `dir` (see [`list`]).
+pub fn newest(dir: &Path) -> io::Result<Option<Complete>> {
+    Ok(list(dir)?.pop())
+}
+
 fn remove_file_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
@@ -460,5 +466,28 @@ mod tests {
             found[3].starts_with("db/4.ldb cannot be read: "),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn newest_backup_and_sizes() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(newest(tmp.path()).unwrap(), None);
+        for (i, name) in ["data-backup-2024-1-1", "data-backup-2024-1-1.2"]
+            .iter()
+            .enumerate()
+        {
+            let dir = tmp.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("f"), vec![0u8; 10 * (i + 1)]).unwrap();
+            // The older backup has the newer mtime: the name says which was taken last.
+            let time =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(200 - i as u64);
+            fs::File::open(&dir).unwrap().set_modified(time).unwrap();
+        }
+        fs::create_dir(tmp.path().join(".data-backup-2024-1-2.partial")).unwrap();
+        let newest = newest(tmp.path()).unwrap().unwrap();
+        assert_eq!(newest.path, tmp.path().join("data-backup-2024-1-1.2"));
+        assert_eq!(crate::home::inventory::tree_size(&newest.path).unwrap(), 20);
+        assert_eq!(crate::home::inventory::tree_size(tmp.path()).unwrap(), 30);
     }
 }

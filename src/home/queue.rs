@@ -24,7 +24,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::home::layout::{UpgradeName, open_lock_file, write_atomic};
+use crate::durable::{open_lock_file, write_atomic};
+use crate::home::name::UpgradeName;
 use crate::home::plan::{Applied, Plan, PlanError};
 
 /// One queued plan as stored in the file.
