@@ -32,6 +32,23 @@ fn queued_home(v1: &FakeDaemon) -> Home {
     home
 }
 
+/// A home running the mock node `v1` (configured by `v1`), with the mock v2 staged and queued at
+/// `height`.
+fn mock_queued_home(v1: &serde_json::Value, height: i64) -> Home {
+    let home = Home::new("panacead");
+    home.mock(&home.genesis_dir(), v1);
+    home.mock(
+        &home.upgrade_dir("v2"),
+        &json!({"version": "v2", "block_time_ms": 20}),
+    );
+    fs::write(
+        home.data().join("upgrade-info.json.batch"),
+        format!(r#"[{{"name":"v2","time":"0001-01-01T00:00:00Z","height":{height}}}]"#),
+    )
+    .unwrap();
+    home
+}
+
 /// The node key of a home: 64 bytes whose last 32 stand for the public key.
 fn write_node_key(home: &Home) {
     fs::create_dir_all(home.path().join("config")).unwrap();
@@ -178,20 +195,7 @@ fn a_lying_rpc_neither_confirms_a_halt_nor_removes_a_queued_upgrade() {
 #[test]
 fn a_node_that_halts_at_exactly_its_height_and_exits_cleanly_upgrades_with_or_without_its_rpc() {
     for with_rpc in [false, true] {
-        let home = Home::new("panacead");
-        home.mock(
-            &home.genesis_dir(),
-            &json!({"version": "v1", "block_time_ms": 20}),
-        );
-        home.mock(
-            &home.upgrade_dir("v2"),
-            &json!({"version": "v2", "block_time_ms": 20}),
-        );
-        fs::write(
-            home.data().join("upgrade-info.json.batch"),
-            r#"[{"name":"v2","time":"0001-01-01T00:00:00Z","height":8}]"#,
-        )
-        .unwrap();
+        let home = mock_queued_home(&json!({"version": "v1", "block_time_ms": 20}), 8);
         let port = free_port();
         let mut args = vec!["run".to_owned(), "start".to_owned()];
         let mut cosmovisor_env = "http://127.0.0.1:9".to_owned();
@@ -222,20 +226,10 @@ fn a_node_that_halts_at_exactly_its_height_and_exits_cleanly_upgrades_with_or_wi
 fn a_node_that_keeps_running_after_its_halt_is_confirmed_by_its_own_rpc_found_in_its_config() {
     // SDK 0.50: the node halts at 12 and keeps running. COSMOVISOR_NODE_RPC is unset: the node's
     // own [rpc] laddr is asked, and its answer carries the ID of its node key.
-    let home = Home::new("panacead");
-    home.mock(
-        &home.genesis_dir(),
+    let home = mock_queued_home(
         &json!({"version": "v1", "block_time_ms": 30, "halt_keeps_running": true}),
+        12,
     );
-    home.mock(
-        &home.upgrade_dir("v2"),
-        &json!({"version": "v2", "block_time_ms": 30}),
-    );
-    fs::write(
-        home.data().join("upgrade-info.json.batch"),
-        r#"[{"name":"v2","time":"0001-01-01T00:00:00Z","height":12}]"#,
-    )
-    .unwrap();
     let port = free_port();
     fs::create_dir_all(home.path().join("config")).unwrap();
     fs::write(
