@@ -217,7 +217,7 @@ impl Journal {
             path: path.to_path_buf(),
             err: io::Error::other(err),
         })?;
-        write_atomic(path, &bytes, 0o644).map_err(|err| JournalError::Write {
+        write_atomic(path, &bytes, 0o600).map_err(|err| JournalError::Write {
             path: path.to_path_buf(),
             err,
         })?;
@@ -292,6 +292,10 @@ mod tests {
             crate::home::plan::parse(br#"{"name":"V2","height":7,"info":"i"}"#, true).unwrap();
         let mut journal = Journal::begin(&plan);
         journal.save(&path).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "a state file is the owner's only");
         journal.backup = Some(backup(
             "/b/.data-backup-2024-8-5.partial",
             "/b/data-backup-2024-8-5",

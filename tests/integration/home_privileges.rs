@@ -140,6 +140,12 @@ fn a_second_run_start_is_refused_and_status_names_the_supervisor() {
         )],
         "{second}"
     );
+    let pid_file = fs::metadata(home.root().join(".daemon.pid")).unwrap();
+    assert_eq!(
+        pid_file.permissions().mode() & 0o777,
+        0o600,
+        "a state file is the owner's only"
+    );
     let status = home.cosmovisor(["status", "-o", "json"]).run();
     let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
     assert_eq!(json["supervisor"]["pid"], first.pid.as_raw(), "{status}");

@@ -25,7 +25,7 @@ pub fn write(path: &Path, pid: Pid) -> io::Result<()> {
     crate::durable::write_atomic(
         path,
         format!("{} {start} {boot}\n", pid.as_raw()).as_bytes(),
-        0o644,
+        0o600,
     )
 }
 
