@@ -19,13 +19,15 @@ use super::{
     COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors,
     ConfigWarning, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
     DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
-    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, COSMOVISOR_PLAN_CHECK_INTERVAL, DAEMON_RESTART_AFTER_UPGRADE,
     DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat,
     UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
+/// `COSMOVISOR_PLAN_CHECK_INTERVAL`'s default.
+const DEFAULT_PLAN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest `DAEMON_POLL_INTERVAL` accepted.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -361,6 +363,31 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
+    /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: a Go duration (default [`DEFAULT_PLAN_CHECK_INTERVAL`]);
+    /// `0` or `off` turns the plan watcher off.
+    fn plan_check_interval(&mut self) -> Option<Duration> {
+        let Some(value) = self.non_empty(COSMOVISOR_PLAN_CHECK_INTERVAL) else {
+            return Some(DEFAULT_PLAN_CHECK_INTERVAL);
+        };
+        let trimmed = value.trim();
+        if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
+            return None;
+        }
+        match parse_duration(trimmed) {
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => Some(d),
+            Err(e) => {
+                let reason = e.reason().to_string();
+                self.errors.push(ConfigError::InvalidDuration {
+                    var: COSMOVISOR_PLAN_CHECK_INTERVAL,
+                    value,
+                    reason,
+                });
+                Some(DEFAULT_PLAN_CHECK_INTERVAL)
+            }
+        }
+    }
+
     pub(super) fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
         let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
@@ -391,6 +418,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             DEFAULT_DOWNLOAD_IDLE_TIMEOUT,
         );
         let node_rpc = self.node_rpc();
+        let plan_check_interval = self.plan_check_interval();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -454,6 +482,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             metrics_addr,
             download_idle_timeout,
             node_rpc,
+            plan_check_interval,
             warnings: self.warnings,
         })
     }

@@ -12,7 +12,7 @@ use super::{
     COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_PLAN_CHECK_INTERVAL, COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES,
     DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
     DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
     DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
@@ -84,6 +84,11 @@ impl Config {
                     .as_deref()
                     .map(crate::redact::redact)
                     .unwrap_or_default(),
+            ),
+            (
+                COSMOVISOR_PLAN_CHECK_INTERVAL,
+                self.plan_check_interval
+                    .map_or_else(|| "off".to_owned(), format_go_duration),
             ),
         ];
         let derived = [
@@ -235,6 +240,7 @@ mod tests {
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             download_idle_timeout: Duration::from_millis(250),
             node_rpc: Some("https://rpc.example:443".into()),
+            plan_check_interval: None,
             warnings: Vec::new(),
         };
         let text = odd.to_toml();

@@ -25,7 +25,8 @@ const DETAIL: &str = "Configurable Values:
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
-  COSMOVISOR_NODE_RPC: \nDerived Values:
+  COSMOVISOR_NODE_RPC: \n  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
+Derived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -181,6 +182,7 @@ pub(super) fn defaults() -> Config {
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: None,
+        plan_check_interval: None,
         warnings: Vec::new(),
     }
 }

@@ -55,6 +55,7 @@ use crate::signals::{Interrupted, Signals};
 use crate::supervisor::lock::{self, SupervisorLock};
 use crate::supervisor::metrics_endpoint;
 use crate::supervisor::node_rpc::NodeRpc;
+use crate::supervisor::outlook::{self, DownloadSlot};
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
@@ -108,6 +109,9 @@ struct Supervisor<'a> {
     args: &'a [OsString],
     signals: Signals,
     metrics: Arc<Metrics>,
+    /// Held while an upgrade is carried out, so no download ahead runs meanwhile
+    /// (`supervisor/outlook.rs`).
+    download_slot: DownloadSlot,
 }
 
 /// Runs the daemon under supervision; returns our exit code.
@@ -133,6 +137,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         args,
         signals,
         metrics: Arc::default(),
+        download_slot: DownloadSlot::default(),
     };
     notify::init();
     let result = if let Some(_held) = lock {
@@ -154,6 +159,16 @@ impl Supervisor<'_> {
         self.metrics
             .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
+        let (cfg, layout) = (self.cfg, self.layout.clone());
+        let (metrics, slot) = (Arc::clone(&self.metrics), Arc::clone(&self.download_slot));
+        tokio::select! {
+            result = self.supervise_steps() => result,
+            never = outlook::watch(cfg, &layout, &metrics, &slot) => match never {},
+        }
+    }
+
+    /// [`Supervisor::supervise`]'s steps: start-up, then run after run.
+    async fn supervise_steps(&mut self) -> anyhow::Result<u8> {
         let mut watcher = match self.start_up().await? {
             ControlFlow::Continue(watcher) => watcher,
             ControlFlow::Break(code) => return Ok(code),
@@ -405,6 +420,8 @@ impl Supervisor<'_> {
     /// Carries out a decided (or resumed) upgrade; the daemon is stopped.
     async fn upgrade(&mut self, upgrade: Upgrade) -> anyhow::Result<Next> {
         let name = upgrade.name().to_owned();
+        let slot = Arc::clone(&self.download_slot);
+        let _no_download_ahead = notify::keep_alive(slot.lock()).await;
         let carried_out = notify::keep_alive(upgrade.carry_out(
             self.cfg,
             &self.layout,

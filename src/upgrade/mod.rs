@@ -9,4 +9,6 @@ pub mod copy;
 pub mod fault;
 pub mod hook;
 pub mod journal;
+pub mod readiness;
+pub mod scheduled;
 pub mod steps;
