@@ -298,7 +298,9 @@ fn check_scheduled(report: &mut Report, cfg: &Config, layout: &Layout) {
             judged.scheduled.source.described()
         );
         match judged.verdict {
-            Ok(()) => report.pass(format!("{label} is ready: its binary is staged and checked")),
+            Ok(()) => report.pass(format!(
+                "{label} is ready: its binary is staged and checked"
+            )),
             Err(not_ready) => report.fail(
                 format!("{label} is NOT READY: {}", not_ready.reason),
                 not_ready.fix,

@@ -132,7 +132,9 @@ impl Watcher {
         match scheduled::ask_chain(&self.cfg.grpc_address, GRPC_LIMIT).await {
             Ok(plan) => {
                 if self.grpc_error.take().is_some() {
-                    info!("the node's gRPC answers again (DAEMON_GRPC_ADDRESS); watching the chain's upgrade plan");
+                    info!(
+                        "the node's gRPC answers again (DAEMON_GRPC_ADDRESS); watching the chain's upgrade plan"
+                    );
                 }
                 self.chain = plan;
             }
@@ -153,13 +155,19 @@ impl Watcher {
             .collect();
         for (name, (height, source)) in &now {
             if self.known.get(name) != Some(&(*height, *source)) {
-                info!("upgrade {name} scheduled at height {height} ({})", source.described());
+                info!(
+                    "upgrade {name} scheduled at height {height} ({})",
+                    source.described()
+                );
                 self.verdicts.remove(name);
             }
         }
         for (name, (height, source)) in &self.known {
             if !now.contains_key(name) {
-                info!("upgrade {name} at height {height} is no longer scheduled ({}); a binary staged for it stays", source.described());
+                info!(
+                    "upgrade {name} at height {height} is no longer scheduled ({}); a binary staged for it stays",
+                    source.described()
+                );
                 self.verdicts.remove(name);
                 self.retries.remove(name);
             }
@@ -212,12 +220,16 @@ impl Watcher {
     async fn download(&mut self, upgrade: &Scheduled) -> Result<(), String> {
         let _held = self.slot.lock().await;
         // The supervisor may have downloaded it while we waited for the slot.
-        let bin = self.layout.bin_in(&self.layout.upgrade_dir(&upgrade.plan.name));
+        let bin = self
+            .layout
+            .bin_in(&self.layout.upgrade_dir(&upgrade.plan.name));
         if crate::home::layout::check_binary(&bin).is_ok() {
             return Ok(());
         }
         if self.signals.is_none() {
-            self.signals = Some(Signals::install().map_err(|err| format!("cannot listen for signals: {err}"))?);
+            self.signals = Some(
+                Signals::install().map_err(|err| format!("cannot listen for signals: {err}"))?,
+            );
         }
         let Some(signals) = self.signals.as_mut() else {
             return Err("cannot listen for signals".to_owned());
@@ -256,7 +268,11 @@ impl Watcher {
         let Ok(block) = self.rpc.latest_block().await else {
             return;
         };
-        if self.samples.back().is_some_and(|last| block.height < last.height) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|last| block.height < last.height)
+        {
             self.samples.clear();
         }
         self.samples.push_back(block);

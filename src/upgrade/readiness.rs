@@ -65,7 +65,8 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
     let dir = layout.upgrade_dir(&plan.name);
     let bin = layout.bin_in(&dir);
     let daemon = layout.daemon_name();
-    let host = elf::host_machine().map_or_else(|| std::env::consts::ARCH.to_owned(), elf::machine_name);
+    let host =
+        elf::host_machine().map_or_else(|| std::env::consts::ARCH.to_owned(), elf::machine_name);
     match layout::check_binary(&bin) {
         Ok(()) => {}
         Err(BinaryError::Missing { path, .. }) => {
@@ -92,7 +93,10 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
         }
         Err(BinaryError::NotForThisMachine { path, why }) => {
             return Err(NotReady::new(
-                format!("binary {} is not for this machine ({host}): {why}", path.display()),
+                format!(
+                    "binary {} is not for this machine ({host}): {why}",
+                    path.display()
+                ),
                 format!("stage the linux {host} build of {daemon}"),
             ));
         }
@@ -106,7 +110,8 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
     match elf::kind(&head(&bin)) {
         elf::Kind::Script => check_interpreter(&bin)?,
         _ => {
-            let env: Vec<(OsString, OsString)> = layout::library_path_env(&dir).into_iter().collect();
+            let env: Vec<(OsString, OsString)> =
+                layout::library_path_env(&dir).into_iter().collect();
             if let Libraries::Missing(missing) = libraries(&bin, &env).await {
                 return Err(NotReady::new(
                     format!(

@@ -134,12 +134,9 @@ pub async fn look_ahead(cfg: &Config, layout: &Layout, within: Duration) -> Ahea
     };
     let mut upgrades = Vec::new();
     for scheduled in collect(cfg, layout, chain.as_ref()) {
-        let verdict = crate::upgrade::readiness::check(
-            layout,
-            &scheduled.plan,
-            cfg.allow_download_binaries,
-        )
-        .await;
+        let verdict =
+            crate::upgrade::readiness::check(layout, &scheduled.plan, cfg.allow_download_binaries)
+                .await;
         upgrades.push(Judged { scheduled, verdict });
     }
     Ahead {
