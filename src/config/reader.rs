@@ -26,7 +26,7 @@ use super::{
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// `COSMOVISOR_PLAN_CHECK_INTERVAL`'s default.
-const DEFAULT_PLAN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_PLAN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest `DAEMON_POLL_INTERVAL` accepted.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -177,6 +177,14 @@ impl Config {
         if let Some(rpc) = &self.node_rpc {
             lines.push(("cosmovisor_node_rpc", toml_string(rpc)));
         }
+        // Written only when not the default, like the other settings of ours above.
+        if self.plan_check_interval != Some(super::reader::DEFAULT_PLAN_CHECK_INTERVAL) {
+            lines.push((
+                "cosmovisor_plan_check_interval",
+                self.plan_check_interval
+                    .map_or_else(|| toml_string("off"), duration),
+            ));
+        }
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -247,7 +255,7 @@ mod tests {
         let text = odd.to_toml();
         assert!(
             text.ends_with(
-                "\ncosmovisor_metrics_addr = '0.0.0.0:9102'\ncosmovisor_node_rpc = 'https://rpc.example:443'\n"
+                "\ncosmovisor_metrics_addr = '0.0.0.0:9102'\ncosmovisor_node_rpc = 'https://rpc.example:443'\ncosmovisor_plan_check_interval = 'off'\n"
             ),
             "{text}"
         );

@@ -182,7 +182,7 @@ pub(super) fn defaults() -> Config {
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: None,
-        plan_check_interval: None,
+        plan_check_interval: Some(Duration::from_secs(60)),
         warnings: Vec::new(),
     }
 }
