@@ -189,13 +189,15 @@ impl Run for StatusArgs {
                 writeln!(stdout, "{text}")
             }
             OutputFormat::Text => {
+                use std::fmt::Write as _;
                 let mut shown = text(&status);
                 if status.next_upgrade.is_none() {
                     if let Some(err) = chain_error {
-                        shown.push_str(&format!(
-                            "{:<11} the chain's scheduled upgrade is unknown: {err}\n",
+                        let _ = writeln!(
+                            shown,
+                            "{:<11} the chain's scheduled upgrade is unknown: {err}",
                             "note:"
-                        ));
+                        );
                     }
                 }
                 stdout.write_all(shown.as_bytes())

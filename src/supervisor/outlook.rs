@@ -185,7 +185,7 @@ impl Watcher {
                 let name = upgrade.plan.name.to_string();
                 if let Some(retry) = self.retries.get(&name) {
                     if Instant::now() < retry.at {
-                        return Err(download_failed(&retry.error, not_ready));
+                        return Err(download_failed(&retry.error, &not_ready));
                     }
                 }
                 match self.download(upgrade).await {
@@ -199,7 +199,7 @@ impl Watcher {
                             .get(&name)
                             .map_or(RETRY_FIRST, |retry| (retry.wait * 2).min(RETRY_MAX));
                         warn!(name = %name, error = %error, retry_in = ?wait, "cannot download the scheduled upgrade's binary ahead; trying again later");
-                        let not_ready = download_failed(&error, not_ready);
+                        let not_ready = download_failed(&error, &not_ready);
                         self.retries.insert(
                             name,
                             Retry {
@@ -288,7 +288,7 @@ impl Watcher {
 }
 
 /// The reason of a failed download ahead, and its fix.
-fn download_failed(error: &str, missing: NotReady) -> NotReady {
+fn download_failed(error: &str, missing: &NotReady) -> NotReady {
     NotReady {
         reason: format!("the binary could not be downloaded ahead: {error}"),
         fix: format!("fix the plan's download URL, or {}", missing.fix),

@@ -107,24 +107,22 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
             ));
         }
     }
-    match elf::kind(&head(&bin)) {
-        elf::Kind::Script => check_interpreter(&bin)?,
-        _ => {
-            let env: Vec<(OsString, OsString)> =
-                layout::library_path_env(&dir).into_iter().collect();
-            if let Libraries::Missing(missing) = libraries(&bin, &env).await {
-                return Err(NotReady::new(
-                    format!(
-                        "binary {} needs shared libraries that are not found: {}",
-                        bin.display(),
-                        missing.join(", ")
-                    ),
-                    format!(
-                        "put them in {} (it is added to LD_LIBRARY_PATH) or install them on the host",
-                        dir.join("lib").display()
-                    ),
-                ));
-            }
+    if elf::kind(&head(&bin)) == elf::Kind::Script {
+        check_interpreter(&bin)?;
+    } else {
+        let env: Vec<(OsString, OsString)> = layout::library_path_env(&dir).into_iter().collect();
+        if let Libraries::Missing(missing) = libraries(&bin, &env).await {
+            return Err(NotReady::new(
+                format!(
+                    "binary {} needs shared libraries that are not found: {}",
+                    bin.display(),
+                    missing.join(", ")
+                ),
+                format!(
+                    "put them in {} (it is added to LD_LIBRARY_PATH) or install them on the host",
+                    dir.join("lib").display()
+                ),
+            ));
         }
     }
     // Hashing a large binary takes a while: off the supervisor's thread.
