@@ -26,6 +26,7 @@ use crate::acquire::grpc::RemotePlan;
 use crate::config::Config;
 use crate::home::layout::Layout;
 use crate::metrics::{Metrics, Outlook, UpgradeOutlook};
+use crate::notify;
 use crate::signals::Signals;
 use crate::supervisor::node_rpc::{LatestBlock, NodeRpc};
 use crate::upgrade::readiness::{self, NotReady};
@@ -67,6 +68,7 @@ pub async fn watch(
         verdicts: BTreeMap::new(),
         retries: BTreeMap::new(),
         samples: VecDeque::new(),
+        shown: None,
         signals: None,
     };
     loop {
@@ -99,6 +101,8 @@ struct Watcher {
     retries: BTreeMap<String, Retry>,
     /// (height, block time) samples of the node, oldest first.
     samples: VecDeque<LatestBlock>,
+    /// What systemd's status shows of the next upgrade.
+    shown: Option<String>,
     /// Our own signal listeners, for the downloads (a termination signal stops one cleanly).
     signals: Option<Signals>,
 }
@@ -120,6 +124,19 @@ impl Watcher {
                 problem: verdict.err().map(|not_ready| not_ready.to_string()),
                 eta_seconds: self.eta(upgrade.plan.height),
             });
+        }
+        let shown = outlook.first().map(|next| match &next.problem {
+            None => format!("next upgrade {} at {}: ready", next.name, next.height),
+            Some(problem) => format!(
+                "next upgrade {} at {}: NOT READY ({})",
+                next.name,
+                next.height,
+                short_reason(problem)
+            ),
+        });
+        if shown != self.shown {
+            notify::outlook(shown.as_deref());
+            self.shown = shown;
         }
         self.metrics.set_outlook(Outlook {
             upgrades: outlook,
@@ -285,6 +302,11 @@ impl Watcher {
     fn eta(&self, height: i64) -> Option<u64> {
         eta_seconds(&self.samples, height)
     }
+}
+
+/// A problem without its fix, for systemd's one-line status.
+fn short_reason(problem: &str) -> &str {
+    problem.split("; fix: ").next().unwrap_or(problem)
 }
 
 /// The reason of a failed download ahead, and its fix.

@@ -322,3 +322,57 @@ fn the_plan_check_can_be_turned_off() {
     assert_eq!(status["next_upgrade"], Value::Null);
     assert_eq!(grpc.asked(), 0);
 }
+
+#[test]
+fn systemd_status_shows_the_next_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let grpc = GrpcNode::start(Some(("v3", 1000, "")));
+    let home = home_running_v1();
+    let running = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_GRPC_ADDRESS", &grpc.address)
+        .env("COSMOVISOR_PLAN_CHECK_INTERVAL", FAST)
+        .env("NOTIFY_SOCKET", &path)
+        .spawn();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let mut wait_for = |wanted: &str| {
+        wait_until(wanted, DEADLINE, || {
+            if let Ok(n) = socket.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            seen.iter().any(|m| m.contains(wanted))
+        });
+    };
+    wait_for("STATUS=running simd (genesis); next upgrade v3 at 1000: NOT READY (binary ");
+    home.upgrade("v3", &upgraded_daemon("v3", &[0]));
+    wait_for("STATUS=running simd (genesis); next upgrade v3 at 1000: ready");
+    drop(running);
+}
+
+#[test]
+fn the_grafana_dashboard_is_json_and_shows_only_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("contrib/grafana/cosmovisor.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
+    let exported = fs::read_to_string(root.join("src/supervisor/metrics_endpoint.rs")).unwrap();
+    for name in text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("cosmovisor_"))
+    {
+        assert!(
+            exported.contains(&format!("\"{name}\"")),
+            "{name} is not exported"
+        );
+    }
+}
