@@ -54,6 +54,7 @@ pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
 pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
 pub const COSMOVISOR_PLAN_CHECK_INTERVAL: &str = "COSMOVISOR_PLAN_CHECK_INTERVAL";
+pub const COSMOVISOR_WEBHOOK_URL: &str = "COSMOVISOR_WEBHOOK_URL";
 
 /// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset and the node's `config.toml` names
 /// no TCP `[rpc] laddr` (`CometBFT`'s default `rpc.laddr`).
@@ -80,6 +81,7 @@ pub const SUPERVISOR_ONLY: &[&str] = &[
     COSMOVISOR_BACKUP_MODE,
     COSMOVISOR_METRICS_ADDR,
     COSMOVISOR_PLAN_CHECK_INTERVAL,
+    COSMOVISOR_WEBHOOK_URL,
     COSMOVISOR_LOG_LEVEL,
 ];
 
@@ -183,6 +185,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         COSMOVISOR_PLAN_CHECK_INTERVAL,
         "1m: how often run asks the node (gRPC, DAEMON_GRPC_ADDRESS) for the chain's scheduled upgrade, to prepare and check its binary ahead (0 or off: never); knowledge only, never a trigger",
     ),
+    (
+        COSMOVISOR_WEBHOOK_URL,
+        "off: http(s) URL run POSTs a JSON message to for each upgrade event (Slack, Mattermost, Discord incoming webhooks); never delays an upgrade",
+    ),
     (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
 ];
 
@@ -225,6 +231,9 @@ pub struct Config {
     /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: how often `run` asks the node for the chain's scheduled
     /// plan (README "Before the upgrade"); `None` (`0` or `off`): never.
     pub plan_check_interval: Option<Duration>,
+    /// `COSMOVISOR_WEBHOOK_URL`: where `run` POSTs its events (README "Before the upgrade"); it
+    /// may hold a secret: shown only redacted.
+    pub webhook_url: Option<String>,
     /// Values Go accepts that are used differently here, to log once logging is set up.
     pub warnings: Vec<ConfigWarning>,
 }

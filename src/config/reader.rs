@@ -16,11 +16,12 @@ use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_NODE_RPC, COSMOVISOR_PLAN_CHECK_INTERVAL, COSMOVISOR_TIMEFORMAT_LOGS, Config,
-    ConfigError, ConfigErrors, ConfigWarning, DAEMON_ALLOW_DOWNLOAD_BINARIES,
-    DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
-    DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_PLAN_CHECK_INTERVAL, COSMOVISOR_TIMEFORMAT_LOGS,
+    COSMOVISOR_WEBHOOK_URL, Config, ConfigError, ConfigErrors, ConfigWarning,
+    DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
+    DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
+    DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
+    DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -387,6 +388,24 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         }
     }
 
+    /// `COSMOVISOR_WEBHOOK_URL`: an `http://` or `https://` URL with a host; unset or empty gives
+    /// `None`.
+    fn webhook_url(&mut self) -> Option<String> {
+        let value = self.non_empty(COSMOVISOR_WEBHOOK_URL)?;
+        let url = value.trim().to_owned();
+        match url::Url::parse(&url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
+            {
+                Some(url)
+            }
+            _ => {
+                self.errors.push(ConfigError::InvalidWebhookUrl { value });
+                None
+            }
+        }
+    }
+
     pub(super) fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
         let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
@@ -418,6 +437,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         );
         let node_rpc = self.node_rpc();
         let plan_check_interval = self.plan_check_interval();
+        let webhook_url = self.webhook_url();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -482,6 +502,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             download_idle_timeout,
             node_rpc,
             plan_check_interval,
+            webhook_url,
             warnings: self.warnings,
         })
     }

@@ -26,7 +26,7 @@ const DETAIL: &str = "Configurable Values:
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: \n  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
-Derived Values:
+  COSMOVISOR_WEBHOOK_URL: \nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -183,6 +183,7 @@ pub(super) fn defaults() -> Config {
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: None,
         plan_check_interval: Some(Duration::from_secs(60)),
+        webhook_url: None,
         warnings: Vec::new(),
     }
 }

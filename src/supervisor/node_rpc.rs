@@ -320,7 +320,7 @@ fn parse_status(body: &[u8]) -> Result<StatusAnswer, String> {
 }
 
 /// The error and its causes on one line (reqwest's own text is only the outermost).
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

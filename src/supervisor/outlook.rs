@@ -3,7 +3,8 @@
 //! over gRPC, the manual queue: `upgrade/scheduled.rs`), downloads a missing binary ahead when
 //! `DAEMON_ALLOW_DOWNLOAD_BINARIES=true` (the download `prepare-upgrade` uses), judges each
 //! upgrade's readiness (`upgrade/readiness.rs`), samples the node's height for an ETA, and tells
-//! the operator: log lines on changes, and the metrics' outlook.
+//! the operator: events on changes (`events.rs`: the log and the webhook), the metrics' outlook
+//! and systemd's status.
 //!
 //! Knowledge, never a trigger (docs/design.md "Trust boundaries"): it never stops, restarts or
 //! switches anything, and writes nothing but a verified download into `upgrades/<name>`. One
@@ -28,6 +29,7 @@ use crate::home::layout::Layout;
 use crate::metrics::{Metrics, Outlook, UpgradeOutlook};
 use crate::notify;
 use crate::signals::Signals;
+use crate::supervisor::events::{Event, Events};
 use crate::supervisor::node_rpc::{LatestBlock, NodeRpc};
 use crate::upgrade::readiness::{self, NotReady};
 use crate::upgrade::scheduled::{self, Scheduled};
@@ -52,6 +54,7 @@ pub async fn watch(
     layout: &Layout,
     metrics: &Arc<Metrics>,
     slot: &DownloadSlot,
+    events: &Events,
 ) -> Infallible {
     let Some(interval) = cfg.plan_check_interval else {
         return std::future::pending().await;
@@ -61,6 +64,7 @@ pub async fn watch(
         layout: layout.clone(),
         metrics: Arc::clone(metrics),
         slot: Arc::clone(slot),
+        events: events.clone(),
         rpc: NodeRpc::for_home(cfg),
         chain: None,
         grpc_error: None,
@@ -89,6 +93,7 @@ struct Watcher {
     layout: Layout,
     metrics: Arc<Metrics>,
     slot: DownloadSlot,
+    events: Events,
     rpc: NodeRpc,
     /// The chain's plan as last answered (kept while gRPC does not answer).
     chain: Option<RemotePlan>,
@@ -266,16 +271,18 @@ impl Watcher {
         if self.verdicts.get(&name) == Some(&now) {
             return;
         }
-        match &now {
-            None => info!(
-                "upgrade {name} at height {} is ready: its binary is staged and checked",
-                upgrade.plan.height
-            ),
-            Some(problem) => warn!(
-                "upgrade {name} at height {} is NOT READY: {problem}",
-                upgrade.plan.height
-            ),
-        }
+        let height = upgrade.plan.height;
+        self.events.emit(&match &now {
+            None => Event::Ready {
+                name: name.clone(),
+                height,
+            },
+            Some(problem) => Event::NotReady {
+                name: name.clone(),
+                height,
+                problem: problem.clone(),
+            },
+        });
         self.verdicts.insert(name, now);
     }
 
