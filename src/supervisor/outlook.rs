@@ -177,10 +177,11 @@ impl Watcher {
             .collect();
         for (name, (height, source)) in &now {
             if self.known.get(name) != Some(&(*height, *source)) {
-                info!(
-                    "upgrade {name} scheduled at height {height} ({})",
-                    source.described()
-                );
+                self.events.emit(&Event::Scheduled {
+                    name: name.clone(),
+                    height: *height,
+                    source: source.described(),
+                });
                 self.verdicts.remove(name);
             }
         }

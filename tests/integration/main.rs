@@ -31,3 +31,4 @@ mod streaming_download;
 mod support;
 mod trusted_height;
 mod upgrade;
+mod webhook;
