@@ -109,11 +109,13 @@ fn a_missing_binary_with_downloads_off_is_not_ready_everywhere() {
     let grpc = GrpcNode::start(Some(("v3", 1000, "")));
     let home = home_running_v1();
     let port = free_port();
+    let hook = crate::webhook::Receiver::start(false);
     let running = home
         .cosmovisor(["run", "start"])
         .env("DAEMON_GRPC_ADDRESS", &grpc.address)
         .env("COSMOVISOR_PLAN_CHECK_INTERVAL", FAST)
         .env("COSMOVISOR_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("COSMOVISOR_WEBHOOK_URL", &hook.url)
         .spawn();
     home.wait_for_event("ready v1");
     let bin = home.upgrade_dir("v3").join("bin/simd");
@@ -131,6 +133,14 @@ fn a_missing_binary_with_downloads_off_is_not_ready_everywhere() {
     let asked = grpc.asked();
     wait_until("more checks", DEADLINE, || grpc.asked() >= asked + 3);
     assert_eq!(running.stderr_so_far().matches("is NOT READY").count(), 1);
+    wait_until("the webhook's not-ready message", DEADLINE, || {
+        hook.bodies().iter().any(|body| {
+            body["event"] == "upgrade_not_ready"
+                && body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(&reason))
+        })
+    });
 
     let status = status_json(&home, &grpc.address);
     assert_eq!(status["next_upgrade"]["ready"], false);

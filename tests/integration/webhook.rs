@@ -16,13 +16,13 @@ use crate::support::{
 
 /// A loopback webhook receiver: records each POST body (answering 200), or, `hang`ing, accepts
 /// and never answers.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Receiver {
-    fn start(hang: bool) -> Receiver {
+    pub(crate) fn start(hang: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "http://hook:s3cret@{}/services/T000/B000/XXXX",
@@ -62,7 +62,7 @@ impl Receiver {
         Receiver { url, bodies }
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
 }
