@@ -386,3 +386,59 @@ fn the_grafana_dashboard_is_json_and_shows_only_exported_metrics() {
         );
     }
 }
+
+#[test]
+fn the_eta_comes_from_the_nodes_block_times() {
+    let grpc = GrpcNode::start(Some(("v3", 100_000, "")));
+    let home = Home::new("panacead");
+    home.mock(
+        &home.genesis_dir(),
+        &json!({"version": "v1", "block_time_ms": 50}),
+    );
+    let (rpc_port, metrics_port) = (free_port(), free_port());
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    let running = home
+        .cosmovisor([
+            "run",
+            "start",
+            "--rpc.laddr",
+            &format!("tcp://127.0.0.1:{rpc_port}"),
+        ])
+        .env("DAEMON_GRPC_ADDRESS", &grpc.address)
+        .env("COSMOVISOR_PLAN_CHECK_INTERVAL", "100ms")
+        .env("COSMOVISOR_NODE_RPC", &rpc)
+        .env(
+            "COSMOVISOR_METRICS_ADDR",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .spawn();
+    let sample = |body: &str, prefix: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    let mut found = None;
+    wait_until("an ETA in the metrics", DEADLINE, || {
+        let body = http_get(metrics_port, "/metrics").unwrap_or_default();
+        found = sample(
+            &body,
+            "cosmovisor_scheduled_upgrade_eta_seconds{name=\"v3\"} ",
+        )
+        .zip(sample(&body, "cosmovisor_node_height "));
+        found.is_some()
+    });
+    let (eta, height) = found.unwrap();
+    // 50 ms blocks (a busy machine makes them slower, never faster).
+    let at_block_time = (100_000.0 - height) * 0.05;
+    assert!(
+        eta >= at_block_time * 0.8 && eta <= at_block_time * 4.0,
+        "ETA {eta}s at height {height}, {at_block_time}s at 50 ms a block"
+    );
+    let out = home
+        .cosmovisor(["status"])
+        .env("DAEMON_GRPC_ADDRESS", &grpc.address)
+        .env("COSMOVISOR_NODE_RPC", &rpc)
+        .run();
+    out.stdout_contains("upgrade v3 at height 100000 (chain plan), in ~");
+    drop(running);
+}
