@@ -323,13 +323,19 @@ fn grpc_down_is_one_warning_and_supervision_goes_on() {
 fn the_plan_check_can_be_turned_off() {
     let grpc = GrpcNode::start(Some(("v3", 1000, "")));
     let home = home_running_v1();
+    fs::write(
+        home.data().join("upgrade-info.json.batch"),
+        r#"[{"name":"v4","height":2000,"info":""}]"#,
+    )
+    .unwrap();
     let out = home
         .cosmovisor(["status", "-o", "json"])
         .env("DAEMON_GRPC_ADDRESS", &grpc.address)
         .env("COSMOVISOR_PLAN_CHECK_INTERVAL", "off")
         .run();
     let status: Value = serde_json::from_slice(out.stdout().as_bytes()).unwrap();
-    assert_eq!(status["next_upgrade"], Value::Null);
+    // The chain is not asked; the manual queue still counts.
+    assert_eq!(status["next_upgrade"]["name"], "v4", "{status}");
     assert_eq!(grpc.asked(), 0);
 }
 
