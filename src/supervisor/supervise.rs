@@ -304,19 +304,15 @@ impl Supervisor<'_> {
                     status,
                     daemon.last_signalled(),
                 );
-                match self.plan_after_exit(watcher, halt).await? {
-                    Some(plan) => {
-                        let upgrade = Upgrade::decide(&plan, &self.layout)?;
-                        (plan, upgrade)
+                let Some(plan) = self.plan_after_exit(watcher, halt).await? else {
+                    let code = exit::from_status(status);
+                    if self.signals.interrupted().is_ok() {
+                        self.events.emit(&Event::DaemonExited { code });
                     }
-                    None => {
-                        let code = exit::from_status(status);
-                        if self.signals.interrupted().is_ok() {
-                            self.events.emit(&Event::DaemonExited { code });
-                        }
-                        return Ok(Next::Exit(code));
-                    }
-                }
+                    return Ok(Next::Exit(code));
+                };
+                let upgrade = Upgrade::decide(&plan, &self.layout)?;
+                (plan, upgrade)
             }
             Ending::Upgrade(plan) => {
                 let upgrade = self.stop_for_upgrade(&mut daemon, &plan).await?;
