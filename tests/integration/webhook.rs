@@ -25,7 +25,7 @@ impl Receiver {
     pub(crate) fn start(hang: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
-            "http://hook:s3cret@{}/services/T000/B000/XXXX",
+            "http://hook:s3cret@{}/services/T000/B000/secretpath",
             listener.local_addr().unwrap()
         );
         let bodies = Arc::new(Mutex::new(Vec::new()));
