@@ -8,6 +8,9 @@ use tracing::{info, warn};
 
 use crate::supervisor::webhook::Webhook;
 
+/// How much of a failed upgrade's error an event carries.
+pub const ERROR_SHOWN: usize = 1000;
+
 /// Something that happened to the node's upgrades.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -34,7 +37,8 @@ pub enum Event {
         height: i64,
         restarted: bool,
     },
-    /// The upgrade failed; cosmovisor stops with the error.
+    /// The upgrade failed; cosmovisor stops with the error (its first [`ERROR_SHOWN`] bytes here:
+    /// the whole error is cosmovisor's last line).
     Failed {
         name: String,
         height: i64,
@@ -45,6 +49,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// [`Event::Failed`] for `error`, cut to [`ERROR_SHOWN`] bytes (at a character boundary).
+    #[must_use]
+    pub fn failed(name: String, height: i64, error: &str) -> Event {
+        let mut end = error.len().min(ERROR_SHOWN);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        let more = if end < error.len() { "…" } else { "" };
+        Event::Failed {
+            name,
+            height,
+            error: format!("{}{more}", &error[..end]),
+        }
+    }
+
     /// The webhook's `event` field.
     #[must_use]
     pub fn kind(&self) -> &'static str {
@@ -193,6 +212,49 @@ impl Events {
     pub async fn flush(&self, limit: std::time::Duration) {
         if let Some(webhook) = &self.webhook {
             webhook.flush(limit).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_upgrade_carries_the_start_of_its_error() {
+        let long = "é".repeat(ERROR_SHOWN);
+        let Event::Failed { error, .. } = Event::failed("v2".into(), 7, &long) else {
+            panic!("not a failure");
+        };
+        assert!(error.len() <= ERROR_SHOWN + "…".len(), "{}", error.len());
+        assert!(error.ends_with('…'));
+        let Event::Failed { error, .. } = Event::failed("v2".into(), 7, "short") else {
+            panic!("not a failure");
+        };
+        assert_eq!(error, "short");
+    }
+
+    #[test]
+    fn each_event_has_its_webhook_name_and_sentence() {
+        let cases = [
+            (
+                Event::NotReady {
+                    name: "v3".into(),
+                    height: 9,
+                    problem: "binary x is not staged; fix: stage it".into(),
+                },
+                "upgrade_not_ready",
+                "upgrade v3 at height 9 is NOT READY: binary x is not staged; fix: stage it",
+            ),
+            (
+                Event::DaemonExited { code: 137 },
+                "daemon_exited",
+                "panacead exited unexpectedly (exit code 137)",
+            ),
+        ];
+        for (event, kind, sentence) in cases {
+            assert_eq!(event.kind(), kind);
+            assert_eq!(event.sentence("panacead"), sentence);
         }
     }
 }

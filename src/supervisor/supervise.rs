@@ -472,11 +472,8 @@ impl Supervisor<'_> {
                 return Err(interrupted.into());
             }
             Err(err) => {
-                self.events.emit(&Event::Failed {
-                    name,
-                    height,
-                    error: err.to_string(),
-                });
+                self.events
+                    .emit(&Event::failed(name, height, &err.to_string()));
                 return Err(err.into());
             }
         }
