@@ -348,19 +348,10 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// `COSMOVISOR_NODE_RPC`: an `http://` or `https://` URL with a host; unset or empty gives
     /// `None` (the node's own `[rpc] laddr` is used: `supervisor/node_rpc.rs`).
     fn node_rpc(&mut self) -> Option<String> {
-        let value = self.non_empty(COSMOVISOR_NODE_RPC)?;
-        let url = value.trim().trim_end_matches('/').to_owned();
-        match url::Url::parse(&url) {
-            Ok(parsed)
-                if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
-            {
-                Some(url)
-            }
-            _ => {
-                self.errors.push(ConfigError::InvalidNodeRpc { value });
-                None
-            }
-        }
+        self.http_url(COSMOVISOR_NODE_RPC, |value| ConfigError::InvalidNodeRpc {
+            value,
+        })
+        .map(|url| url.trim_end_matches('/').to_owned())
     }
 
     /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: a Go duration (default [`DEFAULT_PLAN_CHECK_INTERVAL`]);
@@ -391,7 +382,19 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// `COSMOVISOR_WEBHOOK_URL`: an `http://` or `https://` URL with a host; unset or empty gives
     /// `None`.
     fn webhook_url(&mut self) -> Option<String> {
-        let value = self.non_empty(COSMOVISOR_WEBHOOK_URL)?;
+        self.http_url(COSMOVISOR_WEBHOOK_URL, |value| {
+            ConfigError::InvalidWebhookUrl { value }
+        })
+    }
+
+    /// `var` as an `http://` or `https://` URL with a host (trimmed); unset or empty gives `None`,
+    /// anything else the error `invalid` makes of the value.
+    fn http_url(
+        &mut self,
+        var: &'static str,
+        invalid: fn(String) -> ConfigError,
+    ) -> Option<String> {
+        let value = self.non_empty(var)?;
         let url = value.trim().to_owned();
         match url::Url::parse(&url) {
             Ok(parsed)
@@ -400,7 +403,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 Some(url)
             }
             _ => {
-                self.errors.push(ConfigError::InvalidWebhookUrl { value });
+                self.errors.push(invalid(value));
                 None
             }
         }
