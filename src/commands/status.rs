@@ -524,11 +524,11 @@ pub fn text(status: &Status) -> String {
         (None, _) => "not running".to_owned(),
     };
     line(
-        "next:",
+        "next upgrade:",
         status
             .next_upgrade
             .as_ref()
-            .map_or_else(|| "no upgrade scheduled".to_owned(), next_line),
+            .map_or_else(|| "none scheduled".to_owned(), next_line),
     );
     line("daemon:", running(&status.daemon));
     line("supervisor:", running(&status.supervisor));
@@ -538,7 +538,7 @@ pub fn text(status: &Status) -> String {
     out
 }
 
-/// `next upgrade: v3 at height 1234 (chain plan), in ~870 blocks: ready` (or `NOT READY: …`).
+/// `v3 at height 1234 (chain plan), in ~870 blocks: ready` (or `NOT READY: …`).
 fn next_line(next: &NextUpgrade) -> String {
     let source = match next.source {
         "chain" => "chain plan",
@@ -552,7 +552,7 @@ fn next_line(next: &NextUpgrade) -> String {
         Some(problem) => format!("NOT READY: {problem}"),
     };
     format!(
-        "upgrade {} at height {} ({source}){left}: {verdict}",
+        "{} at height {} ({source}){left}: {verdict}",
         next.name, next.height
     )
 }

@@ -151,7 +151,7 @@ fn a_missing_binary_with_downloads_off_is_not_ready_everywhere() {
         .env("DAEMON_GRPC_ADDRESS", &grpc.address)
         .run();
     text.stdout_contains(&format!(
-        "upgrade v3 at height 1000 (chain plan): NOT READY: {reason}; fix: stage it"
+        "next upgrade: v3 at height 1000 (chain plan): NOT READY: {reason}; fix: stage it"
     ));
     let out = doctor(&home, &grpc.address, None);
     out.assert_code(7).stdout_contains(&format!(
@@ -445,6 +445,6 @@ fn the_eta_comes_from_the_nodes_block_times() {
         .env("DAEMON_GRPC_ADDRESS", &grpc.address)
         .env("COSMOVISOR_NODE_RPC", &rpc)
         .run();
-    out.stdout_contains("upgrade v3 at height 100000 (chain plan), in ~");
+    out.stdout_contains("next upgrade: v3 at height 100000 (chain plan), in ~");
     drop(running);
 }
