@@ -448,3 +448,122 @@ fn the_eta_comes_from_the_nodes_block_times() {
     out.stdout_contains("next upgrade: v3 at height 100000 (chain plan), in ~");
     drop(running);
 }
+
+/// Stages what `stage` writes for v3, runs the supervisor with the plan on chain, and checks that
+/// the log, the metrics and the webhook all give the reason containing `reason`.
+fn not_ready_everywhere(
+    info: &str,
+    download: bool,
+    path: Option<&str>,
+    stage: impl FnOnce(&Home),
+    reason: &str,
+) {
+    let grpc = GrpcNode::start(Some(("v3", 1000, info)));
+    let home = home_running_v1();
+    stage(&home);
+    let port = free_port();
+    let hook = crate::webhook::Receiver::start(false);
+    let mut command = home
+        .cosmovisor(["run", "start"])
+        .env("DAEMON_GRPC_ADDRESS", &grpc.address)
+        .env("COSMOVISOR_PLAN_CHECK_INTERVAL", FAST)
+        .env("COSMOVISOR_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("COSMOVISOR_WEBHOOK_URL", &hook.url)
+        .env(
+            "DAEMON_ALLOW_DOWNLOAD_BINARIES",
+            if download { "true" } else { "false" },
+        );
+    if let Some(path) = path {
+        command = command.env("PATH", path);
+    }
+    let running = command.spawn();
+    home.wait_for_event("ready v1");
+    running.wait_for_log("upgrade v3 at height 1000 is NOT READY: ");
+    wait_until("the reason in the log", DEADLINE, || {
+        running
+            .stderr_so_far()
+            .lines()
+            .any(|line| line.contains("is NOT READY: ") && line.contains(reason))
+    });
+    wait_until("not ready in the metrics", DEADLINE, || {
+        http_get(port, "/metrics")
+            .is_some_and(|body| body.contains("cosmovisor_scheduled_upgrade_ready{name=\"v3\"} 0"))
+    });
+    wait_until("the reason in the webhook", DEADLINE, || {
+        hook.bodies().iter().any(|body| {
+            body["event"] == "upgrade_not_ready"
+                && body["detail"].as_str().is_some_and(|d| d.contains(reason))
+        })
+    });
+    assert_eq!(home.events(), ["ready v1"], "the node was never stopped");
+    drop(running);
+}
+
+fn stage_bytes(home: &Home, bytes: &[u8]) {
+    let bin = home.upgrade_dir("v3").join("bin/simd");
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    fs::write(&bin, bytes).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn each_not_ready_reason_reaches_the_log_the_metrics_and_the_webhook() {
+    // Checksum mismatch.
+    let info = info_for("https://example.invalid/simd", &sha256(b"the real one"));
+    not_ready_everywhere(
+        &info,
+        false,
+        None,
+        |home| stage_bytes(home, b"#!/bin/sh\nexit 0\n"),
+        "does not match the plan's checksum",
+    );
+    // Another architecture.
+    let machine = if cfg!(target_arch = "aarch64") {
+        62u8
+    } else {
+        183u8
+    };
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2;
+    header[5] = 1;
+    header[18] = machine;
+    not_ready_everywhere(
+        "",
+        false,
+        None,
+        |home| stage_bytes(home, &header),
+        "is not for this machine",
+    );
+    // A shared library `ldd` does not find.
+    let tools = tempfile::tempdir().unwrap();
+    let ldd = tools.path().join("ldd");
+    fs::write(
+        &ldd,
+        "#!/bin/sh\nprintf '\\tlibwasmvm.x86_64.so => not found\\n'\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&ldd, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    not_ready_everywhere(
+        "",
+        false,
+        Some(&path),
+        |home| stage_bytes(home, &fs::read("/bin/true").unwrap()),
+        "needs shared libraries that are not found: libwasmvm.x86_64.so",
+    );
+    // A dead download URL.
+    let server = Server::start(Vec::new());
+    let info = info_for(&server.url("/gone"), &sha256(b"x"));
+    not_ready_everywhere(
+        &info,
+        true,
+        None,
+        |_| {},
+        "the binary could not be downloaded ahead",
+    );
+}
