@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, FakeDaemon, GrpcNode, Home, Output, Running, Server, free_port, http_get, sha256,
-    upgraded_daemon, wait_until,
+    DEADLINE, FakeDaemon, GrpcNode, Home, Output, Running, Server, foreign_elf_header, free_port,
+    http_get, sha256, upgraded_daemon, wait_until,
 };
 
 const FAST: &str = "50ms";
@@ -180,22 +180,9 @@ fn a_staged_binary_that_does_not_match_the_plans_checksum_is_not_ready() {
 
 #[test]
 fn a_binary_for_another_architecture_is_not_ready() {
-    let machine = if cfg!(target_arch = "aarch64") {
-        62u8
-    } else {
-        183u8
-    };
     let grpc = GrpcNode::start(Some(("v3", 1000, "")));
     let home = home_running_v1();
-    let bin = home.upgrade_dir("v3").join("bin/simd");
-    fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    let mut header = vec![0u8; 64];
-    header[..4].copy_from_slice(b"\x7fELF");
-    header[4] = 2;
-    header[5] = 1;
-    header[18] = machine;
-    fs::write(&bin, header).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    stage_bytes(&home, &foreign_elf_header());
     let status = status_json(&home, &grpc.address);
     let problem = status["next_upgrade"]["problem"].as_str().unwrap();
     assert!(problem.contains("is not for this machine"), "{problem}");
@@ -209,24 +196,8 @@ fn a_binary_for_another_architecture_is_not_ready() {
 fn a_binary_missing_a_shared_library_is_not_ready() {
     let grpc = GrpcNode::start(Some(("v3", 1000, "")));
     let home = home_running_v1();
-    let bin = home.upgrade_dir("v3").join("bin/simd");
-    fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    fs::copy("/bin/true", &bin).unwrap();
-    // An `ldd` that reports what glibc's does for a missing libwasmvm.
-    let tools = home.path().join("tools");
-    fs::create_dir_all(&tools).unwrap();
-    let ldd = tools.join("ldd");
-    fs::write(
-        &ldd,
-        "#!/bin/sh\nprintf '\\tlinux-vdso.so.1 (0x0)\\n\\tlibwasmvm.x86_64.so => not found\\n'\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(&ldd, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        tools.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    stage_bytes(&home, &fs::read("/bin/true").unwrap());
+    let path = path_with_ldd_missing_a_library(&home.path().join("tools"));
     let out = home
         .cosmovisor(["status", "-o", "json"])
         .env("DAEMON_GRPC_ADDRESS", &grpc.address)
@@ -499,6 +470,24 @@ fn not_ready_everywhere(
     drop(running);
 }
 
+/// `PATH` with, first, an `ldd` in `tools` that reports what glibc's does for a missing
+/// libwasmvm.
+fn path_with_ldd_missing_a_library(tools: &std::path::Path) -> String {
+    fs::create_dir_all(tools).unwrap();
+    let ldd = tools.join("ldd");
+    fs::write(
+        &ldd,
+        "#!/bin/sh\nprintf '\\tlinux-vdso.so.1 (0x0)\\n\\tlibwasmvm.x86_64.so => not found\\n'\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&ldd, fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 fn stage_bytes(home: &Home, bytes: &[u8]) {
     let bin = home.upgrade_dir("v3").join("bin/simd");
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
@@ -518,16 +507,7 @@ fn each_not_ready_reason_reaches_the_log_the_metrics_and_the_webhook() {
         "does not match the plan's checksum",
     );
     // Another architecture.
-    let machine = if cfg!(target_arch = "aarch64") {
-        62u8
-    } else {
-        183u8
-    };
-    let mut header = vec![0u8; 64];
-    header[..4].copy_from_slice(b"\x7fELF");
-    header[4] = 2;
-    header[5] = 1;
-    header[18] = machine;
+    let header = foreign_elf_header();
     not_ready_everywhere(
         "",
         false,
@@ -537,18 +517,7 @@ fn each_not_ready_reason_reaches_the_log_the_metrics_and_the_webhook() {
     );
     // A shared library `ldd` does not find.
     let tools = tempfile::tempdir().unwrap();
-    let ldd = tools.path().join("ldd");
-    fs::write(
-        &ldd,
-        "#!/bin/sh\nprintf '\\tlibwasmvm.x86_64.so => not found\\n'\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(&ldd, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        tools.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_ldd_missing_a_library(tools.path());
     not_ready_everywhere(
         "",
         false,

@@ -1019,3 +1019,19 @@ fn encode_plan(plan: Option<(&str, i64, &str)>) -> Vec<u8> {
     framed.extend_from_slice(&message);
     framed
 }
+
+/// The ELF header of a 64-bit little-endian executable for the other common architecture
+/// (aarch64 on `x86_64` hosts, `x86_64` on aarch64 hosts).
+pub fn foreign_elf_header() -> Vec<u8> {
+    let machine = if cfg!(target_arch = "aarch64") {
+        62u8
+    } else {
+        183u8
+    };
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2; // 64-bit
+    header[5] = 1; // little-endian
+    header[18] = machine;
+    header
+}
