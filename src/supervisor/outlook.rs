@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::acquire::grpc::RemotePlan;
 use crate::config::Config;
@@ -221,7 +221,8 @@ impl Watcher {
                             .retries
                             .get(&name)
                             .map_or(RETRY_FIRST, |retry| (retry.wait * 2).min(RETRY_MAX));
-                        warn!(name = %name, error = %error, retry_in = ?wait, "cannot download the scheduled upgrade's binary ahead; trying again later");
+                        // The not-ready event carries the error, once per change.
+                        debug!(name = %name, error = %error, retry_in = ?wait, "cannot download the scheduled upgrade's binary ahead; trying again later");
                         let not_ready = download_failed(&error, &not_ready);
                         self.retries.insert(
                             name,
