@@ -11,7 +11,7 @@
 //! latency percentiles), `--backup-gib N` (size of the backed-up `data/`, default 1),
 //! `--skip-backup`, `--tmp DIR` (where homes and files go; default `$TMPDIR` or `/tmp`),
 //! `--cosmovisor PATH` (default: the `cosmovisor` built beside this example), `--only A,B`
-//! (sections: upgrade, throughput, idle, startup, backup, sha256, download).
+//! (sections: upgrade, ahead, throughput, idle, startup, backup, sha256, download).
 //!
 //! This is not production code and is not installed: it lives in `examples/`.
 
@@ -86,8 +86,9 @@ impl Opts {
 }
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "upgrade",
+    "ahead",
     "throughput",
     "idle",
     "startup",
@@ -127,7 +128,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--runs N] [--backup-gib N] [--skip-backup] [--tmp DIR] [--cosmovisor PATH] [--only upgrade,throughput,idle,startup,backup,sha256,download]"
+                    "usage: bench [--quick] [--runs N] [--backup-gib N] [--skip-backup] [--tmp DIR] [--cosmovisor PATH] [--only upgrade,ahead,throughput,idle,startup,backup,sha256,download]"
                 );
                 std::process::exit(0);
             }
@@ -231,6 +232,10 @@ fn main() -> anyhow::Result<()> {
     if opts.runs_section("upgrade") {
         eprintln!("== upgrade detection and downtime ({} upgrades)", opts.runs);
         upgrade_latency(&opts, tmp.path(), &mut report)?;
+    }
+    if opts.runs_section("ahead") {
+        eprintln!("== downtime of an upgrade prepared ahead vs downloaded at the halt");
+        ahead(&opts, tmp.path(), &mut report)?;
     }
     if opts.runs_section("throughput") {
         eprintln!("== log passthrough throughput");
@@ -681,6 +686,187 @@ fn upgrade_latency(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Res
          timestamp (fork+exec+bash start-up, counted in downtime) median {}. Not subtracted.",
         fmt_ms(signal_floor),
         fmt_ms(start_floor)
+    ));
+    Ok(())
+}
+
+/// A fake node's gRPC answering `CurrentPlan` with `plan` (name, height, info) over h2c, from a
+/// thread, until the process ends.
+fn grpc_plan(name: &str, height: u64, info: &str) -> anyhow::Result<String> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
+            v >>= 7;
+        }
+        out.push(u8::try_from(v).unwrap_or(0));
+    }
+    fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+        varint(out, (number << 3) | 2);
+        varint(out, u64::try_from(bytes.len()).unwrap_or(0));
+        out.extend_from_slice(bytes);
+    }
+    let mut plan = Vec::new();
+    field(&mut plan, 1, name.as_bytes());
+    varint(&mut plan, 3 << 3);
+    varint(&mut plan, height);
+    field(&mut plan, 4, info.as_bytes());
+    let mut message = Vec::new();
+    field(&mut message, 1, &plan);
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    body.extend_from_slice(&message);
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?.to_string();
+    listener.set_nonblocking(true)?;
+    thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            while let Ok((socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        let Ok(response) = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                        else {
+                            return;
+                        };
+                        let Ok(mut send) = respond.send_response(response, false) else {
+                            return;
+                        };
+                        let _ = send.send_data(bytes::Bytes::from(body.clone()), false);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let _ = send.send_trailers(trailers);
+                    }
+                });
+            }
+        });
+    });
+    Ok(address)
+}
+
+/// One upgrade whose binary (`body`, served once from loopback) is downloaded ahead of the
+/// halt (`ahead`: the chain's plan is known over gRPC while the node runs) or at the halt;
+/// returns the downtime in ms (old daemon exits → new daemon starts).
+fn ahead_run(
+    opts: &Opts,
+    root: &Path,
+    tag: &str,
+    body: &std::sync::Arc<Vec<u8>>,
+    ahead: bool,
+) -> anyhow::Result<f64> {
+    let home = Home::new(root, tag)?;
+    home.install("genesis", UPGRADE_DAEMON)?;
+    let (url, server) = serve_once(std::sync::Arc::clone(body))?;
+    // No archive suffix: the body is the binary itself.
+    let url = url.replace("/release.tar.gz", "/benchd");
+    let checksum = Sha256::digest(body.as_slice())
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+    let info = format!(r#"{{"binaries":{{"any":"{url}?checksum=sha256:{checksum}"}}}}"#);
+    let grpc = if ahead {
+        grpc_plan("v2", 10, &info)?
+    } else {
+        "127.0.0.1:9".to_owned()
+    };
+    let interval = if ahead { "100ms" } else { "off" };
+    let log = fs::File::create(root.join(format!("{tag}.log")))?;
+    let sup = Group::spawn(
+        home.cosmovisor(
+            opts,
+            &["run", "start"],
+            &[
+                ("UNSAFE_SKIP_BACKUP", "true"),
+                ("DAEMON_ALLOW_DOWNLOAD_BINARIES", "true"),
+                ("DAEMON_GRPC_ADDRESS", &grpc),
+                ("COSMOVISOR_PLAN_CHECK_INTERVAL", interval),
+            ],
+        )
+        .stdout(log.try_clone()?)
+        .stderr(log),
+    )?;
+    wait_until("the daemon to start", LIMIT, || !home.events().0.is_empty())?;
+    let staged = home.path.join("cosmovisor/upgrades/v2/bin").join(NAME);
+    if ahead {
+        wait_until("the binary downloaded ahead", LIMIT, || staged.is_file())?;
+    }
+    let tmp = home.data().join("upgrade-info.json.tmp");
+    fs::write(
+        &tmp,
+        serde_json::json!({"name": "v2", "time": "0001-01-01T00:00:00Z", "height": 10, "info": info})
+            .to_string(),
+    )?;
+    fs::rename(&tmp, home.data().join("upgrade-info.json"))?;
+    wait_until("the new daemon to start", LIMIT, || {
+        home.events().0.len() >= 2
+    })?;
+    let (starts, terms) = home.events();
+    let terms = terms.first().context("no SIGTERM recorded")?;
+    sup.stop()?;
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))?;
+    fs::remove_dir_all(&home.path)?;
+    Ok(i64_f64(starts[1] - terms.1) / 1000.0)
+}
+
+/// Downtime of an upgrade whose binary was prepared ahead (README "Before the upgrade") against
+/// the same upgrade downloaded at the halt.
+fn ahead(opts: &Opts, root: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let runs = if opts.quick { 3 } else { 5 };
+    let size_mib: usize = if opts.quick { 32 } else { 128 };
+    // The upgrade daemon, padded to a release binary's size after its endless loop (never read).
+    let mut body = UPGRADE_DAEMON.as_bytes().to_vec();
+    let mut rng = Rng::new(now_us().unsigned_abs());
+    body.extend_from_slice(b"# ");
+    while body.len() < size_mib * usize_of(u64_f64(MIB)) {
+        let word = rng.range(0, u64::MAX);
+        let _ = write!(body, "{word:x}");
+    }
+    body.push(b'\n');
+    let body = std::sync::Arc::new(body);
+    let (mut prepared, mut at_halt) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let a = ahead_run(opts, root, &format!("ahead-{i}"), &body, true)?;
+        let h = ahead_run(opts, root, &format!("at-halt-{i}"), &body, false)?;
+        eprintln!("  run {i}: prepared ahead {a:.1} ms, downloaded at the halt {h:.1} ms");
+        prepared.push(a);
+        at_halt.push(h);
+    }
+    let (a, h) = (median(&prepared), median(&at_halt));
+    report.row(
+        &format!(
+            "upgrade downtime, binary ({size_mib} MiB) prepared ahead vs downloaded at the halt"
+        ),
+        fmt_ms(a),
+        format!("{} (downloaded at the halt)", fmt_ms(h)),
+        fmt_ratio(a / h),
+        "< 1×",
+        Some(a < h),
+    );
+    report.note(format!(
+        "Prepared ahead: old daemon exits → new daemon starts, UNSAFE_SKIP_BACKUP=true, pre-upgrade \
+         exits 1 at once; in one case the chain's plan is known over gRPC (COSMOVISOR_PLAN_CHECK_INTERVAL=100ms) \
+         and the {size_mib} MiB binary (sha256-checked) is downloaded from loopback while the old \
+         daemon runs; in the other the same plan is only learned from upgrade-info.json at the halt \
+         and downloaded then. {runs} of each, interleaved, medians; a real network adds its \
+         transfer time to the second only."
     ));
     Ok(())
 }

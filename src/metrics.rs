@@ -1,8 +1,10 @@
 //! The counters behind the Prometheus endpoint (`COSMOVISOR_METRICS_ADDR`): what the supervisor
 //! and the upgrade steps record as they go (starts, exits, upgrades, the last backup). Atomics, so
 //! the endpoint (`supervisor/metrics_endpoint.rs`, which also reads the home at scrape time) only
-//! ever reads them. Uses nothing else of the crate.
+//! ever reads them. The outlook on scheduled upgrades (`supervisor/outlook.rs`) (what is scheduled, whether it is ready, the node's
+//! height) is one value it replaces whole at each check. Uses nothing else of the crate.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,6 +19,29 @@ pub struct Metrics {
     backup_bytes: AtomicU64,
     start_time_seconds: AtomicU64,
     download_enabled: AtomicBool,
+    outlook: Mutex<Outlook>,
+}
+
+/// What the outlook task last found (README "Before the upgrade").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outlook {
+    /// The scheduled upgrades, lowest height first.
+    pub upgrades: Vec<UpgradeOutlook>,
+    /// The node's latest height, from its authenticated RPC.
+    pub node_height: Option<i64>,
+}
+
+/// One scheduled upgrade, as the outlook task judged it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpgradeOutlook {
+    pub name: String,
+    pub height: i64,
+    /// `chain` or `manual`.
+    pub source: &'static str,
+    /// Why it is not ready (`None`: ready).
+    pub problem: Option<String>,
+    /// Seconds until its height, when the node's block time is known.
+    pub eta_seconds: Option<u64>,
 }
 
 impl Metrics {
@@ -53,6 +78,22 @@ impl Metrics {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.backup_duration_micros.store(micros, Ordering::Relaxed);
         self.backup_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The outlook task's latest findings replace the previous ones.
+    pub fn set_outlook(&self, outlook: Outlook) {
+        if let Ok(mut held) = self.outlook.lock() {
+            *held = outlook;
+        }
+    }
+
+    /// The outlook task's latest findings.
+    #[must_use]
+    pub fn outlook(&self) -> Outlook {
+        self.outlook
+            .lock()
+            .map(|held| held.clone())
+            .unwrap_or_default()
     }
 
     /// The values now, for a scrape.

@@ -214,10 +214,45 @@ fn extend_line(by: Duration) -> String {
 
 /// The daemon runs `version` of `daemon`; the first time, also `READY=1`.
 pub fn running(daemon: &str, version: &str, first: bool) {
-    let status = set_step(&format!("running {daemon} ({version})"));
+    let running =
+        crate::log::escape_controls(&format!("running {daemon} ({version})")).into_owned();
+    if let Ok(mut slot) = RUNNING.lock() {
+        slot.clone_from(&running);
+    }
+    let status = set_step(&with_outlook(running));
     if first {
         send(&format!("READY=1\nSTATUS={status}"));
     } else {
+        send(&format!("STATUS={status}"));
+    }
+}
+
+/// The status the daemon's run last set (`running panacead (v2.1.0)`), without the outlook.
+static RUNNING: Mutex<String> = Mutex::new(String::new());
+/// The outlook on the next upgrade (README "Before the upgrade"), appended to the running status.
+static OUTLOOK: Mutex<Option<String>> = Mutex::new(None);
+
+fn with_outlook(status: String) -> String {
+    match OUTLOOK.lock().ok().and_then(|outlook| outlook.clone()) {
+        Some(outlook) => format!("{status}; {outlook}"),
+        None => status,
+    }
+}
+
+/// The next upgrade's outlook changed (`next upgrade v3 at 1234: ready`; `None`: nothing
+/// scheduled): the running status shows it from now on, at once while the daemon runs.
+pub fn outlook(text: Option<&str>) {
+    if let Ok(mut outlook) = OUTLOOK.lock() {
+        *outlook = text.map(str::to_owned);
+    }
+    let Some(running) = RUNNING.lock().ok().map(|running| running.clone()) else {
+        return;
+    };
+    let shown_running = notifier()
+        .and_then(|notifier| notifier.step.lock().ok().map(|step| step.0.clone()))
+        .is_some_and(|step| !running.is_empty() && step.starts_with(&running));
+    if shown_running {
+        let status = set_step(&with_outlook(running));
         send(&format!("STATUS={status}"));
     }
 }

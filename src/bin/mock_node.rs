@@ -416,7 +416,12 @@ fn cmd_start(cfg: Config, args: &[String]) -> i32 {
         return 1;
     };
     if let Some(laddr) = &opts.rpc_laddr {
-        serve_rpc(laddr, node_id(&opts.home), Arc::clone(&node.committed));
+        serve_rpc(
+            laddr,
+            node_id(&opts.home),
+            Arc::clone(&node.committed),
+            Arc::clone(&node.committed_at),
+        );
     }
     node.run(&opts, &signals)
 }
@@ -468,6 +473,8 @@ struct Node {
     height: u64,
     /// `height`, for the RPC thread.
     committed: Arc<AtomicU64>,
+    /// When `height` was committed (Unix milliseconds), for the RPC's `latest_block_time`.
+    committed_at: Arc<AtomicU64>,
 }
 
 impl Node {
@@ -497,6 +504,7 @@ impl Node {
             next_table,
             height,
             committed: Arc::new(AtomicU64::new(height)),
+            committed_at: Arc::new(AtomicU64::new(unix_millis())),
         };
         node.mark_opened();
         Some(node)
@@ -649,6 +657,7 @@ impl Node {
         }
         write_validator_state(&self.data, h);
         self.height = h;
+        self.committed_at.store(unix_millis(), Ordering::SeqCst);
         self.committed.store(h, Ordering::SeqCst);
         log!("INF", "committed state height={h} module=state");
         if h % 10 == 0 {
@@ -855,17 +864,33 @@ fn node_id(home: &Path) -> String {
 
 /// Answers `GET /status` on `laddr` (`tcp://ip:port`) from a thread, one
 /// request per connection, with the node's ID and last committed height.
-fn serve_rpc(laddr: &str, id: String, committed: Arc<AtomicU64>) {
+fn serve_rpc(laddr: &str, id: String, committed: Arc<AtomicU64>, committed_at: Arc<AtomicU64>) {
     let addr = laddr.strip_prefix("tcp://").unwrap_or(laddr);
     let listener = TcpListener::bind(addr).or_die(format_args!("binding --rpc.laddr {laddr}"));
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            answer_status(stream, &id, committed.load(Ordering::SeqCst));
+            let at = committed_at.load(Ordering::SeqCst);
+            answer_status(stream, &id, committed.load(Ordering::SeqCst), at);
         }
     });
 }
 
-fn answer_status(mut stream: TcpStream, id: &str, height: u64) {
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `2026-12-07T02:47:07.123Z`, as `CometBFT` writes block times.
+fn rfc3339_millis(millis: u64) -> String {
+    i64::try_from(millis)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn answer_status(mut stream: TcpStream, id: &str, height: u64, at_millis: u64) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -877,7 +902,8 @@ fn answer_status(mut stream: TcpStream, id: &str, height: u64) {
     }
     let (status, body) = if request.starts_with(b"GET /status ") {
         let body = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":-1,\"result\":{{\"node_info\":{{\"id\":\"{id}\"}},\"sync_info\":{{\"latest_block_height\":\"{height}\",\"catching_up\":false}}}}}}"
+            "{{\"jsonrpc\":\"2.0\",\"id\":-1,\"result\":{{\"node_info\":{{\"id\":\"{id}\"}},\"sync_info\":{{\"latest_block_height\":\"{height}\",\"latest_block_time\":\"{}\",\"catching_up\":false}}}}}}",
+            rfc3339_millis(at_millis)
         );
         ("200 OK", body)
     } else {

@@ -154,6 +154,7 @@ fn check_all(
     check_journal(report, &layout, &cfg.data_backup_dir);
     check_queue(report, &cfg, &layout);
     check_next_upgrade(report, &cfg, &layout, current.as_deref());
+    check_scheduled(report, &cfg, &layout);
     host::check_backup_space(report, &cfg, &layout);
     host::check_home_argument(report, &cfg, args);
     host::check_units(report, &cfg, unit);
@@ -284,6 +285,41 @@ fn check_queue(report: &mut Report, cfg: &Config, layout: &Layout) {
                 queue.display()
             ),
         ),
+    }
+}
+
+/// Every upgrade scheduled on chain or in the manual queue is ready (README "Before the upgrade").
+/// A chain plan that cannot be learned is a note, not a failure: the upgrade still happens at the
+/// halt.
+fn check_scheduled(report: &mut Report, cfg: &Config, layout: &Layout) {
+    let within = crate::commands::status::GRPC_LIMIT;
+    let ahead = crate::commands::block_on(async {
+        Ok(crate::upgrade::scheduled::look_ahead(cfg, layout, within).await)
+    })
+    .unwrap_or_default();
+    if let Some(err) = ahead.chain_error {
+        report.warn(
+            format!("the chain's scheduled upgrade is unknown: {err}"),
+            "enable the node's gRPC server (app.toml) and set DAEMON_GRPC_ADDRESS, or set COSMOVISOR_PLAN_CHECK_INTERVAL=off",
+        );
+    }
+    for judged in ahead.upgrades {
+        let plan = &judged.scheduled.plan;
+        let label = format!(
+            "scheduled upgrade {} at height {} ({})",
+            plan.name,
+            plan.height,
+            judged.scheduled.source.described()
+        );
+        match judged.verdict {
+            Ok(()) => report.pass(format!(
+                "{label} is ready: its binary is staged and checked"
+            )),
+            Err(not_ready) => report.fail(
+                format!("{label} is NOT READY: {}", not_ready.reason),
+                not_ready.fix,
+            ),
+        }
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Status {
     pub staged_upgrades: Vec<Staged>,
     pub last_backup: Option<LastBackup>,
     pub journal: Option<JournalState>,
+    /// The lowest upgrade scheduled on chain (gRPC `CurrentPlan`) or in the manual queue, and
+    /// whether it is ready (README "Before the upgrade"); `null` when none is.
+    pub next_upgrade: Option<NextUpgrade>,
     pub daemon: Running,
     pub supervisor: Running,
     pub errors: Vec<String>,
@@ -67,6 +70,53 @@ pub struct PendingPlan {
     pub would_trigger: bool,
     pub upgrade_dir: PathBuf,
     pub binary_staged: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NextUpgrade {
+    pub name: String,
+    pub height: i64,
+    /// `chain` or `manual`.
+    pub source: &'static str,
+    pub ready: bool,
+    /// Why it is not ready, with the fix (`null` when ready).
+    pub problem: Option<String>,
+    /// Seconds to its height; `null` here (one look at the node gives no block time: the
+    /// supervisor's metrics carry it).
+    pub eta_seconds: Option<u64>,
+    /// Blocks to its height, when the node's authenticated RPC answered (not in the JSON).
+    #[serde(skip)]
+    pub blocks_left: Option<i64>,
+}
+
+/// How long `status` and `doctor` wait for the node's gRPC.
+pub const GRPC_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The next scheduled upgrade, judged now, with the blocks left when the node's RPC answers;
+/// and why the chain's plan is unknown, if it is.
+pub async fn next_upgrade(
+    cfg: &crate::config::Config,
+    layout: &Layout,
+) -> (Option<NextUpgrade>, Option<String>) {
+    let ahead = crate::upgrade::scheduled::look_ahead(cfg, layout, GRPC_LIMIT).await;
+    let Some(first) = ahead.upgrades.into_iter().next() else {
+        return (None, ahead.chain_error);
+    };
+    let node = crate::supervisor::node_rpc::NodeRpc::for_home(cfg)
+        .latest_height()
+        .await
+        .ok();
+    let plan = &first.scheduled.plan;
+    let next = NextUpgrade {
+        name: plan.name.as_str().to_owned(),
+        height: plan.height,
+        source: first.scheduled.source.name(),
+        ready: first.verdict.is_ok(),
+        problem: first.verdict.err().map(|not_ready| not_ready.to_string()),
+        eta_seconds: None,
+        blocks_left: node.map(|height| (plan.height - height).max(0)),
+    };
+    (Some(next), ahead.chain_error)
 }
 
 #[derive(Debug, Serialize)]
@@ -131,14 +181,31 @@ pub struct StatusArgs {
 impl Run for StatusArgs {
     fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let cfg = ctx.load_home()?;
-        let status = gather(&Layout::new(&cfg.home, &cfg.name), &cfg);
+        let layout = Layout::new(&cfg.home, &cfg.name);
+        let mut status = gather(&layout, &cfg);
+        let (next, chain_error) =
+            crate::commands::block_on(async { Ok(next_upgrade(&cfg, &layout).await) })?;
+        status.next_upgrade = next;
         let mut stdout = std::io::stdout();
         match self.output {
             OutputFormat::Json => {
                 let text = serde_json::to_string_pretty(&status).context("cannot encode status")?;
                 writeln!(stdout, "{text}")
             }
-            OutputFormat::Text => stdout.write_all(text(&status).as_bytes()),
+            OutputFormat::Text => {
+                use std::fmt::Write as _;
+                let mut shown = text(&status);
+                if status.next_upgrade.is_none() {
+                    if let Some(err) = chain_error {
+                        let _ = writeln!(
+                            shown,
+                            "{:<11} the chain's scheduled upgrade is unknown: {err}",
+                            "note:"
+                        );
+                    }
+                }
+                stdout.write_all(shown.as_bytes())
+            }
         }
         .context("cannot write to stdout")?;
         Ok(exit::OK)
@@ -309,6 +376,7 @@ pub fn gather(layout: &Layout, cfg: &crate::config::Config) -> Status {
         staged_upgrades,
         last_backup,
         journal,
+        next_upgrade: None,
         daemon: Running {
             running: daemon_pid.is_some(),
             pid: daemon_pid,
@@ -473,10 +541,36 @@ pub fn text(status: &Status) -> String {
         }
         (None, _) => "not running".to_owned(),
     };
+    line(
+        "next upgrade:",
+        status
+            .next_upgrade
+            .as_ref()
+            .map_or_else(|| "none scheduled".to_owned(), next_line),
+    );
     line("daemon:", running(&status.daemon));
     line("supervisor:", running(&status.supervisor));
     for error in &status.errors {
         line("error:", error.clone());
     }
     out
+}
+
+/// `v3 at height 1234 (chain plan), in ~870 blocks: ready` (or `NOT READY: …`).
+fn next_line(next: &NextUpgrade) -> String {
+    let source = match next.source {
+        "chain" => "chain plan",
+        _ => "manual upgrade",
+    };
+    let left = next
+        .blocks_left
+        .map_or_else(String::new, |blocks| format!(", in ~{blocks} blocks"));
+    let verdict = match &next.problem {
+        None => "ready".to_owned(),
+        Some(problem) => format!("NOT READY: {problem}"),
+    };
+    format!(
+        "{} at height {} ({source}){left}: {verdict}",
+        next.name, next.height
+    )
 }

@@ -70,6 +70,12 @@ pub enum ConfigError {
     )]
     InvalidNodeRpc { value: String },
     #[error(
+        "COSMOVISOR_WEBHOOK_URL: invalid URL {} (expected http:// or https:// with a host, such as \
+         https://hooks.slack.com/services/…, or empty for no webhook)",
+        crate::redact::redact(value)
+    )]
+    InvalidWebhookUrl { value: String },
+    #[error(
         "DAEMON_DATA_BACKUP_DIR must be an existing directory, got {value:?}: {reason} \
          (create it or point it elsewhere)"
     )]

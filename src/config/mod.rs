@@ -53,6 +53,8 @@ pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
 pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
 pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
 pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
+pub const COSMOVISOR_PLAN_CHECK_INTERVAL: &str = "COSMOVISOR_PLAN_CHECK_INTERVAL";
+pub const COSMOVISOR_WEBHOOK_URL: &str = "COSMOVISOR_WEBHOOK_URL";
 
 /// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset and the node's `config.toml` names
 /// no TCP `[rpc] laddr` (`CometBFT`'s default `rpc.laddr`).
@@ -78,6 +80,8 @@ pub const SUPERVISOR_ONLY: &[&str] = &[
     COSMOVISOR_LOG_FORMAT,
     COSMOVISOR_BACKUP_MODE,
     COSMOVISOR_METRICS_ADDR,
+    COSMOVISOR_PLAN_CHECK_INTERVAL,
+    COSMOVISOR_WEBHOOK_URL,
     COSMOVISOR_LOG_LEVEL,
 ];
 
@@ -177,6 +181,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
         COSMOVISOR_NODE_RPC,
         "the node's [rpc] laddr in $DAEMON_HOME/config/config.toml, else http://127.0.0.1:26657: the node's CometBFT RPC, asked for its height (never to trigger); an answer counts only from the node whose ID config/node_key.json gives",
     ),
+    (
+        COSMOVISOR_PLAN_CHECK_INTERVAL,
+        "1m: how often run asks the node (gRPC, DAEMON_GRPC_ADDRESS) for the chain's scheduled upgrade, to prepare and check its binary ahead (0 or off: never); knowledge only, never a trigger",
+    ),
+    (
+        COSMOVISOR_WEBHOOK_URL,
+        "off: http(s) URL run POSTs a JSON message to for each upgrade event (Slack, Mattermost, Discord incoming webhooks); never delays an upgrade",
+    ),
     (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
 ];
 
@@ -216,6 +228,12 @@ pub struct Config {
     /// for the node's height only to refuse or confirm, never to trigger anything. Unset: the
     /// node's own `[rpc] laddr` (`supervisor/node_rpc.rs`).
     pub node_rpc: Option<String>,
+    /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: how often `run` asks the node for the chain's scheduled
+    /// plan (README "Before the upgrade"); `None` (`0` or `off`): never.
+    pub plan_check_interval: Option<Duration>,
+    /// `COSMOVISOR_WEBHOOK_URL`: where `run` POSTs its events (README "Before the upgrade"); it
+    /// may hold a secret: shown only redacted.
+    pub webhook_url: Option<String>,
     /// Values Go accepts that are used differently here, to log once logging is set up.
     pub warnings: Vec<ConfigWarning>,
 }

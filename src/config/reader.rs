@@ -16,15 +16,18 @@ use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, ConfigError, ConfigErrors,
-    ConfigWarning, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
-    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
-    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_PLAN_CHECK_INTERVAL, COSMOVISOR_TIMEFORMAT_LOGS,
+    COSMOVISOR_WEBHOOK_URL, Config, ConfigError, ConfigErrors, ConfigWarning,
+    DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
+    DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME, DAEMON_POLL_INTERVAL,
+    DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE, DAEMON_RESTART_DELAY,
+    DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
+/// `COSMOVISOR_PLAN_CHECK_INTERVAL`'s default.
+pub const DEFAULT_PLAN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest `DAEMON_POLL_INTERVAL` accepted.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -345,8 +348,54 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// `COSMOVISOR_NODE_RPC`: an `http://` or `https://` URL with a host; unset or empty gives
     /// `None` (the node's own `[rpc] laddr` is used: `supervisor/node_rpc.rs`).
     fn node_rpc(&mut self) -> Option<String> {
-        let value = self.non_empty(COSMOVISOR_NODE_RPC)?;
-        let url = value.trim().trim_end_matches('/').to_owned();
+        self.http_url(COSMOVISOR_NODE_RPC, |value| ConfigError::InvalidNodeRpc {
+            value,
+        })
+        .map(|url| url.trim_end_matches('/').to_owned())
+    }
+
+    /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: a Go duration (default [`DEFAULT_PLAN_CHECK_INTERVAL`]);
+    /// `0` or `off` turns the plan watcher off.
+    fn plan_check_interval(&mut self) -> Option<Duration> {
+        let Some(value) = self.non_empty(COSMOVISOR_PLAN_CHECK_INTERVAL) else {
+            return Some(DEFAULT_PLAN_CHECK_INTERVAL);
+        };
+        let trimmed = value.trim();
+        if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
+            return None;
+        }
+        match parse_duration(trimmed) {
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => Some(d),
+            Err(e) => {
+                let reason = e.reason().to_string();
+                self.errors.push(ConfigError::InvalidDuration {
+                    var: COSMOVISOR_PLAN_CHECK_INTERVAL,
+                    value,
+                    reason,
+                });
+                Some(DEFAULT_PLAN_CHECK_INTERVAL)
+            }
+        }
+    }
+
+    /// `COSMOVISOR_WEBHOOK_URL`: an `http://` or `https://` URL with a host; unset or empty gives
+    /// `None`.
+    fn webhook_url(&mut self) -> Option<String> {
+        self.http_url(COSMOVISOR_WEBHOOK_URL, |value| {
+            ConfigError::InvalidWebhookUrl { value }
+        })
+    }
+
+    /// `var` as an `http://` or `https://` URL with a host (trimmed); unset or empty gives `None`,
+    /// anything else the error `invalid` makes of the value.
+    fn http_url(
+        &mut self,
+        var: &'static str,
+        invalid: fn(String) -> ConfigError,
+    ) -> Option<String> {
+        let value = self.non_empty(var)?;
+        let url = value.trim().to_owned();
         match url::Url::parse(&url) {
             Ok(parsed)
                 if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() =>
@@ -354,7 +403,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                 Some(url)
             }
             _ => {
-                self.errors.push(ConfigError::InvalidNodeRpc { value });
+                self.errors.push(invalid(value));
                 None
             }
         }
@@ -390,6 +439,8 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             DEFAULT_DOWNLOAD_IDLE_TIMEOUT,
         );
         let node_rpc = self.node_rpc();
+        let plan_check_interval = self.plan_check_interval();
+        let webhook_url = self.webhook_url();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
             .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
@@ -453,6 +504,8 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
             metrics_addr,
             download_idle_timeout,
             node_rpc,
+            plan_check_interval,
+            webhook_url,
             warnings: self.warnings,
         })
     }

@@ -12,9 +12,10 @@ use super::{
     COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
     COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT, COSMOVISOR_LOG_FORMAT, COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_NODE_RPC, COSMOVISOR_TIMEFORMAT_LOGS, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES,
-    DAEMON_DATA_BACKUP_DIR, DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME,
-    DAEMON_NAME, DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
+    COSMOVISOR_NODE_RPC, COSMOVISOR_PLAN_CHECK_INTERVAL, COSMOVISOR_TIMEFORMAT_LOGS,
+    COSMOVISOR_WEBHOOK_URL, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
+    DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
+    DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
     DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
 };
 
@@ -81,6 +82,18 @@ impl Config {
             (
                 COSMOVISOR_NODE_RPC,
                 self.node_rpc
+                    .as_deref()
+                    .map(crate::redact::redact)
+                    .unwrap_or_default(),
+            ),
+            (
+                COSMOVISOR_PLAN_CHECK_INTERVAL,
+                self.plan_check_interval
+                    .map_or_else(|| "off".to_owned(), format_go_duration),
+            ),
+            (
+                COSMOVISOR_WEBHOOK_URL,
+                self.webhook_url
                     .as_deref()
                     .map(crate::redact::redact)
                     .unwrap_or_default(),
@@ -171,6 +184,17 @@ impl Config {
         if let Some(rpc) = &self.node_rpc {
             lines.push(("cosmovisor_node_rpc", toml_string(rpc)));
         }
+        if let Some(url) = &self.webhook_url {
+            lines.push(("cosmovisor_webhook_url", toml_string(url)));
+        }
+        // Written only when not the default, like the other settings of ours above.
+        if self.plan_check_interval != Some(super::reader::DEFAULT_PLAN_CHECK_INTERVAL) {
+            lines.push((
+                "cosmovisor_plan_check_interval",
+                self.plan_check_interval
+                    .map_or_else(|| toml_string("off"), duration),
+            ));
+        }
         let mut out = String::new();
         for (key, value) in lines {
             let _ = writeln!(out, "{key} = {value}");
@@ -235,12 +259,14 @@ mod tests {
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             download_idle_timeout: Duration::from_millis(250),
             node_rpc: Some("https://rpc.example:443".into()),
+            plan_check_interval: None,
+            webhook_url: None,
             warnings: Vec::new(),
         };
         let text = odd.to_toml();
         assert!(
             text.ends_with(
-                "\ncosmovisor_metrics_addr = '0.0.0.0:9102'\ncosmovisor_node_rpc = 'https://rpc.example:443'\n"
+                "\ncosmovisor_metrics_addr = '0.0.0.0:9102'\ncosmovisor_node_rpc = 'https://rpc.example:443'\ncosmovisor_plan_check_interval = 'off'\n"
             ),
             "{text}"
         );

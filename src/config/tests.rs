@@ -25,7 +25,8 @@ const DETAIL: &str = "Configurable Values:
   DAEMON_GRPC_ADDRESS: localhost:9090
   COSMOVISOR_BACKUP_KEEP: \n  COSMOVISOR_LOG_FORMAT: console\n  COSMOVISOR_BACKUP_MODE: auto
   COSMOVISOR_METRICS_ADDR: \n  COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
-  COSMOVISOR_NODE_RPC: \nDerived Values:
+  COSMOVISOR_NODE_RPC: \n  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
+  COSMOVISOR_WEBHOOK_URL: \nDerived Values:
          Root Dir: /h/cosmovisor
       Upgrade Dir: /h/cosmovisor/upgrades
       Genesis Bin: /h/cosmovisor/genesis/bin/simd
@@ -61,6 +62,10 @@ COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=250ms => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 250m
 COSMOVISOR_NODE_RPC=http://10.0.0.5:26657/ => COSMOVISOR_NODE_RPC: http://10.0.0.5:26657
 COSMOVISOR_NODE_RPC=https://rpc.example.org => COSMOVISOR_NODE_RPC: https://rpc.example.org
 COSMOVISOR_NODE_RPC=https://user:pass@rpc.example.org/n/?token=t => COSMOVISOR_NODE_RPC: https://user:***@rpc.example.org/n/?token=***
+COSMOVISOR_PLAN_CHECK_INTERVAL=5m => COSMOVISOR_PLAN_CHECK_INTERVAL: 5m0s
+COSMOVISOR_PLAN_CHECK_INTERVAL=off => COSMOVISOR_PLAN_CHECK_INTERVAL: off
+COSMOVISOR_PLAN_CHECK_INTERVAL=0 => COSMOVISOR_PLAN_CHECK_INTERVAL: off
+COSMOVISOR_WEBHOOK_URL=https://hooks.example/services/T1?token=abc => COSMOVISOR_WEBHOOK_URL: https://hooks.example/services/T1?token=***
 ";
 
 /// `VAR=value => the one exact error` (only that variable set besides home and name).
@@ -93,6 +98,8 @@ COSMOVISOR_BACKUP_KEEP=all => COSMOVISOR_BACKUP_KEEP: invalid integer "all" (exp
 COSMOVISOR_LOG_FORMAT=xml => COSMOVISOR_LOG_FORMAT: invalid log format "xml" (expected console or json)
 COSMOVISOR_METRICS_ADDR=localhost:9102 => COSMOVISOR_METRICS_ADDR: invalid address "localhost:9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
 COSMOVISOR_METRICS_ADDR=9102 => COSMOVISOR_METRICS_ADDR: invalid address "9102" (expected an IP address and port such as 127.0.0.1:9102, or empty for no metrics)
+COSMOVISOR_PLAN_CHECK_INTERVAL=600 => COSMOVISOR_PLAN_CHECK_INTERVAL: invalid duration "600": missing unit (expected a Go duration such as 300ms or 1m30s)
+COSMOVISOR_WEBHOOK_URL=hooks.example/x => COSMOVISOR_WEBHOOK_URL: invalid URL hooks.example/x (expected http:// or https:// with a host, such as https://hooks.slack.com/services/…, or empty for no webhook)
 COSMOVISOR_NODE_RPC=127.0.0.1:26657 => COSMOVISOR_NODE_RPC: invalid URL "127.0.0.1:26657" (expected the node's CometBFT RPC such as http://127.0.0.1:26657, or empty for that default)
 COSMOVISOR_NODE_RPC=tcp://127.0.0.1:26657 => COSMOVISOR_NODE_RPC: invalid URL "tcp://127.0.0.1:26657" (expected the node's CometBFT RPC such as http://127.0.0.1:26657, or empty for that default)
 COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT=0s => COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: must be greater than 0, got "0s" (unset it to use the default of 60s)
@@ -181,6 +188,8 @@ pub(super) fn defaults() -> Config {
         metrics_addr: None,
         download_idle_timeout: Duration::from_secs(60),
         node_rpc: None,
+        plan_check_interval: Some(Duration::from_secs(60)),
+        webhook_url: None,
         warnings: Vec::new(),
     }
 }

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::home::binary;
 use crate::home::inventory;
 use crate::home::layout::Layout;
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::{Counters, Metrics, Outlook, UpgradeOutlook};
 
 /// Connections served at once; one more is closed as soon as it is accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -146,7 +146,70 @@ pub fn render(metrics: &Metrics, layout: &Layout, recase: bool) -> String {
         write_row(&mut out, name, kind, help, &sample);
     }
     render_supervisor(&counters, &mut out, layout);
+    render_outlook(&metrics.outlook(), &mut out);
     out
+}
+
+/// The outlook task's findings: the scheduled upgrades, their readiness and ETA, the node's height
+/// (README "Before the upgrade").
+fn render_outlook(outlook: &Outlook, out: &mut String) {
+    let rows = |sample: &dyn Fn(&UpgradeOutlook) -> Option<String>| {
+        outlook
+            .upgrades
+            .iter()
+            .filter_map(sample)
+            .collect::<Vec<_>>()
+    };
+    let heights = rows(&|u| {
+        Some(format!(
+            "{{name=\"{}\",source=\"{}\"}} {}",
+            label(&u.name),
+            u.source,
+            u.height
+        ))
+    });
+    let ready = rows(&|u| {
+        Some(format!(
+            "{{name=\"{}\"}} {}",
+            label(&u.name),
+            u8::from(u.problem.is_none())
+        ))
+    });
+    let etas = rows(&|u| {
+        u.eta_seconds
+            .map(|eta| format!("{{name=\"{}\"}} {eta}", label(&u.name)))
+    });
+    let node = outlook
+        .node_height
+        .map(|height| vec![format!(" {height}")])
+        .unwrap_or_default();
+    for (name, help, samples) in [
+        (
+            "cosmovisor_scheduled_upgrade_height",
+            "Height of an upgrade scheduled on chain (gRPC CurrentPlan) or in the manual queue.",
+            heights,
+        ),
+        (
+            "cosmovisor_scheduled_upgrade_ready",
+            "1 when the scheduled upgrade's binary is staged and passes every check.",
+            ready,
+        ),
+        (
+            "cosmovisor_scheduled_upgrade_eta_seconds",
+            "Seconds until the scheduled upgrade's height, from the node's block time (when known).",
+            etas,
+        ),
+        (
+            "cosmovisor_node_height",
+            "The node's latest block height, from its authenticated RPC.",
+            node,
+        ),
+    ] {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+        for sample in samples {
+            let _ = writeln!(out, "{name}{sample}");
+        }
+    }
 }
 
 /// The metrics alert rules need about the supervisor itself and an upgrade under way (whose

@@ -1,12 +1,15 @@
 //! `cosmovisor run`: the one loop that owns the daemon (`supervise`), the daemon process and its
-//! output, the plan watcher, signals forwarded to it, the supervisor lock, running as PID 1, the
+//! output, the plan watcher, the outlook on scheduled upgrades (`outlook`), the events told to the log and the webhook (`events`, `webhook`), signals forwarded to it, the supervisor lock, running as PID 1, the
 //! node's RPC and the metrics endpoint. Uses `upgrade`, `acquire`, `home` and the shared pieces.
 
+pub mod events;
 pub mod lock;
 pub mod metrics_endpoint;
 pub mod node_rpc;
+pub mod outlook;
 pub mod output;
 pub mod pid1;
 pub mod process;
 pub mod supervise;
 pub mod watcher;
+pub mod webhook;

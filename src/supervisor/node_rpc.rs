@@ -94,6 +94,12 @@ impl NodeRpc {
 
     /// The node's latest committed height, from an answer that carries this node's ID.
     pub async fn latest_height(&self) -> Result<i64, RpcError> {
+        Ok(self.latest_block().await?.height)
+    }
+
+    /// The node's latest committed block (height, and its time when the node says), from an
+    /// answer that carries this node's ID.
+    pub async fn latest_block(&self) -> Result<LatestBlock, RpcError> {
         let base = self.address()?;
         let expected = node_id(&self.home)?;
         let url = status_url(&base);
@@ -105,7 +111,10 @@ impl NodeRpc {
                 answered: answer.node_id,
             });
         }
-        Ok(answer.height)
+        Ok(LatestBlock {
+            height: answer.height,
+            time: answer.time,
+        })
     }
 
     /// `COSMOVISOR_NODE_RPC`, else the node's `[rpc] laddr`, else the default.
@@ -218,11 +227,20 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The node's latest block, as its authenticated RPC reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestBlock {
+    pub height: i64,
+    /// `latest_block_time`, when the answer carries a valid one.
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
 /// What a `status` answer says.
 #[derive(Debug, PartialEq, Eq)]
 struct StatusAnswer {
     node_id: String,
     height: i64,
+    time: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 async fn ask_status(url: &str) -> Result<StatusAnswer, RpcError> {
@@ -273,6 +291,8 @@ struct NodeInfo {
 #[derive(Deserialize)]
 struct SyncInfo {
     latest_block_height: String,
+    #[serde(default)]
+    latest_block_time: Option<String>,
 }
 
 /// The node ID and `latest_block_height` of a `status` answer (a string, as `CometBFT` writes
@@ -286,14 +306,21 @@ fn parse_status(body: &[u8]) -> Result<StatusAnswer, String> {
         .ok()
         .filter(|height| *height >= 0)
         .ok_or_else(|| format!("latest_block_height {text:?} is not a block height"))?;
+    let time = answer
+        .result
+        .sync_info
+        .latest_block_time
+        .as_deref()
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time.trim()).ok());
     Ok(StatusAnswer {
         node_id: answer.result.node_info.id.to_ascii_lowercase(),
         height,
+        time,
     })
 }
 
 /// The error and its causes on one line (reqwest's own text is only the outermost).
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -361,8 +388,17 @@ mod tests {
             parse_status(body),
             Ok(StatusAnswer {
                 node_id: "ab12".into(),
-                height: 1234
+                height: 1234,
+                time: None,
             })
+        );
+        let timed = br#"{"result":{"node_info":{"id":"a"},"sync_info":{"latest_block_height":"7","latest_block_time":"2026-12-07T02:47:07.123456789Z"}}}"#;
+        let answer = parse_status(timed).unwrap();
+        assert_eq!(
+            answer.time.map(|time| time.timestamp_millis()),
+            chrono::DateTime::parse_from_rfc3339("2026-12-07T02:47:07.123Z")
+                .ok()
+                .map(|time| time.timestamp_millis())
         );
         for bad in [
             &br#"{"result":{"node_info":{"id":"a"},"sync_info":{"latest_block_height":1234}}}"#[..],

@@ -54,9 +54,11 @@ use crate::home::queue;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
+use crate::supervisor::events::{Event, Events};
 use crate::supervisor::lock::{self, SupervisorLock};
 use crate::supervisor::metrics_endpoint;
 use crate::supervisor::node_rpc::NodeRpc;
+use crate::supervisor::outlook::{self, DownloadSlot};
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
@@ -71,6 +73,9 @@ const LINE_SETTLE: Duration = Duration::from_secs(2);
 /// How long what a pass-through command leaves behind has between SIGTERM and SIGKILL (there is
 /// no `DAEMON_SHUTDOWN_GRACE` at hand for `version` and pass-through runs).
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the webhook's last messages may hold up cosmovisor's exit.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(3);
 
 /// Why one run of the daemon ended.
 enum Ending {
@@ -109,6 +114,15 @@ struct Supervisor<'a> {
     args: &'a [OsString],
     signals: Signals,
     metrics: Arc<Metrics>,
+    /// Held while an upgrade is carried out, so no download ahead runs meanwhile
+    /// (`supervisor/outlook.rs`).
+    download_slot: DownloadSlot,
+    /// The log lines and webhook messages of the upgrades' events.
+    events: Events,
+    /// The upgrade whose `upgrade_started` was told (when the node was stopped for it).
+    announced: Option<String>,
+    /// The upgrade carried out whose `upgrade_completed` waits for the new binary's launch.
+    completed: Option<(String, i64)>,
 }
 
 /// Runs the daemon under supervision; returns our exit code.
@@ -134,6 +148,10 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         args,
         signals,
         metrics: Arc::default(),
+        download_slot: DownloadSlot::default(),
+        events: Events::new(&cfg.name, cfg.webhook_url.as_deref()),
+        announced: None,
+        completed: None,
     };
     notify::init();
     let result = if let Some(_held) = lock {
@@ -146,6 +164,7 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         notify::failed(&format!("{err:#}"));
     }
     notify::stopping();
+    supervisor.events.flush(WEBHOOK_FLUSH).await;
     result
 }
 
@@ -155,6 +174,17 @@ impl Supervisor<'_> {
         self.metrics
             .supervisor_started(self.cfg.allow_download_binaries);
         let _metrics_server = self.serve_metrics().await;
+        let (cfg, layout) = (self.cfg, self.layout.clone());
+        let (metrics, slot) = (Arc::clone(&self.metrics), Arc::clone(&self.download_slot));
+        let events = self.events.clone();
+        tokio::select! {
+            result = self.supervise_steps() => result,
+            never = outlook::watch(cfg, &layout, &metrics, &slot, &events) => match never {},
+        }
+    }
+
+    /// [`Supervisor::supervise`]'s steps: start-up, then run after run.
+    async fn supervise_steps(&mut self) -> anyhow::Result<u8> {
         let mut watcher = match self.start_up().await? {
             ControlFlow::Continue(watcher) => watcher,
             ControlFlow::Break(code) => return Ok(code),
@@ -224,6 +254,13 @@ impl Supervisor<'_> {
         let args = self.launch_args(manual.as_ref());
         let (mut daemon, mut hints, version) = self.launch(&args)?;
         notify::running(&self.cfg.name, &version, !restart);
+        if let Some((name, height)) = self.completed.take() {
+            self.events.emit(&Event::Completed {
+                name,
+                height,
+                restarted: true,
+            });
+        }
         self.metrics.daemon_started(restart);
         let ending = self
             .run_until_ending(&mut daemon, watcher, &mut hints, &mut manual, &args)
@@ -268,13 +305,15 @@ impl Supervisor<'_> {
                     status,
                     daemon.last_signalled(),
                 );
-                match self.plan_after_exit(watcher, halt).await? {
-                    Some(plan) => {
-                        let upgrade = Upgrade::decide(&plan, &self.layout)?;
-                        (plan, upgrade)
+                let Some(plan) = self.plan_after_exit(watcher, halt).await? else {
+                    let code = exit::from_status(status);
+                    if self.signals.interrupted().is_ok() {
+                        self.events.emit(&Event::DaemonExited { code });
                     }
-                    None => return Ok(Next::Exit(exit::from_status(status))),
-                }
+                    return Ok(Next::Exit(code));
+                };
+                let upgrade = Upgrade::decide(&plan, &self.layout)?;
+                (plan, upgrade)
             }
             Ending::Upgrade(plan) => {
                 let upgrade = self.stop_for_upgrade(&mut daemon, &plan).await?;
@@ -344,6 +383,11 @@ impl Supervisor<'_> {
     ) -> anyhow::Result<Upgrade> {
         let decided = Upgrade::decide(plan, &self.layout);
         info!(name = %plan.name, height = plan.height, "daemon shutting down in an attempt to restart");
+        self.events.emit(&Event::Started {
+            name: plan.name.to_string(),
+            height: plan.height,
+        });
+        self.announced = Some(plan.name.to_string());
         let why = format!(
             "upgrade {} at height {}: stopping {}",
             plan.name, plan.height, self.cfg.name
@@ -406,6 +450,15 @@ impl Supervisor<'_> {
     /// Carries out a decided (or resumed) upgrade; the daemon is stopped.
     async fn upgrade(&mut self, upgrade: Upgrade) -> anyhow::Result<Next> {
         let name = upgrade.name().to_owned();
+        let height = upgrade.height();
+        if self.announced.take().as_deref() != Some(name.as_str()) {
+            self.events.emit(&Event::Started {
+                name: name.clone(),
+                height,
+            });
+        }
+        let slot = Arc::clone(&self.download_slot);
+        let _no_download_ahead = notify::keep_alive(slot.lock()).await;
         let carried_out = notify::keep_alive(upgrade.carry_out(
             self.cfg,
             &self.layout,
@@ -419,13 +472,24 @@ impl Supervisor<'_> {
                 warn!(signal = %interrupted.signal, name = %name, "upgrade interrupted; it resumes on the next start");
                 return Err(interrupted.into());
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => {
+                self.events
+                    .emit(&Event::failed(name, height, &err.to_string()));
+                return Err(err.into());
+            }
         }
         if self.cfg.restart_after_upgrade {
             info!(app = %self.cfg.name, name = %name, "upgrade detected, relaunching");
+            // Told once the new binary is launched (`run_once`).
+            self.completed = Some((name, height));
             Ok(Next::Relaunch)
         } else {
             info!(app = %self.cfg.name, name = %name, "upgrade detected, DAEMON_RESTART_AFTER_UPGRADE is off. Verify new upgrade and start cosmovisor again.");
+            self.events.emit(&Event::Completed {
+                name,
+                height,
+                restarted: false,
+            });
             Ok(Next::Exit(exit::OK))
         }
     }

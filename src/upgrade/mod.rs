@@ -7,4 +7,6 @@ pub mod backup;
 pub mod fault;
 pub mod hook;
 pub mod journal;
+pub mod readiness;
+pub mod scheduled;
 pub mod steps;

@@ -199,6 +199,12 @@ impl Upgrade {
         &self.journal.plan.name
     }
 
+    /// The upgrade's height.
+    #[must_use]
+    pub fn height(&self) -> i64 {
+        self.journal.plan.height
+    }
+
     /// Runs the steps from the journal's phase on; once it returns `Ok`, `current` points at
     /// the new version and the journal is gone. Call it only once the daemon is stopped.
     pub async fn carry_out(

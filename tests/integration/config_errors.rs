@@ -457,6 +457,8 @@ fn config_file_durations_and_environment_overrides() {
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: {empty}
+  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
+  COSMOVISOR_WEBHOOK_URL: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -554,6 +556,8 @@ fn config_prints_the_detail_string() {
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: http://127.0.0.1:9
+  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
+  COSMOVISOR_WEBHOOK_URL: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades
@@ -618,6 +622,8 @@ fn config_prints_every_value_set() {
   COSMOVISOR_METRICS_ADDR: {empty}
   COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: 1m0s
   COSMOVISOR_NODE_RPC: https://rpc.example:26657
+  COSMOVISOR_PLAN_CHECK_INTERVAL: 1m0s
+  COSMOVISOR_WEBHOOK_URL: {empty}
 Derived Values:
          Root Dir: {h}/cosmovisor
       Upgrade Dir: {h}/cosmovisor/upgrades

@@ -85,10 +85,20 @@ fn bin(home: &Home, name: &str) -> PathBuf {
 #[test]
 fn healthy_home_passes_every_check() {
     let home = healthy();
-    let out = doctor(
-        &home,
-        &["start", "--home", home.path().to_str().expect("test setup")],
-    );
+    // A node whose gRPC answers (no plan scheduled on chain).
+    let grpc = crate::support::GrpcNode::start(None);
+    let unit = shipped_unit_for(&home, &[("DAEMON_GRPC_ADDRESS", &grpc.address)]);
+    let out = home
+        .cosmovisor([
+            "doctor",
+            "--unit",
+            unit.to_str().expect("utf-8 path"),
+            "start",
+            "--home",
+            home.path().to_str().expect("test setup"),
+        ])
+        .env("DAEMON_GRPC_ADDRESS", &grpc.address)
+        .run();
     out.assert_code(0);
     assert!(failures(&out).is_empty(), "{out}");
     for line in [

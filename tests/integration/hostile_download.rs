@@ -19,7 +19,8 @@ use crate::download::{
     with_downloads,
 };
 use crate::support::{
-    DEADLINE, FakeDaemon, Home, RefusingPort, Server, read_request_head, sha256, wait_until,
+    DEADLINE, FakeDaemon, Home, RefusingPort, Server, foreign_elf_header, read_request_head,
+    sha256, wait_until,
 };
 
 /// A loopback server that reads each request's head and hands the connection to `respond`, one
@@ -481,16 +482,7 @@ fn a_staged_text_file_without_shebang_is_refused_before_the_backup() {
 
 #[test]
 fn a_staged_binary_for_another_architecture_is_refused_before_the_backup() {
-    let machine = if cfg!(target_arch = "aarch64") {
-        62u8
-    } else {
-        183u8
-    };
-    let mut header = vec![0u8; 64];
-    header[..4].copy_from_slice(b"\x7fELF");
-    header[4] = 2;
-    header[5] = 1;
-    header[18] = machine;
+    let header = foreign_elf_header();
     let home = staged(&header);
     let out = home.cosmovisor(["run", "start"]).run();
     out.assert_code(5);

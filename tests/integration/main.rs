@@ -3,6 +3,7 @@
 // Tests fail by panicking; helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used)]
 
+mod ahead;
 mod backup;
 mod config_errors;
 mod doctor;
@@ -30,3 +31,4 @@ mod streaming_download;
 mod support;
 mod trusted_height;
 mod upgrade;
+mod webhook;

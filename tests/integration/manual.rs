@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::support::{FakeDaemon, Home, MOCK_NODE, RefusingPort, Server, sha256};
+use crate::support::{FakeDaemon, GrpcNode, Home, MOCK_NODE, RefusingPort, Server, sha256};
 
 pub(crate) fn mock_home() -> Home {
     let home = Home::new("panacead");
@@ -259,75 +259,11 @@ fn show_upgrade_info_prints_the_pending_plan() {
     assert_eq!(value["height"], 44);
 }
 
-/// A fake node answering `cosmos.upgrade.v1beta1.Query/CurrentPlan` over h2c.
 fn grpc_node(plan: Option<(&str, i64, &str)>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    listener.set_nonblocking(true).unwrap();
-    let body = encode_plan(plan);
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let body = body.clone();
-                tokio::spawn(async move {
-                    let Ok(mut connection) = h2::server::handshake(socket).await else {
-                        return;
-                    };
-                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                        let response = http::Response::builder()
-                            .status(200)
-                            .header("content-type", "application/grpc")
-                            .body(())
-                            .unwrap();
-                        let Ok(mut send) = respond.send_response(response, false) else {
-                            return;
-                        };
-                        let _ = send.send_data(bytes::Bytes::from(body.clone()), false);
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        let _ = send.send_trailers(trailers);
-                    }
-                });
-            }
-        });
-    });
+    let node = GrpcNode::start(plan);
+    let address = node.address.clone();
+    std::mem::forget(node);
     address
-}
-
-fn encode_plan(plan: Option<(&str, i64, &str)>) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push(u8::try_from(v & 0x7f).unwrap() | 0x80);
-            v >>= 7;
-        }
-        out.push(u8::try_from(v).unwrap());
-    }
-    fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-        varint(out, (field << 3) | 2);
-        varint(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
-    let mut message = Vec::new();
-    if let Some((name, height, info)) = plan {
-        let mut inner = Vec::new();
-        bytes_field(&mut inner, 1, name.as_bytes());
-        varint(&mut inner, 3 << 3);
-        varint(&mut inner, u64::try_from(height).unwrap());
-        bytes_field(&mut inner, 4, info.as_bytes());
-        bytes_field(&mut message, 1, &inner);
-    }
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    framed.extend_from_slice(&message);
-    framed
 }
 
 #[test]

@@ -948,3 +948,137 @@ pub fn restrict_suid_sgid() -> Option<OsString> {
         }
     }
 }
+
+/// A fake node answering `cosmos.upgrade.v1beta1.Query/CurrentPlan` over h2c with the plan last
+/// [`GrpcNode::set`], and counting the questions.
+pub struct GrpcNode {
+    pub address: String,
+    plan: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GrpcNode {
+    pub fn start(plan: Option<(&str, i64, &str)>) -> GrpcNode {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let body = std::sync::Arc::new(std::sync::Mutex::new(encode_plan(plan)));
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (shared, counter, down) = (body.clone(), asked.clone(), failing.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (shared, counter, down) = (shared.clone(), counter.clone(), down.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut connection) = h2::server::handshake(socket).await else {
+                            return;
+                        };
+                        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                                let response = http::Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/grpc")
+                                    .header("grpc-status", "14")
+                                    .header("grpc-message", "unavailable")
+                                    .body(())
+                                    .unwrap();
+                                let _ = respond.send_response(response, true);
+                                continue;
+                            }
+                            let body = shared.lock().unwrap().clone();
+                            let response = http::Response::builder()
+                                .status(200)
+                                .header("content-type", "application/grpc")
+                                .body(())
+                                .unwrap();
+                            let Ok(mut send) = respond.send_response(response, false) else {
+                                return;
+                            };
+                            let _ = send.send_data(bytes::Bytes::from(body), false);
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let _ = send.send_trailers(trailers);
+                        }
+                    });
+                }
+            });
+        });
+        GrpcNode {
+            address,
+            plan: body,
+            asked,
+            failing,
+        }
+    }
+
+    /// From now on, every answer is gRPC status 14 (unavailable), or the plan again.
+    pub fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The plan the next answers carry (`None`: no plan, as after a cancel).
+    pub fn set(&self, plan: Option<(&str, i64, &str)>) {
+        *self.plan.lock().unwrap() = encode_plan(plan);
+    }
+
+    /// How many questions were answered so far.
+    pub fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn encode_plan(plan: Option<(&str, i64, &str)>) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(u8::try_from(v & 0x7f).unwrap() | 0x80);
+            v >>= 7;
+        }
+        out.push(u8::try_from(v).unwrap());
+    }
+    fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+        varint(out, (field << 3) | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut message = Vec::new();
+    if let Some((name, height, info)) = plan {
+        let mut inner = Vec::new();
+        bytes_field(&mut inner, 1, name.as_bytes());
+        varint(&mut inner, 3 << 3);
+        varint(&mut inner, u64::try_from(height).unwrap());
+        bytes_field(&mut inner, 4, info.as_bytes());
+        bytes_field(&mut message, 1, &inner);
+    }
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&message);
+    framed
+}
+
+/// The ELF header of a 64-bit little-endian executable for the other common architecture
+/// (aarch64 on `x86_64` hosts, `x86_64` on aarch64 hosts).
+pub fn foreign_elf_header() -> Vec<u8> {
+    let machine = if cfg!(target_arch = "aarch64") {
+        62u8
+    } else {
+        183u8
+    };
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2; // 64-bit
+    header[5] = 1; // little-endian
+    header[18] = machine;
+    header
+}

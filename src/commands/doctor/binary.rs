@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -13,6 +13,7 @@ use crate::child;
 use crate::elf;
 use crate::home::binary::{BinaryError, check_binary, check_format, library_path_env};
 use crate::home::layout::Layout;
+use crate::upgrade::readiness::{self, Libraries};
 
 /// How long `<bin> version` and `ldd` may take.
 const RUN_LIMIT: Duration = Duration::from_secs(10);
@@ -142,34 +143,9 @@ fn check_libraries(
     dir: &Path,
     env: &[(OsString, OsString)],
 ) {
-    let Some(ldd) = find_on_path("ldd") else {
-        report.pass(format!("{label}: shared libraries (ldd not available)"));
-        return;
-    };
-    let mut command = Command::new(ldd);
-    command.arg(bin).envs(env.iter().cloned());
-    let output = match run_limited(command) {
-        Ok(Some(output)) => output,
-        Ok(None) => {
-            report.pass(format!(
-                "{label}: shared libraries (ldd did not finish within {}s)",
-                RUN_LIMIT.as_secs()
-            ));
-            return;
-        }
-        Err(err) => {
-            report.pass(format!("{label}: shared libraries (cannot run ldd: {err})"));
-            return;
-        }
-    };
-    let text = output.stdout.text();
-    let missing: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains("not found"))
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    if !missing.is_empty() {
-        report.fail(
+    let found = crate::commands::block_on(async { Ok(readiness::libraries(bin, env).await) });
+    match found {
+        Ok(Libraries::Missing(missing)) => report.fail(
             format!(
                 "{label}: shared libraries not found: {}",
                 missing.join(", ")
@@ -178,11 +154,13 @@ fn check_libraries(
                 "put them in {} (it is added to LD_LIBRARY_PATH) or install them on the host",
                 dir.join("lib").display()
             ),
-        );
-    } else if output.status.success() {
-        report.pass(format!("{label}: shared libraries resolve"));
-    } else {
-        report.pass(format!("{label}: shared libraries (statically linked)"));
+        ),
+        Ok(Libraries::Resolved) => report.pass(format!("{label}: shared libraries resolve")),
+        Ok(Libraries::Static) => {
+            report.pass(format!("{label}: shared libraries (statically linked)"));
+        }
+        Ok(Libraries::Unknown(why)) => report.pass(format!("{label}: shared libraries ({why})")),
+        Err(err) => report.pass(format!("{label}: shared libraries ({err})")),
     }
 }
 
@@ -247,12 +225,4 @@ fn describe(status: std::process::ExitStatus) -> String {
 /// finish within [`RUN_LIMIT`] (the group is then killed).
 fn run_limited(command: Command) -> anyhow::Result<Option<child::Ended>> {
     crate::commands::block_on(async { Ok(child::run_within(command, RUN_LIMIT).await?) })
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| check_binary(candidate).is_ok())
-    })
 }
