@@ -26,6 +26,10 @@
 //! of 0, a time-based plan) is not "not yet": it is an [`UnusablePlan`], and the supervisor stops,
 //! unless its height is listed in `--unsafe-skip-upgrades` (then it is skipped, as any plan there).
 //!
+//! What a new version of the file means (apply, not new, skipped, being written, unusable) is
+//! judged by the pure `watcher/interpret.rs`; this file only finds out that it changed and reads
+//! it.
+//!
 //! The same watch reports changes of the manual-upgrade queue (`upgrade-info.json.batch`, by its
 //! identity), so the supervisor can make the node halt at a height added while it runs.
 
@@ -42,6 +46,10 @@ use tracing::{debug, info, warn};
 
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
 use crate::home::plan::{self, Applied, Plan};
+
+use interpret::{Reading, interpret};
+
+mod interpret;
 
 /// How often the file is polled while inotify watches `data/` (unless the configured interval
 /// is longer).
@@ -225,35 +233,33 @@ impl Watcher {
         };
         self.last_seen = Some(stamp);
         self.problem = None;
-        match plan::parse(&bytes, self.recase) {
-            Ok(plan) if self.wants(&plan) => Ok(Some(plan)),
-            Ok(plan) => {
+        match interpret(&bytes, self.recase, &self.applied, &self.skip_heights) {
+            Reading::Apply(plan) => Ok(Some(plan)),
+            Reading::NotNew(plan) => {
                 debug!(name = %plan.name, height = plan.height, "upgrade-info.json holds no new plan");
                 Ok(None)
             }
-            // x/upgrade writes the file in place: an empty one is being written right now.
-            Err(plan::PlanError::Empty) => {
+            Reading::Skipped(plan) => {
+                info!(name = %plan.name, height = plan.height, "upgrade height is listed in --unsafe-skip-upgrades, not applying it");
+                debug!(name = %plan.name, height = plan.height, "upgrade-info.json holds no new plan");
+                Ok(None)
+            }
+            Reading::Empty => {
                 debug!(file = %self.file.display(), "upgrade-info.json is empty; will read it again when it changes");
                 Ok(None)
             }
-            // Partial (being written) or garbled: read again when it changes.
-            Err(err @ plan::PlanError::Malformed(_)) => {
+            Reading::Malformed(err) => {
                 warn!(file = %self.file.display(), error = %err, "upgrade-info.json is not a valid plan (yet); will read it again when it changes");
                 Ok(None)
             }
-            Err(err) => match plan::identify(&bytes)
-                .map(|(_, height)| height)
-                .filter(|h| self.skip_heights.contains(h))
-            {
-                Some(height) => {
-                    info!(file = %self.file.display(), height, error = %err, "upgrade height is listed in --unsafe-skip-upgrades, skipping the plan that could not be applied");
-                    Ok(None)
-                }
-                None => Err(UnusablePlan {
-                    file: self.file.clone(),
-                    err,
-                }),
-            },
+            Reading::SkippedUnusable { height, err } => {
+                info!(file = %self.file.display(), height, error = %err, "upgrade height is listed in --unsafe-skip-upgrades, skipping the plan that could not be applied");
+                Ok(None)
+            }
+            Reading::Unusable(err) => Err(UnusablePlan {
+                file: self.file.clone(),
+                err,
+            }),
         }
     }
 

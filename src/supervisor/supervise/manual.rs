@@ -41,7 +41,7 @@ use tracing::{debug, error, info, warn};
 use crate::home::plan::{Applied, Plan};
 use crate::home::queue;
 use crate::supervisor::node_rpc::{NodeRpc, RpcError};
-use crate::supervisor::output::Hints;
+use crate::supervisor::output::{HaltLine, Hints};
 
 /// How long to wait before asking the node's RPC again when it could not be reached while the
 /// node claims its halt at a manual upgrade's height.
@@ -73,10 +73,8 @@ pub(super) fn halt_args(args: &[OsString], manual: Option<&Plan>) -> Vec<OsStrin
         .unwrap_or_else(|| args.to_vec())
 }
 
-/// The manual plan the node halted for, judged when it exited on its own: it ran with
-/// `--halt-height` H (`args`), printed a halt line naming exactly H, and then exited with status
-/// 0 with no signal reaching it since the line (`last_signalled`). Otherwise the exit is an
-/// ordinary one, with one warning saying why when there was a halt line.
+/// The manual plan the node halted for, judged when it exited on its own ([`exit_verdict`]),
+/// with one warning saying why when a halt line did not count.
 pub(super) fn halted_for(
     hints: &Hints,
     manual: Option<&Plan>,
@@ -86,30 +84,120 @@ pub(super) fn halted_for(
 ) -> Option<Plan> {
     let plan = manual?;
     let line = hints.halt_line()?;
-    let why_not = if queue::halt_height_of(args) != Some(plan.height) {
-        format!("the node did not run with --halt-height {}", plan.height)
-    } else if line.height != plan.height {
-        format!(
-            "its halt line names height {}, not its --halt-height {}",
-            line.height, plan.height
-        )
+    match exit_verdict(
+        plan.height,
+        queue::halt_height_of(args),
+        line,
+        status,
+        last_signalled,
+    ) {
+        Ok(()) => {
+            info!(name = %plan.name, height = plan.height, "node halted at the manual upgrade height");
+            Some(plan.clone())
+        }
+        Err(why_not) => {
+            warn!(name = %plan.name, height = plan.height, "the node printed a halt line, but {why_not}: not a halt at the manual upgrade height; the upgrade stays queued");
+            None
+        }
+    }
+}
+
+/// Whether a run of the node that printed the halt `line` and exited with `status` halted at the
+/// manual upgrade height `height`: it ran with `--halt-height` `height` (`run_halt_height`), the
+/// line names exactly that height, and the node then exited with status 0 with no signal reaching
+/// it since the line (`last_signalled`). Otherwise why not.
+fn exit_verdict(
+    height: i64,
+    run_halt_height: Option<i64>,
+    line: HaltLine,
+    status: ExitStatus,
+    last_signalled: Option<std::time::Instant>,
+) -> Result<(), String> {
+    if run_halt_height != Some(height) {
+        Err(format!("the node did not run with --halt-height {height}"))
+    } else if line.height != height {
+        Err(format!(
+            "its halt line names height {}, not its --halt-height {height}",
+            line.height
+        ))
     } else if let Some(signal) = status.signal() {
         let name = nix::sys::signal::Signal::try_from(signal)
             .map_or_else(|_| signal.to_string(), |signal| signal.to_string());
-        format!("it then died by signal {name}")
+        Err(format!("it then died by signal {name}"))
     } else if status.code() != Some(0) {
-        format!(
+        Err(format!(
             "it then exited with status {}",
             status.code().unwrap_or_default()
-        )
+        ))
     } else if last_signalled.is_some_and(|at| at >= line.seen) {
-        "a signal reached it after its halt line".to_owned()
+        Err("a signal reached it after its halt line".to_owned())
     } else {
-        info!(name = %plan.name, height = plan.height, "node halted at the manual upgrade height");
-        return Some(plan.clone());
-    };
-    warn!(name = %plan.name, height = plan.height, "the node printed a halt line, but {why_not}: not a halt at the manual upgrade height; the upgrade stays queued");
-    None
+        Ok(())
+    }
+}
+
+/// Whether a halt line at `line_height` is worth asking the node's RPC about, for the manual
+/// upgrade at `height` with the node running with `--halt-height` `run_halt_height`.
+fn claim_counts(line_height: i64, height: i64, run_halt_height: Option<i64>) -> bool {
+    line_height == height && run_halt_height == Some(height)
+}
+
+/// What a change of the queue asks of the node running with `--halt-height` for `running_for`,
+/// when the queue's next due plan is at `due` and the launch arguments for it differ from the
+/// running ones (`same_args` otherwise).
+#[derive(Debug, PartialEq, Eq)]
+enum QueueVerdict {
+    /// Nothing: the node already runs with the right `--halt-height`.
+    Keep,
+    /// A lower height: ask the node's RPC whether it has passed it, then restart.
+    CheckThenRestart,
+    /// A greater height, or none any more: restart at once.
+    Restart,
+}
+
+fn queue_verdict(due: Option<i64>, running_for: Option<i64>, same_args: bool) -> QueueVerdict {
+    match due {
+        _ if same_args => QueueVerdict::Keep,
+        Some(due) if running_for.is_none_or(|height| due < height) => {
+            QueueVerdict::CheckThenRestart
+        }
+        _ => QueueVerdict::Restart,
+    }
+}
+
+/// What the node's RPC said about a halt claim at `height`.
+#[derive(Debug, PartialEq, Eq)]
+enum HaltAnswer {
+    /// The node is at or past the height: the halt is confirmed.
+    Confirmed(i64),
+    /// The node is below the height: the line lied.
+    Below(i64),
+    /// No authenticated answer: could not check.
+    CouldNotCheck,
+}
+
+fn halt_answer(height: i64, answer: &Result<i64, RpcError>) -> HaltAnswer {
+    match answer {
+        Ok(latest) if *latest >= height => HaltAnswer::Confirmed(*latest),
+        Ok(latest) => HaltAnswer::Below(*latest),
+        Err(_) => HaltAnswer::CouldNotCheck,
+    }
+}
+
+/// What the node's RPC said before a restart for a lower `--halt-height` `height`.
+#[derive(Debug, PartialEq, Eq)]
+enum RestartAnswer {
+    /// The node is at or past the height: the plan is missed, the node left alone.
+    Missed(i64),
+    /// The node is below it (or could not be checked): restart with the height.
+    Restart,
+}
+
+fn restart_answer(height: i64, answer: &Result<i64, RpcError>) -> RestartAnswer {
+    match answer {
+        Ok(latest) if *latest >= height => RestartAnswer::Missed(*latest),
+        _ => RestartAnswer::Restart,
+    }
 }
 
 /// The questions to the node's RPC under way for one run of the daemon.
@@ -186,21 +274,25 @@ impl HeightChecks {
             Ok(due) => due,
             Err(err) => return Verdict::Invalid(err),
         };
-        if halt_args(base_args, due.as_ref()) == args {
-            *manual = due;
-            return Verdict::Nothing;
-        }
+        let same_args = halt_args(base_args, due.as_ref()) == args;
         let running_for = manual.as_ref().map(|plan| plan.height);
-        match due {
-            Some(plan) if running_for.is_none_or(|height| plan.height < height) => {
+        match (
+            queue_verdict(due.as_ref().map(|plan| plan.height), running_for, same_args),
+            due,
+        ) {
+            (QueueVerdict::Keep, due) => {
+                *manual = due;
+                Verdict::Nothing
+            }
+            (QueueVerdict::CheckThenRestart, Some(plan)) => {
                 self.restart_check = Some((plan, self.ask()));
                 Verdict::Nothing
             }
-            Some(plan) => {
+            (_, Some(plan)) => {
                 info!(name = %plan.name, height = plan.height, "the manual upgrade queue changed: the node's next manual upgrade is now at a greater height; restarting the node with --halt-height {}", plan.height);
                 Verdict::Restart
             }
-            None => {
+            (_, None) => {
                 info!(
                     "the manual upgrade queue no longer holds the upgrade the node halts for; restarting the node without that --halt-height"
                 );
@@ -215,7 +307,7 @@ impl HeightChecks {
         let Some(plan) = manual else {
             return;
         };
-        if height != plan.height || queue::halt_height_of(args) != Some(plan.height) {
+        if !claim_counts(height, plan.height, queue::halt_height_of(args)) {
             let why = format!(
                 "a halt line at height {height} on the daemon's output does not match the node's --halt-height {}; ignoring it",
                 plan.height
@@ -280,18 +372,19 @@ impl HeightChecks {
     }
 
     fn judge_halt(&mut self, plan: &Plan, answer: Result<i64, RpcError>) -> Option<Verdict> {
-        match answer {
-            Ok(latest) if latest >= plan.height => {
+        match (halt_answer(plan.height, &answer), answer) {
+            (HaltAnswer::Confirmed(latest), _) => {
                 info!(name = %plan.name, height = plan.height, node_height = latest, "node halted at the manual upgrade height and keeps running; its RPC confirms the height");
                 return Some(Verdict::Upgrade(plan.clone()));
             }
-            Ok(latest) => {
+            (HaltAnswer::Below(latest), _) => {
                 let why = format!(
                     "a halt line on the daemon's output is not confirmed by the node's RPC (its height is {latest}); ignoring it"
                 );
                 self.doubt(plan, why);
             }
-            Err(err) => {
+            (HaltAnswer::CouldNotCheck, answer) => {
+                let err = answer.err().map(|err| err.to_string()).unwrap_or_default();
                 let why = format!(
                     "the node claims its halt at the manual upgrade height, but its height could not be checked: {err}; waiting for the node to exit, and asking again every {}",
                     crate::config::format_go_duration(RPC_RETRY)
@@ -306,8 +399,8 @@ impl HeightChecks {
 
 /// Restart for a lower halt height unless the node is already past it.
 fn judge_restart(plan: &Plan, answer: Result<i64, RpcError>, queue: &Path) -> Option<Verdict> {
-    match answer {
-        Ok(latest) if latest >= plan.height => {
+    match (restart_answer(plan.height, &answer), answer) {
+        (RestartAnswer::Missed(latest), _) => {
             let removed = match queue::remove(queue, plan) {
                 Ok(()) => "removed it from the manual upgrade queue".to_owned(),
                 Err(err) => format!(
@@ -317,13 +410,182 @@ fn judge_restart(plan: &Plan, answer: Result<i64, RpcError>, queue: &Path) -> Op
             error!(name = %plan.name, height = plan.height, node_height = latest, "missed manual upgrade {} at height {}, last known height is {latest}; {removed}; the node keeps running: schedule it again above height {latest} if it is still wanted", plan.name, plan.height);
             None
         }
-        Ok(latest) => {
+        (RestartAnswer::Restart, Ok(latest)) => {
             info!(name = %plan.name, height = plan.height, node_height = latest, "manual upgrade added while the node runs: restarting the node with --halt-height {}", plan.height);
             Some(Verdict::Restart)
         }
-        Err(err) => {
+        (RestartAnswer::Restart, Err(err)) => {
             warn!(name = %plan.name, height = plan.height, error = %err, "manual upgrade added while the node runs: restarting the node with --halt-height {}; its height could not be checked (COSMOVISOR_NODE_RPC)", plan.height);
             Some(Verdict::Restart)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// What the node did, and the verdict: (case, `--halt-height` it ran with, the halt line's
+    /// height, its exit, when a signal last reached it, the verdict).
+    type ExitRow = (
+        &'static str,
+        Option<i64>,
+        i64,
+        ExitStatus,
+        Option<Instant>,
+        Result<(), &'static str>,
+    );
+
+    fn line(height: i64, seen: Instant) -> HaltLine {
+        HaltLine { height, seen }
+    }
+
+    #[test]
+    fn an_exit_is_a_halt_only_at_the_height_cleanly_and_with_no_signal_since_the_line() {
+        let seen = Instant::now();
+        let before = seen.checked_sub(Duration::from_millis(5));
+        let after = Some(seen + Duration::from_millis(5));
+        let clean = ExitStatus::from_raw(0);
+        let crashed = ExitStatus::from_raw(1 << 8);
+        let killed = ExitStatus::from_raw(9);
+        let rows: Vec<ExitRow> = vec![
+            ("halted", Some(1000), 1000, clean, None, Ok(())),
+            (
+                "signal before the line",
+                Some(1000),
+                1000,
+                clean,
+                before,
+                Ok(()),
+            ),
+            (
+                "not run with the halt height",
+                None,
+                1000,
+                clean,
+                None,
+                Err("the node did not run with --halt-height 1000"),
+            ),
+            (
+                "run with another halt height",
+                Some(500),
+                1000,
+                clean,
+                None,
+                Err("the node did not run with --halt-height 1000"),
+            ),
+            (
+                "a forged huge height",
+                Some(1000),
+                99_999_999,
+                clean,
+                None,
+                Err("its halt line names height 99999999, not its --halt-height 1000"),
+            ),
+            (
+                "a lower height",
+                Some(1000),
+                10,
+                clean,
+                None,
+                Err("its halt line names height 10, not its --halt-height 1000"),
+            ),
+            (
+                "a crash",
+                Some(1000),
+                1000,
+                crashed,
+                None,
+                Err("it then exited with status 1"),
+            ),
+            (
+                "an OOM kill",
+                Some(1000),
+                1000,
+                killed,
+                None,
+                Err("it then died by signal SIGKILL"),
+            ),
+            (
+                "a forwarded signal since",
+                Some(1000),
+                1000,
+                clean,
+                after,
+                Err("a signal reached it after its halt line"),
+            ),
+        ];
+        for (what, run_halt, line_height, status, signalled, want) in rows {
+            let got = exit_verdict(1000, run_halt, line(line_height, seen), status, signalled);
+            assert_eq!(
+                got.as_ref().map_err(String::as_str),
+                want.as_ref().map_err(|w| *w),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_halt_claim_is_asked_about_only_at_the_height_the_node_runs_with() {
+        assert!(claim_counts(1000, 1000, Some(1000)));
+        assert!(!claim_counts(99_999_999, 1000, Some(1000)));
+        assert!(!claim_counts(1000, 1000, Some(500)));
+        assert!(!claim_counts(1000, 1000, None));
+    }
+
+    #[test]
+    fn a_queue_change_keeps_checks_then_restarts_or_restarts() {
+        use QueueVerdict::{CheckThenRestart, Keep, Restart};
+        let rows = [
+            ("same arguments", Some(500), Some(1000), true, Keep),
+            ("nothing due, nothing running", None, None, true, Keep),
+            ("first plan added", Some(500), None, false, CheckThenRestart),
+            (
+                "a lower height added",
+                Some(500),
+                Some(1000),
+                false,
+                CheckThenRestart,
+            ),
+            (
+                "a greater height now first",
+                Some(2000),
+                Some(1000),
+                false,
+                Restart,
+            ),
+            ("the plan removed", None, Some(1000), false, Restart),
+        ];
+        for (what, due, running_for, same, want) in rows {
+            assert_eq!(queue_verdict(due, running_for, same), want, "{what}");
+        }
+    }
+
+    fn not_ours() -> RpcError {
+        RpcError::NotOurNode {
+            url: "http://127.0.0.1:26657/status".into(),
+            expected: "a".into(),
+            answered: "b".into(),
+        }
+    }
+
+    #[test]
+    fn only_an_authenticated_height_confirms_a_halt_or_a_missed_plan() {
+        assert_eq!(halt_answer(1000, &Ok(1000)), HaltAnswer::Confirmed(1000));
+        assert_eq!(halt_answer(1000, &Ok(1001)), HaltAnswer::Confirmed(1001));
+        assert_eq!(halt_answer(1000, &Ok(10)), HaltAnswer::Below(10));
+        assert_eq!(
+            halt_answer(1000, &Err(not_ours())),
+            HaltAnswer::CouldNotCheck
+        );
+        assert_eq!(restart_answer(500, &Ok(500)), RestartAnswer::Missed(500));
+        assert_eq!(restart_answer(500, &Ok(499)), RestartAnswer::Restart);
+        assert_eq!(
+            restart_answer(500, &Err(not_ours())),
+            RestartAnswer::Restart
+        );
     }
 }
