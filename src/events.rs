@@ -417,11 +417,10 @@ impl Observer for Systemd {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{self, Write};
     use std::sync::PoisonError;
 
     use super::*;
-    use crate::log::{Format, Settings};
+    use crate::log::captured as logged;
 
     /// An observer that keeps what it was told.
     #[derive(Default)]
@@ -443,38 +442,6 @@ mod tests {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
         }
-    }
-
-    /// The log lines written while `f` runs (console format, no timestamp).
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl Write for Capture {
-            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-                self.0
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .extend_from_slice(data);
-                Ok(data.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let capture = Capture::default();
-        let settings = Settings {
-            disabled: false,
-            color: false,
-            time_pattern: None,
-            format: Format::Console,
-        };
-        tracing::subscriber::with_default(crate::log::subscriber(settings, capture.clone()), f);
-        let bytes = capture
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        String::from_utf8(bytes).unwrap()
     }
 
     #[test]
