@@ -22,6 +22,7 @@ pub mod commands;
 pub mod config;
 pub mod durable;
 pub mod elf;
+pub mod events;
 pub mod exit;
 pub mod home;
 pub mod log;

@@ -565,6 +565,13 @@ fn compact_json(s: &str) -> String {
     out
 }
 
+/// The console lines (no timestamp, no colour, INFO and up) written while `f` runs: for other
+/// modules' unit tests.
+#[cfg(test)]
+pub fn captured(f: impl FnOnce()) -> String {
+    tests::run(tests::plain(), f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,7 +609,7 @@ mod tests {
         }
     }
 
-    fn plain() -> Settings {
+    pub(super) fn plain() -> Settings {
         Settings {
             disabled: false,
             color: false,
@@ -612,7 +619,7 @@ mod tests {
     }
 
     /// Runs `f` under the public `subscriber()` (INFO) and returns what it wrote.
-    fn run(settings: Settings, f: impl FnOnce()) -> String {
+    pub(super) fn run(settings: Settings, f: impl FnOnce()) -> String {
         let capture = Capture::default();
         tracing::subscriber::with_default(subscriber(settings, capture.clone()), f);
         capture.text()

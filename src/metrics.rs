@@ -1,8 +1,9 @@
-//! The counters behind the Prometheus endpoint (`COSMOVISOR_METRICS_ADDR`): what the supervisor
-//! and the upgrade steps record as they go (starts, exits, upgrades, the last backup). Atomics, so
-//! the endpoint (`supervisor/metrics_endpoint.rs`, which also reads the home at scrape time) only
-//! ever reads them. The outlook on scheduled upgrades (`supervisor/outlook.rs`) (what is scheduled, whether it is ready, the node's
-//! height) is one value it replaces whole at each check. Uses nothing else of the crate.
+//! The counters behind the Prometheus endpoint (`COSMOVISOR_METRICS_ADDR`): what the event stream
+//! (`events.rs`, its `Counters` observer) records as `run` goes (starts, exits, upgrades, the
+//! last backup). Atomics, so the endpoint (`supervisor/metrics_endpoint.rs`, which also reads the
+//! home at scrape time) only ever reads them. The outlook on scheduled upgrades
+//! (`supervisor/outlook.rs`: what is scheduled, whether it is ready, the node's height) is one
+//! value it replaces whole at each check. Uses nothing else of the crate.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

@@ -229,3 +229,52 @@ fn the_command_words_are_the_clap_subcommands() {
         "cli::COMMANDS differs from the subcommands of cli::Cli"
     );
 }
+
+/// The reporting calls only the event stream's observers make (docs/design.md "One event
+/// stream"): a status line, a counter or an outlook set beside a step, instead of an event,
+/// could disagree with the log and the webhook.
+const REPORTING_CALLS: [&str; 12] = [
+    "notify::running(",
+    "notify::step(",
+    "notify::stopping_node(",
+    "notify::outlook(",
+    "notify::failed(",
+    "notify::stopping(",
+    ".supervisor_started(",
+    ".daemon_started(",
+    ".daemon_exited(",
+    ".upgrade_done(",
+    ".backup_done(",
+    ".set_outlook(",
+];
+
+/// The files that may make them: the event stream and the two surfaces' own modules.
+const REPORTERS: [&str; 3] = ["events.rs", "notify.rs", "metrics.rs"];
+
+#[test]
+fn only_the_event_stream_reports_to_metrics_and_systemd() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&src).unwrap();
+        if REPORTERS
+            .iter()
+            .any(|reporter| relative == Path::new(reporter))
+        {
+            continue;
+        }
+        let code = without_test_items(&fs::read_to_string(&file).unwrap());
+        for call in REPORTING_CALLS {
+            if code.contains(call) {
+                found.push(format!("src/{} calls {call}", relative.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "report through an events::Event instead (docs/design.md \"One event stream\"):\n{}",
+        found.join("\n")
+    );
+}

@@ -1,7 +1,7 @@
 //! The optional Prometheus endpoint of `cosmovisor run` (`COSMOVISOR_METRICS_ADDR`): an HTTP/1.1
 //! server (hyper) for `GET /metrics` and the text it answers ([`render`]).
 //!
-//! The supervisor and the upgrade steps write the counters through [`Metrics`] (`metrics.rs`;
+//! The event stream (`events.rs`) writes the counters through [`Metrics`] (`metrics.rs`;
 //! atomics, so the server task only ever reads them); the server runs as one task on the supervisor's runtime, whose handle
 //! ([`Server`]) aborts it, and every connection, when dropped. Values that can be read from the
 //! home at any time (the version `current` points at, the pending plan and whether its binary is

@@ -3,8 +3,8 @@
 //! over gRPC, the manual queue: `upgrade/scheduled.rs`), downloads a missing binary ahead when
 //! `DAEMON_ALLOW_DOWNLOAD_BINARIES=true` (the download `prepare-upgrade` uses), judges each
 //! upgrade's readiness (`upgrade/readiness.rs`), samples the node's height for an ETA, and tells
-//! the operator: events on changes (`events.rs`: the log and the webhook), the metrics' outlook
-//! and systemd's status.
+//! the operator through the event stream (`events.rs`): events on changes (the log and the
+//! webhook), and at each check the outlook (the metrics' and systemd's status).
 //!
 //! Knowledge, never a trigger (docs/design.md "Trust boundaries"): it never stops, restarts or
 //! switches anything, and writes nothing but a verified download into `upgrades/<name>`. One
@@ -25,11 +25,10 @@ use tracing::{debug, info, warn};
 
 use crate::acquire::grpc::RemotePlan;
 use crate::config::Config;
+use crate::events::{Event, Events};
 use crate::home::layout::Layout;
-use crate::metrics::{Metrics, Outlook, UpgradeOutlook};
-use crate::notify;
+use crate::metrics::{Outlook, UpgradeOutlook};
 use crate::signals::Signals;
-use crate::supervisor::events::{Event, Events};
 use crate::supervisor::node_rpc::{LatestBlock, NodeRpc};
 use crate::upgrade::readiness::{self, NotReady};
 use crate::upgrade::scheduled::{self, Scheduled};
@@ -52,7 +51,6 @@ pub type DownloadSlot = Arc<Mutex<()>>;
 pub async fn watch(
     cfg: &Config,
     layout: &Layout,
-    metrics: &Arc<Metrics>,
     slot: &DownloadSlot,
     events: &Events,
 ) -> Infallible {
@@ -62,7 +60,6 @@ pub async fn watch(
     let mut watcher = Watcher {
         cfg: cfg.clone(),
         layout: layout.clone(),
-        metrics: Arc::clone(metrics),
         slot: Arc::clone(slot),
         events: events.clone(),
         rpc: NodeRpc::for_home(cfg),
@@ -72,7 +69,6 @@ pub async fn watch(
         verdicts: BTreeMap::new(),
         retries: BTreeMap::new(),
         samples: VecDeque::new(),
-        shown: None,
         signals: None,
     };
     loop {
@@ -91,7 +87,6 @@ struct Retry {
 struct Watcher {
     cfg: Config,
     layout: Layout,
-    metrics: Arc<Metrics>,
     slot: DownloadSlot,
     events: Events,
     rpc: NodeRpc,
@@ -106,8 +101,6 @@ struct Watcher {
     retries: BTreeMap<String, Retry>,
     /// (height, block time) samples of the node, oldest first.
     samples: VecDeque<LatestBlock>,
-    /// What systemd's status shows of the next upgrade.
-    shown: Option<String>,
     /// Our own signal listeners, for the downloads (a termination signal stops one cleanly).
     signals: Option<Signals>,
 }
@@ -139,13 +132,12 @@ impl Watcher {
                 short_reason(problem)
             ),
         });
-        if shown != self.shown {
-            notify::outlook(shown.as_deref());
-            self.shown = shown;
-        }
-        self.metrics.set_outlook(Outlook {
-            upgrades: outlook,
-            node_height: self.samples.back().map(|block| block.height),
+        self.events.emit(&Event::Outlook {
+            outlook: Outlook {
+                upgrades: outlook,
+                node_height: self.samples.back().map(|block| block.height),
+            },
+            status: shown,
         });
     }
 

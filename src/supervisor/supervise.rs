@@ -46,6 +46,7 @@ use tracing::{debug, error, info, warn};
 use manual::{HeightChecks, Verdict, halt_args, halted_for};
 
 use crate::config::Config;
+use crate::events::{Event, Events, Observer};
 use crate::exit;
 use crate::home::binary;
 use crate::home::layout::{self, Layout};
@@ -54,7 +55,7 @@ use crate::home::queue;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
-use crate::supervisor::events::{Event, Events};
+use crate::supervisor::events::WebhookMessages;
 use crate::supervisor::lock::{self, SupervisorLock};
 use crate::supervisor::metrics_endpoint;
 use crate::supervisor::node_rpc::NodeRpc;
@@ -62,6 +63,7 @@ use crate::supervisor::outlook::{self, DownloadSlot};
 use crate::supervisor::output::Hints;
 use crate::supervisor::process::{self, Daemon, Launch, pid_file};
 use crate::supervisor::watcher::{Change, UnusablePlan, Watcher};
+use crate::supervisor::webhook::Webhook;
 use crate::upgrade::steps::{Upgrade, UpgradeError};
 
 mod manual;
@@ -117,8 +119,10 @@ struct Supervisor<'a> {
     /// Held while an upgrade is carried out, so no download ahead runs meanwhile
     /// (`supervisor/outlook.rs`).
     download_slot: DownloadSlot,
-    /// The log lines and webhook messages of the upgrades' events.
+    /// The event stream's dispatcher (docs/design.md "One event stream").
     events: Events,
+    /// The webhook's delivery, flushed before exiting.
+    webhook: Option<Webhook>,
     /// The upgrade whose `upgrade_started` was told (when the node was stopped for it).
     announced: Option<String>,
     /// The upgrade carried out whose `upgrade_completed` waits for the new binary's launch.
@@ -142,14 +146,23 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         }
         .into());
     }
+    let metrics = Arc::default();
+    let webhook = cfg.webhook_url.as_deref().map(Webhook::start);
+    let messages: Vec<Arc<dyn Observer>> = webhook
+        .iter()
+        .map(|webhook| {
+            Arc::new(WebhookMessages::new(&cfg.name, webhook.clone())) as Arc<dyn Observer>
+        })
+        .collect();
     let mut supervisor = Supervisor {
         cfg,
         layout,
         args,
         signals,
-        metrics: Arc::default(),
+        events: Events::standard(&cfg.name, &metrics, messages),
+        metrics,
         download_slot: DownloadSlot::default(),
-        events: Events::new(&cfg.name, cfg.webhook_url.as_deref()),
+        webhook,
         announced: None,
         completed: None,
     };
@@ -160,26 +173,28 @@ pub async fn run(cfg: &Config, args: &[OsString]) -> anyhow::Result<u8> {
         info!(lock = %lock::lock_file(&root).display(), "another cosmovisor supervises this home; running the command without upgrade handling");
         supervisor.pass_through().await
     };
-    if let Err(err) = &result {
-        notify::failed(&format!("{err:#}"));
+    supervisor.events.emit(&Event::Exiting {
+        error: result.as_ref().err().map(|err| format!("{err:#}")),
+    });
+    if let Some(webhook) = &supervisor.webhook {
+        webhook.flush(WEBHOOK_FLUSH).await;
     }
-    notify::stopping();
-    supervisor.events.flush(WEBHOOK_FLUSH).await;
     result
 }
 
 impl Supervisor<'_> {
     /// Supervises the daemon, upgrade after upgrade, until it ends for good.
     async fn supervise(&mut self) -> anyhow::Result<u8> {
-        self.metrics
-            .supervisor_started(self.cfg.allow_download_binaries);
+        self.events.emit(&Event::SupervisorStarted {
+            download_enabled: self.cfg.allow_download_binaries,
+        });
         let _metrics_server = self.serve_metrics().await;
         let (cfg, layout) = (self.cfg, self.layout.clone());
-        let (metrics, slot) = (Arc::clone(&self.metrics), Arc::clone(&self.download_slot));
+        let slot = Arc::clone(&self.download_slot);
         let events = self.events.clone();
         tokio::select! {
             result = self.supervise_steps() => result,
-            never = outlook::watch(cfg, &layout, &metrics, &slot, &events) => match never {},
+            never = outlook::watch(cfg, &layout, &slot, &events) => match never {},
         }
     }
 
@@ -253,7 +268,7 @@ impl Supervisor<'_> {
         )?;
         let args = self.launch_args(manual.as_ref());
         let (mut daemon, mut hints, version) = self.launch(&args)?;
-        notify::running(&self.cfg.name, &version, !restart);
+        self.events.emit(&Event::DaemonRunning { version, restart });
         if let Some((name, height)) = self.completed.take() {
             self.events.emit(&Event::Completed {
                 name,
@@ -261,7 +276,6 @@ impl Supervisor<'_> {
                 restarted: true,
             });
         }
-        self.metrics.daemon_started(restart);
         let ending = self
             .run_until_ending(&mut daemon, watcher, &mut hints, &mut manual, &args)
             .await?;
@@ -408,7 +422,10 @@ impl Supervisor<'_> {
     /// at bay meanwhile. A termination signal that arrives meanwhile is forwarded and remembered
     /// ([`Signals::interrupted`]).
     async fn stop_daemon(&mut self, daemon: &mut Daemon, why: &str) -> anyhow::Result<()> {
-        notify::stopping_node(why, self.cfg.shutdown_grace);
+        self.events.emit(&Event::StoppingNode {
+            why: why.to_owned(),
+            grace: self.cfg.shutdown_grace,
+        });
         let status =
             notify::keep_alive(daemon.stop(self.cfg.shutdown_grace, &mut self.signals)).await?;
         self.reaped(daemon, status).await;
@@ -418,7 +435,9 @@ impl Supervisor<'_> {
     /// Once the daemon is reaped: records how it ended, removes its pid file, and stops what it
     /// left behind.
     async fn reaped(&mut self, daemon: &mut Daemon, status: ExitStatus) {
-        self.metrics.daemon_exited(exit::from_status(status));
+        self.events.emit(&Event::DaemonEnded {
+            code: exit::from_status(status),
+        });
         pid_file::remove(&self.layout.daemon_pid_file());
         notify::keep_alive(daemon.finish(self.cfg.shutdown_grace)).await;
     }
@@ -463,11 +482,11 @@ impl Supervisor<'_> {
             self.cfg,
             &self.layout,
             &mut self.signals,
-            &self.metrics,
+            &self.events,
         ))
         .await;
         match carried_out {
-            Ok(()) => self.metrics.upgrade_done(),
+            Ok(()) => {}
             Err(UpgradeError::Interrupted(interrupted)) => {
                 warn!(signal = %interrupted.signal, name = %name, "upgrade interrupted; it resumes on the next start");
                 return Err(interrupted.into());
@@ -632,8 +651,7 @@ impl Supervisor<'_> {
                 sig = self.signals.recv() => {
                     daemon.forward(sig);
                     if !stopping && self.signals.interrupted().is_err() {
-                        notify::stopping_node(&format!("stopping {} ({sig})", self.cfg.name), self.cfg.shutdown_grace);
-                        notify::stopping();
+                        self.events.emit(&Event::Interrupted { signal: sig.to_string(), grace: self.cfg.shutdown_grace });
                     }
                 }
                 _ = orphan_exits.recv() => daemon.reap_orphans(),
@@ -649,7 +667,10 @@ impl Supervisor<'_> {
         binary::check_binary(&bin)?;
         let env = binary::library_path_env(&version_dir).into_iter().collect();
         let version = crate::home::inventory::version_name(&self.layout, &version_dir);
-        notify::running(&self.cfg.name, &version, true);
+        self.events.emit(&Event::DaemonRunning {
+            version,
+            restart: false,
+        });
         let status = run_forwarding(&bin, self.args, env, &mut self.signals).await?;
         Ok(exit::from_status(status))
     }

@@ -37,14 +37,14 @@ use tracing::{info, warn};
 
 use crate::acquire::download::DownloadError;
 use crate::bounded_read::{self, DOCUMENT_CAP, ReadError};
-use crate::config::{Config, format_go_duration};
+use crate::config::Config;
 use crate::durable;
+use crate::events::{Event, Events, Step};
 use crate::home::binary;
 use crate::home::binary::BinaryError;
 use crate::home::layout::Layout;
 use crate::home::name::NameError;
 use crate::home::plan::Plan;
-use crate::metrics::Metrics;
 use crate::notify;
 use crate::signals::{Interrupted, Signals};
 use crate::upgrade::backup::copy::CopyError;
@@ -212,9 +212,9 @@ impl Upgrade {
         cfg: &Config,
         layout: &Layout,
         signals: &mut Signals,
-        metrics: &Metrics,
+        events: &Events,
     ) -> Result<(), UpgradeError> {
-        carry_out(cfg, layout, signals, self.journal, metrics).await
+        carry_out(cfg, layout, signals, self.journal, events).await
     }
 }
 
@@ -223,19 +223,25 @@ async fn carry_out(
     layout: &Layout,
     signals: &mut Signals,
     mut journal: Journal,
-    metrics: &Metrics,
+    events: &Events,
 ) -> Result<(), UpgradeError> {
     let journal_path = layout.journal_file();
     let plan = journal.plan()?;
     let version_dir = layout.upgrade_dir(&plan.name);
     let bin = layout.bin_in(&version_dir);
+    let step = |step| {
+        events.emit(&Event::Step {
+            name: plan.name.to_string(),
+            step,
+        });
+    };
     info!(name = %plan.name, height = plan.height, phase = journal.phase.name(), "carrying out upgrade");
     restore_plan_file(layout, &plan)?;
 
     if matches!(binary::check_binary(&bin), Err(BinaryError::Missing { .. }))
         && cfg.allow_download_binaries
     {
-        notify::step(&format!("upgrade {}: downloading the binary", plan.name));
+        step(Step::Downloading);
         crate::acquire::download::download_upgrade(cfg, layout, &plan, signals)
             .await
             .map_err(|err| UpgradeError::download(&plan, err))?;
@@ -243,12 +249,7 @@ async fn carry_out(
     ensure_binary(layout, &plan, &bin)?;
 
     if journal.phase == Phase::Decided && !cfg.restart_delay.is_zero() {
-        info!(delay = %format_go_duration(cfg.restart_delay), "waiting DAEMON_RESTART_DELAY before the backup");
-        notify::step(&format!(
-            "upgrade {}: waiting DAEMON_RESTART_DELAY ({})",
-            plan.name,
-            format_go_duration(cfg.restart_delay)
-        ));
+        step(Step::RestartDelay(cfg.restart_delay));
         signals
             .interruptible(tokio::time::sleep(cfg.restart_delay))
             .await?;
@@ -258,7 +259,7 @@ async fn carry_out(
         if cfg.unsafe_skip_backup {
             info!("UNSAFE_SKIP_BACKUP is set, skipping the backup of the data directory");
         } else {
-            back_up(cfg, layout, signals, &plan, &mut journal, metrics).await?;
+            back_up(cfg, layout, signals, &plan, &mut journal, events).await?;
         }
         journal.advance(Phase::BackedUp, &journal_path)?;
     }
@@ -266,10 +267,7 @@ async fn carry_out(
 
     if journal.phase < Phase::CustomPreUpgradeDone {
         if let Some(script) = &cfg.custom_preupgrade {
-            notify::step(&format!(
-                "upgrade {}: running COSMOVISOR_CUSTOM_PREUPGRADE",
-                plan.name
-            ));
+            step(Step::CustomPreUpgrade);
             run_custom_pre_upgrade(layout, signals, &plan, script).await?;
         }
         journal.advance(Phase::CustomPreUpgradeDone, &journal_path)?;
@@ -278,11 +276,10 @@ async fn carry_out(
     if journal.phase < Phase::PreUpgradeDone {
         let env = crate::home::binary::library_path_env(&version_dir);
         hook::run_with_retries(cfg.preupgrade_max_retries, async |attempt| {
-            notify::step(&format!(
-                "upgrade {}: pre-upgrade, try {attempt} of {}",
-                plan.name,
-                u64::from(cfg.preupgrade_max_retries) + 1
-            ));
+            step(Step::PreUpgrade {
+                attempt,
+                tries: u64::from(cfg.preupgrade_max_retries) + 1,
+            });
             hook::run_pre_upgrade(&bin, layout.home(), env.clone(), signals, attempt).await
         })
         .await
@@ -299,7 +296,11 @@ async fn carry_out(
     switch(layout, &plan, &version_dir)?;
     crate::upgrade::fault::point("switched");
     Journal::finish(&journal_path)?;
-    info!(name = %plan.name, height = plan.height, path = %bin.display(), "upgrade switched to the new binary");
+    events.emit(&Event::Switched {
+        name: plan.name.to_string(),
+        height: plan.height,
+        path: bin,
+    });
     Ok(())
 }
 
@@ -389,7 +390,7 @@ async fn back_up(
     signals: &mut Signals,
     plan: &Plan,
     journal: &mut Journal,
-    metrics: &Metrics,
+    events: &Events,
 ) -> Result<(), UpgradeError> {
     let journal_path = layout.journal_file();
     let data = layout.data_dir();
@@ -419,24 +420,29 @@ async fn back_up(
     journal.backup = Some(paths.clone());
     journal.advance(Phase::BackingUp, &journal_path)?;
 
-    info!(name = %plan.name, height = plan.height, to = %paths.target.display(), size = %crate::progress::human(total), mode = mode.name(), "starting to take backup of data directory");
-    notify::step(&format!("upgrade {}: backing up data/", plan.name));
+    events.emit(&Event::Step {
+        name: plan.name.to_string(),
+        step: Step::BackingUp {
+            height: plan.height,
+            to: paths.target.clone(),
+            size: total,
+            mode: mode.name(),
+        },
+    });
     let backup::Taken { stats, took } = backup::take(&data, &paths, mode, total, signals)
         .await
         .map_err(|err| match err {
             TakeError::Interrupted(interrupted) => UpgradeError::from(interrupted),
             TakeError::Copy(err) => fail(&paths.target, err.into()),
         })?;
-    metrics.backup_done(took, stats.bytes - stats.linked_bytes);
-    info!(
-        path = %paths.target.display(),
-        files = stats.files,
-        bytes = stats.bytes,
-        linked_bytes = stats.linked_bytes,
-        mode = mode.name(),
-        took = %format_go_duration(took),
-        "backup completed"
-    );
+    events.emit(&Event::BackupTaken {
+        path: paths.target.clone(),
+        files: stats.files,
+        bytes: stats.bytes,
+        linked_bytes: stats.linked_bytes,
+        mode: mode.name(),
+        took,
+    });
     backup::after_taken(&cfg.data_backup_dir, cfg.backup_keep, &paths.target);
     Ok(())
 }
@@ -569,7 +575,7 @@ mod tests {
         })
         .unwrap();
         let mut signals = Signals::install().unwrap();
-        let metrics = Metrics::default();
+        let events = Events::default();
         let backups = || {
             std::fs::read_dir(home.path())
                 .unwrap()
@@ -589,7 +595,7 @@ mod tests {
             (on_disk.map(|journal| journal.phase), backups())
         };
         let (outcome, (phase, backups_then)) = tokio::join!(
-            carry_out(&cfg, &layout, &mut signals, journal, &metrics),
+            carry_out(&cfg, &layout, &mut signals, journal, &events),
             just_before_the_end
         );
         assert_eq!(phase, Some(Phase::Decided));
