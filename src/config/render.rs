@@ -130,67 +130,77 @@ impl Config {
         let path = |p: &Path| toml_string(&p.display().to_string());
         let duration = |d: Duration| toml_string(&format_go_duration(d));
         let mut lines = vec![
-            ("daemon_home", path(&self.home)),
-            ("daemon_name", toml_string(&self.name)),
+            (key(DAEMON_HOME), path(&self.home)),
+            (key(DAEMON_NAME), toml_string(&self.name)),
             (
-                "daemon_allow_download_binaries",
+                key(DAEMON_ALLOW_DOWNLOAD_BINARIES),
                 self.allow_download_binaries.to_string(),
             ),
             (
-                "daemon_download_must_have_checksum",
+                key(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM),
                 self.download_must_have_checksum.to_string(),
             ),
             (
-                "daemon_restart_after_upgrade",
+                key(DAEMON_RESTART_AFTER_UPGRADE),
                 self.restart_after_upgrade.to_string(),
             ),
-            ("daemon_restart_delay", duration(self.restart_delay)),
-            ("daemon_shutdown_grace", duration(self.shutdown_grace)),
-            ("daemon_poll_interval", duration(self.poll_interval)),
-            ("unsafe_skip_backup", self.unsafe_skip_backup.to_string()),
-            ("daemon_data_backup_dir", path(&self.data_backup_dir)),
+            (key(DAEMON_RESTART_DELAY), duration(self.restart_delay)),
+            (key(DAEMON_SHUTDOWN_GRACE), duration(self.shutdown_grace)),
+            (key(DAEMON_POLL_INTERVAL), duration(self.poll_interval)),
+            (key(UNSAFE_SKIP_BACKUP), self.unsafe_skip_backup.to_string()),
+            (key(DAEMON_DATA_BACKUP_DIR), path(&self.data_backup_dir)),
             (
-                "daemon_preupgrade_max_retries",
+                key(DAEMON_PREUPGRADE_MAX_RETRIES),
                 self.preupgrade_max_retries.to_string(),
             ),
-            ("daemon_grpc_address", toml_string(&self.grpc_address)),
-            ("cosmovisor_disable_logs", self.disable_logs.to_string()),
-            ("cosmovisor_color_logs", self.color_logs.to_string()),
+            (key(DAEMON_GRPC_ADDRESS), toml_string(&self.grpc_address)),
+            (key(COSMOVISOR_DISABLE_LOGS), self.disable_logs.to_string()),
+            (key(COSMOVISOR_COLOR_LOGS), self.color_logs.to_string()),
             (
-                "cosmovisor_timeformat_logs",
+                key(COSMOVISOR_TIMEFORMAT_LOGS),
                 toml_string(self.time_format.name()),
             ),
             (
-                "cosmovisor_custom_preupgrade",
+                key(COSMOVISOR_CUSTOM_PREUPGRADE),
                 toml_string(self.custom_preupgrade.as_deref().unwrap_or("")),
             ),
-            ("cosmovisor_disable_recase", self.disable_recase.to_string()),
+            (
+                key(COSMOVISOR_DISABLE_RECASE),
+                self.disable_recase.to_string(),
+            ),
         ];
         if let Some(n) = self.backup_keep {
-            lines.push(("cosmovisor_backup_keep", n.to_string()));
+            lines.push((key(COSMOVISOR_BACKUP_KEEP), n.to_string()));
         }
-        lines.push(("cosmovisor_log_format", toml_string(self.log_format.name())));
         lines.push((
-            "cosmovisor_backup_mode",
+            key(COSMOVISOR_LOG_FORMAT),
+            toml_string(self.log_format.name()),
+        ));
+        lines.push((
+            key(COSMOVISOR_BACKUP_MODE),
             toml_string(self.backup_mode.name()),
         ));
         lines.push((
-            "cosmovisor_download_idle_timeout",
+            key(COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT),
             duration(self.download_idle_timeout),
         ));
         if let Some(addr) = self.metrics_addr {
-            lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
+            lines.push((key(COSMOVISOR_METRICS_ADDR), toml_string(&addr.to_string())));
         }
         if let Some(rpc) = &self.node_rpc {
-            lines.push(("cosmovisor_node_rpc", toml_string(rpc)));
+            lines.push((key(COSMOVISOR_NODE_RPC), toml_string(rpc)));
         }
         if let Some(url) = &self.webhook_url {
-            lines.push(("cosmovisor_webhook_url", toml_string(url)));
+            lines.push((key(COSMOVISOR_WEBHOOK_URL), toml_string(url)));
         }
         // Written only when not the default, like the other settings of ours above.
-        if self.plan_check_interval != Some(super::reader::DEFAULT_PLAN_CHECK_INTERVAL) {
+        if self.plan_check_interval
+            != Some(super::vars::duration_default(
+                COSMOVISOR_PLAN_CHECK_INTERVAL,
+            ))
+        {
             lines.push((
-                "cosmovisor_plan_check_interval",
+                key(COSMOVISOR_PLAN_CHECK_INTERVAL),
                 self.plan_check_interval
                     .map_or_else(|| toml_string("off"), duration),
             ));
@@ -201,6 +211,11 @@ impl Config {
         }
         out
     }
+}
+
+/// `name`'s key in `config.toml` ([`super::Var::key`]).
+fn key(name: &str) -> String {
+    super::var(name).map_or_else(|| name.to_ascii_lowercase(), super::Var::key)
 }
 
 /// A TOML string: a single-quoted literal like go-toml writes when possible.
