@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::duration::{DurationError, parse_duration};
 use super::error::TIME_FORMAT_HINT;
-use super::vars::{bool_default, duration_default, text_default};
+use super::vars::{bool_default, duration_default, text_default, toml_key};
 use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
@@ -93,7 +93,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     }
 
     fn wrong_type(&mut self, var: &str, expected: &'static str) {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         let error = ConfigError::FileWrongType {
             path,
             key,
@@ -103,7 +103,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     }
 
     fn invalid_value(&mut self, var: &str, value: String, expected: &'static str) {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         let error = ConfigError::FileInvalidValue {
             path,
             key,
@@ -163,7 +163,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// A negative duration in the file, which upstream accepts there (its > 0 checks are for the
     /// environment only): the default, with a warning.
     fn negative_in_file(&mut self, var: &str, value: String, default: Duration) -> Duration {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         self.warnings.push(ConfigWarning::NegativeDuration {
             path,
             key,

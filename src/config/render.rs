@@ -16,7 +16,7 @@ use super::{
     COSMOVISOR_WEBHOOK_URL, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
     DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
     DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration, toml_key,
 };
 
 impl Config {
@@ -130,68 +130,86 @@ impl Config {
         let path = |p: &Path| toml_string(&p.display().to_string());
         let duration = |d: Duration| toml_string(&format_go_duration(d));
         let mut lines = vec![
-            (key(DAEMON_HOME), path(&self.home)),
-            (key(DAEMON_NAME), toml_string(&self.name)),
+            (toml_key(DAEMON_HOME), path(&self.home)),
+            (toml_key(DAEMON_NAME), toml_string(&self.name)),
             (
-                key(DAEMON_ALLOW_DOWNLOAD_BINARIES),
+                toml_key(DAEMON_ALLOW_DOWNLOAD_BINARIES),
                 self.allow_download_binaries.to_string(),
             ),
             (
-                key(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM),
+                toml_key(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM),
                 self.download_must_have_checksum.to_string(),
             ),
             (
-                key(DAEMON_RESTART_AFTER_UPGRADE),
+                toml_key(DAEMON_RESTART_AFTER_UPGRADE),
                 self.restart_after_upgrade.to_string(),
             ),
-            (key(DAEMON_RESTART_DELAY), duration(self.restart_delay)),
-            (key(DAEMON_SHUTDOWN_GRACE), duration(self.shutdown_grace)),
-            (key(DAEMON_POLL_INTERVAL), duration(self.poll_interval)),
-            (key(UNSAFE_SKIP_BACKUP), self.unsafe_skip_backup.to_string()),
-            (key(DAEMON_DATA_BACKUP_DIR), path(&self.data_backup_dir)),
+            (toml_key(DAEMON_RESTART_DELAY), duration(self.restart_delay)),
             (
-                key(DAEMON_PREUPGRADE_MAX_RETRIES),
+                toml_key(DAEMON_SHUTDOWN_GRACE),
+                duration(self.shutdown_grace),
+            ),
+            (toml_key(DAEMON_POLL_INTERVAL), duration(self.poll_interval)),
+            (
+                toml_key(UNSAFE_SKIP_BACKUP),
+                self.unsafe_skip_backup.to_string(),
+            ),
+            (
+                toml_key(DAEMON_DATA_BACKUP_DIR),
+                path(&self.data_backup_dir),
+            ),
+            (
+                toml_key(DAEMON_PREUPGRADE_MAX_RETRIES),
                 self.preupgrade_max_retries.to_string(),
             ),
-            (key(DAEMON_GRPC_ADDRESS), toml_string(&self.grpc_address)),
-            (key(COSMOVISOR_DISABLE_LOGS), self.disable_logs.to_string()),
-            (key(COSMOVISOR_COLOR_LOGS), self.color_logs.to_string()),
             (
-                key(COSMOVISOR_TIMEFORMAT_LOGS),
+                toml_key(DAEMON_GRPC_ADDRESS),
+                toml_string(&self.grpc_address),
+            ),
+            (
+                toml_key(COSMOVISOR_DISABLE_LOGS),
+                self.disable_logs.to_string(),
+            ),
+            (toml_key(COSMOVISOR_COLOR_LOGS), self.color_logs.to_string()),
+            (
+                toml_key(COSMOVISOR_TIMEFORMAT_LOGS),
                 toml_string(self.time_format.name()),
             ),
             (
-                key(COSMOVISOR_CUSTOM_PREUPGRADE),
+                toml_key(COSMOVISOR_CUSTOM_PREUPGRADE),
                 toml_string(self.custom_preupgrade.as_deref().unwrap_or("")),
             ),
             (
-                key(COSMOVISOR_DISABLE_RECASE),
+                toml_key(COSMOVISOR_DISABLE_RECASE),
                 self.disable_recase.to_string(),
             ),
         ];
         if let Some(n) = self.backup_keep {
-            lines.push((key(COSMOVISOR_BACKUP_KEEP), n.to_string()));
+            lines.push((toml_key(COSMOVISOR_BACKUP_KEEP), n.to_string()));
         }
         lines.push((
-            key(COSMOVISOR_LOG_FORMAT),
+            toml_key(COSMOVISOR_LOG_FORMAT),
             toml_string(self.log_format.name()),
         ));
         lines.push((
-            key(COSMOVISOR_BACKUP_MODE),
+            toml_key(COSMOVISOR_BACKUP_MODE),
             toml_string(self.backup_mode.name()),
         ));
         lines.push((
-            key(COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT),
+            toml_key(COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT),
             duration(self.download_idle_timeout),
         ));
         if let Some(addr) = self.metrics_addr {
-            lines.push((key(COSMOVISOR_METRICS_ADDR), toml_string(&addr.to_string())));
+            lines.push((
+                toml_key(COSMOVISOR_METRICS_ADDR),
+                toml_string(&addr.to_string()),
+            ));
         }
         if let Some(rpc) = &self.node_rpc {
-            lines.push((key(COSMOVISOR_NODE_RPC), toml_string(rpc)));
+            lines.push((toml_key(COSMOVISOR_NODE_RPC), toml_string(rpc)));
         }
         if let Some(url) = &self.webhook_url {
-            lines.push((key(COSMOVISOR_WEBHOOK_URL), toml_string(url)));
+            lines.push((toml_key(COSMOVISOR_WEBHOOK_URL), toml_string(url)));
         }
         // Written only when not the default, like the other settings of ours above.
         if self.plan_check_interval
@@ -200,7 +218,7 @@ impl Config {
             ))
         {
             lines.push((
-                key(COSMOVISOR_PLAN_CHECK_INTERVAL),
+                toml_key(COSMOVISOR_PLAN_CHECK_INTERVAL),
                 self.plan_check_interval
                     .map_or_else(|| toml_string("off"), duration),
             ));
@@ -211,11 +229,6 @@ impl Config {
         }
         out
     }
-}
-
-/// `name`'s key in `config.toml` ([`super::Var::key`]).
-fn key(name: &str) -> String {
-    super::var(name).map_or_else(|| name.to_ascii_lowercase(), super::Var::key)
 }
 
 /// A TOML string: a single-quoted literal like go-toml writes when possible.

@@ -59,12 +59,11 @@ pub struct Var {
     pub supervisor_only: bool,
 }
 
-impl Var {
-    /// Its key in `config.toml`: the name in lower case.
-    #[must_use]
-    pub fn key(&self) -> String {
-        self.name.to_ascii_lowercase()
-    }
+/// A variable's key in `config.toml`: its name in lower case (the file's keys are read
+/// case-insensitively, as viper does).
+#[must_use]
+pub fn toml_key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// Every variable cosmovisor reads, in the order of README "Configuration reference" and the
