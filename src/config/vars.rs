@@ -306,6 +306,33 @@ mod tests {
         assert_eq!(text_default(COSMOVISOR_BACKUP_KEEP), "all");
     }
 
+    /// `config` shows every variable of [`VARS`] a [`super::super::Config`] holds (all but
+    /// `COSMOVISOR_LOG_LEVEL`, which `log.rs` reads), and `config.toml` writes only their keys.
+    #[test]
+    fn config_and_config_toml_show_the_table() {
+        let config = crate::config::tests::defaults();
+        let detail = config.detail_string();
+        let shown: Vec<&str> = detail
+            .lines()
+            .skip(1)
+            .take_while(|line| line.starts_with("  ") && line.contains('_'))
+            .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name))
+            .collect();
+        let mut want: Vec<&str> = VARS
+            .iter()
+            .map(|v| v.name)
+            .filter(|name| *name != COSMOVISOR_LOG_LEVEL)
+            .collect();
+        let mut sorted = shown.clone();
+        sorted.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(sorted, want, "{detail}");
+        for line in config.to_toml().lines() {
+            let key = line.split(" = ").next().unwrap();
+            assert!(VARS.iter().any(|v| toml_key(v.name) == key), "{line}");
+        }
+    }
+
     /// The rows of README "Configuration reference" are [`VARS`]: the same names in the same
     /// order with the same defaults (README's cell without Markdown and without a closing
     /// parenthesis such as "(Go: 0 = SIGKILL)"; `—` is `required`).
