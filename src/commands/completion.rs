@@ -41,7 +41,7 @@ const MAN_ABOUT: &str = "a process manager for Cosmos SDK application binaries";
 
 /// The manual page: clap's title, name, synopsis, description and options, then every command
 /// (on this page: there are no `cosmovisor-<command>(1)` pages), the environment
-/// ([`config::VARIABLES`]), the exit status ([`exit::table`]) and the version.
+/// ([`config::VARS`]), the exit status ([`exit::table`]) and the version.
 impl Run for ManArgs {
     fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let mut command = ctx
@@ -114,8 +114,8 @@ fn environment_section() -> String {
         ".SH ENVIRONMENT\nWith --cosmovisor-config, the environment overrides the file's keys \
          (the variable names in lower case). Default first, then the meaning.\n",
     );
-    for (name, meaning) in crate::config::VARIABLES {
-        entry(&mut out, name, meaning);
+    for var in crate::config::VARS {
+        entry(&mut out, var.name, &format!("{}: {}", var.default, var.doc));
     }
     out
 }

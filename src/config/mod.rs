@@ -4,8 +4,8 @@
 //! ([`Config::from_vars`], [`Config::from_file_and_vars`]); [`Config::load`] is the only entry point
 //! that reads the process environment or the disk.
 //!
-//! This file owns the [`Config`] type, the variable names, the small enums and the entry points.
-//! Reading and checking each value is `reader.rs`, Go durations are `duration.rs`, the `config`
+//! This file owns the [`Config`] type, the small enums and the entry points. Each variable's
+//! name, default and meaning are `vars.rs`; reading and checking each value is `reader.rs`, Go durations are `duration.rs`, the `config`
 //! command's text and `config.toml` output are `render.rs`, and the error types are `error.rs`.
 //!
 //! It is not the folder layout: nothing here checks `$DAEMON_HOME/cosmovisor` or the binaries (that
@@ -23,6 +23,7 @@ mod reader;
 mod render;
 #[cfg(test)]
 mod tests;
+mod vars;
 
 pub use duration::{format_go_duration, parse_go_duration};
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
@@ -30,167 +31,7 @@ pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 use error::{io_reason, toml_reason};
 use reader::Reader;
 
-pub const DAEMON_HOME: &str = "DAEMON_HOME";
-pub const DAEMON_NAME: &str = "DAEMON_NAME";
-pub const DAEMON_ALLOW_DOWNLOAD_BINARIES: &str = "DAEMON_ALLOW_DOWNLOAD_BINARIES";
-pub const DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM: &str = "DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM";
-pub const DAEMON_RESTART_AFTER_UPGRADE: &str = "DAEMON_RESTART_AFTER_UPGRADE";
-pub const DAEMON_RESTART_DELAY: &str = "DAEMON_RESTART_DELAY";
-pub const DAEMON_SHUTDOWN_GRACE: &str = "DAEMON_SHUTDOWN_GRACE";
-pub const DAEMON_POLL_INTERVAL: &str = "DAEMON_POLL_INTERVAL";
-pub const DAEMON_DATA_BACKUP_DIR: &str = "DAEMON_DATA_BACKUP_DIR";
-pub const UNSAFE_SKIP_BACKUP: &str = "UNSAFE_SKIP_BACKUP";
-pub const DAEMON_PREUPGRADE_MAX_RETRIES: &str = "DAEMON_PREUPGRADE_MAX_RETRIES";
-pub const DAEMON_GRPC_ADDRESS: &str = "DAEMON_GRPC_ADDRESS";
-pub const COSMOVISOR_DISABLE_LOGS: &str = "COSMOVISOR_DISABLE_LOGS";
-pub const COSMOVISOR_COLOR_LOGS: &str = "COSMOVISOR_COLOR_LOGS";
-pub const COSMOVISOR_TIMEFORMAT_LOGS: &str = "COSMOVISOR_TIMEFORMAT_LOGS";
-pub const COSMOVISOR_CUSTOM_PREUPGRADE: &str = "COSMOVISOR_CUSTOM_PREUPGRADE";
-pub const COSMOVISOR_DISABLE_RECASE: &str = "COSMOVISOR_DISABLE_RECASE";
-pub const COSMOVISOR_BACKUP_KEEP: &str = "COSMOVISOR_BACKUP_KEEP";
-pub const COSMOVISOR_LOG_FORMAT: &str = "COSMOVISOR_LOG_FORMAT";
-pub const COSMOVISOR_BACKUP_MODE: &str = "COSMOVISOR_BACKUP_MODE";
-pub const COSMOVISOR_METRICS_ADDR: &str = "COSMOVISOR_METRICS_ADDR";
-pub const COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT: &str = "COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT";
-pub const COSMOVISOR_NODE_RPC: &str = "COSMOVISOR_NODE_RPC";
-pub const COSMOVISOR_PLAN_CHECK_INTERVAL: &str = "COSMOVISOR_PLAN_CHECK_INTERVAL";
-pub const COSMOVISOR_WEBHOOK_URL: &str = "COSMOVISOR_WEBHOOK_URL";
-
-/// The node's `CometBFT` RPC when `COSMOVISOR_NODE_RPC` is unset and the node's `config.toml` names
-/// no TCP `[rpc] laddr` (`CometBFT`'s default `rpc.laddr`).
-pub const DEFAULT_NODE_RPC: &str = "http://127.0.0.1:26657";
-/// Read by `log.rs` alone, not part of [`Config`].
-pub const COSMOVISOR_LOG_LEVEL: &str = "COSMOVISOR_LOG_LEVEL";
-
-/// The variables only a running supervisor reads (how it stops, waits, retries, backs up, serves
-/// metrics and logs): commands run by hand (`add-upgrade`, `status`, `rollback`, …) behave the
-/// same whatever they are, so `doctor --unit` notes a shell that differs from the unit in them
-/// instead of failing.
-pub const SUPERVISOR_ONLY: &[&str] = &[
-    DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY,
-    DAEMON_SHUTDOWN_GRACE,
-    DAEMON_POLL_INTERVAL,
-    DAEMON_PREUPGRADE_MAX_RETRIES,
-    COSMOVISOR_DISABLE_LOGS,
-    COSMOVISOR_COLOR_LOGS,
-    COSMOVISOR_TIMEFORMAT_LOGS,
-    COSMOVISOR_CUSTOM_PREUPGRADE,
-    COSMOVISOR_BACKUP_KEEP,
-    COSMOVISOR_LOG_FORMAT,
-    COSMOVISOR_BACKUP_MODE,
-    COSMOVISOR_METRICS_ADDR,
-    COSMOVISOR_PLAN_CHECK_INTERVAL,
-    COSMOVISOR_WEBHOOK_URL,
-    COSMOVISOR_LOG_LEVEL,
-];
-
-/// Every variable cosmovisor reads, in the README's order, with its default and meaning: the one
-/// list the manual page's ENVIRONMENT section and `doctor`'s comparison of the shell with a
-/// systemd unit are made from.
-pub const VARIABLES: &[(&str, &str)] = &[
-    (
-        DAEMON_HOME,
-        "required: absolute path of the node home (the daemon's --home)",
-    ),
-    (
-        DAEMON_NAME,
-        "required: file name of the daemon binary, e.g. panacead",
-    ),
-    (
-        DAEMON_ALLOW_DOWNLOAD_BINARIES,
-        "false: download the upgrade binary named in the plan when it is not staged",
-    ),
-    (
-        DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM,
-        "false: refuse download URLs without ?checksum=",
-    ),
-    (
-        DAEMON_RESTART_AFTER_UPGRADE,
-        "true: relaunch the daemon after an upgrade (else exit 0)",
-    ),
-    (
-        DAEMON_RESTART_DELAY,
-        "off: wait this long after the daemon stopped, before the backup",
-    ),
-    (
-        DAEMON_SHUTDOWN_GRACE,
-        "30s: time between SIGTERM and SIGKILL when stopping the daemon",
-    ),
-    (
-        DAEMON_POLL_INTERVAL,
-        "300ms: how often upgrade-info.json is polled without inotify (below 10ms: 10ms, with a warning)",
-    ),
-    (
-        DAEMON_DATA_BACKUP_DIR,
-        "$DAEMON_HOME: where backups of data/ go",
-    ),
-    (
-        UNSAFE_SKIP_BACKUP,
-        "false: do not back up data/ before upgrading",
-    ),
-    (
-        DAEMON_PREUPGRADE_MAX_RETRIES,
-        "0: how often pre-upgrade is retried when it exits 31",
-    ),
-    (
-        DAEMON_GRPC_ADDRESS,
-        "localhost:9090: the node's gRPC address (prepare-upgrade)",
-    ),
-    (
-        COSMOVISOR_DISABLE_LOGS,
-        "false: no cosmovisor log lines at all",
-    ),
-    (
-        COSMOVISOR_COLOR_LOGS,
-        "true: ANSI colours in our log lines when stderr is a terminal; true set in the environment forces them",
-    ),
-    (
-        COSMOVISOR_TIMEFORMAT_LOGS,
-        "kitchen: timestamp layout of our log lines (empty: none)",
-    ),
-    (
-        COSMOVISOR_CUSTOM_PREUPGRADE,
-        "off: script under $DAEMON_HOME/cosmovisor/ run before the switch",
-    ),
-    (
-        COSMOVISOR_DISABLE_RECASE,
-        "false: keep the plan name's case for the folder",
-    ),
-    (
-        COSMOVISOR_BACKUP_KEEP,
-        "all: keep only the N newest complete backups",
-    ),
-    (
-        COSMOVISOR_LOG_FORMAT,
-        "console: json for one JSON object per log line",
-    ),
-    (
-        COSMOVISOR_BACKUP_MODE,
-        "auto: reflink where the file system clones, else hard links of immutable table files on data/'s file system, else copy; copy, checkpoint or reflink force one",
-    ),
-    (
-        COSMOVISOR_METRICS_ADDR,
-        "off: address such as 127.0.0.1:9102 where run serves Prometheus metrics",
-    ),
-    (
-        COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
-        "60s: a download that receives less than 1 KiB in this long fails as stalled",
-    ),
-    (
-        COSMOVISOR_NODE_RPC,
-        "the node's [rpc] laddr in $DAEMON_HOME/config/config.toml, else http://127.0.0.1:26657: the node's CometBFT RPC, asked for its height (never to trigger); an answer counts only from the node whose ID config/node_key.json gives",
-    ),
-    (
-        COSMOVISOR_PLAN_CHECK_INTERVAL,
-        "1m: how often run asks the node (gRPC, DAEMON_GRPC_ADDRESS) for the chain's scheduled upgrade, to prepare and check its binary ahead (0 or off: never); knowledge only, never a trigger",
-    ),
-    (
-        COSMOVISOR_WEBHOOK_URL,
-        "off: http(s) URL run POSTs a JSON message to for each upgrade event (Slack, Mattermost, Discord incoming webhooks); never delays an upgrade",
-    ),
-    (COSMOVISOR_LOG_LEVEL, "info: debug shows decisions too"),
-];
+pub use vars::*;
 
 /// is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]

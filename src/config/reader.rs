@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::duration::{DurationError, parse_duration};
 use super::error::TIME_FORMAT_HINT;
+use super::vars::{bool_default, duration_default, text_default, toml_key};
 use super::{
     BackupMode, COSMOVISOR_BACKUP_KEEP, COSMOVISOR_BACKUP_MODE, COSMOVISOR_COLOR_LOGS,
     COSMOVISOR_CUSTOM_PREUPGRADE, COSMOVISOR_DISABLE_LOGS, COSMOVISOR_DISABLE_RECASE,
@@ -24,14 +25,8 @@ use super::{
     DAEMON_SHUTDOWN_GRACE, LogFormat, TimeFormat, UNSAFE_SKIP_BACKUP,
 };
 
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(300);
-/// `COSMOVISOR_PLAN_CHECK_INTERVAL`'s default.
-pub const DEFAULT_PLAN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest `DAEMON_POLL_INTERVAL` accepted.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
-const DEFAULT_DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_GRPC_ADDRESS: &str = "localhost:9090";
 const FILE_DURATION_TYPE: &str = "a duration string like '300ms' or an integer of nanoseconds";
 const FILE_DURATION_VALUE: &str =
     "a Go duration such as '300ms' or '1m30s', or an integer of nanoseconds";
@@ -98,7 +93,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     }
 
     fn wrong_type(&mut self, var: &str, expected: &'static str) {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         let error = ConfigError::FileWrongType {
             path,
             key,
@@ -108,7 +103,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     }
 
     fn invalid_value(&mut self, var: &str, value: String, expected: &'static str) {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         let error = ConfigError::FileInvalidValue {
             path,
             key,
@@ -118,7 +113,9 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         self.errors.push(error);
     }
 
-    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+    /// A boolean; unset, empty or unusable gives its default from [`super::VARS`].
+    fn bool(&mut self, var: &'static str) -> bool {
+        let default = bool_default(var);
         match self.raw(var) {
             Raw::Unset | Raw::Bad => default,
             Raw::Env(s) => match s.to_ascii_lowercase().as_str() {
@@ -145,7 +142,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// `DAEMON_POLL_INTERVAL`: any value upstream takes; below [`MIN_POLL_INTERVAL`] it is
     /// raised to that with a warning (`1ns` kept a core busy polling).
     fn poll_interval(&mut self) -> Duration {
-        let interval = self.duration(DAEMON_POLL_INTERVAL, DEFAULT_POLL_INTERVAL);
+        let interval = self.duration(DAEMON_POLL_INTERVAL);
         if interval >= MIN_POLL_INTERVAL {
             return interval;
         }
@@ -166,7 +163,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
     /// A negative duration in the file, which upstream accepts there (its > 0 checks are for the
     /// environment only): the default, with a warning.
     fn negative_in_file(&mut self, var: &str, value: String, default: Duration) -> Duration {
-        let (path, key) = (self.file_path(), var.to_ascii_lowercase());
+        let (path, key) = (self.file_path(), toml_key(var));
         self.warnings.push(ConfigWarning::NegativeDuration {
             path,
             key,
@@ -178,7 +175,8 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
 
     /// Env values must be > 0 when set; in the file, 0 (Go's `init` writes it for unset values)
     /// means the default.
-    fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
+    fn duration(&mut self, var: &'static str) -> Duration {
+        let default = duration_default(var);
         match self.raw(var) {
             Raw::Unset | Raw::Bad => default,
             Raw::Env(s) if s.is_empty() => default,
@@ -354,11 +352,12 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         .map(|url| url.trim_end_matches('/').to_owned())
     }
 
-    /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: a Go duration (default [`DEFAULT_PLAN_CHECK_INTERVAL`]);
+    /// `COSMOVISOR_PLAN_CHECK_INTERVAL`: a Go duration (default from [`super::VARS`]);
     /// `0` or `off` turns the plan watcher off.
     fn plan_check_interval(&mut self) -> Option<Duration> {
+        let default = duration_default(COSMOVISOR_PLAN_CHECK_INTERVAL);
         let Some(value) = self.non_empty(COSMOVISOR_PLAN_CHECK_INTERVAL) else {
-            return Some(DEFAULT_PLAN_CHECK_INTERVAL);
+            return Some(default);
         };
         let trimmed = value.trim();
         if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
@@ -374,7 +373,7 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
                     value,
                     reason,
                 });
-                Some(DEFAULT_PLAN_CHECK_INTERVAL)
+                Some(default)
             }
         }
     }
@@ -411,17 +410,17 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
 
     pub(super) fn read(mut self) -> Result<Config, ConfigErrors> {
         // Parse errors, in upstream v1.5+ order.
-        let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES, false);
-        let download_must_have_checksum = self.bool(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, false);
-        let restart_after_upgrade = self.bool(DAEMON_RESTART_AFTER_UPGRADE, true);
-        let unsafe_skip_backup = self.bool(UNSAFE_SKIP_BACKUP, false);
-        let disable_logs = self.bool(COSMOVISOR_DISABLE_LOGS, false);
-        let color_logs = self.bool(COSMOVISOR_COLOR_LOGS, true);
+        let allow_download_binaries = self.bool(DAEMON_ALLOW_DOWNLOAD_BINARIES);
+        let download_must_have_checksum = self.bool(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM);
+        let restart_after_upgrade = self.bool(DAEMON_RESTART_AFTER_UPGRADE);
+        let unsafe_skip_backup = self.bool(UNSAFE_SKIP_BACKUP);
+        let disable_logs = self.bool(COSMOVISOR_DISABLE_LOGS);
+        let color_logs = self.bool(COSMOVISOR_COLOR_LOGS);
         let time_format = self.time_format();
-        let disable_recase = self.bool(COSMOVISOR_DISABLE_RECASE, false);
+        let disable_recase = self.bool(COSMOVISOR_DISABLE_RECASE);
         let poll_interval = self.poll_interval();
-        let restart_delay = self.duration(DAEMON_RESTART_DELAY, Duration::ZERO);
-        let shutdown_grace = self.duration(DAEMON_SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE);
+        let restart_delay = self.duration(DAEMON_RESTART_DELAY);
+        let shutdown_grace = self.duration(DAEMON_SHUTDOWN_GRACE);
         let preupgrade_max_retries = self.integer(DAEMON_PREUPGRADE_MAX_RETRIES, 0).unwrap_or(0);
         // Ours.
         let backup_keep = self.integer(COSMOVISOR_BACKUP_KEEP, 1);
@@ -434,16 +433,13 @@ impl<'a, F: Fn(&str) -> Option<OsString>> Reader<'a, F> {
         };
         let backup_mode = self.backup_mode();
         let metrics_addr = self.metrics_addr();
-        let download_idle_timeout = self.duration(
-            COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT,
-            DEFAULT_DOWNLOAD_IDLE_TIMEOUT,
-        );
+        let download_idle_timeout = self.duration(COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT);
         let node_rpc = self.node_rpc();
         let plan_check_interval = self.plan_check_interval();
         let webhook_url = self.webhook_url();
         let grpc_address = self
             .non_empty(DAEMON_GRPC_ADDRESS)
-            .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.to_string());
+            .unwrap_or_else(|| text_default(DAEMON_GRPC_ADDRESS).to_owned());
         let custom_preupgrade = self.non_empty(COSMOVISOR_CUSTOM_PREUPGRADE);
         // Validation: name, home, backup dir.
         let name = match self.text(DAEMON_NAME) {

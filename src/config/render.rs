@@ -16,7 +16,7 @@ use super::{
     COSMOVISOR_WEBHOOK_URL, Config, DAEMON_ALLOW_DOWNLOAD_BINARIES, DAEMON_DATA_BACKUP_DIR,
     DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM, DAEMON_GRPC_ADDRESS, DAEMON_HOME, DAEMON_NAME,
     DAEMON_POLL_INTERVAL, DAEMON_PREUPGRADE_MAX_RETRIES, DAEMON_RESTART_AFTER_UPGRADE,
-    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration,
+    DAEMON_RESTART_DELAY, DAEMON_SHUTDOWN_GRACE, UNSAFE_SKIP_BACKUP, format_go_duration, toml_key,
 };
 
 impl Config {
@@ -130,67 +130,95 @@ impl Config {
         let path = |p: &Path| toml_string(&p.display().to_string());
         let duration = |d: Duration| toml_string(&format_go_duration(d));
         let mut lines = vec![
-            ("daemon_home", path(&self.home)),
-            ("daemon_name", toml_string(&self.name)),
+            (toml_key(DAEMON_HOME), path(&self.home)),
+            (toml_key(DAEMON_NAME), toml_string(&self.name)),
             (
-                "daemon_allow_download_binaries",
+                toml_key(DAEMON_ALLOW_DOWNLOAD_BINARIES),
                 self.allow_download_binaries.to_string(),
             ),
             (
-                "daemon_download_must_have_checksum",
+                toml_key(DAEMON_DOWNLOAD_MUST_HAVE_CHECKSUM),
                 self.download_must_have_checksum.to_string(),
             ),
             (
-                "daemon_restart_after_upgrade",
+                toml_key(DAEMON_RESTART_AFTER_UPGRADE),
                 self.restart_after_upgrade.to_string(),
             ),
-            ("daemon_restart_delay", duration(self.restart_delay)),
-            ("daemon_shutdown_grace", duration(self.shutdown_grace)),
-            ("daemon_poll_interval", duration(self.poll_interval)),
-            ("unsafe_skip_backup", self.unsafe_skip_backup.to_string()),
-            ("daemon_data_backup_dir", path(&self.data_backup_dir)),
+            (toml_key(DAEMON_RESTART_DELAY), duration(self.restart_delay)),
             (
-                "daemon_preupgrade_max_retries",
+                toml_key(DAEMON_SHUTDOWN_GRACE),
+                duration(self.shutdown_grace),
+            ),
+            (toml_key(DAEMON_POLL_INTERVAL), duration(self.poll_interval)),
+            (
+                toml_key(UNSAFE_SKIP_BACKUP),
+                self.unsafe_skip_backup.to_string(),
+            ),
+            (
+                toml_key(DAEMON_DATA_BACKUP_DIR),
+                path(&self.data_backup_dir),
+            ),
+            (
+                toml_key(DAEMON_PREUPGRADE_MAX_RETRIES),
                 self.preupgrade_max_retries.to_string(),
             ),
-            ("daemon_grpc_address", toml_string(&self.grpc_address)),
-            ("cosmovisor_disable_logs", self.disable_logs.to_string()),
-            ("cosmovisor_color_logs", self.color_logs.to_string()),
             (
-                "cosmovisor_timeformat_logs",
+                toml_key(DAEMON_GRPC_ADDRESS),
+                toml_string(&self.grpc_address),
+            ),
+            (
+                toml_key(COSMOVISOR_DISABLE_LOGS),
+                self.disable_logs.to_string(),
+            ),
+            (toml_key(COSMOVISOR_COLOR_LOGS), self.color_logs.to_string()),
+            (
+                toml_key(COSMOVISOR_TIMEFORMAT_LOGS),
                 toml_string(self.time_format.name()),
             ),
             (
-                "cosmovisor_custom_preupgrade",
+                toml_key(COSMOVISOR_CUSTOM_PREUPGRADE),
                 toml_string(self.custom_preupgrade.as_deref().unwrap_or("")),
             ),
-            ("cosmovisor_disable_recase", self.disable_recase.to_string()),
+            (
+                toml_key(COSMOVISOR_DISABLE_RECASE),
+                self.disable_recase.to_string(),
+            ),
         ];
         if let Some(n) = self.backup_keep {
-            lines.push(("cosmovisor_backup_keep", n.to_string()));
+            lines.push((toml_key(COSMOVISOR_BACKUP_KEEP), n.to_string()));
         }
-        lines.push(("cosmovisor_log_format", toml_string(self.log_format.name())));
         lines.push((
-            "cosmovisor_backup_mode",
+            toml_key(COSMOVISOR_LOG_FORMAT),
+            toml_string(self.log_format.name()),
+        ));
+        lines.push((
+            toml_key(COSMOVISOR_BACKUP_MODE),
             toml_string(self.backup_mode.name()),
         ));
         lines.push((
-            "cosmovisor_download_idle_timeout",
+            toml_key(COSMOVISOR_DOWNLOAD_IDLE_TIMEOUT),
             duration(self.download_idle_timeout),
         ));
         if let Some(addr) = self.metrics_addr {
-            lines.push(("cosmovisor_metrics_addr", toml_string(&addr.to_string())));
+            lines.push((
+                toml_key(COSMOVISOR_METRICS_ADDR),
+                toml_string(&addr.to_string()),
+            ));
         }
         if let Some(rpc) = &self.node_rpc {
-            lines.push(("cosmovisor_node_rpc", toml_string(rpc)));
+            lines.push((toml_key(COSMOVISOR_NODE_RPC), toml_string(rpc)));
         }
         if let Some(url) = &self.webhook_url {
-            lines.push(("cosmovisor_webhook_url", toml_string(url)));
+            lines.push((toml_key(COSMOVISOR_WEBHOOK_URL), toml_string(url)));
         }
         // Written only when not the default, like the other settings of ours above.
-        if self.plan_check_interval != Some(super::reader::DEFAULT_PLAN_CHECK_INTERVAL) {
+        if self.plan_check_interval
+            != Some(super::vars::duration_default(
+                COSMOVISOR_PLAN_CHECK_INTERVAL,
+            ))
+        {
             lines.push((
-                "cosmovisor_plan_check_interval",
+                toml_key(COSMOVISOR_PLAN_CHECK_INTERVAL),
                 self.plan_check_interval
                     .map_or_else(|| toml_string("off"), duration),
             ));

@@ -4,12 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod ahead;
-mod backup;
+mod backup_modes;
+mod backup_under_stress;
 mod config_errors;
 mod doctor;
 mod download;
-mod fast_backup;
-mod friction;
 mod home_privileges;
 mod hostile_download;
 mod hostile_files;
@@ -17,18 +16,18 @@ mod hostile_metrics;
 mod hostile_output;
 mod hostile_process;
 mod init;
-mod manual;
-mod manual_live;
+mod manual_upgrades;
+mod manual_upgrades_while_running;
 mod notify;
-mod ops;
-mod parity11;
+mod operator_tooling;
 mod rollback;
 mod run;
 mod skip;
 mod startup;
 mod status;
-mod streaming_download;
 mod support;
 mod trusted_height;
 mod upgrade;
+mod upstream_parity;
+mod usability;
 mod webhook;

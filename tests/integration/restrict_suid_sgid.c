@@ -4,7 +4,7 @@
  * O_TMPFILE fail with EPERM when the mode has S_ISUID or S_ISGID; openat2 (whose mode the filter
  * cannot read) fails with ENOSYS. Everything else is allowed.
  *
- * Usage: restrict_suid_sgid <program> [args...]   (built by tests/integration/backup.rs) */
+ * Usage: restrict_suid_sgid <program> [args...]   (built by tests/integration/support/seccomp.rs) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 //! What tests need from the machine: `skip_or_fail_in_ci`, the one way a test that cannot run
 //! here (it needs root or a tool) says so, and `Tmpfs`, the small disk the full-disk tests mount
-//! (as root). The integration tests get them through `support.rs`; the library's unit tests
+//! (as root). The integration tests get them through `support/mod.rs`; the library's unit tests
 //! include this file from `src/test_support.rs`.
 
 use std::fs;

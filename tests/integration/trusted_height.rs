@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::manual::{starts, wait_for_mock_event};
+use crate::manual_upgrades::{starts, wait_for_mock_event};
 use crate::support::{FakeDaemon, Home, MOCK_NODE, Server, free_port};
 
 /// The queue file of `home`.

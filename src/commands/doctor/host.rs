@@ -115,7 +115,7 @@ pub(super) fn check_home_argument(report: &mut Report, cfg: &Config, args: &[OsS
 /// The environment the unit at `path` gives the node, with a failed check for each
 /// `EnvironmentFile=` that gives nothing and one when the shell's variables differ from it (the
 /// commands an operator runs by hand would act on another home or name); a difference only in
-/// [`crate::config::SUPERVISOR_ONLY`] variables is a `!` note. `None` when the unit
+/// supervisor-only variables ([`crate::config::Var::supervisor_only`]) is a `!` note. `None` when the unit
 /// cannot be read ([`check_units`] says so).
 pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(String, String)>> {
     let settings = systemd::read(path).ok()?;
@@ -138,7 +138,12 @@ pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(
     let mut differences = Vec::new();
     let mut supervisor_only = Vec::new();
     let mut shell_sets_any = false;
-    for (var, _) in crate::config::VARIABLES {
+    for crate::config::Var {
+        name: var,
+        supervisor_only: only_supervisor,
+        ..
+    } in crate::config::VARS
+    {
         let Some(shell) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
             continue;
         };
@@ -150,7 +155,7 @@ pub(super) fn unit_environment(report: &mut Report, path: &Path) -> Option<Vec<(
                 "{var}={shell} (the unit: {})",
                 unit_value.unwrap_or("unset")
             );
-            if crate::config::SUPERVISOR_ONLY.contains(var) {
+            if *only_supervisor {
                 supervisor_only.push(difference);
             } else {
                 differences.push(difference);

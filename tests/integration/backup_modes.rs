@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::backup::{expected_data, snapshot};
+use crate::backup_under_stress::{expected_data, snapshot};
 use crate::support::{FakeDaemon, Home, Tmpfs, upgraded_daemon, v1_requesting};
 
 const STORE: &str = "application.db";

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::manual::{mock_home, starts, wait_for_mock_event};
+use crate::manual_upgrades::{mock_home, starts, wait_for_mock_event};
 use crate::support::{Home, MOCK_NODE, free_port};
 
 fn mock_version(home: &Home, version: &str, extra: &serde_json::Value) {

@@ -1,4 +1,4 @@
-//! Everyday friction: the doctor reads the unit's environment, colours only on
+//! Everyday usability: the doctor reads the unit's environment, colours only on
 //! a terminal, help for an implicit-run word, `--version`, a clean manual page, an applied plan is
 //! not "pending", hints for a missing binary, `version` without configuration, `mock-node --help`
 //! and the demo's warning.
