@@ -99,6 +99,12 @@ fn another_users_lock_on_the_home_does_not_stop_the_upgrades() {
         .spawn()
         .unwrap();
     wait_until("the other user's lock", DEADLINE, || marker.exists());
+    // Its lock is not a supervisor: status does not report it, rollback is not refused for it.
+    let status = home.cosmovisor(["status", "-o", "json"]).run();
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(json["supervisor"]["running"], false, "{status}");
+    let rollback = home.cosmovisor(["rollback", "--yes"]).run();
+    assert_ne!(rollback.code(), Some(8), "{rollback}");
     let out = home
         .cosmovisor(["run", "start"])
         .stop_after(&home, "ready v2");
