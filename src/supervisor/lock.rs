@@ -151,25 +151,48 @@ pub fn holder(root: &Path) -> Option<Holder> {
 
 /// The pid (and its user, when `/proc` tells) of the process holding an `flock` on `path`.
 fn locked_by(path: &Path) -> Option<(i32, Option<u32>)> {
-    let inode = std::fs::symlink_metadata(path).ok()?.ino();
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let file = FileId {
+        major: nix::sys::stat::major(meta.dev()),
+        minor: nix::sys::stat::minor(meta.dev()),
+        inode: meta.ino(),
+    };
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let pid = holder_in(&locks, inode)?;
+    let pid = holder_in(&locks, file)?;
     let uid = std::fs::metadata(format!("/proc/{pid}"))
         .ok()
         .map(|m| m.uid());
     Some((pid, uid))
 }
 
-/// Finds an active `FLOCK` on `inode` in the text of `/proc/locks`
-/// (`1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF`; waiters are marked `->`).
-fn holder_in(locks: &str, inode: u64) -> Option<i32> {
+/// A file as `/proc/locks` names it: its device's major and minor numbers and its inode (an
+/// inode number alone may be another file system's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    major: u64,
+    minor: u64,
+    inode: u64,
+}
+
+/// Finds an active `FLOCK` on `file` in the text of `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF`: major and minor in hex, the inode in
+/// decimal; waiters are marked `->`).
+fn holder_in(locks: &str, file: FileId) -> Option<i32> {
     locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.get(1) != Some(&"FLOCK") {
             return None;
         }
-        let id = fields.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
-        if id != inode {
+        let mut id = fields.get(5)?.split(':');
+        let major = u64::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+        let inode = id.next()?.parse::<u64>().ok()?;
+        if (FileId {
+            major,
+            minor,
+            inode,
+        }) != file
+        {
             return None;
         }
         fields.get(4)?.parse().ok()
@@ -216,9 +239,16 @@ mod tests {
         let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:2f:777 0 EOF\n\
                      1: -> FLOCK  ADVISORY  WRITE 4343 00:2f:777 0 EOF\n\
                      2: POSIX  ADVISORY  WRITE 99 00:2f:888 0 EOF\n";
-        assert_eq!(holder_in(locks, 777), Some(4242));
-        assert_eq!(holder_in(locks, 888), None);
-        assert_eq!(holder_in(locks, 1), None);
+        let id = |major, minor, inode| FileId {
+            major,
+            minor,
+            inode,
+        };
+        assert_eq!(holder_in(locks, id(0, 0x2f, 777)), Some(4242));
+        assert_eq!(holder_in(locks, id(0, 0x2f, 888)), None);
+        assert_eq!(holder_in(locks, id(0, 0x2f, 1)), None);
+        // The same inode number on another device is another file.
+        assert_eq!(holder_in(locks, id(8, 1, 777)), None);
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("cosmovisor");
         std::fs::create_dir(&root).unwrap();
