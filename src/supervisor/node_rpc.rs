@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::bounded_read::{self, DOCUMENT_CAP, RECORD_CAP};
+use crate::bounded_read::{self, DOCUMENT_CAP, RECORD_CAP, ReadError};
 use crate::config::{Config, DEFAULT_NODE_RPC};
 use crate::redact::redact;
 
@@ -98,10 +98,18 @@ impl NodeRpc {
     }
 
     /// The node's latest committed block (height, and its time when the node says), from an
-    /// answer that carries this node's ID.
+    /// answer that carries this node's ID. The node's `config.toml` and key are read once per
+    /// question, on the blocking pool: never on the thread that forwards signals.
     pub async fn latest_block(&self) -> Result<LatestBlock, RpcError> {
-        let base = self.address()?;
-        let expected = node_id(&self.home)?;
+        let config_file = self.home.join("config/config.toml");
+        let config = bounded_read::read_capped_async(config_file, DOCUMENT_CAP)
+            .await
+            .ok()
+            .and_then(|bytes| parse_config(&bytes));
+        let base = self.address_in(config.as_ref())?;
+        let key_file = node_key_file(&self.home, config.as_ref());
+        let key = bounded_read::read_capped_async(key_file.clone(), RECORD_CAP).await;
+        let expected = node_id(&key_file, key)?;
         let url = status_url(&base);
         let answer = ask_status(&url).await?;
         if answer.node_id != expected {
@@ -117,23 +125,31 @@ impl NodeRpc {
         })
     }
 
-    /// `COSMOVISOR_NODE_RPC`, else the node's `[rpc] laddr`, else the default.
-    fn address(&self) -> Result<String, RpcError> {
+    /// The address to ask, from the node's `config`: `COSMOVISOR_NODE_RPC`, else its
+    /// `[rpc] laddr`, else the default.
+    fn address_in(&self, config: Option<&toml::Table>) -> Result<String, RpcError> {
         if let Some(url) = &self.explicit {
             return Ok(url.clone());
         }
-        match node_config(&self.home).and_then(|table| rpc_laddr(&table)) {
+        match config.and_then(rpc_laddr) {
             Some(laddr) => url_of_laddr(&laddr).map_err(|reason| RpcError::NoAddress { reason }),
             None => Ok(DEFAULT_NODE_RPC.to_owned()),
         }
     }
+
+    /// [`NodeRpc::address_in`] with the node's `config.toml` read now (for the commands'
+    /// messages).
+    fn address(&self) -> Result<String, RpcError> {
+        let config = bounded_read::read_capped(&self.home.join("config/config.toml"), DOCUMENT_CAP)
+            .ok()
+            .and_then(|bytes| parse_config(&bytes));
+        self.address_in(config.as_ref())
+    }
 }
 
-/// `$DAEMON_HOME/config/config.toml`, when it can be read and parsed.
-fn node_config(home: &Path) -> Option<toml::Table> {
-    let text =
-        bounded_read::read_capped_string(&home.join("config/config.toml"), DOCUMENT_CAP).ok()?;
-    text.parse::<toml::Table>().ok()
+/// The node's `config.toml`, when it parses.
+fn parse_config(bytes: &[u8]) -> Option<toml::Table> {
+    std::str::from_utf8(bytes).ok()?.parse::<toml::Table>().ok()
 }
 
 fn rpc_laddr(table: &toml::Table) -> Option<String> {
@@ -179,17 +195,22 @@ fn status_url(base: &str) -> String {
     }
 }
 
-/// This node's ID: lowercase hex of the first 20 bytes of SHA-256 of its ed25519 public key, the
-/// last 32 of the 64 bytes of `priv_key.value` in its node key (`CometBFT`'s `p2p.ID`).
-fn node_id(home: &Path) -> Result<String, RpcError> {
-    let file = node_config(home)
+/// Where the node keeps its key: `node_key_file` of its `config.toml` (relative to the home),
+/// else `CometBFT`'s default.
+fn node_key_file(home: &Path, config: Option<&toml::Table>) -> PathBuf {
+    let file = config
         .and_then(|table| Some(table.get("node_key_file")?.as_str()?.to_owned()))
         .filter(|file| !file.is_empty())
         .unwrap_or_else(|| DEFAULT_NODE_KEY_FILE.to_owned());
-    let path = home.join(file);
+    home.join(file)
+}
+
+/// This node's ID from what reading its key file `path` gave: lowercase hex of the first 20 bytes
+/// of SHA-256 of its ed25519 public key, the last 32 of the 64 bytes of `priv_key.value`
+/// (`CometBFT`'s `p2p.ID`).
+fn node_id(path: &Path, read: Result<Vec<u8>, ReadError>) -> Result<String, RpcError> {
     let no_key = |reason: String| RpcError::NoNodeKey { reason };
-    let bytes =
-        bounded_read::read_capped(&path, RECORD_CAP).map_err(|err| no_key(err.to_string()))?;
+    let bytes = read.map_err(|err| no_key(err.to_string()))?;
     id_of_node_key(&bytes).map_err(|reason| no_key(format!("{}: {reason}", path.display())))
 }
 
