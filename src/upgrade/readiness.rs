@@ -101,6 +101,12 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
                 format!("stage the linux {host} build of {daemon}"),
             ));
         }
+        Err(BinaryError::BadInterpreter { path, why }) => {
+            return Err(NotReady::new(
+                format!("binary {} is a script whose #! line {why}", path.display()),
+                "install the interpreter or fix the script's first line".to_owned(),
+            ));
+        }
         Err(err) => {
             return Err(NotReady::new(
                 err.to_string(),
@@ -108,9 +114,8 @@ pub async fn check(layout: &Layout, plan: &Plan, allow_download: bool) -> Result
             ));
         }
     }
-    if elf::kind(&head(&bin)) == elf::Kind::Script {
-        check_interpreter(&bin)?;
-    } else {
+    // A script's interpreter was checked with the binary; an ELF's libraries are checked here.
+    if elf::kind(&head(&bin)) != elf::Kind::Script {
         let env: Vec<(OsString, OsString)> = binary::library_path_env(&dir).into_iter().collect();
         if let Libraries::Missing(missing) = libraries(&bin, &env).await {
             return Err(NotReady::new(
@@ -145,30 +150,6 @@ fn head(path: &Path) -> Vec<u8> {
         let _ = file.take(elf::HEAD_LEN as u64).read_to_end(&mut head);
     }
     head
-}
-
-/// A `#!` script's interpreter must exist and be executable.
-fn check_interpreter(bin: &Path) -> Result<(), NotReady> {
-    let head = head(bin);
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let text = String::from_utf8_lossy(line.get(2..).unwrap_or_default()).into_owned();
-    let Some(interpreter) = text.split_whitespace().next().map(PathBuf::from) else {
-        return Err(NotReady::new(
-            format!("script {} names no interpreter after #!", bin.display()),
-            "stage the real binary".to_owned(),
-        ));
-    };
-    match binary::check_binary(&interpreter) {
-        Ok(()) => Ok(()),
-        Err(err) => Err(NotReady::new(
-            format!(
-                "script {} needs the interpreter {}: {err}",
-                bin.display(),
-                interpreter.display()
-            ),
-            format!("install {} or stage the real binary", interpreter.display()),
-        )),
-    }
 }
 
 /// When the plan's `info` gives a checksum for this platform's download and that download is
@@ -264,4 +245,36 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|candidate| binary::check_binary(candidate).is_ok())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_script_is_ready_only_when_its_interpreter_can_run() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path(), "simd");
+        let plan = crate::home::plan::parse(br#"{"name":"v2","height":10}"#, true).unwrap();
+        let bin = layout.bin_in(&layout.upgrade_dir(&plan.name));
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        let stage = |script: &str| {
+            std::fs::write(&bin, script).unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        stage("#!/bin/sh\nexit 0\n");
+        assert!(check(&layout, &plan, false).await.is_ok());
+        stage("#!/opt/missing/python3\n");
+        let not_ready = check(&layout, &plan, false).await.unwrap_err();
+        assert!(
+            not_ready.reason.contains("/opt/missing/python3"),
+            "{not_ready}"
+        );
+        assert_eq!(
+            not_ready.fix,
+            "install the interpreter or fix the script's first line"
+        );
+    }
 }
